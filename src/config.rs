@@ -1,0 +1,197 @@
+//! [`StoreConfig`]: the limits and policies of a store, with BOLT 2 defaults.
+
+use bitcoin::Network;
+
+use crate::error::StoreError;
+
+/// The most HTLCs BOLT 2 allows one side to have offered at once.
+pub const MAX_ACCEPTED_HTLCS_LIMIT: u16 = 483;
+
+/// Limits and policies of a [`crate::ChannelStore`].
+///
+/// The `Default` values follow what current Lightning implementations use.
+/// Limits that a peer must respect in the channels it opens with us
+/// (`min_funding_sat`, `htlc_minimum_msat`, `max_accepted_htlcs`, ...) are
+/// also the values we announce in `open_channel`/`accept_channel`.
+///
+/// # Examples
+///
+/// ```
+/// use chanstore::StoreConfig;
+///
+/// let config = StoreConfig { max_accepted_htlcs: 30, ..StoreConfig::default() };
+/// assert!(config.validate().is_ok());
+/// let bad = StoreConfig { max_accepted_htlcs: 484, ..StoreConfig::default() };
+/// assert!(bad.validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The chain the channels live on (its genesis hash is `chain_hash`).
+    pub network: Network,
+    /// Smallest channel we open or accept, in satoshi.
+    pub min_funding_sat: u64,
+    /// Largest channel we open or accept, in satoshi (2^24 - 1 without `option_support_large_channel`).
+    pub max_funding_sat: u64,
+    /// Reserve we require the peer to keep, in millionths of the channel's value
+    /// (never below `dust_limit_sat`).
+    pub channel_reserve_proportional_millionths: u32,
+    /// Largest reserve a peer may ask us to keep, in millionths of the channel.
+    pub max_channel_reserve_proportional_millionths: u32,
+    /// Our dust limit: outputs below it are left out of our commitment transactions.
+    pub dust_limit_sat: u64,
+    /// Smallest HTLC we accept, in millisatoshi.
+    pub htlc_minimum_msat: u64,
+    /// Most value we allow in flight towards us at once, in millisatoshi.
+    pub max_htlc_value_in_flight_msat: u64,
+    /// Most HTLCs we allow the peer to have offered at once (at most 483).
+    pub max_accepted_htlcs: u16,
+    /// Fixed part of the fee we charge to forward an HTLC, in millisatoshi.
+    pub forwarding_fee_base_msat: u32,
+    /// Proportional part of the forwarding fee, in millionths of the amount forwarded.
+    pub forwarding_fee_proportional_millionths: u32,
+    /// Blocks we require between an incoming HTLC's expiry and the one we forward.
+    pub cltv_expiry_delta: u16,
+    /// Blocks we require between the best height and the expiry of an HTLC paid to us.
+    pub min_final_cltv_expiry_delta: u16,
+    /// Blocks the peer must wait to claim its own output after a unilateral close.
+    pub to_self_delay: u16,
+    /// Largest `to_self_delay` we accept from the peer.
+    pub max_to_self_delay: u16,
+    /// Commitment feerate we propose when we open a channel, in sat per 1000 weight.
+    pub feerate_per_kw: u32,
+    /// Smallest feerate we accept in `open_channel` or `update_fee`.
+    pub min_feerate_per_kw: u32,
+    /// Largest feerate we accept in `open_channel` or `update_fee`.
+    pub max_feerate_per_kw: u32,
+    /// Confirmations we ask for before the channel is used.
+    pub minimum_depth: u32,
+    /// Verify the peer's signatures on commitments and closing transactions.
+    /// Turn off only in benchmarks that measure everything but crypto.
+    pub verify_signatures: bool,
+    /// Most channels (funded or not) one peer may have with us.
+    pub max_channels_per_peer: usize,
+    /// Most HTLCs from one peer that may wait in the forward queues at once.
+    pub max_pending_forwards_per_peer: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            network: Network::Regtest,
+            min_funding_sat: 10_000,
+            max_funding_sat: (1 << 24) - 1,
+            channel_reserve_proportional_millionths: 10_000,
+            max_channel_reserve_proportional_millionths: 200_000,
+            dust_limit_sat: 354,
+            htlc_minimum_msat: 1,
+            max_htlc_value_in_flight_msat: u64::MAX,
+            max_accepted_htlcs: MAX_ACCEPTED_HTLCS_LIMIT,
+            forwarding_fee_base_msat: 1_000,
+            forwarding_fee_proportional_millionths: 100,
+            cltv_expiry_delta: 72,
+            min_final_cltv_expiry_delta: 18,
+            to_self_delay: 144,
+            max_to_self_delay: 2016,
+            feerate_per_kw: 253,
+            min_feerate_per_kw: 253,
+            max_feerate_per_kw: 100_000,
+            minimum_depth: 3,
+            verify_signatures: true,
+            max_channels_per_peer: 50,
+            max_pending_forwards_per_peer: 2 * MAX_ACCEPTED_HTLCS_LIMIT as usize,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks that the limits are consistent with each other and with BOLT 2.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |field, reason| Err(StoreError::InvalidConfig { field, reason });
+        if self.max_accepted_htlcs == 0 || self.max_accepted_htlcs > MAX_ACCEPTED_HTLCS_LIMIT {
+            return bad("max_accepted_htlcs", "must be between 1 and 483");
+        }
+        if self.min_funding_sat > self.max_funding_sat {
+            return bad("min_funding_sat", "is above max_funding_sat");
+        }
+        if self.dust_limit_sat < 354 {
+            return bad("dust_limit_sat", "is below 354 sat (BOLT 2)");
+        }
+        if self.min_funding_sat <= self.dust_limit_sat {
+            return bad("min_funding_sat", "must be above dust_limit_sat");
+        }
+        if self.channel_reserve_proportional_millionths >= 1_000_000 {
+            return bad(
+                "channel_reserve_proportional_millionths",
+                "must be below 1_000_000",
+            );
+        }
+        if self.min_feerate_per_kw < 253 || self.min_feerate_per_kw > self.max_feerate_per_kw {
+            return bad(
+                "min_feerate_per_kw",
+                "must be at least 253 and at most max_feerate_per_kw",
+            );
+        }
+        if self.feerate_per_kw < self.min_feerate_per_kw
+            || self.feerate_per_kw > self.max_feerate_per_kw
+        {
+            return bad("feerate_per_kw", "must lie within min/max_feerate_per_kw");
+        }
+        if self.to_self_delay > self.max_to_self_delay {
+            return bad("to_self_delay", "is above max_to_self_delay");
+        }
+        if self.max_channels_per_peer == 0 {
+            return bad("max_channels_per_peer", "must be at least 1");
+        }
+        if self.max_pending_forwards_per_peer == 0 {
+            return bad("max_pending_forwards_per_peer", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The reserve we require of the peer in a channel of `funding_sat`.
+    pub fn channel_reserve_sat(&self, funding_sat: u64) -> u64 {
+        let proportional = funding_sat
+            .saturating_mul(u64::from(self.channel_reserve_proportional_millionths))
+            / 1_000_000;
+        proportional.max(self.dust_limit_sat)
+    }
+
+    /// The fee we charge to forward `amount_msat`.
+    pub fn forwarding_fee_msat(&self, amount_msat: u64) -> u64 {
+        let proportional = u128::from(amount_msat)
+            * u128::from(self.forwarding_fee_proportional_millionths)
+            / 1_000_000;
+        u64::from(self.forwarding_fee_base_msat)
+            .saturating_add(proportional.min(u128::from(u64::MAX)) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        StoreConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn reserve_has_dust_floor() {
+        let c = StoreConfig::default();
+        assert_eq!(c.channel_reserve_sat(1_000_000), 10_000);
+        assert_eq!(c.channel_reserve_sat(20_000), c.dust_limit_sat);
+    }
+
+    #[test]
+    fn fee_is_base_plus_proportional() {
+        let c = StoreConfig::default();
+        assert_eq!(c.forwarding_fee_msat(10_000_000), 1_000 + 1_000);
+        assert_eq!(c.forwarding_fee_msat(u64::MAX), u64::MAX / 10_000 + 1_000);
+        let greedy = StoreConfig {
+            forwarding_fee_base_msat: u32::MAX,
+            forwarding_fee_proportional_millionths: u32::MAX,
+            ..c
+        };
+        assert_eq!(greedy.forwarding_fee_msat(u64::MAX), u64::MAX);
+    }
+}

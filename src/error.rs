@@ -1,0 +1,331 @@
+//! Errors: [`StoreError`] for everything the store rejects, [`DecodeError`] for
+//! bytes that are not a valid message or record.
+//!
+//! Every rejection reason has its own variant so that callers (and tests) can
+//! tell exactly why a peer's message was refused. A refused message never
+//! changes any state.
+
+use bitcoin::secp256k1::PublicKey;
+
+use crate::types::{ChannelId, PaymentHash, ShortChannelId};
+
+/// Why the store refused a message or a call.
+///
+/// Messages name the channel and the limit that was hit. A refused message
+/// leaves every channel exactly as it was.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's configuration is inconsistent.
+    #[error("invalid config: {field} {reason}")]
+    InvalidConfig {
+        /// The offending field of `StoreConfig`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Funding below the smallest channel we accept.
+    #[error(
+        "channel {channel_id}: funding of {funding_sat} sat is below the minimum of {min_sat} sat"
+    )]
+    FundingTooSmall {
+        /// The channel (temporary id while unfunded).
+        channel_id: ChannelId,
+        /// Proposed funding.
+        funding_sat: u64,
+        /// `StoreConfig::min_funding_sat`.
+        min_sat: u64,
+    },
+    /// Funding above the largest channel we accept.
+    #[error(
+        "channel {channel_id}: funding of {funding_sat} sat is above the maximum of {max_sat} sat"
+    )]
+    FundingTooLarge {
+        /// The channel (temporary id while unfunded).
+        channel_id: ChannelId,
+        /// Proposed funding.
+        funding_sat: u64,
+        /// `StoreConfig::max_funding_sat`.
+        max_sat: u64,
+    },
+    /// `push_msat` larger than the whole channel.
+    #[error(
+        "channel {channel_id}: push of {push_msat} msat exceeds the funding of {funding_msat} msat"
+    )]
+    PushExceedsFunding {
+        /// The channel (temporary id while unfunded).
+        channel_id: ChannelId,
+        /// Proposed push.
+        push_msat: u64,
+        /// Funding in millisatoshi.
+        funding_msat: u64,
+    },
+    /// A channel parameter proposed by the peer is outside what BOLT 2 or our
+    /// config allows (dust limit, reserve, delay, htlc limits, feerate).
+    #[error("channel {channel_id}: {parameter} of {value} is unacceptable (limit {limit})")]
+    UnacceptableParameter {
+        /// The channel (temporary id while unfunded).
+        channel_id: ChannelId,
+        /// The field of open_channel/accept_channel/update_fee.
+        parameter: &'static str,
+        /// The value proposed.
+        value: u64,
+        /// The bound it crossed.
+        limit: u64,
+    },
+    /// The update would leave a side below its channel reserve (or unable to
+    /// pay the commitment fee while keeping it).
+    #[error("channel {channel_id}: balance of {balance_msat} msat would fall below the reserve of {reserve_msat} msat")]
+    ReserveViolated {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The balance the side would be left with (fee already deducted).
+        balance_msat: i64,
+        /// The reserve (plus fee where the side pays it) it must keep.
+        reserve_msat: u64,
+    },
+    /// An HTLC below the receiver's `htlc_minimum_msat`.
+    #[error("channel {channel_id}: htlc of {amount_msat} msat is below the minimum of {minimum_msat} msat")]
+    HtlcBelowMinimum {
+        /// The channel.
+        channel_id: ChannelId,
+        /// HTLC amount.
+        amount_msat: u64,
+        /// The receiver's minimum.
+        minimum_msat: u64,
+    },
+    /// The HTLC would push the value in flight towards the receiver over its limit.
+    #[error("channel {channel_id}: {in_flight_msat} msat in flight would exceed the maximum of {max_msat} msat")]
+    InFlightExceeded {
+        /// The channel.
+        channel_id: ChannelId,
+        /// In flight including the new HTLC.
+        in_flight_msat: u64,
+        /// The receiver's `max_htlc_value_in_flight_msat`.
+        max_msat: u64,
+    },
+    /// The HTLC would exceed the receiver's `max_accepted_htlcs`.
+    #[error("channel {channel_id}: {count} htlcs would exceed the maximum of {max}")]
+    TooManyHtlcs {
+        /// The channel.
+        channel_id: ChannelId,
+        /// HTLCs offered to the receiver, including the new one.
+        count: u16,
+        /// The receiver's `max_accepted_htlcs`.
+        max: u16,
+    },
+    /// The sender cannot pay this HTLC from its balance.
+    #[error("channel {channel_id}: htlc of {amount_msat} msat exceeds the sender's available {available_msat} msat")]
+    AmountExceedsBalance {
+        /// The channel.
+        channel_id: ChannelId,
+        /// HTLC amount.
+        amount_msat: u64,
+        /// What the sender could still offer.
+        available_msat: u64,
+    },
+    /// The HTLC's `cltv_expiry` is not in the future (or is not a block height).
+    #[error("channel {channel_id}: htlc cltv_expiry {cltv_expiry} is not after the best height {best_height}")]
+    HtlcExpired {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The HTLC's absolute expiry.
+        cltv_expiry: u32,
+        /// Our best block height.
+        best_height: u32,
+    },
+    /// An `update_add_htlc` whose id is not the next one expected.
+    #[error("channel {channel_id}: htlc id {got} out of order (expected {expected})")]
+    HtlcIdOutOfOrder {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The id the sender must use next.
+        expected: u64,
+        /// The id it used.
+        got: u64,
+    },
+    /// A fulfill or fail names an HTLC that does not exist or cannot be removed yet.
+    #[error("channel {channel_id}: no removable htlc with id {htlc_id}")]
+    UnknownHtlc {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The id named by the message.
+        htlc_id: u64,
+    },
+    /// A fulfill whose preimage does not hash to the HTLC's payment hash.
+    #[error("channel {channel_id}: preimage does not match the payment hash of htlc {htlc_id}")]
+    WrongPreimage {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The HTLC.
+        htlc_id: u64,
+    },
+    /// A signature from the peer does not verify.
+    #[error("channel {channel_id}: invalid {what} signature")]
+    InvalidSignature {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Which signature: "commitment", "htlc", "closing".
+        what: &'static str,
+    },
+    /// `commitment_signed` carries the wrong number of HTLC signatures.
+    #[error("channel {channel_id}: expected {expected} htlc signatures, got {got}")]
+    HtlcSignatureCount {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Untrimmed HTLCs in the commitment.
+        expected: usize,
+        /// Signatures received.
+        got: usize,
+    },
+    /// A revealed per-commitment secret does not match the point we were given,
+    /// or is inconsistent with the secrets revealed before it.
+    #[error("channel {channel_id}: invalid revocation secret")]
+    InvalidRevocationSecret {
+        /// The channel (all zero when checked outside any channel).
+        channel_id: ChannelId,
+    },
+    /// The message names a channel that this peer does not have with us.
+    #[error("channel {channel_id}: unknown channel")]
+    UnknownChannel {
+        /// The channel named.
+        channel_id: ChannelId,
+    },
+    /// The message names a channel we have with a different peer.
+    #[error("channel {channel_id}: belongs to another peer, not to {sender}")]
+    WrongPeer {
+        /// The channel named.
+        channel_id: ChannelId,
+        /// Who sent the message.
+        sender: PublicKey,
+    },
+    /// The message or call is not allowed in the channel's current state.
+    #[error("channel {channel_id}: {action} is not allowed while {state}")]
+    WrongState {
+        /// The channel.
+        channel_id: ChannelId,
+        /// What was attempted (a message name or API call).
+        action: &'static str,
+        /// The state it was attempted in.
+        state: &'static str,
+    },
+    /// A temporary channel id that this peer already uses.
+    #[error("channel {channel_id}: temporary id already in use by this peer")]
+    DuplicateChannelId {
+        /// The id.
+        channel_id: ChannelId,
+    },
+    /// The peer is not connected (or was never seen).
+    #[error("peer {node_id} is not connected")]
+    PeerNotConnected {
+        /// The peer.
+        node_id: PublicKey,
+    },
+    /// A per-peer resource limit was reached.
+    #[error("peer {node_id}: {resource} limit of {limit} reached")]
+    PeerLimit {
+        /// The peer.
+        node_id: PublicKey,
+        /// Which resource: "channels", "pending forwards".
+        resource: &'static str,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A route that cannot be used.
+    #[error("invalid route: {reason}")]
+    InvalidRoute {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No usable channel has this short channel id.
+    #[error("no usable channel with short channel id {scid}")]
+    UnknownShortChannelId {
+        /// The short channel id.
+        scid: ShortChannelId,
+    },
+    /// No claimable or pending HTLC has this payment hash.
+    #[error("no pending payment with hash {payment_hash}")]
+    UnknownPayment {
+        /// The hash.
+        payment_hash: PaymentHash,
+    },
+    /// Bytes that did not decode.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The persister failed; the update was not applied.
+    #[error("persist: {0}")]
+    Persist(String),
+}
+
+/// Why bytes are not a valid message or stored record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended before the field it was reading.
+    #[error("input ends early while reading {field}")]
+    ShortRead {
+        /// The field being read.
+        field: &'static str,
+    },
+    /// A message type this crate does not know (BOLT 1: odd types may be
+    /// ignored, even types must not be).
+    #[error("unknown message type {0}")]
+    UnknownMessageType(u16),
+    /// 33 bytes that are not a valid compressed public key.
+    #[error("invalid public key in {field}")]
+    InvalidPublicKey {
+        /// The field.
+        field: &'static str,
+    },
+    /// 64 bytes that are not a valid compact ECDSA signature.
+    #[error("invalid signature in {field}")]
+    InvalidSignature {
+        /// The field.
+        field: &'static str,
+    },
+    /// A field whose value is out of its range.
+    #[error("invalid value in {field}")]
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+    },
+    /// A stored-state format version this crate cannot read.
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u8),
+    /// A required (even) TLV record this crate does not know.
+    #[error("unknown required record type {record_type} in {context}")]
+    UnknownRequiredRecord {
+        /// The record's type.
+        record_type: u64,
+        /// Where it was found (e.g. "channel 00ab..", "store").
+        context: String,
+    },
+    /// A required record is missing.
+    #[error("missing required record {record_type} in {context}")]
+    MissingRecord {
+        /// The record's type.
+        record_type: u64,
+        /// Where it was expected.
+        context: String,
+    },
+    /// TLV records out of ascending type order, or repeated.
+    #[error("records out of order at type {record_type} in {context}")]
+    RecordOrder {
+        /// The record type found out of place.
+        record_type: u64,
+        /// Where.
+        context: String,
+    },
+    /// A checksum did not match.
+    #[error("checksum mismatch in {context}")]
+    Checksum {
+        /// Where.
+        context: String,
+    },
+    /// Bytes left over after a record that must consume all its input.
+    #[error("trailing bytes in {field}")]
+    TrailingBytes {
+        /// The field.
+        field: &'static str,
+    },
+}

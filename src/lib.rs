@@ -1,0 +1,15 @@
+//! `chanstore`: the channel store of a Lightning node.
+//!
+//! See `README.md` for an overview and `docs/` for the design, formats and
+//! benchmarks.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+mod secp;
+pub mod types;
+
+pub use config::StoreConfig;
+pub use error::{DecodeError, StoreError};
+pub use types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
