@@ -7,9 +7,11 @@
 
 pub mod config;
 pub mod error;
+pub mod message;
 mod secp;
 pub mod types;
 
 pub use config::StoreConfig;
 pub use error::{DecodeError, StoreError};
+pub use message::Message;
 pub use types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
