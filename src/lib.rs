@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod keys;
 mod secp;
 pub mod types;
 
