@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod keys;
 mod secp;
+pub mod transactions;
 pub mod types;
 
 pub use config::StoreConfig;
