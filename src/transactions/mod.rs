@@ -8,6 +8,9 @@
 //! The channel uses `option_static_remotekey`; `option_anchors` is a flag on
 //! each function that depends on it.
 //!
+//! All of it is checked against every test vector of BOLT 3 appendices B, C
+//! and F in `tests/bolt3_vectors.rs`.
+//!
 //! # Examples
 //!
 //! Build the holder's commitment, and check the counterparty's signature
