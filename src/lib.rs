@@ -7,8 +7,10 @@
 
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod message;
 mod secp;
+pub mod transactions;
 pub mod types;
 
 pub use config::StoreConfig;

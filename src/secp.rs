@@ -7,5 +7,4 @@ use bitcoin::secp256k1::{All, Secp256k1};
 /// Shared signing and verification context. `Secp256k1<All>` is `Send + Sync`
 /// and every operation takes `&self`, so one context serves every thread;
 /// building it once avoids the ~1 ms table setup per use.
-#[allow(dead_code)] // used by keys and channel, which land next
 pub(crate) static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);

@@ -1,0 +1,73 @@
+//! The public keys of a channel side ([`ChannelPublicKeys`]) and the keys of
+//! one commitment transaction derived from them ([`TxCreationKeys`]).
+
+use bitcoin::secp256k1::PublicKey;
+
+use crate::keys::{derive_public_key, derive_revocation_public_key};
+
+/// One side's public basepoints and funding key, as exchanged in
+/// `open_channel` / `accept_channel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelPublicKeys {
+    /// Key in the 2-of-2 funding output (and the side's anchor output).
+    pub funding_pubkey: PublicKey,
+    /// Basepoint the *other* side's revocation keys are derived from.
+    pub revocation_basepoint: PublicKey,
+    /// Basepoint of the side's `to_remote` key (used as is, with
+    /// `option_static_remotekey`).
+    pub payment_basepoint: PublicKey,
+    /// Basepoint of the side's delayed `to_local` key.
+    pub delayed_payment_basepoint: PublicKey,
+    /// Basepoint of the side's HTLC keys.
+    pub htlc_basepoint: PublicKey,
+}
+
+/// The keys of one commitment transaction, from the point of view of its
+/// broadcaster (the side that holds it and may publish it; "local" in
+/// BOLT 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxCreationKeys {
+    /// The broadcaster's per-commitment point for this commitment.
+    pub per_commitment_point: PublicKey,
+    /// `revocationpubkey`: from the countersignatory's revocation basepoint,
+    /// spendable by the countersignatory once this commitment is revoked.
+    pub revocation_key: PublicKey,
+    /// `local_htlcpubkey`.
+    pub broadcaster_htlc_key: PublicKey,
+    /// `remote_htlcpubkey`.
+    pub countersignatory_htlc_key: PublicKey,
+    /// `local_delayedpubkey`.
+    pub broadcaster_delayed_payment_key: PublicKey,
+}
+
+impl TxCreationKeys {
+    /// Derives the keys of the broadcaster's commitment with
+    /// `per_commitment_point` (BOLT 3 "Key Derivation").
+    ///
+    /// Panics only with probability about 2^-128 (see [`crate::keys`]).
+    pub fn derive(
+        per_commitment_point: &PublicKey,
+        broadcaster: &ChannelPublicKeys,
+        countersignatory: &ChannelPublicKeys,
+    ) -> Self {
+        TxCreationKeys {
+            per_commitment_point: *per_commitment_point,
+            revocation_key: derive_revocation_public_key(
+                &countersignatory.revocation_basepoint,
+                per_commitment_point,
+            ),
+            broadcaster_htlc_key: derive_public_key(
+                &broadcaster.htlc_basepoint,
+                per_commitment_point,
+            ),
+            countersignatory_htlc_key: derive_public_key(
+                &countersignatory.htlc_basepoint,
+                per_commitment_point,
+            ),
+            broadcaster_delayed_payment_key: derive_public_key(
+                &broadcaster.delayed_payment_basepoint,
+                per_commitment_point,
+            ),
+        }
+    }
+}
