@@ -199,6 +199,18 @@ pub enum StoreError {
         /// Who sent the message.
         sender: PublicKey,
     },
+    /// `open_channel` for a chain we are not on.
+    #[error("channel {channel_id}: open_channel is for another chain")]
+    WrongChain {
+        /// The temporary channel id.
+        channel_id: ChannelId,
+    },
+    /// A `shutdown` whose script is not one BOLT 2 allows.
+    #[error("channel {channel_id}: shutdown scriptpubkey is not a standard output script")]
+    InvalidShutdownScript {
+        /// The channel.
+        channel_id: ChannelId,
+    },
     /// The message or call is not allowed in the channel's current state.
     #[error("channel {channel_id}: {action} is not allowed while {state}")]
     WrongState {

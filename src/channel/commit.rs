@@ -1,0 +1,403 @@
+//! The commitment round trip: `commitment_signed` and `revoke_and_ack`,
+//! sent and received, and the commitment transactions they sign.
+//!
+//! A commitment is always built for the states the HTLCs *will* have once
+//! the message is applied (`build_commitment` takes the transition as a
+//! function), so a signature is checked before any state moves, and a bad one
+//! changes nothing.
+
+use bitcoin::secp256k1::ecdsa::Signature;
+use bitcoin::secp256k1::PublicKey;
+
+use super::htlc::{HtlcKind, HtlcState, Presence, Removal, Step};
+use super::{Channel, Effects, IncomingHtlc, OutboundResolved, Outcome, Phase};
+use crate::error::StoreError;
+use crate::keys::{derive_private_key, per_commitment_point, INITIAL_COMMITMENT_INDEX};
+use crate::message::{CommitmentSigned, RevokeAndAck};
+use crate::transactions::{
+    build_commitment_transaction, build_htlc_transaction, commitment_sighash, funding_redeemscript,
+    htlc_sighash, obscure_factor, sign, verify, CommitmentParams, CommitmentTransaction,
+    HtlcOutputInCommitment, TxCreationKeys,
+};
+
+/// The transition "nothing happens": the commitment as it stands.
+pub(crate) fn unchanged(state: HtlcState) -> Step {
+    Step::Now(state)
+}
+
+/// A commitment transaction with what is needed to sign or check it.
+pub(crate) struct BuiltCommitment {
+    pub(crate) tx: CommitmentTransaction,
+    pub(crate) keys: TxCreationKeys,
+    /// Untrimmed HTLC outputs in output order, with their output index.
+    pub(crate) htlc_outputs: Vec<(HtlcOutputInCommitment, u32)>,
+    pub(crate) feerate_per_kw: u32,
+    /// CSV delay on the broadcaster's outputs.
+    pub(crate) to_self_delay: u16,
+}
+
+impl Channel {
+    /// Builds commitment `number` of our side (`local`) or the peer's, with
+    /// every HTLC (and the pending fee) moved by `step` first.
+    pub(crate) fn build_commitment(
+        &self,
+        local: bool,
+        number: u64,
+        point: &PublicKey,
+        step: fn(HtlcState) -> Step,
+    ) -> Result<BuiltCommitment, StoreError> {
+        let their_keys = self.their_keys("commitment")?;
+        let outpoint = self
+            .funding_outpoint
+            .ok_or_else(|| self.wrong_state("commitment"))?;
+        let presence = |state: HtlcState| match step(state) {
+            Step::Now(s) if local => s.in_local(),
+            Step::Now(s) => s.in_remote(),
+            Step::Ended => Presence::Removed,
+        };
+        let (mut ours, mut theirs) = (self.to_local_msat, self.to_remote_msat);
+        let mut htlcs = Vec::with_capacity(self.htlcs.len());
+        for h in &self.htlcs {
+            let offered_by_us = h.offered();
+            let (offerer, receiver) = if offered_by_us {
+                (&mut ours, &mut theirs)
+            } else {
+                (&mut theirs, &mut ours)
+            };
+            match presence(h.state) {
+                Presence::NotYet => {}
+                Presence::Present => {
+                    *offerer -= h.amount_msat;
+                    htlcs.push(HtlcOutputInCommitment {
+                        offered: offered_by_us == local,
+                        amount_msat: h.amount_msat,
+                        cltv_expiry: h.cltv_expiry,
+                        payment_hash: h.payment_hash,
+                    });
+                }
+                Presence::Removed => {
+                    if matches!(h.removal, Some(Removal::Fulfill(_))) {
+                        *offerer -= h.amount_msat;
+                        *receiver += h.amount_msat;
+                    }
+                }
+            }
+        }
+        let feerate_per_kw = match self.pending_fee {
+            Some(fee) if presence(fee.state) == Presence::Present => fee.feerate_per_kw,
+            _ => self.feerate_per_kw,
+        };
+        let our_keys = &self.signer.pubkeys;
+        let (broadcaster, countersignatory) = if local {
+            (our_keys, their_keys)
+        } else {
+            (their_keys, our_keys)
+        };
+        let keys = TxCreationKeys::derive(point, broadcaster, countersignatory);
+        let (funder, fundee) = if self.is_outbound {
+            (our_keys, their_keys)
+        } else {
+            (their_keys, our_keys)
+        };
+        // The broadcaster's to_local waits the delay its counterparty asked for.
+        let (dust_limit_sat, to_self_delay) = if local {
+            (self.ours.dust_limit_sat, self.theirs.to_self_delay)
+        } else {
+            (self.theirs.dust_limit_sat, self.ours.to_self_delay)
+        };
+        let params = CommitmentParams {
+            funding_outpoint: outpoint,
+            commitment_number: number,
+            obscure_factor: obscure_factor(&funder.payment_basepoint, &fundee.payment_basepoint),
+            to_broadcaster_value_msat: if local { ours } else { theirs },
+            to_countersignatory_value_msat: if local { theirs } else { ours },
+            broadcaster_is_funder: local == self.is_outbound,
+            feerate_per_kw,
+            dust_limit_sat,
+            to_self_delay,
+            keys: &keys,
+            countersignatory_payment_key: countersignatory.payment_basepoint,
+            broadcaster_funding_pubkey: broadcaster.funding_pubkey,
+            countersignatory_funding_pubkey: countersignatory.funding_pubkey,
+            anchors: false,
+            htlcs: &htlcs,
+        };
+        let tx = build_commitment_transaction(&params);
+        let mut htlc_outputs: Vec<(HtlcOutputInCommitment, u32)> = htlcs
+            .iter()
+            .zip(&tx.htlc_output_index)
+            .filter_map(|(h, vout)| vout.map(|v| (*h, v)))
+            .collect();
+        htlc_outputs.sort_by_key(|(_, vout)| *vout);
+        Ok(BuiltCommitment {
+            tx,
+            keys,
+            htlc_outputs,
+            feerate_per_kw,
+            to_self_delay,
+        })
+    }
+
+    fn funding_script(&self) -> Result<bitcoin::ScriptBuf, StoreError> {
+        let theirs = self.their_keys("commitment")?;
+        Ok(funding_redeemscript(
+            &self.signer.pubkeys.funding_pubkey,
+            &theirs.funding_pubkey,
+        ))
+    }
+
+    /// Our signatures on the peer's commitment: the commitment itself and
+    /// one per untrimmed HTLC, in output order.
+    pub(crate) fn sign_remote(
+        &self,
+        built: &BuiltCommitment,
+    ) -> Result<(Signature, Vec<Signature>), StoreError> {
+        let sighash = commitment_sighash(&built.tx.tx, &self.funding_script()?, self.funding_sat);
+        let signature = sign(&sighash, &self.signer.funding_key);
+        let htlc_key =
+            derive_private_key(&self.signer.htlc_base_key, &built.keys.per_commitment_point);
+        let txid = built.tx.tx.compute_txid();
+        let htlc_signatures = built
+            .htlc_outputs
+            .iter()
+            .map(|(htlc, vout)| {
+                let htlc_tx = build_htlc_transaction(
+                    &txid,
+                    *vout,
+                    htlc,
+                    built.feerate_per_kw,
+                    built.to_self_delay,
+                    &built.keys,
+                    false,
+                );
+                sign(&htlc_sighash(&htlc_tx, htlc, &built.keys, false), &htlc_key)
+            })
+            .collect();
+        Ok((signature, htlc_signatures))
+    }
+
+    /// Checks the peer's signatures on our commitment.
+    pub(crate) fn verify_local(
+        &self,
+        built: &BuiltCommitment,
+        signature: &Signature,
+        htlc_signatures: &[Signature],
+    ) -> Result<(), StoreError> {
+        let channel_id = self.channel_id;
+        if htlc_signatures.len() != built.htlc_outputs.len() {
+            return Err(StoreError::HtlcSignatureCount {
+                channel_id,
+                expected: built.htlc_outputs.len(),
+                got: htlc_signatures.len(),
+            });
+        }
+        if !self.verify_signatures {
+            return Ok(());
+        }
+        let their_funding = self.their_keys("commitment_signed")?.funding_pubkey;
+        let sighash = commitment_sighash(&built.tx.tx, &self.funding_script()?, self.funding_sat);
+        if !verify(&sighash, signature, &their_funding) {
+            return Err(StoreError::InvalidSignature {
+                channel_id,
+                what: "commitment",
+            });
+        }
+        let txid = built.tx.tx.compute_txid();
+        for ((htlc, vout), sig) in built.htlc_outputs.iter().zip(htlc_signatures) {
+            let htlc_tx = build_htlc_transaction(
+                &txid,
+                *vout,
+                htlc,
+                built.feerate_per_kw,
+                built.to_self_delay,
+                &built.keys,
+                false,
+            );
+            if !verify(
+                &htlc_sighash(&htlc_tx, htlc, &built.keys, false),
+                sig,
+                &built.keys.countersignatory_htlc_key,
+            ) {
+                return Err(StoreError::InvalidSignature {
+                    channel_id,
+                    what: "htlc",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether our next `commitment_signed` would carry any change.
+    pub(crate) fn has_changes_to_sign(&self) -> bool {
+        self.htlcs.iter().any(|h| h.state.awaits_our_commit())
+            || self
+                .pending_fee
+                .is_some_and(|f| f.state.awaits_our_commit())
+    }
+
+    /// Signs the peer's next commitment if there is anything to sign and we
+    /// are not waiting for its revocation of the previous one.
+    pub(crate) fn send_commitment(&mut self) -> Result<Option<CommitmentSigned>, StoreError> {
+        if !matches!(self.phase, Phase::Normal | Phase::ShuttingDown)
+            || self.awaiting_revoke
+            || !self.has_changes_to_sign()
+        {
+            return Ok(None);
+        }
+        let Some(point) = self.their_next_point else {
+            return Ok(None);
+        };
+        let built = self.build_commitment(
+            false,
+            self.remote_commitment_number + 1,
+            &point,
+            HtlcState::on_send_commit,
+        )?;
+        let (signature, htlc_signatures) = self.sign_remote(&built)?;
+        self.apply(HtlcState::on_send_commit, &mut Effects::default());
+        self.their_prev_point = self.their_current_point;
+        self.their_current_point = Some(point);
+        self.their_next_point = None;
+        self.remote_commitment_number += 1;
+        self.awaiting_revoke = true;
+        Ok(Some(CommitmentSigned {
+            channel_id: self.channel_id,
+            signature,
+            htlc_signatures,
+        }))
+    }
+
+    /// The peer signed our next commitment: check it, take it, and revoke
+    /// the previous one.
+    pub(crate) fn handle_commitment_signed(
+        &mut self,
+        msg: &CommitmentSigned,
+        effects: &mut Effects,
+    ) -> Result<RevokeAndAck, StoreError> {
+        if !matches!(self.phase, Phase::Normal | Phase::ShuttingDown) {
+            return Err(self.wrong_state("commitment_signed"));
+        }
+        let number = self.local_commitment_number + 1;
+        let built = self.build_commitment(
+            true,
+            number,
+            &self.signer.commitment_point(number),
+            HtlcState::on_recv_commit,
+        )?;
+        self.verify_local(&built, &msg.signature, &msg.htlc_signatures)?;
+        self.apply(HtlcState::on_recv_commit, effects);
+        self.local_commitment_number = number;
+        let revoke = RevokeAndAck {
+            channel_id: self.channel_id,
+            per_commitment_secret: self.signer.commitment_secret(number - 1),
+            next_per_commitment_point: self.signer.commitment_point(number + 1),
+        };
+        self.apply(HtlcState::on_send_revoke, effects);
+        Ok(revoke)
+    }
+
+    /// The peer revoked its previous commitment.
+    pub(crate) fn handle_revoke_and_ack(
+        &mut self,
+        msg: &RevokeAndAck,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let channel_id = self.channel_id;
+        let (true, Some(prev_point)) = (self.awaiting_revoke, self.their_prev_point) else {
+            return Err(self.wrong_state("revoke_and_ack"));
+        };
+        let bad_secret = StoreError::InvalidRevocationSecret { channel_id };
+        // Any 32 bytes may arrive: an invalid scalar is an error, not a panic.
+        if per_commitment_point(&msg.per_commitment_secret).ok() != Some(prev_point) {
+            return Err(bad_secret);
+        }
+        let mut secrets = self.their_secrets.clone();
+        let revoked = self.remote_commitment_number - 1;
+        secrets
+            .insert_secret(
+                INITIAL_COMMITMENT_INDEX - revoked,
+                msg.per_commitment_secret,
+            )
+            .map_err(|_| bad_secret)?;
+        self.their_secrets = secrets;
+        self.their_prev_point = None;
+        self.their_next_point = Some(msg.next_per_commitment_point);
+        self.awaiting_revoke = false;
+        self.apply(HtlcState::on_recv_revoke, effects);
+        Ok(())
+    }
+
+    /// Moves every HTLC and the pending fee by `step`, settling HTLCs that
+    /// end and reporting those that became irrevocable or were resolved.
+    fn apply(&mut self, step: fn(HtlcState) -> Step, effects: &mut Effects) {
+        let mut i = 0;
+        while i < self.htlcs.len() {
+            let h = &mut self.htlcs[i];
+            match step(h.state) {
+                Step::Now(next) => {
+                    if next != h.state {
+                        h.state = next;
+                        match next {
+                            HtlcState::RcvdAddAckRevocation => {
+                                let HtlcKind::Received(inbound) = &h.kind else {
+                                    unreachable!("received state")
+                                };
+                                effects.incoming.push(IncomingHtlc {
+                                    htlc_id: h.id,
+                                    amount_msat: h.amount_msat,
+                                    payment_hash: h.payment_hash,
+                                    cltv_expiry: h.cltv_expiry,
+                                    inbound: inbound.clone(),
+                                });
+                            }
+                            // Irrevocably committed: no resend can be needed any more.
+                            HtlcState::SentAddAckRevocation => {
+                                if let HtlcKind::Offered { onion, .. } = &mut h.kind {
+                                    *onion = None;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    i += 1;
+                }
+                Step::Ended => {
+                    let h = self.htlcs.remove(i);
+                    let fulfilled = h.is_fulfilled();
+                    if fulfilled {
+                        if h.offered() {
+                            self.to_local_msat -= h.amount_msat;
+                            self.to_remote_msat += h.amount_msat;
+                        } else {
+                            self.to_remote_msat -= h.amount_msat;
+                            self.to_local_msat += h.amount_msat;
+                        }
+                    }
+                    // A failure of ours is final only now; a fulfill was reported on arrival.
+                    if let (HtlcKind::Offered { source, .. }, Some(Removal::Fail(reason))) =
+                        (h.kind, h.removal)
+                    {
+                        effects.resolved.push(OutboundResolved {
+                            source,
+                            payment_hash: h.payment_hash,
+                            amount_msat: h.amount_msat,
+                            outcome: Outcome::Failed(reason),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(fee) = &mut self.pending_fee {
+            if let Step::Now(next) = step(fee.state) {
+                fee.state = next;
+            }
+            if matches!(
+                fee.state,
+                HtlcState::SentAddAckRevocation | HtlcState::RcvdAddAckRevocation
+            ) {
+                self.feerate_per_kw = fee.feerate_per_kw;
+                self.pending_fee = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! One channel's BOLT 2 state machine, both sides.
+//!
+//! A [`Channel`] is owned by its peer's state in the store and is only ever
+//! touched under that peer's lock. Every handler validates the whole message
+//! before it changes anything, so a refused message leaves the channel exactly
+//! as it was. Handlers return what must happen outside the channel (messages
+//! to send, events, HTLCs to forward or resolve) instead of doing it, which
+//! keeps the channel free of locks and I/O.
+//!
+//! Files: `open.rs` (open → accept → funding → channel_ready), `update.rs`
+//! (add/fulfill/fail/fee and the balance checks), `commit.rs`
+//! (commitment_signed / revoke_and_ack), `close.rs` (shutdown,
+//! closing_signed, error), `htlc.rs` (an HTLC's life), `signer.rs` (our keys).
+
+mod close;
+mod commit;
+pub(crate) mod htlc;
+mod open;
+pub(crate) mod signer;
+mod update;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{OutPoint, ScriptBuf};
+
+use crate::error::StoreError;
+use crate::event::{ChannelDetails, Event};
+use crate::keys::CounterpartyCommitmentSecrets;
+use crate::message::Message;
+use crate::transactions::ChannelPublicKeys;
+use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
+
+use htlc::HtlcState;
+pub(crate) use htlc::{Htlc, HtlcSource, Inbound, PrevHop};
+
+/// Where a channel is in its life. Each phase is named by, and documented
+/// with, the BOLT 2 message that leads into it; `tests` pins the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// We sent `open_channel`; waiting for `accept_channel`.
+    OpenSent,
+    /// We received `open_channel` and sent `accept_channel`; waiting for `funding_created`.
+    AcceptSent,
+    /// We received `accept_channel`; waiting for the user's funding outpoint.
+    AwaitingFundingTx,
+    /// We sent `funding_created`; waiting for `funding_signed`.
+    FundingCreatedSent,
+    /// `funding_signed` sent or received: both first commitments are signed.
+    /// Waiting for confirmation and `channel_ready` in both directions.
+    AwaitingReady,
+    /// `channel_ready` in both directions: HTLCs flow.
+    Normal,
+    /// `shutdown` sent or received: no new HTLCs; pending ones settle.
+    ShuttingDown,
+    /// Both `shutdown`s done and no HTLC left: `closing_signed` exchange.
+    Negotiating,
+    /// `closing_signed` agreed, `error` received, or force-closed.
+    Closed,
+}
+
+impl Phase {
+    /// Lower-case name for errors and details.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phase::OpenSent => "open_sent",
+            Phase::AcceptSent => "accept_sent",
+            Phase::AwaitingFundingTx => "awaiting_funding_tx",
+            Phase::FundingCreatedSent => "funding_created_sent",
+            Phase::AwaitingReady => "awaiting_channel_ready",
+            Phase::Normal => "normal",
+            Phase::ShuttingDown => "shutting_down",
+            Phase::Negotiating => "negotiating_close",
+            Phase::Closed => "closed",
+        }
+    }
+
+    /// Whether both first commitments are signed (the channel has a funding
+    /// outpoint and a permanent id).
+    pub(crate) fn is_funded(self) -> bool {
+        matches!(
+            self,
+            Phase::AwaitingReady | Phase::Normal | Phase::ShuttingDown | Phase::Negotiating
+        )
+    }
+}
+
+/// The limits one side imposes on the other (sent in open/accept_channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct SideParams {
+    /// Outputs below this are trimmed from the imposer's commitment.
+    pub(crate) dust_limit_sat: u64,
+    /// Most value the other side may have in flight towards the imposer.
+    pub(crate) max_htlc_value_in_flight_msat: u64,
+    /// What the other side must keep.
+    pub(crate) channel_reserve_sat: u64,
+    /// Smallest HTLC the imposer accepts.
+    pub(crate) htlc_minimum_msat: u64,
+    /// Delay on the other side's `to_local`.
+    pub(crate) to_self_delay: u16,
+    /// Most HTLCs the other side may offer at once.
+    pub(crate) max_accepted_htlcs: u16,
+}
+
+/// A pending `update_fee`, moving through the same round trips as an add
+/// offered by the funder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FeeUpdate {
+    pub(crate) feerate_per_kw: u32,
+    pub(crate) state: HtlcState,
+}
+
+/// An HTLC offered to us that just became irrevocably committed: the store
+/// must forward it, offer it to the user, or fail it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IncomingHtlc {
+    pub(crate) htlc_id: u64,
+    pub(crate) amount_msat: u64,
+    pub(crate) payment_hash: PaymentHash,
+    pub(crate) cltv_expiry: u32,
+    pub(crate) inbound: Inbound,
+}
+
+/// How an HTLC we offered ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The peer revealed the preimage (reported as soon as it arrives).
+    Fulfilled(PaymentPreimage),
+    /// The peer failed it and the removal is irrevocably committed.
+    Failed(Vec<u8>),
+}
+
+/// An HTLC we offered was resolved: pass it upstream or report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OutboundResolved {
+    pub(crate) source: HtlcSource,
+    pub(crate) payment_hash: PaymentHash,
+    pub(crate) amount_msat: u64,
+    pub(crate) outcome: Outcome,
+}
+
+/// What a channel handler asks the store to do.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Messages for the peer, in order.
+    pub(crate) msgs: Vec<Message>,
+    /// Events for the user.
+    pub(crate) events: Vec<Event>,
+    /// HTLCs offered to us that are now irrevocably committed.
+    pub(crate) incoming: Vec<IncomingHtlc>,
+    /// HTLCs we offered that were resolved.
+    pub(crate) resolved: Vec<OutboundResolved>,
+}
+
+/// One channel with one peer.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    /// Current id: the temporary id until funded, then the permanent one.
+    pub(crate) channel_id: ChannelId,
+    /// The id chosen by the opener.
+    pub(crate) temporary_channel_id: ChannelId,
+    /// The peer.
+    pub(crate) counterparty: PublicKey,
+    /// We opened it (and pay the commitment fee).
+    pub(crate) is_outbound: bool,
+    pub(crate) phase: Phase,
+    pub(crate) funding_sat: u64,
+    pub(crate) funding_outpoint: Option<OutPoint>,
+    pub(crate) short_channel_id: Option<ShortChannelId>,
+    pub(crate) signer: signer::ChannelSigner,
+    pub(crate) their_keys: Option<ChannelPublicKeys>,
+    /// Limits we impose on the peer.
+    pub(crate) ours: SideParams,
+    /// Limits the peer imposes on us.
+    pub(crate) theirs: SideParams,
+    pub(crate) minimum_depth: u32,
+    /// The committed feerate.
+    pub(crate) feerate_per_kw: u32,
+    pub(crate) pending_fee: Option<FeeUpdate>,
+    /// Number of our latest commitment (signed by the peer).
+    pub(crate) local_commitment_number: u64,
+    /// Number of the peer's latest commitment (signed by us).
+    pub(crate) remote_commitment_number: u64,
+    /// Point of remote commitment `remote_commitment_number - 1` while we
+    /// await its revocation.
+    pub(crate) their_prev_point: Option<PublicKey>,
+    /// Point of remote commitment `remote_commitment_number`.
+    pub(crate) their_current_point: Option<PublicKey>,
+    /// Point of remote commitment `remote_commitment_number + 1`.
+    pub(crate) their_next_point: Option<PublicKey>,
+    /// Per-commitment secrets the peer revealed (bounded: 49 entries).
+    pub(crate) their_secrets: CounterpartyCommitmentSecrets,
+    /// We sent `commitment_signed` and wait for `revoke_and_ack`.
+    pub(crate) awaiting_revoke: bool,
+    /// Our balance with every ended HTLC settled in; live HTLCs not taken out.
+    pub(crate) to_local_msat: u64,
+    /// The peer's balance, likewise.
+    pub(crate) to_remote_msat: u64,
+    /// Live HTLCs in both directions, in the order they were added.
+    pub(crate) htlcs: Vec<Htlc>,
+    pub(crate) next_offered_id: u64,
+    pub(crate) next_received_id: u64,
+    pub(crate) funding_confirmed: bool,
+    pub(crate) sent_ready: bool,
+    pub(crate) received_ready: bool,
+    pub(crate) local_shutdown_script: Option<ScriptBuf>,
+    pub(crate) remote_shutdown_script: Option<ScriptBuf>,
+    /// We want to shut down (asked by the user, or answering the peer's
+    /// `shutdown`); our `shutdown` goes out once nothing of ours is unsigned.
+    pub(crate) shutdown_requested: bool,
+    /// Fee we proposed in our `closing_signed`.
+    pub(crate) closing_fee_sat: Option<u64>,
+    /// Whether to check the peer's signatures (`StoreConfig::verify_signatures`).
+    pub(crate) verify_signatures: bool,
+    /// Read by `list_channels` without the peer lock.
+    pub(crate) snapshot: Arc<ArcSwap<ChannelDetails>>,
+}
+
+impl Channel {
+    /// Error for an action that the current phase does not allow.
+    pub(crate) fn wrong_state(&self, action: &'static str) -> StoreError {
+        StoreError::WrongState {
+            channel_id: self.channel_id,
+            action,
+            state: self.phase.name(),
+        }
+    }
+
+    /// The peer's keys; present from accept/open onwards.
+    pub(crate) fn their_keys(
+        &self,
+        action: &'static str,
+    ) -> Result<&ChannelPublicKeys, StoreError> {
+        self.their_keys
+            .as_ref()
+            .ok_or_else(|| self.wrong_state(action))
+    }
+
+    /// `channel_ready` went both ways and no shutdown started.
+    pub(crate) fn is_usable(&self) -> bool {
+        self.phase == Phase::Normal
+    }
+
+    /// Channel capacity in millisatoshi.
+    pub(crate) fn capacity_msat(&self) -> u64 {
+        self.funding_sat * 1000
+    }
+
+    /// Sum of live HTLCs offered by us (`true`) or by the peer (`false`).
+    pub(crate) fn offered_in_flight_msat(&self, by_us: bool) -> u64 {
+        self.htlcs
+            .iter()
+            .filter(|h| h.offered() == by_us)
+            .map(|h| h.amount_msat)
+            .sum()
+    }
+
+    /// Whether any HTLC or fee update is still in flight.
+    pub(crate) fn has_pending_updates(&self) -> bool {
+        !self.htlcs.is_empty() || self.pending_fee.is_some()
+    }
+
+    /// Value conservation: settled balances always add up to the capacity
+    /// (live HTLCs are still counted in their offerer's balance).
+    pub(crate) fn value_is_conserved(&self) -> bool {
+        self.to_local_msat.checked_add(self.to_remote_msat) == Some(self.capacity_msat())
+    }
+
+    /// A snapshot for readers.
+    pub(crate) fn details(&self) -> ChannelDetails {
+        let ours = self.offered_in_flight_msat(true);
+        let theirs = self.offered_in_flight_msat(false);
+        ChannelDetails {
+            channel_id: self.channel_id,
+            counterparty_node_id: self.counterparty,
+            funding_outpoint: self.funding_outpoint,
+            short_channel_id: self.short_channel_id,
+            channel_value_sat: self.funding_sat,
+            balance_msat: self.to_local_msat - ours,
+            outbound_capacity_msat: self.available_to_send_msat(),
+            inbound_capacity_msat: self.to_remote_msat - theirs,
+            in_flight_msat: ours + theirs,
+            pending_htlcs: self.htlcs.len(),
+            is_outbound: self.is_outbound,
+            is_usable: self.is_usable(),
+            state: self.phase.name(),
+        }
+    }
+
+    /// Publishes a fresh snapshot for readers (call after every change).
+    pub(crate) fn publish(&self) {
+        self.snapshot.store(Arc::new(self.details()));
+    }
+
+    /// Finds a live HTLC by direction and id.
+    pub(crate) fn htlc_index(&self, offered: bool, id: u64) -> Option<usize> {
+        self.htlcs
+            .iter()
+            .position(|h| h.offered() == offered && h.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_follow_bolt2_message_order() {
+        // open_channel -> accept_channel -> funding_created -> funding_signed
+        // -> channel_ready -> shutdown -> closing_signed.
+        let funder = [
+            Phase::OpenSent,
+            Phase::AwaitingFundingTx,
+            Phase::FundingCreatedSent,
+            Phase::AwaitingReady,
+            Phase::Normal,
+            Phase::ShuttingDown,
+            Phase::Negotiating,
+            Phase::Closed,
+        ];
+        let fundee = [Phase::AcceptSent, Phase::AwaitingReady, Phase::Normal];
+        let funded: Vec<bool> = funder.iter().map(|p| p.is_funded()).collect();
+        assert_eq!(funded, [false, false, false, true, true, true, true, false]);
+        assert!(!fundee[0].is_funded() && fundee[1].is_funded());
+        let names: std::collections::HashSet<_> =
+            funder.iter().chain(&fundee).map(|p| p.name()).collect();
+        assert_eq!(names.len(), 9);
+    }
+}

@@ -1,0 +1,109 @@
+//! A channel's own secrets: funding key, the four basepoint secrets and the
+//! per-commitment seed, all derived from the node secret and a random
+//! per-channel `keys_id` (so persistence stores 32 bytes, not the keys).
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::{PublicKey, SecretKey};
+
+use crate::keys::{per_commitment_point, per_commitment_secret, INITIAL_COMMITMENT_INDEX};
+use crate::secp::SECP;
+use crate::transactions::ChannelPublicKeys;
+
+/// Our secrets for one channel.
+#[derive(Clone)]
+pub(crate) struct ChannelSigner {
+    /// Random per-channel input to the derivation; all that is persisted.
+    pub(crate) keys_id: [u8; 32],
+    pub(crate) funding_key: SecretKey,
+    pub(crate) htlc_base_key: SecretKey,
+    commitment_seed: [u8; 32],
+    /// The public halves, as sent in open_channel/accept_channel.
+    pub(crate) pubkeys: ChannelPublicKeys,
+}
+
+impl core::fmt::Debug for ChannelSigner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChannelSigner")
+            .field("pubkeys", &self.pubkeys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ChannelSigner {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys_id == other.keys_id && self.funding_key == other.funding_key
+    }
+}
+impl Eq for ChannelSigner {}
+
+/// `sha256(node_secret || keys_id || label)` as a secret key.
+fn derive_secret(node_secret: &SecretKey, keys_id: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(&node_secret.secret_bytes());
+    engine.input(keys_id);
+    engine.input(label);
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+fn derive_key(node_secret: &SecretKey, keys_id: &[u8; 32], label: &[u8]) -> SecretKey {
+    // A sha256 output is a valid secret key unless it is zero or >= the curve
+    // order: probability ~2^-128, which no input can steer (the node secret is ours).
+    SecretKey::from_slice(&derive_secret(node_secret, keys_id, label))
+        .expect("sha256 output is a valid key")
+}
+
+impl ChannelSigner {
+    /// Derives a channel's keys from the node secret and `keys_id`.
+    pub(crate) fn derive(node_secret: &SecretKey, keys_id: [u8; 32]) -> Self {
+        let funding_key = derive_key(node_secret, &keys_id, b"funding");
+        let revocation_base_key = derive_key(node_secret, &keys_id, b"revocation");
+        let payment_key = derive_key(node_secret, &keys_id, b"payment");
+        let delayed_payment_base_key = derive_key(node_secret, &keys_id, b"delayed");
+        let htlc_base_key = derive_key(node_secret, &keys_id, b"htlc");
+        let commitment_seed = derive_secret(node_secret, &keys_id, b"commitment seed");
+        let public = |k: &SecretKey| PublicKey::from_secret_key(&SECP, k);
+        let pubkeys = ChannelPublicKeys {
+            funding_pubkey: public(&funding_key),
+            revocation_basepoint: public(&revocation_base_key),
+            payment_basepoint: public(&payment_key),
+            delayed_payment_basepoint: public(&delayed_payment_base_key),
+            htlc_basepoint: public(&htlc_base_key),
+        };
+        // The revocation, payment and delayed-payment secrets only sign on
+        // chain (penalties, sweeps), which is outside this crate: only their
+        // public halves are kept; they can be derived again from `keys_id`.
+        ChannelSigner {
+            keys_id,
+            funding_key,
+            htlc_base_key,
+            commitment_seed,
+            pubkeys,
+        }
+    }
+
+    /// A fresh random `keys_id`.
+    pub(crate) fn random_keys_id() -> [u8; 32] {
+        use bitcoin::secp256k1::rand::RngCore;
+        let mut id = [0u8; 32];
+        bitcoin::secp256k1::rand::thread_rng().fill_bytes(&mut id);
+        id
+    }
+
+    /// The secret of our commitment number `n` (BOLT 3: index counts down from 2^48 - 1).
+    pub(crate) fn commitment_secret(&self, n: u64) -> [u8; 32] {
+        per_commitment_secret(&self.commitment_seed, INITIAL_COMMITMENT_INDEX - n)
+    }
+
+    /// The point of our commitment number `n`.
+    pub(crate) fn commitment_point(&self, n: u64) -> PublicKey {
+        // Our secrets come from the BOLT 3 hash chain over a sha256 seed: a
+        // valid scalar except with probability ~2^-128, which no peer can steer.
+        per_commitment_point(&self.commitment_secret(n)).expect("hash-chain secret is a valid key")
+    }
+
+    /// A P2WPKH script to our payment key, used as our shutdown script.
+    pub(crate) fn shutdown_script(&self) -> bitcoin::ScriptBuf {
+        let key = bitcoin::CompressedPublicKey(self.pubkeys.payment_basepoint);
+        bitcoin::ScriptBuf::new_p2wpkh(&key.wpubkey_hash())
+    }
+}
