@@ -5,15 +5,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod channel;
 pub mod config;
 pub mod error;
+pub mod event;
+mod forward;
 pub mod keys;
 pub mod message;
+pub mod onion;
+pub mod route;
 mod secp;
+mod store;
 pub mod transactions;
 pub mod types;
 
 pub use config::StoreConfig;
 pub use error::{DecodeError, StoreError};
+pub use event::{ChannelDetails, ClosureReason, Event};
 pub use message::Message;
+pub use onion::FailureCode;
+pub use route::{Route, RouteHop};
+pub use store::{ChannelStore, Container, PeerState, Sharded};
 pub use types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};

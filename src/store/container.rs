@@ -1,0 +1,86 @@
+//! [`Container`]: what differs between the store designs: how peers' states
+//! are held and locked, how the channel indexes are kept, and how cross-peer
+//! work is queued. The channel logic on top is the same for every design.
+
+use bitcoin::secp256k1::PublicKey;
+
+use super::peer::PeerState;
+use crate::event::ChannelDetails;
+use crate::forward::Addressed;
+use crate::message::Message;
+use crate::types::{ChannelId, ShortChannelId};
+
+mod sealed {
+    pub trait Sealed {}
+}
+pub(crate) use sealed::Sealed;
+
+/// How a [`crate::ChannelStore`] holds its peers, indexes and queues.
+///
+/// Implemented by [`crate::Sharded`] (the default) and, with the
+/// `baselines` feature, by the designs it replaces. Sealed: the store's
+/// correctness rests on the locking contract below.
+///
+/// **Locking contract.** `with_peer` runs its closure under that peer's
+/// lock (and, for the baselines, under whatever outer lock the design has).
+/// The store never calls another `Container` method from inside that
+/// closure, so no design needs re-entrant locks and no thread ever holds two
+/// peer locks. Every other method takes only short-lived locks of its own.
+// Sealed, so its plumbing may name crate-private types: nobody outside the
+// crate can implement or call these methods.
+#[allow(private_interfaces)]
+pub trait Container: Send + Sync + Sealed + 'static {
+    /// Short name used in benchmarks and reports.
+    const NAME: &'static str;
+
+    /// An empty container.
+    fn new() -> Self;
+
+    /// Marks `node` connected, creating its state if new.
+    fn connect(&self, node: PublicKey);
+
+    /// Runs `f` on `node`'s state under its lock; `None` if the peer is unknown.
+    fn with_peer<R>(&self, node: &PublicKey, f: impl FnOnce(&mut PeerState) -> R) -> Option<R>;
+
+    /// Every known peer.
+    fn peers(&self) -> Vec<PublicKey>;
+
+    /// The peer a permanent channel id belongs to (a hint: re-check it).
+    fn index_get(&self, id: &ChannelId) -> Option<PublicKey>;
+    /// Claims `id` for `node`; returns the existing owner if taken.
+    fn index_claim(&self, id: ChannelId, node: PublicKey) -> Result<(), PublicKey>;
+    /// Drops `id` if it belongs to `node`.
+    fn index_release(&self, id: &ChannelId, node: &PublicKey);
+    /// Every `(channel id, peer)` pair of the index.
+    fn index_entries(&self) -> Vec<(ChannelId, PublicKey)>;
+
+    /// The channel a short channel id names (a hint: re-check it).
+    fn scid_get(&self, scid: &ShortChannelId) -> Option<ChannelId>;
+    /// Records `scid` for `id`.
+    fn scid_insert(&self, scid: ShortChannelId, id: ChannelId);
+    /// Drops `scid` if it names `id`.
+    fn scid_release(&self, scid: &ShortChannelId, id: &ChannelId);
+    /// Every `(scid, channel id)` pair.
+    fn scid_entries(&self) -> Vec<(ShortChannelId, ChannelId)>;
+
+    /// Queues cross-peer work.
+    fn push_work(&self, item: Addressed);
+    /// Takes up to `max` queued items.
+    fn pop_work(&self, out: &mut Vec<Addressed>, max: usize);
+    /// Items queued now.
+    fn queued_work(&self) -> usize;
+
+    /// Called (outside any lock) after `node`'s outbox went from empty to not.
+    fn note_outbox(&self, node: &PublicKey);
+    /// Takes every peer's queued messages.
+    fn drain_outboxes(&self) -> Vec<(PublicKey, Message)>;
+
+    /// Registers a channel's snapshot cell (`key` = peer and current id).
+    fn snapshot_register(&self, node: PublicKey, id: ChannelId, cell: super::SnapshotCell);
+    /// Forgets a snapshot cell.
+    fn snapshot_release(&self, node: &PublicKey, id: &ChannelId);
+    /// The snapshot of one funded channel.
+    fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails>;
+    /// Snapshots of every channel.
+    fn list_channels(&self) -> Vec<ChannelDetails>;
+}

@@ -1,0 +1,171 @@
+//! [`ChannelStore::handle_message`]: one peer message, dispatched to its
+//! channel under that peer's lock.
+
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::OutPoint;
+
+use super::section::IndexOp;
+use super::{ChannelStore, Container};
+use crate::channel::signer::ChannelSigner;
+use crate::channel::Channel;
+use crate::error::StoreError;
+use crate::message::Message;
+use crate::types::ChannelId;
+
+impl<C: Container> ChannelStore<C> {
+    /// Handles a message from peer `from`.
+    ///
+    /// A message that is refused returns the precise [`StoreError`] and
+    /// changes nothing: not its channel, not any other. Messages a peer sends
+    /// for a channel it does not have with us are refused with
+    /// [`StoreError::WrongPeer`] (another peer's channel) or
+    /// [`StoreError::UnknownChannel`].
+    ///
+    /// **Locking behaviour:** takes `from`'s peer lock once; the signature
+    /// checks and signing the message needs happen under it.
+    pub fn handle_message(&self, from: &PublicKey, msg: Message) -> Result<(), StoreError> {
+        let result = match msg {
+            Message::FundingCreated(m) => {
+                // Claim the permanent id first, so two peers can never fund
+                // channels with the same id (one of them would be lying).
+                let id = ChannelId::from_funding_outpoint(&OutPoint::new(
+                    m.funding_txid,
+                    m.funding_output_index.into(),
+                ));
+                self.claim_id(id, *from)?;
+                let result = self.with_section(from, |s| {
+                    if !s.ps.connected {
+                        return Err(StoreError::PeerNotConnected { node_id: *from });
+                    }
+                    let temp = m.temporary_channel_id;
+                    let signed = s.channel(&temp, false)?.handle_funding_created(&m)?;
+                    let channel = s.ps.unfunded.remove(&temp).expect("found above");
+                    s.out.index.push(IndexOp::Funded {
+                        temporary_id: temp,
+                        id,
+                        cell: channel.snapshot.clone(),
+                    });
+                    s.ps.channels.insert(id, channel);
+                    s.send(Message::FundingSigned(signed));
+                    s.touch(id, true);
+                    Ok(())
+                });
+                if result.is_err() {
+                    self.container.index_release(&id, from);
+                }
+                return result;
+            }
+            msg => self.with_section(from, |s| {
+                if !s.ps.connected {
+                    return Err(StoreError::PeerNotConnected { node_id: *from });
+                }
+                self.dispatch(s, msg)
+            }),
+        };
+        // A channel this peer does not have: say whose it is, if anyone's.
+        match result {
+            Err(StoreError::UnknownChannel { channel_id }) => {
+                match self.container.index_get(&channel_id) {
+                    Some(owner) if owner != *from => Err(StoreError::WrongPeer {
+                        channel_id,
+                        sender: *from,
+                    }),
+                    _ => Err(StoreError::UnknownChannel { channel_id }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn dispatch(&self, s: &mut super::Section<'_>, msg: Message) -> Result<(), StoreError> {
+        let id = msg.channel_id();
+        let height = self.best_height();
+        match msg {
+            Message::OpenChannel(m) => {
+                if s.ps.unfunded.contains_key(&id) {
+                    return Err(StoreError::DuplicateChannelId { channel_id: id });
+                }
+                self.check_channel_limit(s)?;
+                let signer =
+                    ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
+                let (channel, accept) = Channel::new_inbound(&self.config, s.node, &m, signer)?;
+                s.out.index.push(IndexOp::Created {
+                    id,
+                    cell: channel.snapshot.clone(),
+                });
+                s.ps.unfunded.insert(id, channel);
+                s.send(Message::AcceptChannel(accept));
+                Ok(())
+            }
+            Message::AcceptChannel(m) => {
+                let config = &self.config;
+                s.on_channel(&id, false, |c, e| {
+                    e.events.push(c.handle_accept_channel(config, &m)?);
+                    Ok(())
+                })
+            }
+            Message::FundingCreated(_) => unreachable!("handled before dispatch"),
+            Message::FundingSigned(m) => {
+                s.on_channel(&id, true, |c, _| c.handle_funding_signed(&m))
+            }
+            Message::ChannelReady(m) => s.on_channel(&id, true, |c, e| {
+                *e = c.handle_channel_ready(&m)?;
+                Ok(())
+            }),
+            Message::UpdateAddHtlc(m) => {
+                s.on_channel(&id, true, |c, _| c.handle_update_add_htlc(&m, height))
+            }
+            Message::UpdateFulfillHtlc(m) => s.on_channel(&id, true, |c, e| {
+                if let Some(resolved) = c.handle_update_fulfill_htlc(&m)? {
+                    e.resolved.push(resolved);
+                }
+                Ok(())
+            }),
+            Message::UpdateFailHtlc(m) => {
+                s.on_channel(&id, true, |c, _| c.handle_update_fail_htlc(&m))
+            }
+            Message::CommitmentSigned(m) => s.on_channel(&id, true, |c, e| {
+                let revoke = c.handle_commitment_signed(&m, e)?;
+                e.msgs.push(Message::RevokeAndAck(revoke));
+                Ok(())
+            }),
+            Message::RevokeAndAck(m) => {
+                s.on_channel(&id, true, |c, e| c.handle_revoke_and_ack(&m, e))
+            }
+            Message::UpdateFee(m) => {
+                let config = &self.config;
+                s.on_channel(&id, true, |c, _| c.handle_update_fee(config, &m))
+            }
+            Message::Shutdown(m) => s.on_channel(&id, true, |c, _| c.handle_shutdown(&m)),
+            Message::ClosingSigned(m) => s.on_channel(&id, true, |c, e| {
+                *e = c.handle_closing_signed(&m)?;
+                Ok(())
+            }),
+            Message::ChannelReestablish(m) => {
+                s.on_channel(&id, true, |c, e| c.handle_channel_reestablish(&m, e))
+            }
+            Message::Error(m) => {
+                // BOLT 1: an all-zero channel id means every channel with this peer.
+                let all = id == ChannelId([0; 32]);
+                let targets: Vec<(ChannelId, bool)> = if all {
+                    s.ps.channels
+                        .keys()
+                        .map(|k| (*k, true))
+                        .chain(s.ps.unfunded.keys().map(|k| (*k, false)))
+                        .collect()
+                } else if s.ps.channels.contains_key(&id) {
+                    vec![(id, true)]
+                } else {
+                    vec![(id, false)]
+                };
+                for (target, funded) in targets {
+                    s.on_channel(&target, funded, |c, e| {
+                        *e = c.handle_error(&m);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

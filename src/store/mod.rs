@@ -1,0 +1,468 @@
+//! [`ChannelStore`]: every channel of a node, grouped by peer, driven from
+//! any number of threads at once.
+//!
+//! # Locking
+//!
+//! There are two kinds of locks, and a thread never holds more than one lock
+//! at a time:
+//!
+//! 1. **Peer locks.** Each peer's [`PeerState`] has its own lock, taken by
+//!    the container's `with_peer`. Everything that changes a channel, its
+//!    signing and signature checks included, happens inside one such
+//!    critical section, on that peer's channels only.
+//! 2. **Leaf locks.** `DashMap` shard guards (primary map, indexes,
+//!    snapshots) and the queues' internal state. They are taken and released
+//!    inside a single container method, and nothing else is locked meanwhile.
+//!
+//! The closure run under a peer lock touches nothing but that peer's state:
+//! it does not look up an index, push to a queue or read a snapshot map.
+//! It returns an [`Outcome`](section::Outcome) describing that work, which the
+//! store carries out after the lock is released. Work for another peer (an
+//! HTLC to forward, a fulfill or fail to pass back) goes on that peer's
+//! shard queue and is applied later, under that peer's lock alone, by
+//! whoever calls [`ChannelStore::process_pending_forwards`].
+//!
+//! **Why this cannot deadlock.** A deadlock needs a cycle of threads each
+//! holding one lock while waiting for another. Here no thread ever waits for
+//! a lock while holding one: a peer lock is taken with no other lock held and
+//! released before any other lock is taken, and leaf locks are released
+//! before anything else is taken. The wait-for graph has no edges from a
+//! held lock, so it has no cycles. The baseline designs follow the same
+//! contract (their outer lock plays the role of the peer lock).
+//!
+//! # Persistence and forwarding order
+//!
+//! Messages for a peer are queued in its outbox under its lock, so they leave
+//! in the order the channel produced them. An HTLC is forwarded only once it
+//! is irrevocably committed on the incoming channel (after the peer's
+//! `revoke_and_ack`), and its fulfill is passed upstream as soon as the
+//! preimage arrives; a failure only once irrevocably removed downstream.
+
+mod container;
+mod handle;
+mod payments;
+mod peer;
+mod read;
+mod section;
+mod sharded;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bitcoin::secp256k1::{PublicKey, SecretKey};
+use bitcoin::OutPoint;
+use crossbeam::queue::SegQueue;
+use dashmap::DashMap;
+
+pub use container::Container;
+pub use peer::PeerState;
+pub use sharded::Sharded;
+
+use crate::channel::signer::ChannelSigner;
+use crate::channel::Channel;
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::event::{ChannelDetails, Event};
+use crate::message::Message;
+use crate::secp::SECP;
+use crate::types::{ChannelId, PaymentHash, ShortChannelId};
+use section::{IndexOp, Outcome, Section};
+
+/// A channel's snapshot cell: written under the peer lock after each
+/// change, read by `list_channels` without any peer lock.
+pub(crate) type SnapshotCell = Arc<ArcSwap<ChannelDetails>>;
+
+/// An HTLC paying us, waiting for `claim_funds` or `fail_htlc_backwards`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Claimable {
+    pub(crate) node_id: PublicKey,
+    pub(crate) channel_id: ChannelId,
+    pub(crate) htlc_id: u64,
+    pub(crate) amount_msat: u64,
+}
+
+/// The channel store of a Lightning node.
+///
+/// `ChannelStore` is `Send + Sync` and every method takes `&self`: share it
+/// in an `Arc` and call it from as many threads as you like. Messages from
+/// different peers are handled in parallel; messages from one peer are
+/// serialized by that peer's lock.
+///
+/// The type parameter picks the concurrency design; the default,
+/// [`Sharded`], is the one to use. The others exist for benchmarks.
+///
+/// # Examples
+///
+/// ```
+/// use bitcoin::secp256k1::SecretKey;
+/// use chanstore::{ChannelStore, StoreConfig};
+///
+/// let store = ChannelStore::new(StoreConfig::default(), SecretKey::from_slice(&[1; 32]).unwrap(), 800_000).unwrap();
+/// assert!(store.list_channels().is_empty());
+/// ```
+pub struct ChannelStore<C: Container = Sharded> {
+    pub(crate) container: C,
+    pub(crate) config: StoreConfig,
+    node_secret: SecretKey,
+    node_id: PublicKey,
+    /// Best block height. Relaxed: it is a clock read for expiry checks, not
+    /// a flag that publishes other memory.
+    best_height: AtomicU32,
+    /// Events for the user, from every thread.
+    events: SegQueue<Event>,
+    /// HTLCs paying us, by payment hash.
+    pub(crate) claimables: DashMap<PaymentHash, Vec<Claimable>>,
+}
+
+impl ChannelStore<Sharded> {
+    /// A store with the default (sharded) design.
+    pub fn new(
+        config: StoreConfig,
+        node_secret: SecretKey,
+        best_height: u32,
+    ) -> Result<Self, StoreError> {
+        Self::with_container(config, node_secret, best_height)
+    }
+}
+
+impl<C: Container> ChannelStore<C> {
+    /// A store with the design `C`.
+    pub fn with_container(
+        config: StoreConfig,
+        node_secret: SecretKey,
+        best_height: u32,
+    ) -> Result<Self, StoreError> {
+        config.validate()?;
+        Ok(ChannelStore {
+            container: C::new(),
+            node_id: PublicKey::from_secret_key(&SECP, &node_secret),
+            config,
+            node_secret,
+            best_height: AtomicU32::new(best_height),
+            events: SegQueue::new(),
+            claimables: DashMap::new(),
+        })
+    }
+
+    /// Our node id.
+    pub fn node_id(&self) -> PublicKey {
+        self.node_id
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The best block height the store knows.
+    pub fn best_height(&self) -> u32 {
+        self.best_height.load(Ordering::Relaxed)
+    }
+
+    /// A new block: later HTLCs are checked against `height`.
+    pub fn best_block_updated(&self, height: u32) {
+        self.best_height.store(height, Ordering::Relaxed);
+    }
+
+    /// The design's name ("sharded", "global_lock", "rwlock_peers").
+    pub fn design(&self) -> &'static str {
+        C::NAME
+    }
+
+    /// Runs `f` in a critical section of `node`'s lock, then carries out
+    /// its outcome. `Err(PeerNotConnected)` if the peer is unknown.
+    pub(crate) fn with_section<T>(
+        &self,
+        node: &PublicKey,
+        f: impl FnOnce(&mut Section<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (result, outcome) = self
+            .container
+            .with_peer(node, |ps| {
+                let mut section = Section::new(ps, *node);
+                let result = f(&mut section);
+                (result, section.finish())
+            })
+            .ok_or(StoreError::PeerNotConnected { node_id: *node })?;
+        self.carry_out(*node, outcome);
+        result
+    }
+
+    /// Does, outside any lock, what a critical section asked for.
+    pub(crate) fn carry_out(&self, node: PublicKey, outcome: Outcome) {
+        if outcome.newly_listed {
+            self.container.note_outbox(&node);
+        }
+        for op in outcome.index {
+            match op {
+                IndexOp::Created { id, cell } => self.container.snapshot_register(node, id, cell),
+                IndexOp::Funded {
+                    temporary_id,
+                    id,
+                    cell,
+                } => {
+                    self.container.snapshot_release(&node, &temporary_id);
+                    self.container.snapshot_register(node, id, cell);
+                }
+                IndexOp::Confirmed { scid, id } => self.container.scid_insert(scid, id),
+                IndexOp::Closed { id, scid, funded } => {
+                    if funded {
+                        self.container.index_release(&id, &node);
+                    }
+                    if let Some(scid) = scid {
+                        self.container.scid_release(&scid, &id);
+                    }
+                    self.container.snapshot_release(&node, &id);
+                }
+            }
+        }
+        for event in outcome.events {
+            self.events.push(event);
+        }
+        for (channel_id, htlc) in outcome.incoming {
+            self.decide_incoming(node, channel_id, htlc);
+        }
+        for (channel_id, resolved) in outcome.resolved {
+            self.pass_back(channel_id, resolved);
+        }
+        for item in outcome.work {
+            self.container.push_work(item);
+        }
+        for lost in outcome.unresolvable {
+            self.events.push(Event::OnChainResolutionRequired {
+                channel_id: lost.channel_id,
+                htlc_id: lost.htlc_id,
+                payment_preimage: match lost.resolution {
+                    crate::forward::Resolution::Fulfill(p) => Some(p),
+                    crate::forward::Resolution::Fail(_) => None,
+                },
+            });
+        }
+    }
+
+    pub(crate) fn push_event(&self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// A peer connected (or reconnected).
+    ///
+    /// **Locking behaviour:** takes that peer's lock briefly.
+    pub fn peer_connected(&self, peer: PublicKey) {
+        self.container.connect(peer);
+    }
+
+    /// A peer disconnected. As BOLT 2 requires, the updates it sent that no
+    /// `commitment_signed` covered yet are forgotten; its other channels'
+    /// states, and every other peer, are untouched.
+    ///
+    /// **Locking behaviour:** takes that peer's lock once.
+    pub fn peer_disconnected(&self, peer: &PublicKey) {
+        let _ = self.with_section(peer, |s| {
+            s.ps.connected = false;
+            let ids: Vec<ChannelId> = s.ps.channels.keys().copied().collect();
+            for id in ids {
+                if let Ok(channel) = s.channel(&id, true) {
+                    channel.drop_uncommitted_remote_updates();
+                    s.touch(id, true);
+                }
+            }
+            // Unfunded channels die with the connection (BOLT 2).
+            let unfunded: Vec<ChannelId> = s.ps.unfunded.keys().copied().collect();
+            for id in unfunded {
+                s.on_channel(&id, false, |c, e| {
+                    *e = c.force_close();
+                    Ok(())
+                })?;
+            }
+            s.ps.outbox.clear();
+            s.ps.listed = false;
+            Ok(())
+        });
+    }
+
+    /// Opens a channel of `funding_sat` to a connected peer, pushing
+    /// `push_msat` to it. Returns the temporary channel id; `open_channel`
+    /// is queued for the peer.
+    ///
+    /// **Locking behaviour:** takes that peer's lock once (key derivation
+    /// happens before).
+    pub fn create_channel(
+        &self,
+        peer: PublicKey,
+        funding_sat: u64,
+        push_msat: u64,
+    ) -> Result<ChannelId, StoreError> {
+        let signer = ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
+        let (channel, open) =
+            Channel::new_outbound(&self.config, peer, funding_sat, push_msat, signer)?;
+        self.with_section(&peer, |s| {
+            if !s.ps.connected {
+                return Err(StoreError::PeerNotConnected { node_id: peer });
+            }
+            self.check_channel_limit(s)?;
+            let id = channel.channel_id;
+            s.out.index.push(IndexOp::Created {
+                id,
+                cell: channel.snapshot.clone(),
+            });
+            s.ps.unfunded.insert(id, channel);
+            s.send(Message::OpenChannel(open));
+            Ok(id)
+        })
+    }
+
+    pub(crate) fn check_channel_limit(&self, s: &Section<'_>) -> Result<(), StoreError> {
+        if s.ps.channel_count() >= self.config.max_channels_per_peer {
+            return Err(StoreError::PeerLimit {
+                node_id: s.node,
+                resource: "channels",
+                limit: self.config.max_channels_per_peer as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// The funding transaction of a channel we opened is built: sign the
+    /// peer's first commitment. Returns the channel's permanent id.
+    ///
+    /// **Locking behaviour:** claims the id in the index, then takes the
+    /// peer's lock once.
+    pub fn funding_transaction_generated(
+        &self,
+        temporary_channel_id: &ChannelId,
+        peer: &PublicKey,
+        outpoint: OutPoint,
+    ) -> Result<ChannelId, StoreError> {
+        let id = ChannelId::from_funding_outpoint(&outpoint);
+        self.claim_id(id, *peer)?;
+        let result = self.with_section(peer, |s| {
+            let temp = *temporary_channel_id;
+            let created = s
+                .channel(&temp, false)?
+                .funding_transaction_generated(outpoint)?;
+            let channel = s.ps.unfunded.remove(&temp).expect("found above");
+            s.out.index.push(IndexOp::Funded {
+                temporary_id: temp,
+                id,
+                cell: channel.snapshot.clone(),
+            });
+            s.ps.channels.insert(id, channel);
+            s.send(Message::FundingCreated(created));
+            s.touch(id, true);
+            Ok(id)
+        });
+        if result.is_err() {
+            self.container.index_release(&id, peer);
+        }
+        result
+    }
+
+    /// Claims a permanent id in the index for `peer`, refusing one that a
+    /// channel (of any peer) already has.
+    pub(crate) fn claim_id(&self, id: ChannelId, peer: PublicKey) -> Result<(), StoreError> {
+        self.container.index_claim(id, peer).map_err(|owner| {
+            if owner == peer {
+                StoreError::DuplicateChannelId { channel_id: id }
+            } else {
+                StoreError::WrongPeer {
+                    channel_id: id,
+                    sender: peer,
+                }
+            }
+        })
+    }
+
+    /// The funding transaction confirmed with short channel id `scid`:
+    /// `channel_ready` is queued for the peer.
+    ///
+    /// **Locking behaviour:** takes the channel's peer lock once.
+    pub fn funding_confirmed(
+        &self,
+        channel_id: &ChannelId,
+        scid: ShortChannelId,
+    ) -> Result<(), StoreError> {
+        let peer = self.owner_hint(channel_id)?;
+        self.with_section(&peer, |s| {
+            s.on_channel(channel_id, true, |c, e| {
+                *e = c.funding_confirmed(scid)?;
+                Ok(())
+            })?;
+            s.out.index.push(IndexOp::Confirmed {
+                scid,
+                id: *channel_id,
+            });
+            Ok(())
+        })
+    }
+
+    /// Starts a cooperative close: `shutdown` is queued for the peer once
+    /// none of our updates waits to be signed, and `closing_signed` follows
+    /// once every HTLC has settled.
+    ///
+    /// **Locking behaviour:** takes the channel's peer lock once.
+    pub fn close_channel(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
+        let peer = self.owner_hint(channel_id)?;
+        self.with_section(&peer, |s| {
+            s.on_channel(channel_id, true, |c, e| {
+                *e = c.close()?;
+                Ok(())
+            })
+        })
+    }
+
+    /// Closes a channel unilaterally. HTLCs still in it are left to on-chain
+    /// resolution, which is outside this crate.
+    ///
+    /// **Locking behaviour:** takes the channel's peer lock once.
+    pub fn force_close_channel(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
+        let peer = self.owner_hint(channel_id)?;
+        self.with_section(&peer, |s| {
+            s.on_channel(channel_id, true, |c, e| {
+                *e = c.force_close();
+                Ok(())
+            })
+        })
+    }
+
+    /// As the funder of a channel, proposes a new commitment feerate
+    /// (`update_fee`); it applies once the commitment round trip completes.
+    ///
+    /// **Locking behaviour:** takes the channel's peer lock once.
+    pub fn update_fee(
+        &self,
+        channel_id: &ChannelId,
+        feerate_per_kw: u32,
+    ) -> Result<(), StoreError> {
+        let peer = self.owner_hint(channel_id)?;
+        let config = &self.config;
+        self.with_section(&peer, |s| {
+            s.on_channel(channel_id, true, |c, e| {
+                e.msgs.push(Message::UpdateFee(
+                    c.send_update_fee(config, feerate_per_kw)?,
+                ));
+                Ok(())
+            })
+        })
+    }
+
+    /// Takes every message waiting to be sent, with the peer it is for.
+    /// Messages for one peer come out in the order they must be sent.
+    ///
+    /// **Locking behaviour:** takes, one at a time, the lock of each peer
+    /// that has messages.
+    pub fn get_and_clear_pending_msg_events(&self) -> Vec<(PublicKey, Message)> {
+        self.container.drain_outboxes()
+    }
+
+    /// Takes every pending event.
+    ///
+    /// **Locking behaviour:** lock-free.
+    pub fn get_and_clear_pending_events(&self) -> Vec<Event> {
+        let mut out = Vec::with_capacity(self.events.len());
+        while let Some(e) = self.events.pop() {
+            out.push(e);
+        }
+        out
+    }
+}

@@ -1,0 +1,49 @@
+//! [`PeerState`]: everything the store keeps about one peer, guarded by that
+//! peer's lock.
+
+use std::collections::HashMap;
+
+use crate::channel::Channel;
+use crate::message::Message;
+use crate::types::ChannelId;
+
+/// One peer's channels and the messages waiting to be sent to it.
+///
+/// Lock rule: a `PeerState` is only reached through its container's
+/// `with_peer`, under that peer's lock, and a thread holds at most one such
+/// lock at a time.
+#[derive(Debug, Default)]
+pub struct PeerState {
+    /// Channels that have a permanent id (funding outpoint known).
+    pub(crate) channels: HashMap<ChannelId, Channel>,
+    /// Channels still known by their temporary id, which is unique only
+    /// between this peer and us (BOLT 2), so it never leaves this map.
+    pub(crate) unfunded: HashMap<ChannelId, Channel>,
+    /// Messages for the peer, in the order they must be sent.
+    pub(crate) outbox: Vec<Message>,
+    /// Whether the container has been told this peer has messages (so it is
+    /// told once per batch, not once per message).
+    pub(crate) listed: bool,
+    /// Whether the peer is connected.
+    pub(crate) connected: bool,
+}
+
+impl PeerState {
+    /// Queues a message; returns true if the peer was not listed as having
+    /// messages and now must be.
+    pub(crate) fn send(&mut self, msg: Message) -> bool {
+        self.outbox.push(msg);
+        !std::mem::replace(&mut self.listed, true)
+    }
+
+    /// Takes every queued message.
+    pub(crate) fn take_outbox(&mut self) -> Vec<Message> {
+        self.listed = false;
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Number of channels, funded or not.
+    pub(crate) fn channel_count(&self) -> usize {
+        self.channels.len() + self.unfunded.len()
+    }
+}
