@@ -221,6 +221,15 @@ pub enum StoreError {
         /// The state it was attempted in.
         state: &'static str,
     },
+    /// A message for a channel that waits for `channel_reestablish` after a
+    /// reconnection.
+    #[error("channel {channel_id}: waiting for channel_reestablish, {action} refused")]
+    AwaitingReestablish {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The message refused.
+        action: &'static str,
+    },
     /// A temporary channel id that this peer already uses.
     #[error("channel {channel_id}: temporary id already in use by this peer")]
     DuplicateChannelId {

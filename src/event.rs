@@ -98,6 +98,12 @@ pub enum ClosureReason {
     },
     /// We force-closed it (`force_close_channel`).
     LocallyForceClosed,
+    /// The peer's `channel_reestablish` could not be reconciled with our
+    /// state; `reason` says how (including "we lost data").
+    ReestablishFailed {
+        /// What did not match.
+        reason: &'static str,
+    },
     /// The peer sent `error` for it.
     CounterpartyError {
         /// The printable part of the peer's message.

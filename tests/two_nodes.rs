@@ -54,3 +54,33 @@ fn pay_and_claim_moves_exact_amount() {
     assert_eq!(b.channel_details(&id).unwrap().balance_msat, 50_000_000);
     assert_eq!(a.channel_details(&id).unwrap().pending_htlcs, 0);
 }
+
+#[test]
+fn reconnect_mid_payment_completes_once() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let preimage = PaymentPreimage([7; 32]);
+    a.send_payment(&route_to(&b, scid), preimage.payment_hash(), 10_000_000)
+        .unwrap();
+    // update_add + commitment_signed are lost in flight.
+    let lost = a.get_and_clear_pending_msg_events();
+    assert_eq!(lost.len(), 2);
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    assert!(events(&b).contains(&Event::PaymentReceived {
+        payment_hash: preimage.payment_hash(),
+        amount_msat: 10_000_000
+    }));
+    b.claim_funds(preimage).unwrap();
+    deliver_all(&[&a, &b]);
+    let sent: Vec<_> = events(&a)
+        .into_iter()
+        .filter(|e| matches!(e, Event::PaymentSent { .. }))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(a.channel_details(&id).unwrap().balance_msat, 990_000_000);
+    assert_eq!(b.channel_details(&id).unwrap().balance_msat, 10_000_000);
+}

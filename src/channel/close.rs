@@ -72,6 +72,9 @@ impl Channel {
     /// Sends our `shutdown` once allowed, and starts fee negotiation (funder)
     /// once both sides shut down and nothing is in flight.
     pub(crate) fn progress_close(&mut self, effects: &mut Effects) {
+        if self.paused {
+            return;
+        }
         if self.shutdown_requested
             && self.local_shutdown_script.is_none()
             && !self.has_changes_to_sign()
@@ -237,17 +240,5 @@ impl Channel {
             });
         }
         effects
-    }
-}
-
-impl Channel {
-    /// `channel_reestablish` arrives only after a reconnection; the
-    /// retransmission logic lives in `reestablish.rs`.
-    pub(crate) fn handle_channel_reestablish(
-        &mut self,
-        _msg: &crate::message::ChannelReestablish,
-        _effects: &mut Effects,
-    ) -> Result<(), StoreError> {
-        Err(self.wrong_state("channel_reestablish"))
     }
 }

@@ -239,6 +239,7 @@ impl Channel {
     /// are not waiting for its revocation of the previous one.
     pub(crate) fn send_commitment(&mut self) -> Result<Option<CommitmentSigned>, StoreError> {
         if !matches!(self.phase, Phase::Normal | Phase::ShuttingDown)
+            || self.paused
             || self.awaiting_revoke
             || !self.has_changes_to_sign()
         {
@@ -260,6 +261,7 @@ impl Channel {
         self.their_next_point = None;
         self.remote_commitment_number += 1;
         self.awaiting_revoke = true;
+        self.cs_after_raa = true;
         Ok(Some(CommitmentSigned {
             channel_id: self.channel_id,
             signature,
@@ -293,6 +295,7 @@ impl Channel {
             next_per_commitment_point: self.signer.commitment_point(number + 1),
         };
         self.apply(HtlcState::on_send_revoke, effects);
+        self.cs_after_raa = false;
         Ok(revoke)
     }
 

@@ -16,6 +16,7 @@ mod close;
 mod commit;
 pub(crate) mod htlc;
 mod open;
+mod reestablish;
 pub(crate) mod signer;
 mod update;
 
@@ -193,6 +194,12 @@ pub(crate) struct Channel {
     pub(crate) their_secrets: CounterpartyCommitmentSecrets,
     /// We sent `commitment_signed` and wait for `revoke_and_ack`.
     pub(crate) awaiting_revoke: bool,
+    /// Our last `commitment_signed` went out after our last
+    /// `revoke_and_ack` (retransmission must keep that order).
+    pub(crate) cs_after_raa: bool,
+    /// Disconnected: nothing is sent or accepted for the channel until the
+    /// peer's `channel_reestablish`.
+    pub(crate) paused: bool,
     /// Our balance with every ended HTLC settled in; live HTLCs not taken out.
     pub(crate) to_local_msat: u64,
     /// The peer's balance, likewise.
@@ -239,7 +246,7 @@ impl Channel {
 
     /// `channel_ready` went both ways and no shutdown started.
     pub(crate) fn is_usable(&self) -> bool {
-        self.phase == Phase::Normal
+        self.phase == Phase::Normal && !self.paused
     }
 
     /// Channel capacity in millisatoshi.

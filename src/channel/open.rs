@@ -196,6 +196,8 @@ impl Channel {
             their_next_point: None,
             their_secrets: CounterpartyCommitmentSecrets::new(),
             awaiting_revoke: false,
+            cs_after_raa: false,
+            paused: false,
             to_local_msat,
             to_remote_msat,
             htlcs: Vec::new(),
@@ -553,14 +555,9 @@ impl Channel {
         let mut effects = Effects::default();
         match self.phase {
             Phase::AwaitingReady if !self.received_ready => {}
-            // A repeat (BOLT 2 allows it after reconnection) must carry the same point.
-            Phase::Normal | Phase::ShuttingDown | Phase::AwaitingReady
-                if self.received_ready
-                    && self.remote_commitment_number == 0
-                    && self.their_next_point == Some(msg.second_per_commitment_point) =>
-            {
-                return Ok(effects)
-            }
+            // BOLT 2: a redundant channel_ready (retransmitted after a
+            // reconnection) is ignored.
+            phase if phase.is_funded() && self.received_ready => return Ok(effects),
             _ => return Err(self.wrong_state("channel_ready")),
         }
         self.received_ready = true;

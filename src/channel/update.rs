@@ -208,7 +208,7 @@ impl Channel {
         onion: OnionPacket,
         source: HtlcSource,
     ) -> Result<UpdateAddHtlc, StoreError> {
-        if self.phase != Phase::Normal || self.shutdown_requested {
+        if !self.is_usable() || self.shutdown_requested {
             return Err(self.wrong_state("update_add_htlc"));
         }
         self.check_add(amount_msat, true)?;
@@ -410,7 +410,7 @@ impl Channel {
         config: &StoreConfig,
         feerate_per_kw: u32,
     ) -> Result<UpdateFee, StoreError> {
-        if !self.is_outbound || self.phase != Phase::Normal || self.pending_fee.is_some() {
+        if !self.is_outbound || !self.is_usable() || self.pending_fee.is_some() {
             return Err(self.wrong_state("update_fee"));
         }
         self.check_feerate(config, feerate_per_kw)?;

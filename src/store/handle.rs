@@ -80,6 +80,21 @@ impl<C: Container> ChannelStore<C> {
     fn dispatch(&self, s: &mut super::Section<'_>, msg: Message) -> Result<(), StoreError> {
         let id = msg.channel_id();
         let height = self.best_height();
+        // Between a reconnection and the peer's channel_reestablish, a
+        // channel takes nothing else (BOLT 2).
+        let needs_live_channel = !matches!(
+            msg,
+            Message::ChannelReestablish(_)
+                | Message::Error(_)
+                | Message::OpenChannel(_)
+                | Message::AcceptChannel(_)
+        );
+        if needs_live_channel && s.ps.channels.get(&id).is_some_and(|c| c.paused) {
+            return Err(StoreError::AwaitingReestablish {
+                channel_id: id,
+                action: msg.name(),
+            });
+        }
         match msg {
             Message::OpenChannel(m) => {
                 if s.ps.unfunded.contains_key(&id) {

@@ -245,11 +245,25 @@ impl<C: Container> ChannelStore<C> {
         self.events.push(event);
     }
 
-    /// A peer connected (or reconnected).
+    /// A peer connected (or reconnected). After a reconnection every
+    /// channel with it sends `channel_reestablish` and waits for the peer's.
     ///
-    /// **Locking behaviour:** takes that peer's lock briefly.
+    /// **Locking behaviour:** takes that peer's lock twice, briefly.
     pub fn peer_connected(&self, peer: PublicKey) {
         self.container.connect(peer);
+        let _ = self.with_section(&peer, |s| {
+            let paused: Vec<ChannelId> =
+                s.ps.channels
+                    .iter()
+                    .filter(|(_, c)| c.paused)
+                    .map(|(id, _)| *id)
+                    .collect();
+            for id in paused {
+                let msg = s.channel(&id, true)?.reestablish_message();
+                s.send(Message::ChannelReestablish(msg));
+            }
+            Ok(())
+        });
     }
 
     /// A peer disconnected. As BOLT 2 requires, the updates it sent that no
@@ -263,7 +277,7 @@ impl<C: Container> ChannelStore<C> {
             let ids: Vec<ChannelId> = s.ps.channels.keys().copied().collect();
             for id in ids {
                 if let Ok(channel) = s.channel(&id, true) {
-                    channel.drop_uncommitted_remote_updates();
+                    channel.pause();
                     s.touch(id, true);
                 }
             }

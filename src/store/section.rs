@@ -101,10 +101,15 @@ impl<'a> Section<'a> {
         Ok(value)
     }
 
-    /// Queues a channel's effects and marks it for polling.
+    /// Queues a channel's effects and marks it for polling. Nothing is sent
+    /// for a paused channel: what it owes the peer is re-derived from its
+    /// state when `channel_reestablish` arrives.
     pub(crate) fn take(&mut self, id: ChannelId, funded: bool, effects: Effects) {
+        let paused = self.channel(&id, funded).is_ok_and(|c| c.paused);
         for msg in effects.msgs {
-            self.send(msg);
+            if !paused {
+                self.send(msg);
+            }
         }
         self.out.events.extend(effects.events);
         self.out

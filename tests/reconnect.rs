@@ -1,0 +1,262 @@
+//! Disconnection at every step of a payment's life (BOLT 2 message
+//! retransmission): messages in flight are lost, both sides reconnect and
+//! exchange `channel_reestablish`, and the payment must still complete
+//! exactly once with exact balances.
+
+mod common;
+
+use std::collections::VecDeque;
+
+use chanstore::{ChannelStore, Event, Message, PaymentPreimage, Route, RouteHop, StoreError};
+use common::*;
+
+/// Messages in flight between two nodes, delivered one at a time.
+struct Wire<'a> {
+    nodes: [&'a ChannelStore; 2],
+    in_flight: VecDeque<(usize, Message)>,
+    log: Vec<String>,
+}
+
+impl<'a> Wire<'a> {
+    fn new(a: &'a ChannelStore, b: &'a ChannelStore) -> Self {
+        Wire {
+            nodes: [a, b],
+            in_flight: VecDeque::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Collects what both nodes want to send.
+    fn collect(&mut self) {
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (_, msg) in n.get_and_clear_pending_msg_events() {
+                self.in_flight.push_back((i, msg));
+            }
+        }
+    }
+
+    /// Delivers the oldest message; returns its name.
+    fn step(&mut self) -> Option<String> {
+        self.collect();
+        let (from, msg) = self.in_flight.pop_front()?;
+        let name = format!(
+            "{}->{} {}",
+            ["a", "b"][from],
+            ["a", "b"][1 - from],
+            msg.name()
+        );
+        let (src, dst) = (self.nodes[from], self.nodes[1 - from]);
+        dst.handle_message(&src.node_id(), msg)
+            .unwrap_or_else(|e| panic!("{name} refused: {e}\nlog: {:?}", self.log));
+        self.log.push(name.clone());
+        Some(name)
+    }
+
+    /// Loses everything in flight and reconnects both sides.
+    fn reconnect(&mut self) {
+        self.collect();
+        self.in_flight.clear();
+        let [a, b] = self.nodes;
+        a.peer_disconnected(&b.node_id());
+        b.peer_disconnected(&a.node_id());
+        a.peer_connected(b.node_id());
+        b.peer_connected(a.node_id());
+        self.log.push("-- reconnect --".into());
+    }
+
+    fn run_until_quiet(&mut self) {
+        while self.step().is_some() {}
+    }
+}
+
+/// Pays `amount` from `payer` (0 = a, 1 = b), cutting the connection after
+/// the `cut`-th delivered message.
+fn pay_with_cut(payer: usize, cut: usize) {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
+    let nodes = [&a, &b];
+    let (sender, receiver) = (nodes[payer], nodes[1 - payer]);
+    let before = [
+        a.channel_details(&id).unwrap().balance_msat,
+        b.channel_details(&id).unwrap().balance_msat,
+    ];
+    let amount = 25_000_000;
+    let preimage = PaymentPreimage([cut as u8 + 100 * payer as u8; 32]);
+    let route = Route {
+        hops: vec![RouteHop {
+            node_id: receiver.node_id(),
+            short_channel_id: scid,
+            fee_msat: 0,
+            cltv_expiry_delta: 0,
+        }],
+    };
+    sender
+        .send_payment(&route, preimage.payment_hash(), amount)
+        .unwrap();
+
+    let mut wire = Wire::new(&a, &b);
+    let mut claimed = false;
+    let mut sent_events = 0;
+    let mut delivered = 0;
+    let mut cut_done = false;
+    loop {
+        if !claimed && events_have_received(receiver, &preimage) {
+            receiver.claim_funds(preimage).unwrap();
+            claimed = true;
+        }
+        sent_events += sender
+            .get_and_clear_pending_events()
+            .iter()
+            .filter(|e| matches!(e, Event::PaymentSent { .. }))
+            .count();
+        if !cut_done && delivered == cut {
+            wire.reconnect();
+            cut_done = true;
+            continue;
+        }
+        match wire.step() {
+            Some(_) => delivered += 1,
+            None if cut_done => break,
+            None => {
+                // Fewer messages than the cut: cut at the end instead.
+                wire.reconnect();
+                cut_done = true;
+            }
+        }
+    }
+    if std::env::var("SHOW_LOG").is_ok() {
+        eprintln!("cut {cut} payer {payer}: {:?}", wire.log);
+    }
+    assert!(
+        claimed,
+        "payment never arrived (cut {cut}, payer {payer}); log {:?}",
+        wire.log
+    );
+    assert_eq!(
+        sent_events, 1,
+        "payment must end exactly once (cut {cut}, payer {payer}); log {:?}",
+        wire.log
+    );
+    let sign = |i: usize| {
+        if i == payer {
+            -(amount as i64)
+        } else {
+            amount as i64
+        }
+    };
+    for (i, n) in nodes.iter().enumerate() {
+        let d = n.channel_details(&id).unwrap();
+        assert_eq!(
+            d.balance_msat as i64,
+            before[i] as i64 + sign(i),
+            "node {i}, cut {cut}; log {:?}",
+            wire.log
+        );
+        assert_eq!(d.pending_htlcs, 0, "cut {cut}");
+        assert!(d.is_usable);
+    }
+    a.check_value_conserved().unwrap();
+    b.check_value_conserved().unwrap();
+}
+
+fn events_have_received(node: &ChannelStore, preimage: &PaymentPreimage) -> bool {
+    node.get_and_clear_pending_events()
+        .iter()
+        .any(|e| matches!(e, Event::PaymentReceived { payment_hash, .. } if *payment_hash == preimage.payment_hash()))
+}
+
+/// One payment is ten messages: add, commitment_signed, revoke_and_ack,
+/// commitment_signed, revoke_and_ack, then fulfill and the same four back.
+/// Each cut point loses whatever was in flight at that moment.
+#[test]
+fn disconnect_at_every_step_either_payer() {
+    let steps = [
+        "before anything",
+        "after update_add_htlc",
+        "after the first commitment_signed",
+        "after the first revoke_and_ack",
+        "after the second commitment_signed",
+        "after the second revoke_and_ack",
+        "after update_fulfill_htlc",
+        "after the third commitment_signed",
+        "after the third revoke_and_ack",
+        "after the fourth commitment_signed",
+        "after the last revoke_and_ack",
+    ];
+    for payer in [0, 1] {
+        for (cut, what) in steps.iter().enumerate() {
+            eprintln!("payer {payer}: disconnect {what}");
+            pay_with_cut(payer, cut);
+        }
+    }
+}
+
+#[test]
+fn messages_between_disconnect_and_reestablish_are_refused() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    a.peer_connected(b.node_id());
+    b.peer_connected(a.node_id());
+    // Before b's channel_reestablish reaches a, an update for the channel is refused.
+    let route = Route {
+        hops: vec![RouteHop {
+            node_id: b.node_id(),
+            short_channel_id: scid,
+            fee_msat: 0,
+            cltv_expiry_delta: 0,
+        }],
+    };
+    assert!(matches!(
+        a.send_payment(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000),
+        Err(StoreError::WrongState { .. })
+    ));
+    let fee = Message::UpdateFee(chanstore::message::UpdateFee {
+        channel_id: id,
+        feerate_per_kw: 300,
+    });
+    let before = b.debug_state();
+    assert_eq!(
+        b.handle_message(&a.node_id(), fee),
+        Err(StoreError::AwaitingReestablish {
+            channel_id: id,
+            action: "update_fee"
+        })
+    );
+    assert_eq!(b.debug_state(), before);
+    deliver_all(&[&a, &b]);
+    a.send_payment(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000)
+        .unwrap();
+    deliver_all(&[&a, &b]);
+}
+
+#[test]
+fn peer_claiming_a_newer_state_fails_the_channel() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 0);
+    a.peer_disconnected(&b.node_id());
+    a.peer_connected(b.node_id());
+    let lie = Message::ChannelReestablish(chanstore::message::ChannelReestablish {
+        channel_id: id,
+        next_commitment_number: 5,
+        next_revocation_number: 4,
+        your_last_per_commitment_secret: [9; 32],
+        my_current_per_commitment_point: a.node_id(),
+    });
+    a.handle_message(&b.node_id(), lie).unwrap();
+    let sent = a.get_and_clear_pending_msg_events();
+    assert!(
+        sent.iter().any(|(_, m)| matches!(m, Message::Error(_))),
+        "{sent:?}"
+    );
+    assert!(a
+        .get_and_clear_pending_events()
+        .iter()
+        .any(|e| matches!(e, Event::ChannelClosed { .. })));
+    assert!(a.channel_details(&id).is_none());
+    a.check_indexes().unwrap();
+}
