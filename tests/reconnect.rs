@@ -63,10 +63,6 @@ impl<'a> Wire<'a> {
         b.peer_connected(a.node_id());
         self.log.push("-- reconnect --".into());
     }
-
-    fn run_until_quiet(&mut self) {
-        while self.step().is_some() {}
-    }
 }
 
 /// Pays `amount` from `payer` (0 = a, 1 = b), cutting the connection after
