@@ -102,7 +102,7 @@ pub enum ClosureReason {
     /// state; `reason` says how (including "we lost data").
     ReestablishFailed {
         /// What did not match.
-        reason: &'static str,
+        reason: String,
     },
     /// The peer sent `error` for it.
     CounterpartyError {

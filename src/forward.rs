@@ -71,6 +71,8 @@ pub(crate) enum Work {
 /// A work item with the peer whose lock applies it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Addressed {
+    /// Its key in the persister (0: never persisted, applied at once).
+    pub(crate) id: u64,
     pub(crate) node_id: PublicKey,
     pub(crate) work: Work,
 }

@@ -92,7 +92,6 @@ pub(crate) enum Step {
 
 impl HtlcState {
     /// True for HTLCs we offered.
-    #[cfg(test)]
     pub(crate) fn offered_by_us(self) -> bool {
         use HtlcState::*;
         matches!(
@@ -205,6 +204,57 @@ impl HtlcState {
             self,
             HtlcState::SentAddAckRevocation | HtlcState::RcvdAddAckRevocation
         )
+    }
+
+    /// The state's number in stored records (never reorder).
+    pub(crate) fn to_u8(self) -> u8 {
+        use HtlcState::*;
+        match self {
+            SentAddHtlc => 0,
+            SentAddCommit => 1,
+            RcvdAddRevocation => 2,
+            RcvdAddAckCommit => 3,
+            SentAddAckRevocation => 4,
+            RcvdRemoveHtlc => 5,
+            RcvdRemoveCommit => 6,
+            SentRemoveRevocation => 7,
+            SentRemoveAckCommit => 8,
+            RcvdAddHtlc => 9,
+            RcvdAddCommit => 10,
+            SentAddRevocation => 11,
+            SentAddAckCommit => 12,
+            RcvdAddAckRevocation => 13,
+            SentRemoveHtlc => 14,
+            SentRemoveCommit => 15,
+            RcvdRemoveRevocation => 16,
+            RcvdRemoveAckCommit => 17,
+        }
+    }
+
+    /// The state a stored number names.
+    pub(crate) fn from_u8(n: u8) -> Option<Self> {
+        use HtlcState::*;
+        Some(match n {
+            0 => SentAddHtlc,
+            1 => SentAddCommit,
+            2 => RcvdAddRevocation,
+            3 => RcvdAddAckCommit,
+            4 => SentAddAckRevocation,
+            5 => RcvdRemoveHtlc,
+            6 => RcvdRemoveCommit,
+            7 => SentRemoveRevocation,
+            8 => SentRemoveAckCommit,
+            9 => RcvdAddHtlc,
+            10 => RcvdAddCommit,
+            11 => SentAddRevocation,
+            12 => SentAddAckCommit,
+            13 => RcvdAddAckRevocation,
+            14 => SentRemoveHtlc,
+            15 => SentRemoveCommit,
+            16 => RcvdRemoveRevocation,
+            17 => RcvdRemoveAckCommit,
+            _ => return None,
+        })
     }
 
     /// Short lower-case name for test messages.

@@ -62,6 +62,19 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in stored-number order (never reorder).
+    pub(crate) const ALL: [Phase; 9] = [
+        Phase::OpenSent,
+        Phase::AcceptSent,
+        Phase::AwaitingFundingTx,
+        Phase::FundingCreatedSent,
+        Phase::AwaitingReady,
+        Phase::Normal,
+        Phase::ShuttingDown,
+        Phase::Negotiating,
+        Phase::Closed,
+    ];
+
     /// Lower-case name for errors and details.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -249,6 +262,13 @@ impl Channel {
         self.phase == Phase::Normal && !self.paused
     }
 
+    /// Whether a new HTLC may be offered. A paused channel (waiting for
+    /// `channel_reestablish`) may take one: it is sent with the other
+    /// unsigned updates when the reestablish arrives.
+    pub(crate) fn accepts_htlcs(&self) -> bool {
+        self.phase == Phase::Normal && !self.shutdown_requested
+    }
+
     /// Channel capacity in millisatoshi.
     pub(crate) fn capacity_msat(&self) -> u64 {
         self.funding_sat * 1000
@@ -272,6 +292,52 @@ impl Channel {
     /// (live HTLCs are still counted in their offerer's balance).
     pub(crate) fn value_is_conserved(&self) -> bool {
         self.to_local_msat.checked_add(self.to_remote_msat) == Some(self.capacity_msat())
+    }
+
+    /// Checks what must hold in any state this crate can produce; used on
+    /// decoded channels so corrupt bytes never become a channel. Returns the
+    /// field that is wrong.
+    pub(crate) fn check_consistency(&self) -> Result<(), &'static str> {
+        if !self.value_is_conserved() {
+            return Err("channel.balances");
+        }
+        if self.offered_in_flight_msat(true) > self.to_local_msat
+            || self.offered_in_flight_msat(false) > self.to_remote_msat
+        {
+            return Err("channel.htlcs");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for h in &self.htlcs {
+            let next = if h.offered() {
+                self.next_offered_id
+            } else {
+                self.next_received_id
+            };
+            if h.id >= next || !seen.insert((h.offered(), h.id)) || h.amount_msat == 0 {
+                return Err("channel.htlcs");
+            }
+        }
+        if self.htlcs.len() > 2 * usize::from(crate::config::MAX_ACCEPTED_HTLCS_LIMIT) {
+            return Err("channel.htlcs");
+        }
+        if self.phase.is_funded() {
+            let Some(outpoint) = self.funding_outpoint else {
+                return Err("channel.funding");
+            };
+            if ChannelId::from_funding_outpoint(&outpoint) != self.channel_id {
+                return Err("channel.channel_id");
+            }
+            if self.their_keys.is_none() || self.their_current_point.is_none() {
+                return Err("channel.their_keys");
+            }
+        }
+        if self.awaiting_revoke && self.their_prev_point.is_none() {
+            return Err("channel.their_points");
+        }
+        if self.remote_commitment_number < u64::from(self.awaiting_revoke) {
+            return Err("channel.commitment_numbers");
+        }
+        Ok(())
     }
 
     /// A snapshot for readers.

@@ -260,7 +260,9 @@ impl Channel {
         effects.events.push(Event::ChannelClosed {
             channel_id: self.channel_id,
             counterparty_node_id: self.counterparty,
-            reason: ClosureReason::ReestablishFailed { reason },
+            reason: ClosureReason::ReestablishFailed {
+                reason: reason.to_string(),
+            },
         });
     }
 }

@@ -208,7 +208,7 @@ impl Channel {
         onion: OnionPacket,
         source: HtlcSource,
     ) -> Result<UpdateAddHtlc, StoreError> {
-        if !self.is_usable() || self.shutdown_requested {
+        if !self.accepts_htlcs() {
             return Err(self.wrong_state("update_add_htlc"));
         }
         self.check_add(amount_msat, true)?;

@@ -43,10 +43,10 @@ mod handle;
 mod payments;
 mod peer;
 mod read;
-mod section;
+pub(crate) mod section;
 mod sharded;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -64,10 +64,12 @@ use crate::channel::Channel;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::event::{ChannelDetails, Event};
+use crate::forward::Addressed;
 use crate::message::Message;
+use crate::persist::{codec, frame, Key, Persister};
 use crate::secp::SECP;
 use crate::types::{ChannelId, PaymentHash, ShortChannelId};
-use section::{IndexOp, Outcome, Section};
+use section::{IndexOp, Outcome, Section, Sequences};
 
 /// A channel's snapshot cell: written under the peer lock after each
 /// change, read by `list_channels` without any peer lock.
@@ -104,15 +106,23 @@ pub(crate) struct Claimable {
 pub struct ChannelStore<C: Container = Sharded> {
     pub(crate) container: C,
     pub(crate) config: StoreConfig,
-    node_secret: SecretKey,
+    pub(crate) node_secret: SecretKey,
     node_id: PublicKey,
     /// Best block height. Relaxed: it is a clock read for expiry checks, not
     /// a flag that publishes other memory.
     best_height: AtomicU32,
-    /// Events for the user, from every thread.
-    events: SegQueue<Event>,
+    /// Events for the user, from every thread, with their persister keys.
+    events: SegQueue<(u64, Event)>,
     /// HTLCs paying us, by payment hash.
     pub(crate) claimables: DashMap<PaymentHash, Vec<Claimable>>,
+    /// Where durable state goes, if anywhere.
+    pub(crate) persister: Option<Arc<dyn Persister>>,
+    /// Keys for work items and events.
+    pub(crate) seq: Sequences,
+    /// Set once a write to the persister failed: memory may be ahead of
+    /// disk, so the store refuses all further work. Relaxed: it only needs
+    /// to become visible eventually; the failing call itself returns the error.
+    failed: AtomicBool,
 }
 
 impl ChannelStore<Sharded> {
@@ -142,7 +152,34 @@ impl<C: Container> ChannelStore<C> {
             best_height: AtomicU32::new(best_height),
             events: SegQueue::new(),
             claimables: DashMap::new(),
+            persister: None,
+            seq: Sequences::default(),
+            failed: AtomicBool::new(false),
         })
+    }
+
+    /// Makes `batch` durable (no-op without a persister). On failure the
+    /// store stops taking work.
+    pub(crate) fn persist(&self, batch: &[(Key, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let Some(p) = &self.persister else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        p.write_batch(batch).map_err(|e| {
+            self.failed.store(true, Ordering::Relaxed);
+            StoreError::Persist(e.to_string())
+        })
+    }
+
+    fn check_not_failed(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(StoreError::Persist(
+                "an earlier write failed; reopen the store".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Our node id.
@@ -177,15 +214,28 @@ impl<C: Container> ChannelStore<C> {
         node: &PublicKey,
         f: impl FnOnce(&mut Section<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.check_not_failed()?;
+        let durable = self.persister.is_some();
         let (result, outcome) = self
             .container
             .with_peer(node, |ps| {
-                let mut section = Section::new(ps, *node);
+                let mut section = Section::new(ps, *node, &self.seq, durable);
                 let result = f(&mut section);
-                (result, section.finish())
+                let start = section.outbox_start();
+                let mut outcome = section.finish();
+                // Persist before the lock is released: no message this
+                // section queued can leave before the state it depends on
+                // is durable. If that fails, the messages are withdrawn.
+                if let Err(e) = self.persist(&std::mem::take(&mut outcome.writes)) {
+                    Section::withdraw_messages(ps, start);
+                    return (Err(e), None);
+                }
+                (result, Some(outcome))
             })
             .ok_or(StoreError::PeerNotConnected { node_id: *node })?;
-        self.carry_out(*node, outcome);
+        if let Some(outcome) = outcome {
+            self.carry_out(*node, outcome);
+        }
         result
     }
 
@@ -220,29 +270,61 @@ impl<C: Container> ChannelStore<C> {
         for event in outcome.events {
             self.events.push(event);
         }
-        for (channel_id, htlc) in outcome.incoming {
-            self.decide_incoming(node, channel_id, htlc);
-        }
-        for (channel_id, resolved) in outcome.resolved {
-            self.pass_back(channel_id, resolved);
-        }
         for item in outcome.work {
             self.container.push_work(item);
         }
-        for lost in outcome.unresolvable {
-            self.events.push(Event::OnChainResolutionRequired {
-                channel_id: lost.channel_id,
-                htlc_id: lost.htlc_id,
-                payment_preimage: match lost.resolution {
-                    crate::forward::Resolution::Fulfill(p) => Some(p),
-                    crate::forward::Resolution::Fail(_) => None,
-                },
-            });
+        // Decisions made outside the lock (they need the indexes) are
+        // written before they are queued.
+        let mut decided = Decided::default();
+        for (channel_id, htlc) in outcome.incoming {
+            self.decide_incoming(node, channel_id, htlc, &mut decided);
         }
+        for lost in outcome.unresolvable {
+            decided
+                .events
+                .push(self.seq.new_event(Event::OnChainResolutionRequired {
+                    channel_id: lost.channel_id,
+                    htlc_id: lost.htlc_id,
+                    payment_preimage: match lost.resolution {
+                        crate::forward::Resolution::Fulfill(p) => Some(p),
+                        crate::forward::Resolution::Fail(_) => None,
+                    },
+                }));
+        }
+        self.release(decided);
     }
 
-    pub(crate) fn push_event(&self, event: Event) {
-        self.events.push(event);
+    /// Persists, then queues, work and events decided outside any lock.
+    pub(crate) fn release(&self, decided: Decided) {
+        if decided.work.is_empty() && decided.events.is_empty() {
+            return;
+        }
+        if self.persister.is_some() {
+            let mut batch = Vec::with_capacity(decided.work.len() + decided.events.len());
+            batch.extend(
+                decided
+                    .work
+                    .iter()
+                    .map(|w| (Key::Work(w.id), Some(frame(&codec::encode_work(w))))),
+            );
+            batch.extend(
+                decided
+                    .events
+                    .iter()
+                    .map(|(s, e)| (Key::Event(*s), Some(frame(&codec::encode_event(e))))),
+            );
+            // On failure the store is marked failed; the decisions are lost
+            // from memory too and are made again when the store is reopened.
+            if self.persist(&batch).is_err() {
+                return;
+            }
+        }
+        for item in decided.work {
+            self.container.push_work(item);
+        }
+        for event in decided.events {
+            self.events.push(event);
+        }
     }
 
     /// A peer connected (or reconnected). After a reconnection every
@@ -469,14 +551,65 @@ impl<C: Container> ChannelStore<C> {
         self.container.drain_outboxes()
     }
 
-    /// Takes every pending event.
+    /// Takes every pending event. With a persister, the events are deleted
+    /// from it before they are returned (at most once: a crash right after
+    /// this call loses them; see [`ChannelStore::process_pending_events`]).
     ///
-    /// **Locking behaviour:** lock-free.
+    /// **Locking behaviour:** lock-free, plus one persister write.
     pub fn get_and_clear_pending_events(&self) -> Vec<Event> {
+        let taken = self.take_events();
+        let _ = self.forget_events(&taken);
+        taken.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Hands every pending event to `handler`, and only then deletes them
+    /// from the persister: after a crash, events whose handling may not have
+    /// finished are delivered again (at least once). Make the handler
+    /// idempotent.
+    ///
+    /// **Locking behaviour:** lock-free, plus one persister write after the handler.
+    pub fn process_pending_events(&self, mut handler: impl FnMut(Event)) -> Result<(), StoreError> {
+        let taken = self.take_events();
+        for (_, e) in &taken {
+            handler(e.clone());
+        }
+        self.forget_events(&taken)
+    }
+
+    /// Requeues an event loaded from the persister.
+    pub(crate) fn push_loaded_event(&self, event: (u64, Event)) {
+        self.events.push(event);
+    }
+
+    /// The pending events, left in place (for `write`).
+    pub(crate) fn pending_events_snapshot(&self) -> Vec<(u64, Event)> {
+        let taken = self.take_events();
+        for e in &taken {
+            self.events.push(e.clone());
+        }
+        taken
+    }
+
+    fn take_events(&self) -> Vec<(u64, Event)> {
         let mut out = Vec::with_capacity(self.events.len());
         while let Some(e) = self.events.pop() {
             out.push(e);
         }
         out
     }
+
+    fn forget_events(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
+        let batch: Vec<_> = events
+            .iter()
+            .map(|(seq, _)| (Key::Event(*seq), None))
+            .collect();
+        self.persist(&batch)
+    }
+}
+
+/// Work and events decided outside any lock, to persist and then queue.
+#[derive(Debug, Default)]
+pub(crate) struct Decided {
+    pub(crate) work: Vec<Addressed>,
+    pub(crate) events: Vec<(u64, Event)>,
 }

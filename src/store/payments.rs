@@ -5,15 +5,14 @@
 use bitcoin::secp256k1::PublicKey;
 
 use super::section::Outcome;
-use super::{ChannelStore, Claimable, Container, Section};
-use crate::channel::{
-    HtlcSource, Inbound, IncomingHtlc, OutboundResolved, Outcome as HtlcOutcome, PrevHop,
-};
+use super::{ChannelStore, Claimable, Container, Decided, Section};
+use crate::channel::{HtlcSource, Inbound, IncomingHtlc, PrevHop};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::forward::{Addressed, HtlcForward, HtlcResolution, Resolution, Work};
 use crate::message::Message;
 use crate::onion::{build_onion, FailureCode};
+use crate::persist::{codec, frame, Key};
 use crate::route::Route;
 use crate::types::{ChannelId, PaymentHash, PaymentPreimage};
 
@@ -39,10 +38,11 @@ impl<C: Container> ChannelStore<C> {
         )?;
         let first = &route.hops[0];
         let channel_id = self.usable_scid(first)?;
-        let onion = build_onion(&plan.payloads[1..]).map_err(|_| StoreError::InvalidRoute {
+        let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
             reason: "too many hops",
         })?;
-        // Hop 0's payload is ours to apply: we are its sender.
+        // Every hop, the first included, reads its payload from the onion;
+        // we only carry the first hop's amount and expiry in the HTLC itself.
         self.with_section(&first.node_id, |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
@@ -50,6 +50,10 @@ impl<C: Container> ChannelStore<C> {
                 });
             }
             s.on_channel(&channel_id, true, |c, e| {
+                // Our own payments wait for a live channel (the user may retry).
+                if !c.is_usable() {
+                    return Err(c.wrong_state("send_payment"));
+                }
                 let add = c.send_htlc(
                     plan.first_amount_msat,
                     payment_hash,
@@ -112,7 +116,15 @@ impl<C: Container> ChannelStore<C> {
                 htlc_id: h.htlc_id,
                 resolution: resolution.clone(),
             };
-            self.apply_work(h.node_id, vec![Work::Resolve(item)]);
+            // Applied at once: the channel change itself is what is persisted (id 0).
+            self.apply_work(
+                h.node_id,
+                vec![Addressed {
+                    id: 0,
+                    node_id: h.node_id,
+                    work: Work::Resolve(item),
+                }],
+            );
         }
         Ok(())
     }
@@ -143,9 +155,9 @@ impl<C: Container> ChannelStore<C> {
             let mut items = batch.drain(..).peekable();
             while let Some(first) = items.next() {
                 let node = first.node_id;
-                let mut group = vec![first.work];
+                let mut group = vec![first];
                 while let Some(next) = items.next_if(|i| i.node_id == node) {
-                    group.push(next.work);
+                    group.push(next);
                 }
                 self.apply_work(node, group);
             }
@@ -153,14 +165,16 @@ impl<C: Container> ChannelStore<C> {
         done
     }
 
-    /// Applies work items addressed to `node` under its lock.
-    fn apply_work(&self, node: PublicKey, items: Vec<Work>) {
+    /// Applies work items addressed to `node` under its lock. Each persisted
+    /// item is deleted in the same batch as the change it made.
+    fn apply_work(&self, node: PublicKey, items: Vec<Addressed>) {
         let result = self.with_section(&node, |s| {
-            for item in items.iter() {
-                match item {
+            for item in &items {
+                s.out.consumed.push(item.id);
+                match &item.work {
                     Work::Forward(f) => {
                         if let Err(code) = self.add_forward(s, f) {
-                            s.out.work.push(fail_back(&f.prev, code));
+                            s.work(f.prev.node_id, fail_back(&f.prev, code));
                         }
                     }
                     Work::Resolve(r) => {
@@ -184,17 +198,36 @@ impl<C: Container> ChannelStore<C> {
             Ok(())
         });
         // The peer is gone entirely: forwards fail back, resolutions go on chain.
-        if result.is_err() {
+        if let Err(StoreError::PeerNotConnected { .. }) = result {
             let mut outcome = Outcome::default();
             for item in items {
-                match item {
-                    Work::Forward(f) => outcome
-                        .work
-                        .push(fail_back(&f.prev, FailureCode::UnknownNextPeer)),
+                outcome.consumed.push(item.id);
+                match item.work {
+                    Work::Forward(f) => {
+                        let back = self.seq.new_work(
+                            f.prev.node_id,
+                            fail_back(&f.prev, FailureCode::UnknownNextPeer),
+                        );
+                        outcome.work.push(back);
+                    }
                     Work::Resolve(r) => outcome.unresolvable.push(r),
                 }
             }
-            self.carry_out(node, outcome);
+            let mut batch: Vec<_> = outcome
+                .consumed
+                .iter()
+                .filter(|id| **id != 0)
+                .map(|id| (Key::Work(*id), None))
+                .collect();
+            batch.extend(
+                outcome
+                    .work
+                    .iter()
+                    .map(|w| (Key::Work(w.id), Some(frame(&codec::encode_work(w))))),
+            );
+            if self.persist(&batch).is_ok() {
+                self.carry_out(node, outcome);
+            }
         }
     }
 
@@ -206,7 +239,8 @@ impl<C: Container> ChannelStore<C> {
         let channel = s
             .channel(&f.next_channel_id, true)
             .map_err(|_| FailureCode::UnknownNextPeer)?;
-        if !channel.is_usable() {
+        // A connected peer's paused channel takes it; it goes out after reestablish.
+        if !channel.accepts_htlcs() {
             return Err(FailureCode::ChannelDisabled);
         }
         let result = s.on_channel(&f.next_channel_id, true, |c, e| {
@@ -228,11 +262,14 @@ impl<C: Container> ChannelStore<C> {
 
     /// An HTLC offered to us is irrevocably committed: claimable if it pays
     /// us, queued for its next peer if it is a valid forward, else failed.
+    /// The resulting work and events go into `decided`, to be persisted
+    /// before they are queued.
     pub(crate) fn decide_incoming(
         &self,
         node: PublicKey,
         channel_id: ChannelId,
         htlc: IncomingHtlc,
+        decided: &mut Decided,
     ) {
         let prev = PrevHop {
             node_id: node,
@@ -241,17 +278,24 @@ impl<C: Container> ChannelStore<C> {
             amount_msat: htlc.amount_msat,
         };
         match self.route_incoming(prev, &htlc) {
-            Ok(None) => {}
-            Ok(Some(item)) => self.container.push_work(item),
-            Err(code) => self.container.push_work(fail_back(&prev, code)),
+            Ok(Routed::Claimable(total)) => {
+                decided
+                    .events
+                    .push(self.seq.new_event(Event::PaymentReceived {
+                        payment_hash: htlc.payment_hash,
+                        amount_msat: total,
+                    }))
+            }
+            Ok(Routed::Forward(next_node, forward)) => {
+                decided.work.push(self.seq.new_work(next_node, forward))
+            }
+            Err(code) => decided
+                .work
+                .push(self.seq.new_work(node, fail_back(&prev, code))),
         }
     }
 
-    fn route_incoming(
-        &self,
-        prev: PrevHop,
-        htlc: &IncomingHtlc,
-    ) -> Result<Option<Addressed>, FailureCode> {
+    fn route_incoming(&self, prev: PrevHop, htlc: &IncomingHtlc) -> Result<Routed, FailureCode> {
         let height = self.best_height();
         let (payload, next_onion) = match &htlc.inbound {
             Inbound::BadOnion => return Err(FailureCode::InvalidOnionVersion),
@@ -273,22 +317,7 @@ impl<C: Container> ChannelStore<C> {
             {
                 return Err(FailureCode::IncorrectOrUnknownPaymentDetails);
             }
-            let claimable = Claimable {
-                node_id: prev.node_id,
-                channel_id: prev.channel_id,
-                htlc_id: htlc.htlc_id,
-                amount_msat: htlc.amount_msat,
-            };
-            let total = {
-                let mut entry = self.claimables.entry(htlc.payment_hash).or_default();
-                entry.push(claimable);
-                entry.iter().map(|c| c.amount_msat).sum()
-            };
-            self.push_event(Event::PaymentReceived {
-                payment_hash: htlc.payment_hash,
-                amount_msat: total,
-            });
-            return Ok(None);
+            return Ok(Routed::Claimable(self.add_claimable(prev, htlc)));
         };
         let fee = self.config.forwarding_fee_msat(payload.amt_to_forward);
         if htlc.amount_msat < payload.amt_to_forward
@@ -311,9 +340,9 @@ impl<C: Container> ChannelStore<C> {
             .container
             .index_get(&next_channel_id)
             .ok_or(FailureCode::UnknownNextPeer)?;
-        Ok(Some(Addressed {
-            node_id: next_node,
-            work: Work::Forward(HtlcForward {
+        Ok(Routed::Forward(
+            next_node,
+            Work::Forward(HtlcForward {
                 prev,
                 next_channel_id,
                 amount_msat: payload.amt_to_forward,
@@ -321,63 +350,40 @@ impl<C: Container> ChannelStore<C> {
                 payment_hash: htlc.payment_hash,
                 onion: next_onion.clone(),
             }),
-        }))
+        ))
     }
 
-    /// An HTLC we offered ended: report it, or pass it to the channel it came from.
-    pub(crate) fn pass_back(&self, channel_id: ChannelId, resolved: OutboundResolved) {
-        let hash = resolved.payment_hash;
-        match (resolved.source, resolved.outcome) {
-            (HtlcSource::Local { fee_msat }, HtlcOutcome::Fulfilled(preimage)) => {
-                self.push_event(Event::PaymentSent {
-                    payment_hash: hash,
-                    payment_preimage: preimage,
-                    fee_paid_msat: fee_msat,
-                })
-            }
-            (HtlcSource::Local { .. }, HtlcOutcome::Failed(reason)) => {
-                self.push_event(Event::PaymentFailed {
-                    payment_hash: hash,
-                    failure: FailureCode::from_reason(&reason),
-                })
-            }
-            (HtlcSource::Forwarded(prev), HtlcOutcome::Fulfilled(preimage)) => {
-                self.push_event(Event::HtlcForwarded {
-                    prev_channel_id: prev.channel_id,
-                    next_channel_id: channel_id,
-                    fee_earned_msat: prev.amount_msat - resolved.amount_msat,
-                });
-                self.container.push_work(Addressed {
-                    node_id: prev.node_id,
-                    work: Work::Resolve(HtlcResolution {
-                        channel_id: prev.channel_id,
-                        htlc_id: prev.htlc_id,
-                        resolution: Resolution::Fulfill(preimage),
-                    }),
-                });
-            }
-            (HtlcSource::Forwarded(prev), HtlcOutcome::Failed(reason)) => {
-                self.container.push_work(Addressed {
-                    node_id: prev.node_id,
-                    work: Work::Resolve(HtlcResolution {
-                        channel_id: prev.channel_id,
-                        htlc_id: prev.htlc_id,
-                        resolution: Resolution::Fail(reason),
-                    }),
-                });
-            }
+    /// Records an HTLC paying us; returns the payment's total so far.
+    pub(crate) fn add_claimable(&self, prev: PrevHop, htlc: &IncomingHtlc) -> u64 {
+        let claimable = Claimable {
+            node_id: prev.node_id,
+            channel_id: prev.channel_id,
+            htlc_id: htlc.htlc_id,
+            amount_msat: htlc.amount_msat,
+        };
+        let mut entry = self.claimables.entry(htlc.payment_hash).or_default();
+        if !entry.contains(&claimable) {
+            entry.push(claimable);
         }
+        entry.iter().map(|c| c.amount_msat).sum()
     }
 }
 
-/// The work item that fails an incoming HTLC back with `code`.
-fn fail_back(prev: &PrevHop, code: FailureCode) -> Addressed {
-    Addressed {
-        node_id: prev.node_id,
-        work: Work::Resolve(HtlcResolution {
-            channel_id: prev.channel_id,
-            htlc_id: prev.htlc_id,
-            resolution: Resolution::Fail(code.to_reason()),
-        }),
-    }
+/// Where an irrevocably committed incoming HTLC goes.
+// A short-lived return value, moved once: boxing the big variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Routed {
+    /// It pays us; the payment's total so far.
+    Claimable(u64),
+    /// Forward it to this peer.
+    Forward(PublicKey, Work),
+}
+
+/// The work that fails an incoming HTLC back with `code`.
+pub(crate) fn fail_back(prev: &PrevHop, code: FailureCode) -> Work {
+    Work::Resolve(HtlcResolution {
+        channel_id: prev.channel_id,
+        htlc_id: prev.htlc_id,
+        resolution: Resolution::Fail(code.to_reason()),
+    })
 }
