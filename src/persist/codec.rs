@@ -474,10 +474,14 @@ pub(crate) fn decode_channel(
     node_secret: &SecretKey,
 ) -> Result<Channel, DecodeError> {
     use channel_type::*;
-    // The id comes first so that errors can name the channel.
-    let first = TlvReader::parse(bytes, &ALL, "channel")?;
-    let channel_id = ChannelId(first.cursor(CHANNEL_ID, "channel.channel_id")?.array()?);
-    let r = TlvReader::parse(bytes, &ALL, format!("channel {channel_id}"))?;
+    // Find the id first so that every error can name the channel.
+    let context =
+        match TlvReader::peek(bytes, CHANNEL_ID).and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            Some(id) => format!("channel {}", ChannelId(id)),
+            None => "channel".to_string(),
+        };
+    let r = TlvReader::parse(bytes, &ALL, context)?;
+    let channel_id = ChannelId(r.cursor(CHANNEL_ID, "channel.channel_id")?.array()?);
     let flags = r.cursor(FLAGS, "channel.flags")?.u16()?;
     if flags & !KNOWN_FLAGS != 0 {
         return Err(DecodeError::InvalidValue {

@@ -207,6 +207,21 @@ impl<'a> TlvReader<'a> {
         Ok(TlvReader { records, context })
     }
 
+    /// The value of record `ty` in `bytes`, found without checking the rest
+    /// of the stream (to name a record in the errors of the full parse).
+    pub(crate) fn peek(bytes: &'a [u8], ty: u64) -> Option<&'a [u8]> {
+        let mut cur = Cursor::new(bytes, "tlv record");
+        while !cur.is_empty() {
+            let t = cur.bigsize().ok()?;
+            let len = usize::try_from(cur.bigsize().ok()?).ok()?;
+            let value = cur.take(len).ok()?;
+            if t == ty {
+                return Some(value);
+            }
+        }
+        None
+    }
+
     /// The value of a record that must be present.
     pub(crate) fn required(&self, ty: u64) -> Result<&'a [u8], DecodeError> {
         self.optional(ty).ok_or_else(|| DecodeError::MissingRecord {
