@@ -1273,3 +1273,81 @@ fn refuses_messages_in_the_wrong_state() {
         wrong(p.id, "shutdown", "shutting_down"),
     );
 }
+
+#[test]
+fn payment_onion_carries_the_recipients_payload() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let p = preimage(5, 0);
+    a.send_payment(&route_to(&b, scid), p.payment_hash(), 7_000_000)
+        .unwrap();
+    let msgs = take_msgs(&a);
+    let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
+        panic!("{msgs:?}")
+    };
+    let (payload, _) = chanstore::onion::peel_onion(&add.onion_routing_packet).unwrap();
+    assert_eq!(
+        payload,
+        chanstore::onion::HopPayload {
+            short_channel_id: None,
+            amt_to_forward: 7_000_000,
+            outgoing_cltv_value: add.cltv_expiry,
+        }
+    );
+}
+
+/// A's real payment to B, with the onion (which no signature covers)
+/// rewritten in transit by `tamper`: B must fail it back with `expected`.
+fn recipient_fails_tampered_onion(
+    tamper: impl Fn(&mut chanstore::onion::HopPayload, &mut chanstore::message::OnionPacket),
+    expected: FailureCode,
+) {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let p = preimage(5, 1);
+    a.send_payment(&route_to(&b, scid), p.payment_hash(), 7_000_000)
+        .unwrap();
+    for (_, msg) in take_msgs(&a) {
+        let msg = match msg {
+            Message::UpdateAddHtlc(mut add) => {
+                let (mut payload, _) =
+                    chanstore::onion::peel_onion(&add.onion_routing_packet).unwrap();
+                let mut onion = chanstore::onion::build_onion(&[payload]).unwrap();
+                tamper(&mut payload, &mut onion);
+                if onion.0[0] == 0 {
+                    onion = chanstore::onion::build_onion(&[payload]).unwrap();
+                }
+                add.onion_routing_packet = onion;
+                Message::UpdateAddHtlc(add)
+            }
+            other => other,
+        };
+        deliver_one(&a, &b, msg);
+    }
+    deliver_all(&[&a, &b]);
+    assert_eq!(events(&b), vec![]);
+    assert_eq!(
+        events(&a),
+        vec![Event::PaymentFailed {
+            payment_hash: p.payment_hash(),
+            failure: expected
+        }]
+    );
+    assert_eq!(a.channel_details(&id).unwrap().balance_msat, 1_000_000_000);
+    assert_eq!(a.channel_details(&id).unwrap().pending_htlcs, 0);
+}
+
+#[test]
+fn recipient_checks_the_onion_payload() {
+    recipient_fails_tampered_onion(
+        |payload, _| payload.amt_to_forward += 1,
+        FailureCode::FinalIncorrectHtlcAmount,
+    );
+    recipient_fails_tampered_onion(
+        |payload, _| payload.outgoing_cltv_value += 1,
+        FailureCode::FinalIncorrectCltvExpiry,
+    );
+    recipient_fails_tampered_onion(|_, onion| onion.0[0] = 1, FailureCode::InvalidOnionVersion);
+}
