@@ -39,10 +39,11 @@ impl<C: Container> ChannelStore<C> {
         )?;
         let first = &route.hops[0];
         let channel_id = self.usable_scid(first)?;
-        let onion = build_onion(&plan.payloads[1..]).map_err(|_| StoreError::InvalidRoute {
+        let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
             reason: "too many hops",
         })?;
-        // Hop 0's payload is ours to apply: we are its sender.
+        // Every hop peels its own payload, `hops[0]` (our peer) included:
+        // it tells it where to forward, or that it is the recipient.
         self.with_section(&first.node_id, |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
