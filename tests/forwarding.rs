@@ -426,6 +426,8 @@ fn disconnect_drops_only_the_peers_uncommitted_updates() {
     let bc_before = l.b.channel_details(&l.bc).unwrap();
     assert_eq!(bc_before.pending_htlcs, 1);
     assert_eq!(l.b.channel_details(&l.ab).unwrap().pending_htlcs, 1);
+    let c_hash = format!("{:?}", from_c.payment_hash());
+    assert!(l.b.debug_state().contains(&c_hash));
     let a_section = peer_section(&l.b.debug_state(), &l.a);
     let ab_before = l.b.channel_details(&l.ab);
 
@@ -525,4 +527,114 @@ fn lookups_racing_a_close_never_see_a_wrong_answer() {
     );
     assert_eq!(l.a.channel_details(&l.ab).unwrap().balance_msat, START[0]);
     assert_eq!(l.b.channel_details(&l.ab).unwrap().pending_htlcs, 0);
+}
+
+#[test]
+fn forward_to_disconnected_peer_fails_temporarily() {
+    let l = line(1_000_000, 1_000_000, 0);
+    l.b.peer_disconnected(&l.c.node_id());
+    let before = l.balances();
+    let p = preimage(9, 0);
+    l.a.send_payment(&l.route(1_000_000), p.payment_hash(), 1_000_000)
+        .unwrap();
+    deliver_all(&[&l.a, &l.b]);
+    assert_eq!(
+        events(&l.a),
+        vec![Event::PaymentFailed {
+            payment_hash: p.payment_hash(),
+            failure: FailureCode::TemporaryChannelFailure
+        }]
+    );
+    assert_eq!(l.balances(), before);
+    l.assert_settled();
+}
+
+#[test]
+fn forwards_in_both_directions_at_once_while_a_b_closes() {
+    // Both ends hold half of each channel, so payments flow either way.
+    let (a, b, c) = (node(1), node(2), node(3));
+    connect_all(&[&a, &b, &c]);
+    let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 500_000_000);
+    let (bc, scid_bc) = open_channel(&b, &c, 1_000_000, 500_000_000);
+    let amount = 1_000_000;
+    let fee = b.config().forwarding_fee_msat(amount);
+    let via_b = |first: ShortChannelId, last: &ChannelStore, last_scid| Route {
+        hops: vec![
+            RouteHop {
+                node_id: b.node_id(),
+                short_channel_id: first,
+                fee_msat: fee,
+                cltv_expiry_delta: u32::from(b.config().cltv_expiry_delta),
+            },
+            RouteHop {
+                node_id: last.node_id(),
+                short_channel_id: last_scid,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            },
+        ],
+    };
+    for i in 0..10 {
+        a.send_payment(
+            &via_b(scid_ab, &c, scid_bc),
+            preimage(1, i).payment_hash(),
+            amount,
+        )
+        .unwrap();
+        c.send_payment(
+            &via_b(scid_bc, &a, scid_ab),
+            preimage(2, i).payment_hash(),
+            amount,
+        )
+        .unwrap();
+    }
+    deliver_all(&[&a, &b, &c]);
+    assert_eq!(events(&a).len(), 10);
+    assert_eq!(events(&c).len(), 10);
+    for i in 0..10 {
+        c.claim_funds(preimage(1, i)).unwrap();
+        a.claim_funds(preimage(2, i)).unwrap();
+    }
+    // A asks to close A-B with 20 HTLCs still on it: the close waits.
+    a.close_channel(&ab).unwrap();
+    deliver_all(&[&a, &b, &c]);
+    for (payer, tag) in [(&a, 1), (&c, 2)] {
+        let evs = events(payer);
+        for i in 0..10 {
+            let p = preimage(tag, i);
+            assert!(evs.contains(&Event::PaymentSent {
+                payment_hash: p.payment_hash(),
+                payment_preimage: p,
+                fee_paid_msat: fee
+            }));
+        }
+    }
+    let forwarded = events(&b);
+    let fees: u64 = forwarded
+        .iter()
+        .filter_map(|e| match e {
+            Event::HtlcForwarded {
+                fee_earned_msat, ..
+            } => Some(*fee_earned_msat),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(fees, 20 * fee);
+    assert!(forwarded.iter().any(|e| matches!(e,
+        Event::ChannelClosed { channel_id, reason: ClosureReason::Cooperative { .. }, .. } if *channel_id == ab)));
+    // A-B is closed; on B-C, B earned C's fees and paid out A's payments.
+    assert_eq!(a.list_channels(), vec![]);
+    assert_eq!(b.channel_details(&ab), None);
+    assert_eq!(
+        b.channel_details(&bc).unwrap().balance_msat,
+        500_000_000 + 10 * fee
+    );
+    assert_eq!(
+        c.channel_details(&bc).unwrap().balance_msat,
+        500_000_000 - 10 * fee
+    );
+    for n in [&a, &b, &c] {
+        n.check_value_conserved().unwrap();
+        n.check_indexes().unwrap();
+    }
 }
