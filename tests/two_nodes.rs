@@ -802,17 +802,6 @@ fn refuses_value_in_flight_above_maximum() {
     };
     p.assert_send_refused(&p.a, &p.b, 40_000_001, exceeded.clone());
     p.assert_msg_refused(&p.a, &p.b, p.add(1, 40_000_001), exceeded);
-    // One add alone above the limit, with nothing else in flight.
-    p.assert_msg_refused(
-        &p.b,
-        &p.a,
-        p.add(0, 1),
-        StoreError::AmountExceedsBalance {
-            channel_id: p.id,
-            amount_msat: 1,
-            available_msat: 0,
-        },
-    );
     p.a.send_payment(
         &route_to(&p.b, p.scid),
         preimage(9, 1).payment_hash(),
