@@ -7,10 +7,12 @@ use bitcoin::constants::ChainHash;
 use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::Network;
+use chanstore::message::OnionPacket;
 use chanstore::message::{
     ClosingSigned, CommitmentSigned, FundingCreated, OpenChannel, RevokeAndAck, UpdateFailHtlc,
     UpdateFulfillHtlc,
 };
+use chanstore::onion::{build_onion, peel_onion, HopPayload};
 use chanstore::transactions::commitment_fee_sat;
 use chanstore::{
     ChannelId, ChannelStore, ClosureReason, Event, FailureCode, Message, PaymentPreimage,
@@ -1275,10 +1277,10 @@ fn payment_onion_carries_the_recipients_payload() {
     let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
         panic!("{msgs:?}")
     };
-    let (payload, _) = chanstore::onion::peel_onion(&add.onion_routing_packet).unwrap();
+    let (payload, _) = peel_onion(&add.onion_routing_packet).unwrap();
     assert_eq!(
         payload,
-        chanstore::onion::HopPayload {
+        HopPayload {
             short_channel_id: None,
             amt_to_forward: 7_000_000,
             outgoing_cltv_value: add.cltv_expiry,
@@ -1287,9 +1289,9 @@ fn payment_onion_carries_the_recipients_payload() {
 }
 
 /// A's real payment to B, with the onion (which no signature covers)
-/// rewritten in transit by `tamper`: B must fail it back with `expected`.
+/// replaced in transit by `tamper(payload)`: B must fail it back with `expected`.
 fn recipient_fails_tampered_onion(
-    tamper: impl Fn(&mut chanstore::onion::HopPayload, &mut chanstore::message::OnionPacket),
+    tamper: impl Fn(HopPayload) -> OnionPacket,
     expected: FailureCode,
 ) {
     let (a, b) = (node(1), node(2));
@@ -1301,14 +1303,8 @@ fn recipient_fails_tampered_onion(
     for (_, msg) in take_msgs(&a) {
         let msg = match msg {
             Message::UpdateAddHtlc(mut add) => {
-                let (mut payload, _) =
-                    chanstore::onion::peel_onion(&add.onion_routing_packet).unwrap();
-                let mut onion = chanstore::onion::build_onion(&[payload]).unwrap();
-                tamper(&mut payload, &mut onion);
-                if onion.0[0] == 0 {
-                    onion = chanstore::onion::build_onion(&[payload]).unwrap();
-                }
-                add.onion_routing_packet = onion;
+                let (payload, _) = peel_onion(&add.onion_routing_packet).unwrap();
+                add.onion_routing_packet = tamper(payload);
                 Message::UpdateAddHtlc(add)
             }
             other => other,
@@ -1330,13 +1326,27 @@ fn recipient_fails_tampered_onion(
 
 #[test]
 fn recipient_checks_the_onion_payload() {
+    let onion = |payload| build_onion(&[payload]).unwrap();
     recipient_fails_tampered_onion(
-        |payload, _| payload.amt_to_forward += 1,
+        |mut payload| {
+            payload.amt_to_forward += 1;
+            onion(payload)
+        },
         FailureCode::FinalIncorrectHtlcAmount,
     );
     recipient_fails_tampered_onion(
-        |payload, _| payload.outgoing_cltv_value += 1,
+        |mut payload| {
+            payload.outgoing_cltv_value += 1;
+            onion(payload)
+        },
         FailureCode::FinalIncorrectCltvExpiry,
     );
-    recipient_fails_tampered_onion(|_, onion| onion.0[0] = 1, FailureCode::InvalidOnionVersion);
+    recipient_fails_tampered_onion(
+        |payload| {
+            let mut packet = onion(payload);
+            packet.0[0] = 1;
+            packet
+        },
+        FailureCode::InvalidOnionVersion,
+    );
 }
