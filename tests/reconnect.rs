@@ -208,7 +208,10 @@ fn messages_between_disconnect_and_reestablish_are_refused() {
     };
     assert!(matches!(
         a.send_payment(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000),
-        Err(StoreError::WrongState { .. })
+        Err(StoreError::AwaitingReestablish {
+            action: "update_add_htlc",
+            ..
+        })
     ));
     let fee = Message::UpdateFee(chanstore::message::UpdateFee {
         channel_id: id,

@@ -41,8 +41,8 @@ impl<C: Container> ChannelStore<C> {
         let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
             reason: "too many hops",
         })?;
-        // Every hop, the first included, reads its payload from the onion;
-        // we only carry the first hop's amount and expiry in the HTLC itself.
+        // Every hop peels its own payload, `hops[0]` (our peer) included:
+        // it tells it where to forward, or that it is the recipient.
         self.with_section(&first.node_id, |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
@@ -50,9 +50,13 @@ impl<C: Container> ChannelStore<C> {
                 });
             }
             s.on_channel(&channel_id, true, |c, e| {
-                // Our own payments wait for a live channel (the user may retry).
-                if !c.is_usable() {
-                    return Err(c.wrong_state("send_payment"));
+                // Our own payments wait for channel_reestablish (the user may
+                // retry); forwards may queue into a paused channel.
+                if c.paused {
+                    return Err(StoreError::AwaitingReestablish {
+                        channel_id: c.channel_id,
+                        action: "update_add_htlc",
+                    });
                 }
                 let add = c.send_htlc(
                     plan.first_amount_msat,

@@ -109,3 +109,101 @@ pub fn open_channel(
     }
     (id, scid)
 }
+
+/// A one-hop route to `dest` over our channel `scid`.
+pub fn route_to(dest: &ChannelStore, scid: ShortChannelId) -> chanstore::Route {
+    chanstore::Route {
+        hops: vec![chanstore::RouteHop {
+            node_id: dest.node_id(),
+            short_channel_id: scid,
+            fee_msat: 0,
+            cltv_expiry_delta: 0,
+        }],
+    }
+}
+
+/// A preimage that names a test payment: `tag` and `n` make it unique.
+pub fn preimage(tag: u8, n: u16) -> chanstore::PaymentPreimage {
+    let mut bytes = [tag; 32];
+    bytes[..2].copy_from_slice(&n.to_be_bytes());
+    chanstore::PaymentPreimage(bytes)
+}
+
+/// An `update_add_htlc` built by hand, as a peer that skips its own checks
+/// would send it: a one-hop onion paying the receiver.
+pub fn craft_add(
+    channel_id: ChannelId,
+    id: u64,
+    amount_msat: u64,
+    payment_hash: chanstore::PaymentHash,
+    cltv_expiry: u32,
+) -> Message {
+    let onion = chanstore::onion::build_onion(&[chanstore::onion::HopPayload {
+        short_channel_id: None,
+        amt_to_forward: amount_msat,
+        outgoing_cltv_value: cltv_expiry,
+    }])
+    .expect("one hop fits");
+    Message::UpdateAddHtlc(chanstore::message::UpdateAddHtlc {
+        channel_id,
+        id,
+        amount_msat,
+        payment_hash,
+        cltv_expiry,
+        onion_routing_packet: onion,
+    })
+}
+
+/// Everything observable about some stores, taken before a message that must
+/// be refused, to prove afterwards that the refusal changed nothing.
+pub struct Frozen {
+    states: Vec<String>,
+    details: Vec<Vec<chanstore::ChannelDetails>>,
+}
+
+/// Freezes `nodes`. Pending events are drained first (and returned), so that
+/// [`assert_unchanged`] can also check that no event was produced.
+pub fn freeze(nodes: &[&ChannelStore]) -> (Frozen, Vec<Event>) {
+    let drained = nodes.iter().flat_map(|n| events(n)).collect();
+    let frozen = Frozen {
+        states: nodes.iter().map(|n| n.debug_state()).collect(),
+        details: nodes.iter().map(|n| sorted_details(n)).collect(),
+    };
+    (frozen, drained)
+}
+
+fn sorted_details(node: &ChannelStore) -> Vec<chanstore::ChannelDetails> {
+    let mut d = node.list_channels();
+    d.sort_by_key(|d| d.channel_id);
+    d
+}
+
+/// Asserts that `nodes` (the same, in the same order, as frozen) are exactly
+/// as they were: full channel state, snapshots, no new event.
+pub fn assert_unchanged(nodes: &[&ChannelStore], frozen: &Frozen) {
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(
+            n.debug_state(),
+            frozen.states[i],
+            "state of {} changed",
+            short(&n.node_id())
+        );
+        assert_eq!(sorted_details(n), frozen.details[i]);
+        assert_eq!(events(n), vec![], "{} produced events", short(&n.node_id()));
+        n.check_value_conserved().unwrap();
+        n.check_indexes().unwrap();
+    }
+}
+
+/// Takes the messages `from` has queued (all of them, in order).
+pub fn take_msgs(from: &ChannelStore) -> Vec<(PublicKey, Message)> {
+    from.get_and_clear_pending_msg_events()
+}
+
+/// Delivers one message through the wire format; panics if refused.
+pub fn deliver_one(from: &ChannelStore, to: &ChannelStore, msg: Message) {
+    let name = msg.name();
+    let wire = Message::decode(&msg.encode()).expect("our own messages decode");
+    to.handle_message(&from.node_id(), wire)
+        .unwrap_or_else(|e| panic!("{} refused {name}: {e}", short(&to.node_id())));
+}
