@@ -333,6 +333,11 @@ impl<C: Container> ChannelStore<C> {
                 }
             };
             if keep {
+                if let Work::Forward(f) = &item.work {
+                    // Restored forwards count against their peer's limit
+                    // (they may exceed it; new ones wait until they drain).
+                    *self.queued_forwards.entry(f.prev.node_id).or_insert(0) += 1;
+                }
                 self.container.push_work(item);
             } else {
                 stale.push((Key::Work(item.id), None));

@@ -115,6 +115,10 @@ pub struct ChannelStore<C: Container = Sharded> {
     events: SegQueue<(u64, Event)>,
     /// HTLCs paying us, by payment hash.
     pub(crate) claimables: DashMap<PaymentHash, Vec<Claimable>>,
+    /// Per incoming peer: its HTLCs waiting in the forward queues
+    /// (`StoreConfig::max_pending_forwards_per_peer`). Only touched outside
+    /// peer locks.
+    pub(crate) queued_forwards: DashMap<PublicKey, usize>,
     /// Where durable state goes, if anywhere.
     pub(crate) persister: Option<Arc<dyn Persister>>,
     /// Keys for work items and events.
@@ -152,6 +156,7 @@ impl<C: Container> ChannelStore<C> {
             best_height: AtomicU32::new(best_height),
             events: SegQueue::new(),
             claimables: DashMap::new(),
+            queued_forwards: DashMap::new(),
             persister: None,
             seq: Sequences::default(),
             failed: AtomicBool::new(false),

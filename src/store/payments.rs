@@ -172,6 +172,11 @@ impl<C: Container> ChannelStore<C> {
     /// Applies work items addressed to `node` under its lock. Each persisted
     /// item is deleted in the same batch as the change it made.
     fn apply_work(&self, node: PublicKey, items: Vec<Addressed>) {
+        for item in &items {
+            if let Work::Forward(f) = &item.work {
+                self.uncount_queued_forward(&f.prev.node_id);
+            }
+        }
         let result = self.with_section(&node, |s| {
             for item in &items {
                 s.out.consumed.push(item.id);
@@ -291,7 +296,12 @@ impl<C: Container> ChannelStore<C> {
                     }))
             }
             Ok(Routed::Forward(next_node, forward)) => {
-                decided.work.push(self.seq.new_work(next_node, forward))
+                if self.count_queued_forward(node) {
+                    decided.work.push(self.seq.new_work(next_node, forward))
+                } else {
+                    let back = fail_back(&prev, FailureCode::TemporaryChannelFailure);
+                    decided.work.push(self.seq.new_work(node, back))
+                }
             }
             Err(code) => decided
                 .work
@@ -355,6 +365,23 @@ impl<C: Container> ChannelStore<C> {
                 onion: next_onion.clone(),
             }),
         ))
+    }
+
+    /// Counts one more queued forward from `peer`; false (and nothing
+    /// counted) if it is at `max_pending_forwards_per_peer`.
+    pub(crate) fn count_queued_forward(&self, peer: PublicKey) -> bool {
+        let mut n = self.queued_forwards.entry(peer).or_insert(0);
+        if *n >= self.config.max_pending_forwards_per_peer {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn uncount_queued_forward(&self, peer: &PublicKey) {
+        if let Some(mut n) = self.queued_forwards.get_mut(peer) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Records an HTLC paying us; returns the payment's total so far.

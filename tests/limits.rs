@@ -1,0 +1,131 @@
+//! Per-peer resource limits (`StoreConfig::max_channels_per_peer`,
+//! `max_pending_forwards_per_peer`): a peer that hits one is refused
+//! precisely, and nothing else changes.
+
+mod common;
+
+use chanstore::message::OpenChannel;
+use chanstore::{
+    Event, FailureCode, Message, PaymentPreimage, Route, RouteHop, StoreConfig, StoreError,
+};
+use common::*;
+
+#[test]
+fn channels_per_peer_are_capped_both_ways() {
+    let config = StoreConfig {
+        max_channels_per_peer: 2,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node(1), node_with(2, config));
+    connect_all(&[&a, &b]);
+    open_channel(&a, &b, 100_000, 0);
+    // The second is still allowed; a third open_channel from A is refused.
+    let temp = a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    deliver_all(&[&a, &b]);
+    assert!(events(&a).iter().any(|e| matches!(e, Event::FundingGenerationReady { temporary_channel_id, .. } if *temporary_channel_id == temp)));
+    a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    let (to, open) = a.get_and_clear_pending_msg_events().pop().unwrap();
+    assert_eq!(to, b.node_id());
+    let Message::OpenChannel(open): Message = open else {
+        panic!("expected open_channel")
+    };
+    let before = b.debug_state();
+    assert_eq!(
+        b.handle_message(&a.node_id(), Message::OpenChannel(OpenChannel { ..open })),
+        Err(StoreError::PeerLimit {
+            node_id: a.node_id(),
+            resource: "channels",
+            limit: 2
+        })
+    );
+    assert_eq!(b.debug_state(), before);
+    // B itself may not open a third channel to A either.
+    assert_eq!(
+        b.create_channel(a.node_id(), 100_000, 0),
+        Err(StoreError::PeerLimit {
+            node_id: a.node_id(),
+            resource: "channels",
+            limit: 2
+        })
+    );
+}
+
+#[test]
+fn queued_forwards_per_peer_are_capped() {
+    let config = StoreConfig {
+        max_pending_forwards_per_peer: 2,
+        ..StoreConfig::default()
+    };
+    let (a, b, c) = (node(1), node_with(2, config), node(3));
+    connect_all(&[&a, &b, &c]);
+    let (_, ab) = open_channel(&a, &b, 1_000_000, 0);
+    let (_, bc) = open_channel(&b, &c, 1_000_000, 0);
+    let amount = 1_000_000;
+    let fee = b.config().forwarding_fee_msat(amount);
+    let route = Route {
+        hops: vec![
+            RouteHop {
+                node_id: b.node_id(),
+                short_channel_id: ab,
+                fee_msat: fee,
+                cltv_expiry_delta: 72,
+            },
+            RouteHop {
+                node_id: c.node_id(),
+                short_channel_id: bc,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            },
+        ],
+    };
+    let hashes: Vec<_> = (0..3u8)
+        .map(|i| PaymentPreimage([i + 40; 32]).payment_hash())
+        .collect();
+    for h in &hashes {
+        a.send_payment(&route, *h, amount).unwrap();
+    }
+    // Commit all three at B without letting B drain its queue.
+    loop {
+        let mut moved = false;
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for (_, m) in from.get_and_clear_pending_msg_events() {
+                to.handle_message(&from.node_id(), m).unwrap();
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    // Two forwards wait for C; the third was failed back to A at once.
+    assert_eq!(
+        b.pending_forwards(),
+        3,
+        "two forwards and one fail-back are queued"
+    );
+    deliver_all(&[&a, &b, &c]);
+    let failed: Vec<_> = events(&a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PaymentFailed {
+                payment_hash,
+                failure,
+            } => Some((payment_hash, failure)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].1, FailureCode::TemporaryChannelFailure);
+    let received = events(&c)
+        .iter()
+        .filter(|e| matches!(e, Event::PaymentReceived { .. }))
+        .count();
+    assert_eq!(received, 2);
+    // Once drained, the peer may queue forwards again.
+    a.send_payment(&route, PaymentPreimage([99; 32]).payment_hash(), amount)
+        .unwrap();
+    deliver_all(&[&a, &b, &c]);
+    assert!(events(&c)
+        .iter()
+        .any(|e| matches!(e, Event::PaymentReceived { .. })));
+}
