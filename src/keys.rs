@@ -228,8 +228,11 @@ fn covers(base: u64, bucket: usize, index: u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CounterpartyCommitmentSecrets {
     /// Bucket `b` holds the latest secret received whose index has exactly
-    /// `b` trailing zero bits (bucket 48: index 0), with that index.
-    buckets: [Option<(u64, [u8; 32])>; BUCKETS],
+    /// `b` trailing zero bits (bucket 48: index 0), with that index. Grown
+    /// on demand: after `k` revocations only about `log2(k) + 1` buckets
+    /// exist, and never more than 49, so an idle channel pays a few bytes
+    /// instead of 49 empty slots.
+    buckets: Vec<Option<(u64, [u8; 32])>>,
 }
 
 impl Default for CounterpartyCommitmentSecrets {
@@ -242,7 +245,7 @@ impl CounterpartyCommitmentSecrets {
     /// An empty store.
     pub fn new() -> Self {
         CounterpartyCommitmentSecrets {
-            buckets: [None; BUCKETS],
+            buckets: Vec::new(),
         }
     }
 
@@ -276,10 +279,13 @@ impl CounterpartyCommitmentSecrets {
             return Err(invalid_secret());
         }
         let bucket = bucket_of(index);
-        for (known_index, known_secret) in self.buckets[..bucket].iter().flatten() {
+        for (known_index, known_secret) in self.buckets.iter().take(bucket).flatten() {
             if derive_secret(secret, bucket as u8, *known_index) != *known_secret {
                 return Err(invalid_secret());
             }
+        }
+        if self.buckets.len() <= bucket {
+            self.buckets.resize(bucket + 1, None);
         }
         self.buckets[bucket] = Some((index, secret));
         Ok(())
@@ -305,7 +311,6 @@ impl CounterpartyCommitmentSecrets {
     }
 
     /// The stored `(index, secret)` entries, by bucket (for persistence).
-    #[allow(dead_code)] // used by persistence, which lands later
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, [u8; 32])> + '_ {
         self.buckets.iter().flatten().copied()
     }
@@ -318,7 +323,6 @@ impl CounterpartyCommitmentSecrets {
     ///
     /// [`StoreError::InvalidRevocationSecret`] (all-zero channel id) when
     /// they are not.
-    #[allow(dead_code)] // used by persistence, which lands later
     pub(crate) fn from_entries(
         entries: impl IntoIterator<Item = (u64, [u8; 32])>,
     ) -> Result<Self, StoreError> {
@@ -327,7 +331,11 @@ impl CounterpartyCommitmentSecrets {
             if index > INITIAL_COMMITMENT_INDEX {
                 return Err(invalid_secret());
             }
-            let slot = &mut store.buckets[bucket_of(index)];
+            let bucket = bucket_of(index);
+            if store.buckets.len() <= bucket {
+                store.buckets.resize(bucket + 1, None);
+            }
+            let slot = &mut store.buckets[bucket];
             if slot.is_some() {
                 return Err(invalid_secret());
             }
@@ -338,7 +346,8 @@ impl CounterpartyCommitmentSecrets {
         };
         // After secrets INITIAL..=min, bucket b holds the lowest index >= min
         // with b trailing zeros, if there is one.
-        for (bucket, entry) in store.buckets.iter().enumerate() {
+        for bucket in 0..BUCKETS {
+            let entry = store.buckets.get(bucket).copied().flatten();
             if entry.map(|(index, _)| index) != expected_bucket_index(bucket, min) {
                 return Err(invalid_secret());
             }
@@ -348,7 +357,7 @@ impl CounterpartyCommitmentSecrets {
             let Some((base, secret)) = *entry else {
                 continue;
             };
-            for (index, known) in store.buckets[..bucket].iter().flatten() {
+            for (index, known) in store.buckets.iter().take(bucket).flatten() {
                 if covers(base, bucket, *index)
                     && derive_secret(secret, bucket as u8, *index) != *known
                 {
