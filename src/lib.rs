@@ -3,7 +3,7 @@
 //! See `README.md` for an overview and `docs/` for the design, formats and
 //! benchmarks.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod channel;
 pub mod config;

@@ -137,7 +137,8 @@ impl<C: Container> ChannelStore<C> {
     /// peer it concerns, one peer at a time. Returns how many items it applied.
     ///
     /// Safe to call from many threads at once: each queued item is popped by
-    /// exactly one caller (see [`crate::forward`]), so nothing is applied twice.
+    /// exactly one caller (the queues are crossbeam `SegQueue`s, one per shard), so
+    /// nothing is applied twice.
     /// Items queued while it runs may be left for the next call.
     ///
     /// **Locking behaviour:** takes peer locks one at a time; never two.
