@@ -1,5 +1,5 @@
 //! Concurrent stress test of the store's hot path, with end-of-run invariants
-//! and a deadlock watchdog.
+//! and a deadlock watchdog; plus lookups racing a channel close.
 //!
 //! # `hub_forwards_under_load`
 //!
@@ -30,6 +30,13 @@
 //! A watchdog aborts the run if no message is delivered for
 //! [`STALL_LIMIT`]: a deadlock or a lost work item fails CI with a dump
 //! instead of hanging it.
+//!
+//! # `lookups_race_close`
+//!
+//! Readers call `counterparty_of`, `channel_details` and `send_payment` on
+//! a channel while another thread closes it (force or cooperative): no
+//! panic, every answer is the live channel or nothing, and nothing at all
+//! once the close has returned.
 
 mod common;
 
@@ -864,4 +871,136 @@ fn one_forward_through_the_hub() {
         payment_preimage: preimage,
         fee_paid_msat: fee_msat
     }));
+}
+
+/// Readers look a channel up, and try to pay over it, while another thread
+/// closes it: by force (one call) or cooperatively (`shutdown` and
+/// `closing_signed` exchanged with the peer while HTLCs the readers added
+/// are failed back). Every answer is the live channel or nothing; once the
+/// close has returned (the force close call, or both sides' `ChannelClosed`),
+/// every answer is nothing.
+#[test]
+fn lookups_race_close() {
+    const ROUNDS: u8 = 12;
+    const READER_THREADS: usize = 3;
+    /// Lookups each reader makes after it saw the close done.
+    const AFTER_CLOSE: usize = 50;
+    for round in 0..ROUNDS {
+        let cooperative = round % 2 == 1;
+        let (a, b) = (node(10 + 2 * round), node(11 + 2 * round));
+        connect_all(&[&a, &b]);
+        let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
+        let route = Route {
+            hops: vec![RouteHop {
+                node_id: b.node_id(),
+                short_channel_id: scid,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            }],
+        };
+        let closed = AtomicBool::new(false);
+        let lookups = AtomicUsize::new(0);
+        let barrier = std::sync::Barrier::new(READER_THREADS + 1);
+        thread::scope(|s| {
+            for r in 0..READER_THREADS {
+                let (a, b, route, closed, lookups, barrier) =
+                    (&a, &b, &route, &closed, &lookups, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut after = 0;
+                    for n in 0u32.. {
+                        // Read the flag first: if the close had returned by
+                        // then, every lookup below starts after it.
+                        let was_closed = closed.load(Ordering::SeqCst);
+                        if let Some(peer) = a.counterparty_of(&id) {
+                            assert!(!was_closed, "round {round}: stale peer after close");
+                            assert_eq!(peer, b.node_id());
+                        }
+                        if let Some(d) = a.channel_details(&id) {
+                            assert!(!was_closed, "round {round}: details after close");
+                            assert_eq!((d.channel_id, d.counterparty_node_id), (id, b.node_id()));
+                        }
+                        if cooperative {
+                            if let Some(peer) = b.counterparty_of(&id) {
+                                assert!(!was_closed, "round {round}: stale peer at b");
+                                assert_eq!(peer, a.node_id());
+                            }
+                        }
+                        let mut seed = [round; 32];
+                        seed[..4].copy_from_slice(&n.to_be_bytes());
+                        seed[4] = r as u8;
+                        let hash = PaymentPreimage(seed).payment_hash();
+                        match a.send_payment(route, hash, 10_000) {
+                            Ok(()) => assert!(!was_closed, "round {round}: paid after close"),
+                            Err(
+                                StoreError::UnknownShortChannelId { .. }
+                                | StoreError::UnknownChannel { .. },
+                            ) => {}
+                            Err(e) => {
+                                assert!(!was_closed, "round {round}: {e} after close");
+                                assert!(
+                                    matches!(
+                                        e,
+                                        StoreError::WrongState { .. }
+                                            | StoreError::TooManyHtlcs { .. }
+                                    ),
+                                    "round {round}: {e}"
+                                );
+                            }
+                        }
+                        lookups.fetch_add(1, Ordering::Relaxed);
+                        if was_closed {
+                            after += 1;
+                            if after == AFTER_CLOSE {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+            barrier.wait();
+            // Let the readers get going; vary the race point by round.
+            while lookups.load(Ordering::Relaxed) < 5 * usize::from(round) {
+                thread::yield_now();
+            }
+            if cooperative {
+                a.close_channel(&id).unwrap();
+                let (mut a_closed, mut b_closed) = (false, false);
+                for _ in 0..1_000 {
+                    deliver_all(&[&a, &b]);
+                    for e in events(&b) {
+                        match e {
+                            Event::PaymentReceived { payment_hash, .. } => {
+                                b.fail_htlc_backwards(&payment_hash).unwrap()
+                            }
+                            Event::ChannelClosed { channel_id, .. } => b_closed |= channel_id == id,
+                            _ => {}
+                        }
+                    }
+                    a_closed |= events(&a).iter().any(
+                        |e| matches!(e, Event::ChannelClosed { channel_id, .. } if *channel_id == id),
+                    );
+                    if a_closed && b_closed {
+                        break;
+                    }
+                }
+                assert!(
+                    a_closed && b_closed,
+                    "round {round}: cooperative close did not finish"
+                );
+            } else {
+                a.force_close_channel(&id).unwrap();
+            }
+            closed.store(true, Ordering::SeqCst);
+        });
+        assert!(a.list_channels().iter().all(|d| d.channel_id != id));
+        assert_eq!(a.counterparty_of(&id), None);
+        a.check_indexes().unwrap();
+        b.check_indexes().unwrap();
+        a.check_value_conserved().unwrap();
+        b.check_value_conserved().unwrap();
+        if cooperative {
+            assert!(b.list_channels().iter().all(|d| d.channel_id != id));
+        }
+    }
 }
