@@ -68,8 +68,8 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 const FUNDING_SAT: u64 = 2_000_000;
 const PUSH_MSAT: u64 = 1_000_000_000;
 
-/// Payments in the run: sized for debug CI on two shared cores (< 3 min)
-/// and a release run of a few minutes' less. `STRESS_PAYMENTS` overrides.
+/// Payments in the run: sized for debug CI on two cores (about a minute)
+/// and for a release run of similar length. `STRESS_PAYMENTS` overrides.
 fn payment_count() -> usize {
     if let Some(n) = std::env::var("STRESS_PAYMENTS")
         .ok()
@@ -179,6 +179,10 @@ struct Payment {
 }
 
 /// State shared by every thread of the run.
+///
+/// Orderings: the flags and the counters the exit condition reads
+/// (`started`, `ended`, `workers_done_starting`) are SeqCst; the others are
+/// Relaxed, as statistics or a heartbeat that publish no other memory.
 #[derive(Default)]
 struct Run {
     /// Messages delivered, in either direction: the watchdog's heartbeat.
