@@ -38,11 +38,13 @@ impl<C: Container> ChannelStore<C> {
         )?;
         let first = &route.hops[0];
         let channel_id = self.usable_scid(first)?;
+        // `payloads[i]` is for `hops[i].node_id`, the node at the far end of
+        // hop i, so the onion carries all of them: hop 0's node is the first
+        // to peel it. Our own part (amount and expiry on our channel) is
+        // `first_amount_msat`/`first_cltv_expiry`, not a payload.
         let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
             reason: "too many hops",
         })?;
-        // Every hop peels its own payload, `hops[0]` (our peer) included:
-        // it tells it where to forward, or that it is the recipient.
         self.with_section(&first.node_id, |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
