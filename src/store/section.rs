@@ -198,7 +198,9 @@ impl<'a> Section<'a> {
                 self.event(Event::HtlcForwarded {
                     prev_channel_id: prev.channel_id,
                     next_channel_id: channel_id,
-                    fee_earned_msat: prev.amount_msat - resolved.amount_msat,
+                    // Forwards are only made with incoming >= outgoing + fee; saturate
+                    // anyway so a restored record can never make this panic.
+                    fee_earned_msat: prev.amount_msat.saturating_sub(resolved.amount_msat),
                 });
                 (prev, Resolution::Fulfill(preimage))
             }
