@@ -74,6 +74,29 @@ pub trait Container: Send + Sync + Sealed + 'static {
     fn note_outbox(&self, node: &PublicKey);
     /// Takes every peer's queued messages.
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)>;
+    /// Takes the queued messages of `nodes` only, in order per peer.
+    ///
+    /// The peers stay listed (`PeerState::listed` is left as it is), so the
+    /// design is not told about them again: a design that keeps a list of
+    /// peers with messages keeps at most one entry per peer, which a later
+    /// `drain_outboxes` clears.
+    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+        let mut out = Vec::new();
+        for node in nodes {
+            if let Some(msgs) = self.with_peer(node, |ps| std::mem::take(&mut ps.outbox)) {
+                out.extend(msgs.into_iter().map(|m| (*node, m)));
+            }
+        }
+        out
+    }
+
+    /// Runs one `process_pending_forwards` pass. A design may let one caller
+    /// in at a time and turn the others away at once (`None`); by default
+    /// every caller runs. Such a gate is only ever tried, never waited for,
+    /// so it adds nothing to the locking contract.
+    fn forwards_pass<R>(&self, pass: impl FnOnce() -> R) -> Option<R> {
+        Some(pass())
+    }
 
     /// Registers a channel's snapshot cell (`key` = peer and current id).
     fn snapshot_register(&self, node: PublicKey, id: ChannelId, cell: super::SnapshotCell);

@@ -556,6 +556,25 @@ impl<C: Container> ChannelStore<C> {
         self.container.drain_outboxes()
     }
 
+    /// Takes the messages waiting to be sent to `peers` only, with the peer
+    /// each is for, in the order they must be sent to it.
+    ///
+    /// For a caller that gives each peer's connection to one thread: each
+    /// thread drains its own peers, so no two threads ever hold messages for
+    /// the same peer and per-peer order cannot be lost between them. Unknown
+    /// peers are skipped. Mixing it with
+    /// [`ChannelStore::get_and_clear_pending_msg_events`] is fine: each
+    /// message is taken once, by one of them.
+    ///
+    /// **Locking behaviour:** takes each listed peer's lock once, one at a
+    /// time (the `GlobalLock` baseline takes its one lock once).
+    pub fn get_and_clear_pending_msg_events_for(
+        &self,
+        peers: &[PublicKey],
+    ) -> Vec<(PublicKey, Message)> {
+        self.container.drain_outboxes_of(peers)
+    }
+
     /// Takes every pending event. With a persister, the events are deleted
     /// from it before they are returned (at most once: a crash right after
     /// this call loses them; see [`ChannelStore::process_pending_events`]).

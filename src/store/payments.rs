@@ -144,7 +144,16 @@ impl<C: Container> ChannelStore<C> {
     /// Items queued while it runs may be left for the next call.
     ///
     /// **Locking behaviour:** takes peer locks one at a time; never two.
+    /// (The `RwLockPeers` baseline, like LDK, lets one caller in at a time:
+    /// the others return 0 at once.)
     pub fn process_pending_forwards(&self) -> usize {
+        self.container
+            .forwards_pass(|| self.apply_queued())
+            .unwrap_or(0)
+    }
+
+    /// One pass over the queues: what was queued at entry, in batches.
+    fn apply_queued(&self) -> usize {
         let budget = self.container.queued_work();
         let mut done = 0;
         let mut batch = Vec::with_capacity(BATCH);
