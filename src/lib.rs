@@ -5,6 +5,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "baselines")]
+pub mod baseline;
+#[cfg(feature = "baselines")]
+#[doc(hidden)]
+pub mod bench_support;
 mod channel;
 pub mod config;
 pub mod error;

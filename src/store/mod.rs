@@ -56,6 +56,8 @@ use crossbeam::queue::SegQueue;
 use dashmap::DashMap;
 
 pub use container::Container;
+#[cfg(feature = "baselines")]
+pub(crate) use container::Sealed;
 pub use peer::PeerState;
 pub use sharded::Sharded;
 

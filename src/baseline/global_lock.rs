@@ -1,0 +1,189 @@
+//! [`GlobalLock`]: one mutex over everything, as LDK's `ChannelManager` was
+//! before #1507 (`channel_state: Mutex<ChannelHolder>`).
+
+use std::collections::{HashMap, VecDeque};
+
+use bitcoin::secp256k1::PublicKey;
+use parking_lot::Mutex;
+
+use crate::channel::Channel;
+use crate::event::ChannelDetails;
+use crate::forward::Addressed;
+use crate::message::Message;
+use crate::store::{Container, PeerState, Sealed, SnapshotCell};
+use crate::types::{ChannelId, ShortChannelId};
+
+/// The design before LDK #1507: every peer, index and queue behind one
+/// `Mutex`.
+///
+/// **Locking behaviour.** Every method takes the one lock, and `with_peer`
+/// holds it while its closure runs: the signing and signature checks of one
+/// peer's message stop every other peer's. Readers (`list_channels`,
+/// `channel_details`) take it too and build details from the channels; this
+/// design has no snapshots (registering one is a no-op).
+pub struct GlobalLock {
+    inner: Mutex<Inner>,
+}
+
+/// Everything, under the one lock.
+#[derive(Default)]
+struct Inner {
+    peers: HashMap<PublicKey, PeerState>,
+    /// Permanent channel id → peer (LDK's `id_to_peer`).
+    index: HashMap<ChannelId, PublicKey>,
+    /// Short channel id → channel id (LDK's `short_to_id`).
+    scids: HashMap<ShortChannelId, ChannelId>,
+    /// Cross-peer work (LDK's `forward_htlcs`), drained front first.
+    work: VecDeque<Addressed>,
+    /// Peers with queued messages. LDK kept one `pending_msg_events` vector
+    /// in the `ChannelHolder`; a list of listed peers drains in the same
+    /// time (the messages there are, not the peers there are).
+    outbox_ready: Vec<PublicKey>,
+}
+
+impl Sealed for GlobalLock {}
+
+#[allow(private_interfaces)] // sealed trait, see `Container`
+impl Container for GlobalLock {
+    const NAME: &'static str = "global_lock";
+
+    fn new() -> Self {
+        GlobalLock {
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn connect(&self, node: PublicKey) {
+        self.inner.lock().peers.entry(node).or_default().connected = true;
+    }
+
+    fn with_peer<R>(&self, node: &PublicKey, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
+        // The global lock stays held while `f` runs: that is the design.
+        let mut inner = self.inner.lock();
+        inner.peers.get_mut(node).map(f)
+    }
+
+    fn peers(&self) -> Vec<PublicKey> {
+        self.inner.lock().peers.keys().copied().collect()
+    }
+
+    fn index_get(&self, id: &ChannelId) -> Option<PublicKey> {
+        self.inner.lock().index.get(id).copied()
+    }
+
+    fn index_claim(&self, id: ChannelId, node: PublicKey) -> Result<(), PublicKey> {
+        match self.inner.lock().index.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(node);
+                Ok(())
+            }
+        }
+    }
+
+    fn index_release(&self, id: &ChannelId, node: &PublicKey) {
+        let mut inner = self.inner.lock();
+        if inner.index.get(id) == Some(node) {
+            inner.index.remove(id);
+        }
+    }
+
+    fn index_entries(&self) -> Vec<(ChannelId, PublicKey)> {
+        let inner = self.inner.lock();
+        inner.index.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn scid_get(&self, scid: &ShortChannelId) -> Option<ChannelId> {
+        self.inner.lock().scids.get(scid).copied()
+    }
+
+    fn scid_insert(&self, scid: ShortChannelId, id: ChannelId) {
+        self.inner.lock().scids.insert(scid, id);
+    }
+
+    fn scid_release(&self, scid: &ShortChannelId, id: &ChannelId) {
+        let mut inner = self.inner.lock();
+        if inner.scids.get(scid) == Some(id) {
+            inner.scids.remove(scid);
+        }
+    }
+
+    fn scid_entries(&self) -> Vec<(ShortChannelId, ChannelId)> {
+        let inner = self.inner.lock();
+        inner.scids.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn push_work(&self, item: Addressed) {
+        self.inner.lock().work.push_back(item);
+    }
+
+    fn pop_work(&self, out: &mut Vec<Addressed>, max: usize) {
+        let mut inner = self.inner.lock();
+        let n = max.saturating_sub(out.len()).min(inner.work.len());
+        out.extend(inner.work.drain(..n));
+    }
+
+    fn queued_work(&self) -> usize {
+        self.inner.lock().work.len()
+    }
+
+    fn note_outbox(&self, node: &PublicKey) {
+        self.inner.lock().outbox_ready.push(*node);
+    }
+
+    fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
+        let mut inner = self.inner.lock();
+        let Inner {
+            peers,
+            outbox_ready,
+            ..
+        } = &mut *inner;
+        let mut out = Vec::new();
+        for node in outbox_ready.drain(..) {
+            if let Some(ps) = peers.get_mut(&node) {
+                out.extend(ps.take_outbox().into_iter().map(|m| (node, m)));
+            }
+        }
+        out
+    }
+
+    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+        // One lock for the whole set, as one drain of LDK's single vector.
+        let mut inner = self.inner.lock();
+        let mut out = Vec::new();
+        for node in nodes {
+            if let Some(ps) = inner.peers.get_mut(node) {
+                out.extend(
+                    std::mem::take(&mut ps.outbox)
+                        .into_iter()
+                        .map(|m| (*node, m)),
+                );
+            }
+        }
+        out
+    }
+
+    fn snapshot_register(&self, _node: PublicKey, _id: ChannelId, _cell: SnapshotCell) {}
+
+    fn snapshot_release(&self, _node: &PublicKey, _id: &ChannelId) {}
+
+    fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails> {
+        let inner = self.inner.lock();
+        inner
+            .peers
+            .get(node)?
+            .channels
+            .get(id)
+            .map(Channel::details)
+    }
+
+    fn list_channels(&self) -> Vec<ChannelDetails> {
+        let inner = self.inner.lock();
+        inner
+            .peers
+            .values()
+            .flat_map(|ps| ps.channels.values().chain(ps.unfunded.values()))
+            .map(Channel::details)
+            .collect()
+    }
+}
