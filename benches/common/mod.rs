@@ -1,0 +1,111 @@
+//! What the benches share: thread counts, and the forwarding benchmark
+//! (plain, or with a `list_channels` reader) over the hub harness in
+//! `net.rs`.
+#![allow(dead_code)]
+
+pub mod net;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chanstore::baseline::{GlobalLock, RwLockPeers};
+use chanstore::{Container, Sharded};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+
+/// 1, 2, 4, 8 threads, and 16 on machines that have 16 cores.
+pub fn thread_counts() -> Vec<usize> {
+    let mut counts = vec![1, 2, 4, 8];
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 16 {
+        counts.push(16);
+    }
+    counts
+}
+
+/// An environment variable as a number, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The forwarding benchmark on the three designs: `group` is
+/// `"forwarding"` or `"reads_under_load"` (with one extra thread calling
+/// `hub.list_channels()` in a loop). See `benches/forwarding.rs` for what is
+/// measured and how.
+pub fn forwarding(c: &mut Criterion, group: &str, reader: bool) {
+    let peers = env_usize("CHANSTORE_BENCH_PEERS", 64);
+    let in_flight = env_usize("CHANSTORE_BENCH_IN_FLIGHT", 64);
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(1));
+    forwarding_design::<Sharded>(&mut g, peers, in_flight, reader);
+    forwarding_design::<GlobalLock>(&mut g, peers, in_flight, reader);
+    forwarding_design::<RwLockPeers>(&mut g, peers, in_flight, reader);
+    g.finish();
+}
+
+fn forwarding_design<C: Container>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    peers: usize,
+    in_flight: usize,
+    reader: bool,
+) {
+    let config = net::NetConfig {
+        peers,
+        ..Default::default()
+    };
+    eprintln!("{}: opening {peers} channels to the hub...", C::NAME);
+    let net = Arc::new(net::Net::<C>::build(&config, &|_| {}));
+    for threads in thread_counts() {
+        let pool = net::Pool::new(net.clone(), threads, reader);
+        let spec = net::RunSpec {
+            in_flight,
+            ..Default::default()
+        };
+        // Wall-clock figures, hub and counterparties together, for the log.
+        let (payments, wall, reads) = (Cell::new(0u64), Cell::new(Duration::ZERO), Cell::new(0u64));
+        g.bench_with_input(BenchmarkId::new(C::NAME, threads), &threads, |b, _| {
+            b.iter_custom(|iters| {
+                let spec = net::RunSpec {
+                    payments: Some(iters),
+                    ..spec.clone()
+                };
+                let result = pool.run(&spec, |_| false);
+                assert_eq!(
+                    result.succeeded(),
+                    iters,
+                    "{}: every payment succeeds",
+                    C::NAME
+                );
+                assert_eq!(
+                    result.forwarded,
+                    iters,
+                    "{}: one forward per payment",
+                    C::NAME
+                );
+                payments.set(payments.get() + iters);
+                wall.set(wall.get() + result.wall);
+                reads.set(reads.get() + result.reads);
+                result.hub_time()
+            })
+        });
+        let secs = wall.get().as_secs_f64().max(1e-9);
+        eprintln!(
+            "  {}/{threads}: wall clock (hub + counterparties) {:.0} payments/s{}",
+            C::NAME,
+            payments.get() as f64 / secs,
+            if reader {
+                format!(", reader {:.0} list_channels/s", reads.get() as f64 / secs)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let hub = &net.hub;
+    hub.check_value_conserved().expect("value conserved");
+    hub.check_indexes().expect("indexes agree");
+    assert_eq!(hub.pending_forwards(), 0);
+}
