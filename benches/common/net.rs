@@ -379,7 +379,8 @@ pub struct WorkerStats {
     /// How many times each payment this worker sent ended (`PaymentSent` or
     /// `PaymentFailed` at its sender): must be exactly once each.
     pub ends: HashMap<PaymentHash, u32>,
-    /// Send-to-`PaymentSent` latency in microseconds (if asked for).
+    /// Send-to-`PaymentSent` latency in microseconds (if asked for), 1 µs to
+    /// an hour, 3 significant digits.
     pub latency_us: Histogram<u64>,
 }
 
@@ -393,7 +394,7 @@ impl WorkerStats {
             failed: 0,
             unexpected_ends: 0,
             ends: HashMap::new(),
-            latency_us: Histogram::new(3).expect("histogram"),
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram"),
         }
     }
 }
@@ -488,7 +489,7 @@ impl RunResult {
     }
 
     pub fn latency_us(&self) -> Histogram<u64> {
-        let mut all = Histogram::new(3).expect("histogram");
+        let mut all = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
         for w in &self.workers {
             all.add(&w.latency_us).expect("same precision");
         }
