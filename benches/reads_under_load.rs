@@ -3,6 +3,9 @@
 //! isolated) with one more thread calling `hub.list_channels()` in a loop
 //! for the whole run. Reported: forwarding throughput, as HTLCs per second
 //! of hub time. The reader's rate is printed to stderr.
+//! `CHANSTORE_BENCH_READER_PAUSE_US=N` makes the reader sleep N µs between
+//! calls (default 0: a tight loop; see docs/BENCHMARKS.md for why a paced
+//! reader gives a fairer picture on a machine with few cores).
 //!
 //! What it shows: the sharded design serves readers from per-channel
 //! snapshots and takes no peer lock; `GlobalLock` builds every channel's

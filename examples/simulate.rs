@@ -188,7 +188,8 @@ fn run<C: Container>(args: &Args) -> ExitCode {
     );
 
     // Load: payments for `seconds`, then the ones in flight finish.
-    let pool = net::Pool::new(net.clone(), threads, args.reader);
+    let reader = args.reader.then_some(Duration::ZERO);
+    let pool = net::Pool::new(net.clone(), threads, reader);
     let spec = net::RunSpec {
         payments: None,
         in_flight: args.in_flight as usize,

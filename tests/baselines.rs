@@ -267,7 +267,7 @@ fn concurrent<C: Container>() {
     };
     let net = Arc::new(net::Net::<C>::build(&config, &|_| {}));
     assert_eq!(net.hub.list_channels().len(), 12);
-    let pool = net::Pool::new(net.clone(), 3, true);
+    let pool = net::Pool::new(net.clone(), 3, Some(std::time::Duration::ZERO));
     let spec = net::RunSpec {
         payments: Some(60),
         in_flight: 12,

@@ -37,6 +37,9 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 pub fn forwarding(c: &mut Criterion, group: &str, reader: bool) {
     let peers = env_usize("CHANSTORE_BENCH_PEERS", 64);
     let in_flight = env_usize("CHANSTORE_BENCH_IN_FLIGHT", 64);
+    // Microseconds the reader sleeps between calls (0: a tight loop).
+    let pause = Duration::from_micros(env_usize("CHANSTORE_BENCH_READER_PAUSE_US", 0) as u64);
+    let reader = reader.then_some(pause);
     let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
@@ -51,7 +54,7 @@ fn forwarding_design<C: Container>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     peers: usize,
     in_flight: usize,
-    reader: bool,
+    reader: Option<Duration>,
 ) {
     let config = net::NetConfig {
         peers,
@@ -97,7 +100,7 @@ fn forwarding_design<C: Container>(
             "  {}/{threads}: wall clock (hub + counterparties) {:.0} payments/s{}",
             C::NAME,
             payments.get() as f64 / secs,
-            if reader {
+            if reader.is_some() {
                 format!(", reader {:.0} list_channels/s", reads.get() as f64 / secs)
             } else {
                 String::new()

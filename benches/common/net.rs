@@ -499,9 +499,10 @@ impl RunResult {
 
 impl<C: Container> Pool<C> {
     /// `threads` workers, peer `i` owned by worker `i % threads`; with
-    /// `reader`, one more thread calls `hub.list_channels()` in a loop
-    /// during each run.
-    pub fn new(net: Arc<Net<C>>, threads: usize, reader: bool) -> Self {
+    /// `reader: Some(pause)`, one more thread calls `hub.list_channels()` in
+    /// a loop during each run, sleeping `pause` between calls (zero: a tight
+    /// loop).
+    pub fn new(net: Arc<Net<C>>, threads: usize, reader: Option<Duration>) -> Self {
         let threads = threads.clamp(1, net.peers.len().max(1));
         let ctx = Arc::new(RunCtx {
             stop_sending: AtomicBool::new(false),
@@ -543,7 +544,7 @@ impl<C: Container> Pool<C> {
                     .expect("spawn worker"),
             );
         }
-        let reader = reader.then(|| {
+        let reader = reader.map(|pause| {
             let (go, go_rx) = unbounded::<bool>();
             let (reads_tx, reads) = unbounded();
             let stop = Arc::new(AtomicBool::new(false));
@@ -557,6 +558,9 @@ impl<C: Container> Pool<C> {
                         while !stop2.load(Ordering::SeqCst) {
                             std::hint::black_box(net.hub.list_channels());
                             n += 1;
+                            if !pause.is_zero() {
+                                thread::sleep(pause);
+                            }
                         }
                         if reads_tx.send(n).is_err() {
                             return;
