@@ -721,6 +721,7 @@ impl<C: Container> Worker<C> {
             let ended = stats.succeeded + stats.failed - before;
             mine_in_flight -= ended;
             if ended > 0 {
+                // SeqCst: see `RunCtx` and the exit test below.
                 ctx.in_flight.fetch_sub(ended, Ordering::SeqCst);
                 ctx.completed.fetch_add(ended, Ordering::SeqCst);
             }
@@ -737,6 +738,8 @@ impl<C: Container> Worker<C> {
         // Every payment ended; the last revocations may still be on their
         // way. Deliver in rounds until a round where no worker moved anything.
         loop {
+            // SeqCst (here and below): set before the barrier, read after it
+            // by every worker; the barrier orders them, SeqCst keeps it plain.
             while self.pump(&mut stats, spec.latencies) {
                 ctx.progress.store(true, Ordering::SeqCst);
             }
