@@ -6,7 +6,6 @@ use std::collections::{HashMap, VecDeque};
 use bitcoin::secp256k1::PublicKey;
 use parking_lot::Mutex;
 
-use crate::channel::Channel;
 use crate::event::ChannelDetails;
 use crate::forward::Addressed;
 use crate::message::Message;
@@ -169,12 +168,7 @@ impl Container for GlobalLock {
 
     fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails> {
         let inner = self.inner.lock();
-        inner
-            .peers
-            .get(node)?
-            .channels
-            .get(id)
-            .map(Channel::details)
+        inner.peers.get(node)?.channels.get(id).map(|c| c.details())
     }
 
     fn list_channels(&self) -> Vec<ChannelDetails> {
@@ -183,7 +177,7 @@ impl Container for GlobalLock {
             .peers
             .values()
             .flat_map(|ps| ps.channels.values().chain(ps.unfunded.values()))
-            .map(Channel::details)
+            .map(|c| c.details())
             .collect()
     }
 }

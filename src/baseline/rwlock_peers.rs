@@ -9,7 +9,6 @@ use bitcoin::secp256k1::PublicKey;
 use parking_lot::Mutex;
 
 use super::fair_rwlock::FairRwLock;
-use crate::channel::Channel;
 use crate::event::ChannelDetails;
 use crate::forward::Addressed;
 use crate::message::Message;
@@ -213,7 +212,7 @@ impl Container for RwLockPeers {
     fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails> {
         let peers = self.per_peer_state.read();
         let state = peers.get(node)?.lock();
-        state.channels.get(id).map(Channel::details)
+        state.channels.get(id).map(|c| c.details())
     }
 
     fn list_channels(&self) -> Vec<ChannelDetails> {
@@ -226,7 +225,7 @@ impl Container for RwLockPeers {
                     .channels
                     .values()
                     .chain(state.unfunded.values())
-                    .map(Channel::details),
+                    .map(|c| c.details()),
             );
         }
         out

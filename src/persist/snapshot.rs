@@ -265,7 +265,7 @@ impl<C: Container> ChannelStore<C> {
             self.container.with_peer(&node, |ps| {
                 ps.connected = false;
                 channel.publish();
-                ps.channels.insert(id, channel);
+                ps.channels.insert(id, Box::new(channel));
             });
         }
         // What stands for each incoming HTLC: an outgoing HTLC or a queued item.

@@ -108,7 +108,7 @@ impl<C: Container> ChannelStore<C> {
                     id,
                     cell: channel.snapshot.clone(),
                 });
-                s.ps.unfunded.insert(id, channel);
+                s.ps.unfunded.insert(id, Box::new(channel));
                 s.send(Message::AcceptChannel(accept));
                 Ok(())
             }

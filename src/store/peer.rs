@@ -14,11 +14,13 @@ use crate::types::ChannelId;
 /// lock at a time.
 #[derive(Debug, Default)]
 pub struct PeerState {
-    /// Channels that have a permanent id (funding outpoint known).
-    pub(crate) channels: HashMap<ChannelId, Channel>,
+    /// Channels that have a permanent id (funding outpoint known). Boxed:
+    /// a channel is ~1.4 KB, and a map sized in powers of two would
+    /// otherwise keep up to twice that per channel in empty slots.
+    pub(crate) channels: HashMap<ChannelId, Box<Channel>>,
     /// Channels still known by their temporary id, which is unique only
     /// between this peer and us (BOLT 2), so it never leaves this map.
-    pub(crate) unfunded: HashMap<ChannelId, Channel>,
+    pub(crate) unfunded: HashMap<ChannelId, Box<Channel>>,
     /// Messages for the peer, in the order they must be sent.
     pub(crate) outbox: Vec<Message>,
     /// Whether the container has been told this peer has messages (so it is

@@ -134,6 +134,7 @@ impl<'a> Section<'a> {
             &mut self.ps.unfunded
         };
         map.get_mut(id)
+            .map(|c| &mut **c)
             .ok_or(StoreError::UnknownChannel { channel_id: *id })
     }
 
