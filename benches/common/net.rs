@@ -34,8 +34,8 @@ use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{OutPoint, Txid};
 use chanstore::{
-    ChannelId, ChannelStore, Container, Event, PaymentHash, PaymentPreimage, Route, RouteHop,
-    ShortChannelId, StoreConfig,
+    ChannelId, ChannelStore, Container, Event, PaymentHash, PaymentPreimage, Persister, Route,
+    RouteHop, ShortChannelId, StoreConfig,
 };
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use dashmap::DashMap;
@@ -61,6 +61,8 @@ pub struct NetConfig {
     pub peers_verify: bool,
     /// Threads that open the channels.
     pub setup_threads: usize,
+    /// Where the hub persists its state, if anywhere (the durable bench).
+    pub hub_persister: Option<Arc<dyn Persister>>,
 }
 
 impl Default for NetConfig {
@@ -72,6 +74,7 @@ impl Default for NetConfig {
             hub_config: StoreConfig::default(),
             peers_verify: false,
             setup_threads: thread::available_parallelism().map_or(2, |n| n.get()),
+            hub_persister: None,
         }
     }
 }
@@ -112,9 +115,20 @@ impl<C: Container> Net<C> {
     /// workers do later). `on_ready` is called with the number of channels
     /// that just became usable.
     pub fn build(config: &NetConfig, on_ready: &(dyn Fn(usize) + Sync)) -> Self {
-        let hub =
-            ChannelStore::<C>::with_container(config.hub_config.clone(), secret(b"hub", 0), HEIGHT)
-                .expect("hub config");
+        let hub = match &config.hub_persister {
+            None => ChannelStore::<C>::with_container(
+                config.hub_config.clone(),
+                secret(b"hub", 0),
+                HEIGHT,
+            ),
+            Some(p) => ChannelStore::<C>::with_container_and_persister(
+                config.hub_config.clone(),
+                secret(b"hub", 0),
+                HEIGHT,
+                p.clone(),
+            ),
+        }
+        .expect("hub config");
         let peer_config = StoreConfig {
             verify_signatures: config.peers_verify,
             ..StoreConfig::default()

@@ -63,7 +63,7 @@ pub enum Key {
 /// at once, each under one peer's lock, so an implementation that lets
 /// concurrent batches share one `fsync` (group commit) lets peers' updates
 /// proceed in parallel.
-pub trait Persister: Send + Sync {
+pub trait Persister: Send + Sync + std::fmt::Debug {
     /// Stores each `(key, Some(value))` and deletes each `(key, None)`,
     /// atomically and durably.
     fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> std::io::Result<()>;
