@@ -13,8 +13,7 @@
 //! ever applying an item twice. Each drainer starts at a different shard
 //! (round robin), so concurrent drainers mostly work on different shards.
 
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bitcoin::secp256k1::PublicKey;
 use crossbeam::queue::SegQueue;
@@ -77,24 +76,41 @@ pub(crate) struct Addressed {
     pub(crate) work: Work,
 }
 
+/// Most queue shards: one bit each in the `ready` mask.
+const MAX_SHARDS: usize = 64;
+
 /// Per-shard queues of [`Addressed`] work.
+///
+/// Each shard has a bit in `ready`, set when an item is pushed and cleared
+/// by a drainer that finds the shard empty, so an empty queue costs a
+/// drainer one load and a busy one costs visits to busy shards only.
 pub(crate) struct ShardedQueues {
     shards: Box<[CachePadded<SegQueue<Addressed>>]>,
-    hasher: std::collections::hash_map::RandomState,
-    /// Round-robin start for drainers. Relaxed: it only spreads drainers
-    /// over shards; no other memory is published through it.
-    next_start: CachePadded<AtomicUsize>,
+    /// Bit `i`: shard `i` may hold items. Never clear while it holds one:
+    /// pushers set the bit after pushing; a drainer clears it only after a
+    /// pop found the shard empty, then looks again and sets it back if an
+    /// item arrived meanwhile. Both sides use read-modify-writes (SeqCst),
+    /// so a push that precedes a set precedes, in the mask's order, any
+    /// clear that reads that set, and the drainer's second look sees it.
+    ready: CachePadded<AtomicU64>,
+    hasher: ahash::RandomState,
+}
+
+thread_local! {
+    /// Where this thread's next drain starts, so concurrent drainers start
+    /// on different shards without sharing a counter.
+    static NEXT_START: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl ShardedQueues {
-    /// `shards` queues (at least one).
+    /// `shards` queues (at least one, at most 64).
     pub(crate) fn new(shards: usize) -> Self {
         ShardedQueues {
-            shards: (0..shards.max(1))
+            shards: (0..shards.clamp(1, MAX_SHARDS))
                 .map(|_| CachePadded::new(SegQueue::new()))
                 .collect(),
-            hasher: Default::default(),
-            next_start: CachePadded::new(AtomicUsize::new(0)),
+            ready: CachePadded::new(AtomicU64::new(0)),
+            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -104,19 +120,44 @@ impl ShardedQueues {
 
     /// Queues `item` on its peer's shard.
     pub(crate) fn push(&self, item: Addressed) {
-        self.shards[self.shard_of(&item.node_id)].push(item);
+        let shard = self.shard_of(&item.node_id);
+        self.shards[shard].push(item);
+        // After the push (see `ready`).
+        self.ready.fetch_or(1 << shard, Ordering::SeqCst);
     }
 
-    /// Pops up to `max` items, visiting shards from a rotating start.
+    /// Pops up to `max` items from the shards marked ready, starting at a
+    /// shard that rotates per thread.
     pub(crate) fn pop_batch(&self, out: &mut Vec<Addressed>, max: usize) {
         let n = self.shards.len();
-        let start = self.next_start.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            let shard = &self.shards[(start + k) % n];
-            while out.len() < max {
-                match shard.pop() {
-                    Some(item) => out.push(item),
-                    None => break,
+        let start = NEXT_START.with(|c| {
+            let v = c.get();
+            c.set(v.wrapping_add(1));
+            v % n
+        });
+        let mask = self.ready.load(Ordering::SeqCst);
+        if mask == 0 {
+            return;
+        }
+        // Visit the ready shards from `start` up, then those below it.
+        let from_start = mask & (u64::MAX << start);
+        let below_start = mask & ((1u64 << start) - 1);
+        for mut bits in [from_start, below_start] {
+            while bits != 0 && out.len() < max {
+                let shard = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let queue = &self.shards[shard];
+                while out.len() < max {
+                    match queue.pop() {
+                        Some(item) => out.push(item),
+                        None => {
+                            self.ready.fetch_and(!(1 << shard), Ordering::SeqCst);
+                            if !queue.is_empty() {
+                                self.ready.fetch_or(1 << shard, Ordering::SeqCst);
+                            }
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -124,6 +165,97 @@ impl ShardedQueues {
 
     /// Items queued right now (a snapshot; other threads may change it).
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|q| q.len()).sum()
+        let mut bits = self.ready.load(Ordering::SeqCst);
+        let mut total = 0;
+        while bits != 0 {
+            total += self.shards[bits.trailing_zeros() as usize].len();
+            bits &= bits - 1;
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secp::SECP;
+    use bitcoin::secp256k1::SecretKey;
+
+    fn item(n: u8) -> Addressed {
+        let node = PublicKey::from_secret_key(&SECP, &SecretKey::from_slice(&[n; 32]).unwrap());
+        let work = Work::Resolve(HtlcResolution {
+            channel_id: ChannelId([n; 32]),
+            htlc_id: 0,
+            resolution: Resolution::Fail(vec![]),
+        });
+        Addressed {
+            id: u64::from(n),
+            node_id: node,
+            work,
+        }
+    }
+
+    #[test]
+    fn every_item_comes_out_once_and_the_mask_empties() {
+        for shards in [1, 3, 64, 100] {
+            let q = ShardedQueues::new(shards);
+            for n in 1..=50 {
+                q.push(item(n));
+            }
+            assert_eq!(q.len(), 50);
+            let mut out = Vec::new();
+            while out.len() < 50 {
+                let before = out.len();
+                q.pop_batch(&mut out, before + 7);
+                assert!(out.len() > before, "items left but none popped");
+            }
+            q.pop_batch(&mut out, 100);
+            let mut ids: Vec<u64> = out.iter().map(|a| a.id).collect();
+            ids.sort();
+            assert_eq!(ids, (1..=50).collect::<Vec<_>>());
+            assert_eq!(q.len(), 0);
+            assert_eq!(
+                q.ready.load(Ordering::SeqCst),
+                0,
+                "drained shards must leave the mask"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_pushers_and_drainers_lose_nothing() {
+        let q = std::sync::Arc::new(ShardedQueues::new(8));
+        let popped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        std::thread::scope(|s| {
+            for t in 0..2u8 {
+                let q = q.clone();
+                s.spawn(move || {
+                    for n in 0..100u8 {
+                        let mut it = item(1 + (n % 200));
+                        it.id = u64::from(t) * 1000 + u64::from(n);
+                        q.push(it);
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let (q, popped) = (q.clone(), popped.clone());
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for _ in 0..10_000 {
+                        q.pop_batch(&mut out, 16);
+                    }
+                    popped.lock().unwrap().extend(out.into_iter().map(|a| a.id));
+                });
+            }
+        });
+        let mut rest = Vec::new();
+        q.pop_batch(&mut rest, usize::MAX);
+        let mut all = popped.lock().unwrap().clone();
+        all.extend(rest.into_iter().map(|a| a.id));
+        all.sort();
+        let expected: Vec<u64> = (0..2u64)
+            .flat_map(|t| (0..100).map(move |n| t * 1000 + n))
+            .collect();
+        assert_eq!(all, expected);
     }
 }
