@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use chanstore::baseline::{GlobalLock, RwLockPeers};
-use chanstore::bench_support::{store_op, OpScratch};
+use chanstore::bench_support::{store_op, BenchNode, OpScratch};
 use chanstore::{ChannelStore, Container, Sharded, StoreConfig};
 use common::net::Rng;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -108,7 +108,7 @@ struct OpsPool {
 impl OpsPool {
     fn new<C: Container>(
         store: Arc<ChannelStore<C>>,
-        peers: Arc<Vec<PublicKey>>,
+        peers: Arc<Vec<BenchNode>>,
         sampler: &Sampler,
         threads: usize,
     ) -> Self {
@@ -193,8 +193,9 @@ fn design<C: Container>(
     for p in peers.iter() {
         store.peer_connected(*p);
     }
+    let nodes: Arc<Vec<BenchNode>> = Arc::new(peers.iter().map(BenchNode::new).collect());
     for threads in common::thread_counts() {
-        let pool = OpsPool::new(store.clone(), peers.clone(), sampler, threads);
+        let pool = OpsPool::new(store.clone(), nodes.clone(), sampler, threads);
         g.bench_with_input(BenchmarkId::new(C::NAME, threads), &threads, |b, _| {
             b.iter_custom(|iters| pool.run(iters))
         });

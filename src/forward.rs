@@ -15,13 +15,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bitcoin::secp256k1::PublicKey;
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::CachePadded;
 
 use crate::channel::PrevHop;
 use crate::message::OnionPacket;
-use crate::types::{ChannelId, PaymentHash, PaymentPreimage};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
 
 /// An HTLC to add to an outgoing channel, on behalf of an incoming one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +71,7 @@ pub(crate) enum Work {
 pub(crate) struct Addressed {
     /// Its key in the persister (0: never persisted, applied at once).
     pub(crate) id: u64,
-    pub(crate) node_id: PublicKey,
+    pub(crate) node_id: NodeId,
     pub(crate) work: Work,
 }
 
@@ -114,7 +113,7 @@ impl ShardedQueues {
         }
     }
 
-    fn shard_of(&self, node: &PublicKey) -> usize {
+    fn shard_of(&self, node: &NodeId) -> usize {
         (self.hasher.hash_one(node) as usize) % self.shards.len()
     }
 
@@ -182,7 +181,10 @@ mod tests {
     use bitcoin::secp256k1::SecretKey;
 
     fn item(n: u8) -> Addressed {
-        let node = PublicKey::from_secret_key(&SECP, &SecretKey::from_slice(&[n; 32]).unwrap());
+        let node = NodeId::from(&bitcoin::secp256k1::PublicKey::from_secret_key(
+            &SECP,
+            &SecretKey::from_slice(&[n; 32]).unwrap(),
+        ));
         let work = Work::Resolve(HtlcResolution {
             channel_id: ChannelId([n; 32]),
             htlc_id: 0,

@@ -249,6 +249,35 @@ impl fmt::Debug for PaymentPreimage {
     }
 }
 
+/// A node's public key in its 33-byte compressed form: what the store keys
+/// its maps and queues by. Hashing or comparing it touches 33 bytes, where
+/// `PublicKey`'s `Hash` and `Eq` serialize the point every time (most of a
+/// map lookup's cost, measured). Built only from valid keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct NodeId(pub(crate) [u8; 33]);
+
+impl From<&bitcoin::secp256k1::PublicKey> for NodeId {
+    fn from(pk: &bitcoin::secp256k1::PublicKey) -> Self {
+        NodeId(pk.serialize())
+    }
+}
+
+impl NodeId {
+    /// The key itself (decompresses the point: not for hot paths).
+    pub(crate) fn public_key(&self) -> bitcoin::secp256k1::PublicKey {
+        bitcoin::secp256k1::PublicKey::from_slice(&self.0)
+            .expect("a NodeId is built from a valid key")
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId(")?;
+        write_hex(f, &self.0)?;
+        write!(f, ")")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use bitcoin::secp256k1::PublicKey;
+
+use crate::types::NodeId;
 use parking_lot::Mutex;
 
 use crate::event::ChannelDetails;
@@ -27,9 +29,9 @@ pub struct GlobalLock {
 /// Everything, under the one lock.
 #[derive(Default)]
 struct Inner {
-    peers: HashMap<PublicKey, PeerState>,
+    peers: HashMap<NodeId, PeerState>,
     /// Permanent channel id → peer (LDK's `id_to_peer`).
-    index: HashMap<ChannelId, PublicKey>,
+    index: HashMap<ChannelId, NodeId>,
     /// Short channel id → channel id (LDK's `short_to_id`).
     scids: HashMap<ShortChannelId, ChannelId>,
     /// Cross-peer work (LDK's `forward_htlcs`), drained front first.
@@ -37,7 +39,7 @@ struct Inner {
     /// Peers with queued messages. LDK kept one `pending_msg_events` vector
     /// in the `ChannelHolder`; a list of listed peers drains in the same
     /// time (the messages there are, not the peers there are).
-    outbox_ready: Vec<PublicKey>,
+    outbox_ready: Vec<NodeId>,
 }
 
 impl Sealed for GlobalLock {}
@@ -53,24 +55,29 @@ impl Container for GlobalLock {
     }
 
     fn connect(&self, node: PublicKey) {
-        self.inner.lock().peers.entry(node).or_default().connected = true;
+        self.inner
+            .lock()
+            .peers
+            .entry(NodeId::from(&node))
+            .or_insert_with(|| PeerState::new(node))
+            .connected = true;
     }
 
-    fn with_peer<R>(&self, node: &PublicKey, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
+    fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
         // The global lock stays held while `f` runs: that is the design.
         let mut inner = self.inner.lock();
         inner.peers.get_mut(node).map(f)
     }
 
-    fn peers(&self) -> Vec<PublicKey> {
+    fn peers(&self) -> Vec<NodeId> {
         self.inner.lock().peers.keys().copied().collect()
     }
 
-    fn index_get(&self, id: &ChannelId) -> Option<PublicKey> {
+    fn index_get(&self, id: &ChannelId) -> Option<NodeId> {
         self.inner.lock().index.get(id).copied()
     }
 
-    fn index_claim(&self, id: ChannelId, node: PublicKey) -> Result<(), PublicKey> {
+    fn index_claim(&self, id: ChannelId, node: NodeId) -> Result<(), NodeId> {
         match self.inner.lock().index.entry(id) {
             std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -80,14 +87,14 @@ impl Container for GlobalLock {
         }
     }
 
-    fn index_release(&self, id: &ChannelId, node: &PublicKey) {
+    fn index_release(&self, id: &ChannelId, node: &NodeId) {
         let mut inner = self.inner.lock();
         if inner.index.get(id) == Some(node) {
             inner.index.remove(id);
         }
     }
 
-    fn index_entries(&self) -> Vec<(ChannelId, PublicKey)> {
+    fn index_entries(&self) -> Vec<(ChannelId, NodeId)> {
         let inner = self.inner.lock();
         inner.index.iter().map(|(k, v)| (*k, *v)).collect()
     }
@@ -126,7 +133,7 @@ impl Container for GlobalLock {
         self.inner.lock().work.len()
     }
 
-    fn note_outbox(&self, node: &PublicKey) {
+    fn note_outbox(&self, node: &NodeId) {
         self.inner.lock().outbox_ready.push(*node);
     }
 
@@ -140,7 +147,8 @@ impl Container for GlobalLock {
         let mut out = Vec::new();
         for node in outbox_ready.drain(..) {
             if let Some(ps) = peers.get_mut(&node) {
-                out.extend(ps.take_outbox().into_iter().map(|m| (node, m)));
+                let pk = ps.node;
+                out.extend(ps.take_outbox().into_iter().map(|m| (pk, m)));
             }
         }
         out
@@ -151,7 +159,7 @@ impl Container for GlobalLock {
         let mut inner = self.inner.lock();
         let mut out = Vec::new();
         for node in nodes {
-            if let Some(ps) = inner.peers.get_mut(node) {
+            if let Some(ps) = inner.peers.get_mut(&NodeId::from(node)) {
                 out.extend(
                     std::mem::take(&mut ps.outbox)
                         .into_iter()
@@ -162,11 +170,11 @@ impl Container for GlobalLock {
         out
     }
 
-    fn snapshot_register(&self, _node: PublicKey, _id: ChannelId, _cell: SnapshotCell) {}
+    fn snapshot_register(&self, _node: NodeId, _id: ChannelId, _cell: SnapshotCell) {}
 
-    fn snapshot_release(&self, _node: &PublicKey, _id: &ChannelId) {}
+    fn snapshot_release(&self, _node: &NodeId, _id: &ChannelId) {}
 
-    fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails> {
+    fn channel_details(&self, node: &NodeId, id: &ChannelId) -> Option<ChannelDetails> {
         let inner = self.inner.lock();
         inner.peers.get(node)?.channels.get(id).map(|c| c.details())
     }

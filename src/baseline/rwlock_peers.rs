@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bitcoin::secp256k1::PublicKey;
+
+use crate::types::NodeId;
 use parking_lot::Mutex;
 
 use super::fair_rwlock::FairRwLock;
@@ -15,7 +17,7 @@ use crate::message::Message;
 use crate::store::{Container, PeerState, Sealed, SnapshotCell};
 use crate::types::{ChannelId, ShortChannelId};
 
-/// LDK after #1507: `per_peer_state: FairRwLock<HashMap<PublicKey,
+/// LDK after #1507: `per_peer_state: FairRwLock<HashMap<NodeId,
 /// Mutex<PeerState>>>`, `id_to_peer: Mutex<HashMap<..>>`,
 /// `short_to_chan_info: FairRwLock<HashMap<..>>`, and `forward_htlcs`, one
 /// `Mutex` that `process_pending_htlc_forwards` empties by swapping the
@@ -33,9 +35,9 @@ use crate::types::{ChannelId, ShortChannelId};
 /// this design has no snapshots (registering one is a no-op).
 pub struct RwLockPeers {
     /// The primary map. Write-locked only to add a peer.
-    per_peer_state: FairRwLock<HashMap<PublicKey, Mutex<PeerState>>>,
+    per_peer_state: FairRwLock<HashMap<NodeId, Mutex<PeerState>>>,
     /// Permanent channel id → peer. A hint, like the sharded index.
-    id_to_peer: Mutex<HashMap<ChannelId, PublicKey>>,
+    id_to_peer: Mutex<HashMap<ChannelId, NodeId>>,
     /// Short channel id → channel id. A hint.
     short_to_chan_info: FairRwLock<HashMap<ShortChannelId, ChannelId>>,
     /// Cross-peer work, in arrival order.
@@ -75,7 +77,7 @@ impl Container for RwLockPeers {
     fn connect(&self, node: PublicKey) {
         {
             let peers = self.per_peer_state.read();
-            if let Some(peer) = peers.get(&node) {
+            if let Some(peer) = peers.get(&NodeId::from(&node)) {
                 peer.lock().connected = true;
                 return;
             }
@@ -83,24 +85,28 @@ impl Container for RwLockPeers {
         // A new peer: the only use of the write lock. The read guard above
         // is gone (FairRwLock's rule: never `read` or `write` while reading).
         let mut peers = self.per_peer_state.write();
-        peers.entry(node).or_default().get_mut().connected = true;
+        peers
+            .entry(NodeId::from(&node))
+            .or_insert_with(|| Mutex::new(PeerState::new(node)))
+            .get_mut()
+            .connected = true;
     }
 
-    fn with_peer<R>(&self, node: &PublicKey, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
+    fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
         let peers = self.per_peer_state.read();
         let mut state = peers.get(node)?.lock();
         Some(f(&mut state))
     }
 
-    fn peers(&self) -> Vec<PublicKey> {
+    fn peers(&self) -> Vec<NodeId> {
         self.per_peer_state.read().keys().copied().collect()
     }
 
-    fn index_get(&self, id: &ChannelId) -> Option<PublicKey> {
+    fn index_get(&self, id: &ChannelId) -> Option<NodeId> {
         self.id_to_peer.lock().get(id).copied()
     }
 
-    fn index_claim(&self, id: ChannelId, node: PublicKey) -> Result<(), PublicKey> {
+    fn index_claim(&self, id: ChannelId, node: NodeId) -> Result<(), NodeId> {
         match self.id_to_peer.lock().entry(id) {
             std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -110,14 +116,14 @@ impl Container for RwLockPeers {
         }
     }
 
-    fn index_release(&self, id: &ChannelId, node: &PublicKey) {
+    fn index_release(&self, id: &ChannelId, node: &NodeId) {
         let mut index = self.id_to_peer.lock();
         if index.get(id) == Some(node) {
             index.remove(id);
         }
     }
 
-    fn index_entries(&self) -> Vec<(ChannelId, PublicKey)> {
+    fn index_entries(&self) -> Vec<(ChannelId, NodeId)> {
         let index = self.id_to_peer.lock();
         index.iter().map(|(k, v)| (*k, *v)).collect()
     }
@@ -178,16 +184,17 @@ impl Container for RwLockPeers {
         Some(pass())
     }
 
-    fn note_outbox(&self, _node: &PublicKey) {}
+    fn note_outbox(&self, _node: &NodeId) {}
 
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
         // LDK's get_and_clear_pending_msg_events: every peer, one at a time.
         let peers = self.per_peer_state.read();
         let mut out = Vec::new();
-        for (node, peer) in peers.iter() {
+        for peer in peers.values() {
             let mut state = peer.lock();
             if !state.outbox.is_empty() {
-                out.extend(state.take_outbox().into_iter().map(|m| (*node, m)));
+                let pk = state.node;
+                out.extend(state.take_outbox().into_iter().map(|m| (pk, m)));
             }
         }
         out
@@ -197,7 +204,7 @@ impl Container for RwLockPeers {
         let peers = self.per_peer_state.read();
         let mut out = Vec::new();
         for node in nodes {
-            if let Some(peer) = peers.get(node) {
+            if let Some(peer) = peers.get(&NodeId::from(node)) {
                 let msgs = std::mem::take(&mut peer.lock().outbox);
                 out.extend(msgs.into_iter().map(|m| (*node, m)));
             }
@@ -205,11 +212,11 @@ impl Container for RwLockPeers {
         out
     }
 
-    fn snapshot_register(&self, _node: PublicKey, _id: ChannelId, _cell: SnapshotCell) {}
+    fn snapshot_register(&self, _node: NodeId, _id: ChannelId, _cell: SnapshotCell) {}
 
-    fn snapshot_release(&self, _node: &PublicKey, _id: &ChannelId) {}
+    fn snapshot_release(&self, _node: &NodeId, _id: &ChannelId) {}
 
-    fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails> {
+    fn channel_details(&self, node: &NodeId, id: &ChannelId) -> Option<ChannelDetails> {
         let peers = self.per_peer_state.read();
         let state = peers.get(node)?.lock();
         state.channels.get(id).map(|c| c.details())

@@ -17,8 +17,7 @@
 
 use crate::message::OnionPacket;
 use crate::onion::HopPayload;
-use crate::types::{ChannelId, PaymentHash, PaymentPreimage};
-use bitcoin::secp256k1::PublicKey;
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
 
 /// Where an HTLC stands in the commitment round trips. `Sent*` and `Rcvd*`
 /// name the last message (ours or the peer's) that moved it.
@@ -336,7 +335,7 @@ pub(crate) enum HtlcSource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PrevHop {
     /// The peer the HTLC came from.
-    pub(crate) node_id: PublicKey,
+    pub(crate) node_id: NodeId,
     /// The incoming channel.
     pub(crate) channel_id: ChannelId,
     /// The HTLC's id on the incoming channel.

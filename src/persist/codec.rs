@@ -23,7 +23,7 @@ use crate::keys::CounterpartyCommitmentSecrets;
 use crate::message::{OnionPacket, ONION_PACKET_LEN};
 use crate::onion::{FailureCode, HopPayload};
 use crate::transactions::ChannelPublicKeys;
-use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage, ShortChannelId};
 
 // ---- small field helpers ----
 
@@ -64,8 +64,13 @@ fn get_onion(c: &mut Cursor<'_>) -> Result<OnionPacket, DecodeError> {
     Ok(OnionPacket(Box::new(c.array::<ONION_PACKET_LEN>()?)))
 }
 
+/// A node id: the 33 bytes of its compressed key (what `put_pubkey` writes).
+fn get_node(c: &mut Cursor<'_>, field: &'static str) -> Result<NodeId, DecodeError> {
+    Ok(NodeId::from(&get_pubkey(c, field)?))
+}
+
 fn put_prev_hop(out: &mut Vec<u8>, p: &PrevHop) {
-    put_pubkey(out, &p.node_id);
+    out.extend_from_slice(&p.node_id.0);
     out.extend_from_slice(&p.channel_id.0);
     out.extend_from_slice(&p.htlc_id.to_be_bytes());
     out.extend_from_slice(&p.amount_msat.to_be_bytes());
@@ -73,7 +78,7 @@ fn put_prev_hop(out: &mut Vec<u8>, p: &PrevHop) {
 
 fn get_prev_hop(c: &mut Cursor<'_>) -> Result<PrevHop, DecodeError> {
     Ok(PrevHop {
-        node_id: get_pubkey(c, "prev_hop.node_id")?,
+        node_id: get_node(c, "prev_hop.node_id")?,
         channel_id: ChannelId(c.array()?),
         htlc_id: c.u64()?,
         amount_msat: c.u64()?,
@@ -659,7 +664,7 @@ mod work_type {
 /// Encodes a queued cross-peer work item.
 pub(crate) fn encode_work(a: &Addressed) -> Vec<u8> {
     TlvWriter::new()
-        .record(work_type::NODE, &a.node_id.serialize())
+        .record(work_type::NODE, &a.node_id.0)
         .with(work_type::ITEM, |out| match &a.work {
             Work::Forward(f) => {
                 out.push(0);
@@ -692,7 +697,7 @@ pub(crate) fn encode_work(a: &Addressed) -> Vec<u8> {
 /// Decodes a queued cross-peer work item.
 pub(crate) fn decode_work(bytes: &[u8]) -> Result<Addressed, DecodeError> {
     let r = TlvReader::parse(bytes, &work_type::ALL, "work item")?;
-    let node_id = get_pubkey(
+    let node_id = get_node(
         &mut r.cursor(work_type::NODE, "work.node_id")?,
         "work.node_id",
     )?;

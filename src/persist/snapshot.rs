@@ -30,6 +30,7 @@ use crate::error::{DecodeError, StoreError};
 use crate::event::Event;
 use crate::forward::{Addressed, HtlcResolution, Resolution, Work};
 use crate::store::{ChannelStore, Container, Decided, Sharded};
+use crate::types::NodeId;
 
 /// What a store is rebuilt from.
 #[derive(Default)]
@@ -254,14 +255,15 @@ impl<C: Container> ChannelStore<C> {
         for mut channel in loaded.channels {
             // Every peer is disconnected after a restart.
             channel.pause();
-            let (node, id) = (channel.counterparty, channel.channel_id);
-            self.claim_id(id, node)?;
+            let (pk, id) = (channel.counterparty, channel.channel_id);
+            let node = NodeId::from(&pk);
+            self.claim_id(id, node, &pk)?;
             if let Some(scid) = channel.short_channel_id {
                 self.container.scid_insert(scid, id);
             }
             self.container
                 .snapshot_register(node, id, channel.snapshot.clone());
-            self.container.connect(node);
+            self.container.connect(pk);
             self.container.with_peer(&node, |ps| {
                 ps.connected = false;
                 channel.publish();
@@ -269,8 +271,7 @@ impl<C: Container> ChannelStore<C> {
             });
         }
         // What stands for each incoming HTLC: an outgoing HTLC or a queued item.
-        let mut handled: HashSet<(bitcoin::secp256k1::PublicKey, crate::types::ChannelId, u64)> =
-            HashSet::new();
+        let mut handled: HashSet<(NodeId, crate::types::ChannelId, u64)> = HashSet::new();
         let mut upstream_fulfills = Vec::new();
         let mut incoming = Vec::new();
         let mut removed: HashSet<(crate::types::ChannelId, u64)> = HashSet::new();

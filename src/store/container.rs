@@ -8,7 +8,7 @@ use super::peer::PeerState;
 use crate::event::ChannelDetails;
 use crate::forward::Addressed;
 use crate::message::Message;
-use crate::types::{ChannelId, ShortChannelId};
+use crate::types::{ChannelId, NodeId, ShortChannelId};
 
 mod sealed {
     pub trait Sealed {}
@@ -40,19 +40,19 @@ pub trait Container: Send + Sync + Sealed + 'static {
     fn connect(&self, node: PublicKey);
 
     /// Runs `f` on `node`'s state under its lock; `None` if the peer is unknown.
-    fn with_peer<R>(&self, node: &PublicKey, f: impl FnOnce(&mut PeerState) -> R) -> Option<R>;
+    fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R>;
 
     /// Every known peer.
-    fn peers(&self) -> Vec<PublicKey>;
+    fn peers(&self) -> Vec<NodeId>;
 
     /// The peer a permanent channel id belongs to (a hint: re-check it).
-    fn index_get(&self, id: &ChannelId) -> Option<PublicKey>;
+    fn index_get(&self, id: &ChannelId) -> Option<NodeId>;
     /// Claims `id` for `node`; returns the existing owner if taken.
-    fn index_claim(&self, id: ChannelId, node: PublicKey) -> Result<(), PublicKey>;
+    fn index_claim(&self, id: ChannelId, node: NodeId) -> Result<(), NodeId>;
     /// Drops `id` if it belongs to `node`.
-    fn index_release(&self, id: &ChannelId, node: &PublicKey);
+    fn index_release(&self, id: &ChannelId, node: &NodeId);
     /// Every `(channel id, peer)` pair of the index.
-    fn index_entries(&self) -> Vec<(ChannelId, PublicKey)>;
+    fn index_entries(&self) -> Vec<(ChannelId, NodeId)>;
 
     /// The channel a short channel id names (a hint: re-check it).
     fn scid_get(&self, scid: &ShortChannelId) -> Option<ChannelId>;
@@ -71,7 +71,7 @@ pub trait Container: Send + Sync + Sealed + 'static {
     fn queued_work(&self) -> usize;
 
     /// Called (outside any lock) after `node`'s outbox went from empty to not.
-    fn note_outbox(&self, node: &PublicKey);
+    fn note_outbox(&self, node: &NodeId);
     /// Takes every peer's queued messages.
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)>;
     /// Takes the queued messages of `nodes` only, in order per peer.
@@ -83,7 +83,9 @@ pub trait Container: Send + Sync + Sealed + 'static {
     fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
         let mut out = Vec::new();
         for node in nodes {
-            if let Some(msgs) = self.with_peer(node, |ps| std::mem::take(&mut ps.outbox)) {
+            if let Some(msgs) =
+                self.with_peer(&NodeId::from(node), |ps| std::mem::take(&mut ps.outbox))
+            {
                 out.extend(msgs.into_iter().map(|m| (*node, m)));
             }
         }
@@ -99,11 +101,11 @@ pub trait Container: Send + Sync + Sealed + 'static {
     }
 
     /// Registers a channel's snapshot cell (`key` = peer and current id).
-    fn snapshot_register(&self, node: PublicKey, id: ChannelId, cell: super::SnapshotCell);
+    fn snapshot_register(&self, node: NodeId, id: ChannelId, cell: super::SnapshotCell);
     /// Forgets a snapshot cell.
-    fn snapshot_release(&self, node: &PublicKey, id: &ChannelId);
+    fn snapshot_release(&self, node: &NodeId, id: &ChannelId);
     /// The snapshot of one funded channel.
-    fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails>;
+    fn channel_details(&self, node: &NodeId, id: &ChannelId) -> Option<ChannelDetails>;
     /// Snapshots of every channel.
     fn list_channels(&self) -> Vec<ChannelDetails>;
 }

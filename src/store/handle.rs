@@ -10,7 +10,7 @@ use crate::channel::signer::ChannelSigner;
 use crate::channel::Channel;
 use crate::error::StoreError;
 use crate::message::Message;
-use crate::types::ChannelId;
+use crate::types::{ChannelId, NodeId};
 
 impl<C: Container> ChannelStore<C> {
     /// Handles a message from peer `from`.
@@ -24,6 +24,7 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** takes `from`'s peer lock once; the signature
     /// checks and signing the message needs happen under it.
     pub fn handle_message(&self, from: &PublicKey, msg: Message) -> Result<(), StoreError> {
+        let node = NodeId::from(from);
         let result = match msg {
             Message::FundingCreated(m) => {
                 // Claim the permanent id first, so two peers can never fund
@@ -32,8 +33,8 @@ impl<C: Container> ChannelStore<C> {
                     m.funding_txid,
                     m.funding_output_index.into(),
                 ));
-                self.claim_id(id, *from)?;
-                let result = self.with_section(from, |s| {
+                self.claim_id(id, node, from)?;
+                let result = self.with_section(&node, |s| {
                     if !s.ps.connected {
                         return Err(StoreError::PeerNotConnected { node_id: *from });
                     }
@@ -51,11 +52,11 @@ impl<C: Container> ChannelStore<C> {
                     Ok(())
                 });
                 if result.is_err() {
-                    self.container.index_release(&id, from);
+                    self.container.index_release(&id, &node);
                 }
                 return result;
             }
-            msg => self.with_section(from, |s| {
+            msg => self.with_section(&node, |s| {
                 if !s.ps.connected {
                     return Err(StoreError::PeerNotConnected { node_id: *from });
                 }
@@ -66,7 +67,7 @@ impl<C: Container> ChannelStore<C> {
         match result {
             Err(StoreError::UnknownChannel { channel_id }) => {
                 match self.container.index_get(&channel_id) {
-                    Some(owner) if owner != *from => Err(StoreError::WrongPeer {
+                    Some(owner) if owner != node => Err(StoreError::WrongPeer {
                         channel_id,
                         sender: *from,
                     }),
@@ -103,7 +104,7 @@ impl<C: Container> ChannelStore<C> {
                 self.check_channel_limit(s)?;
                 let signer =
                     ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
-                let (channel, accept) = Channel::new_inbound(&self.config, s.node, &m, signer)?;
+                let (channel, accept) = Channel::new_inbound(&self.config, s.ps.node, &m, signer)?;
                 s.out.index.push(IndexOp::Created {
                     id,
                     cell: channel.snapshot.clone(),

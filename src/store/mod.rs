@@ -70,7 +70,7 @@ use crate::forward::Addressed;
 use crate::message::Message;
 use crate::persist::{codec, frame, Key, Persister};
 use crate::secp::SECP;
-use crate::types::{ChannelId, PaymentHash, ShortChannelId};
+use crate::types::{ChannelId, NodeId, PaymentHash, ShortChannelId};
 use section::{IndexOp, Outcome, Section, Sequences};
 
 /// A channel's snapshot cell: written under the peer lock after each
@@ -80,7 +80,7 @@ pub(crate) type SnapshotCell = Arc<ArcSwap<ChannelDetails>>;
 /// An HTLC paying us, waiting for `claim_funds` or `fail_htlc_backwards`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Claimable {
-    pub(crate) node_id: PublicKey,
+    pub(crate) node_id: NodeId,
     pub(crate) channel_id: ChannelId,
     pub(crate) htlc_id: u64,
     pub(crate) amount_msat: u64,
@@ -120,7 +120,7 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// Per incoming peer: its HTLCs waiting in the forward queues
     /// (`StoreConfig::max_pending_forwards_per_peer`). Only touched outside
     /// peer locks.
-    pub(crate) queued_forwards: DashMap<PublicKey, usize>,
+    pub(crate) queued_forwards: DashMap<NodeId, usize>,
     /// Where durable state goes, if anywhere.
     pub(crate) persister: Option<Arc<dyn Persister>>,
     /// Keys for work items and events.
@@ -218,7 +218,7 @@ impl<C: Container> ChannelStore<C> {
     /// its outcome. `Err(PeerNotConnected)` if the peer is unknown.
     pub(crate) fn with_section<T>(
         &self,
-        node: &PublicKey,
+        node: &NodeId,
         f: impl FnOnce(&mut Section<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_not_failed()?;
@@ -226,7 +226,7 @@ impl<C: Container> ChannelStore<C> {
         let (result, outcome) = self
             .container
             .with_peer(node, |ps| {
-                let mut section = Section::new(ps, *node, &self.seq, durable);
+                let mut section = Section::new(ps, &self.seq, durable);
                 let result = f(&mut section);
                 let start = section.outbox_start();
                 let mut outcome = section.finish();
@@ -239,7 +239,9 @@ impl<C: Container> ChannelStore<C> {
                 }
                 (result, Some(outcome))
             })
-            .ok_or(StoreError::PeerNotConnected { node_id: *node })?;
+            .ok_or_else(|| StoreError::PeerNotConnected {
+                node_id: node.public_key(),
+            })?;
         if let Some(outcome) = outcome {
             self.carry_out(*node, outcome);
         }
@@ -247,7 +249,7 @@ impl<C: Container> ChannelStore<C> {
     }
 
     /// Does, outside any lock, what a critical section asked for.
-    pub(crate) fn carry_out(&self, node: PublicKey, outcome: Outcome) {
+    pub(crate) fn carry_out(&self, node: NodeId, outcome: Outcome) {
         if outcome.newly_listed {
             self.container.note_outbox(&node);
         }
@@ -340,7 +342,7 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** takes that peer's lock twice, briefly.
     pub fn peer_connected(&self, peer: PublicKey) {
         self.container.connect(peer);
-        let _ = self.with_section(&peer, |s| {
+        let _ = self.with_section(&NodeId::from(&peer), |s| {
             let paused: Vec<ChannelId> =
                 s.ps.channels
                     .iter()
@@ -361,7 +363,7 @@ impl<C: Container> ChannelStore<C> {
     ///
     /// **Locking behaviour:** takes that peer's lock once.
     pub fn peer_disconnected(&self, peer: &PublicKey) {
-        let _ = self.with_section(peer, |s| {
+        let _ = self.with_section(&NodeId::from(peer), |s| {
             s.ps.connected = false;
             let ids: Vec<ChannelId> = s.ps.channels.keys().copied().collect();
             for id in ids {
@@ -399,7 +401,7 @@ impl<C: Container> ChannelStore<C> {
         let signer = ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
         let (channel, open) =
             Channel::new_outbound(&self.config, peer, funding_sat, push_msat, signer)?;
-        self.with_section(&peer, |s| {
+        self.with_section(&NodeId::from(&peer), |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected { node_id: peer });
             }
@@ -418,7 +420,7 @@ impl<C: Container> ChannelStore<C> {
     pub(crate) fn check_channel_limit(&self, s: &Section<'_>) -> Result<(), StoreError> {
         if s.ps.channel_count() >= self.config.max_channels_per_peer {
             return Err(StoreError::PeerLimit {
-                node_id: s.node,
+                node_id: s.ps.node,
                 resource: "channels",
                 limit: self.config.max_channels_per_peer as u64,
             });
@@ -438,8 +440,9 @@ impl<C: Container> ChannelStore<C> {
         outpoint: OutPoint,
     ) -> Result<ChannelId, StoreError> {
         let id = ChannelId::from_funding_outpoint(&outpoint);
-        self.claim_id(id, *peer)?;
-        let result = self.with_section(peer, |s| {
+        let node = NodeId::from(peer);
+        self.claim_id(id, node, peer)?;
+        let result = self.with_section(&node, |s| {
             let temp = *temporary_channel_id;
             let created = s
                 .channel(&temp, false)?
@@ -456,21 +459,26 @@ impl<C: Container> ChannelStore<C> {
             Ok(id)
         });
         if result.is_err() {
-            self.container.index_release(&id, peer);
+            self.container.index_release(&id, &node);
         }
         result
     }
 
     /// Claims a permanent id in the index for `peer`, refusing one that a
     /// channel (of any peer) already has.
-    pub(crate) fn claim_id(&self, id: ChannelId, peer: PublicKey) -> Result<(), StoreError> {
-        self.container.index_claim(id, peer).map_err(|owner| {
-            if owner == peer {
+    pub(crate) fn claim_id(
+        &self,
+        id: ChannelId,
+        node: NodeId,
+        peer: &PublicKey,
+    ) -> Result<(), StoreError> {
+        self.container.index_claim(id, node).map_err(|owner| {
+            if owner == node {
                 StoreError::DuplicateChannelId { channel_id: id }
             } else {
                 StoreError::WrongPeer {
                     channel_id: id,
-                    sender: peer,
+                    sender: *peer,
                 }
             }
         })

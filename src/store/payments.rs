@@ -2,8 +2,6 @@
 //! `fail_htlc_backwards`, and the cross-peer queues behind
 //! `process_pending_forwards`.
 
-use bitcoin::secp256k1::PublicKey;
-
 use super::section::Outcome;
 use super::{ChannelStore, Claimable, Container, Decided, Section};
 use crate::channel::{HtlcSource, Inbound, IncomingHtlc, PrevHop};
@@ -14,7 +12,7 @@ use crate::message::Message;
 use crate::onion::{build_onion, FailureCode};
 use crate::persist::{codec, frame, Key};
 use crate::route::Route;
-use crate::types::{ChannelId, PaymentHash, PaymentPreimage};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
 
 /// Most queued items one `process_pending_forwards` pass takes at once.
 const BATCH: usize = 512;
@@ -45,7 +43,7 @@ impl<C: Container> ChannelStore<C> {
         let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
             reason: "too many hops",
         })?;
-        self.with_section(&first.node_id, |s| {
+        self.with_section(&NodeId::from(&first.node_id), |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
                     node_id: first.node_id,
@@ -85,7 +83,7 @@ impl<C: Container> ChannelStore<C> {
             .scid_get(&hop.short_channel_id)
             .ok_or(unknown.clone())?;
         match self.container.index_get(&id) {
-            Some(peer) if peer == hop.node_id => Ok(id),
+            Some(peer) if peer == NodeId::from(&hop.node_id) => Ok(id),
             _ => Err(unknown),
         }
     }
@@ -183,7 +181,7 @@ impl<C: Container> ChannelStore<C> {
 
     /// Applies work items addressed to `node` under its lock. Each persisted
     /// item is deleted in the same batch as the change it made.
-    fn apply_work(&self, node: PublicKey, items: Vec<Addressed>) {
+    fn apply_work(&self, node: NodeId, items: Vec<Addressed>) {
         for item in &items {
             if let Work::Forward(f) = &item.work {
                 self.uncount_queued_forward(&f.prev.node_id);
@@ -287,7 +285,7 @@ impl<C: Container> ChannelStore<C> {
     /// before they are queued.
     pub(crate) fn decide_incoming(
         &self,
-        node: PublicKey,
+        node: NodeId,
         channel_id: ChannelId,
         htlc: IncomingHtlc,
         decided: &mut Decided,
@@ -381,7 +379,7 @@ impl<C: Container> ChannelStore<C> {
 
     /// Counts one more queued forward from `peer`; false (and nothing
     /// counted) if it is at `max_pending_forwards_per_peer`.
-    pub(crate) fn count_queued_forward(&self, peer: PublicKey) -> bool {
+    pub(crate) fn count_queued_forward(&self, peer: NodeId) -> bool {
         let mut n = self.queued_forwards.entry(peer).or_insert(0);
         if *n >= self.config.max_pending_forwards_per_peer {
             return false;
@@ -390,7 +388,7 @@ impl<C: Container> ChannelStore<C> {
         true
     }
 
-    fn uncount_queued_forward(&self, peer: &PublicKey) {
+    fn uncount_queued_forward(&self, peer: &NodeId) {
         if let Some(mut n) = self.queued_forwards.get_mut(peer) {
             *n = n.saturating_sub(1);
         }
@@ -419,7 +417,7 @@ enum Routed {
     /// It pays us; the payment's total so far.
     Claimable(u64),
     /// Forward it to this peer.
-    Forward(PublicKey, Work),
+    Forward(NodeId, Work),
 }
 
 /// The work that fails an incoming HTLC back with `code`.

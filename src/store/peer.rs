@@ -12,8 +12,10 @@ use crate::types::ChannelId;
 /// Lock rule: a `PeerState` is only reached through its container's
 /// `with_peer`, under that peer's lock, and a thread holds at most one such
 /// lock at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PeerState {
+    /// The peer's key (the maps key peers by its compressed form).
+    pub(crate) node: bitcoin::secp256k1::PublicKey,
     /// Channels that have a permanent id (funding outpoint known). Boxed:
     /// a channel is ~1.4 KB, and a map sized in powers of two would
     /// otherwise keep up to twice that per channel in empty slots.
@@ -31,6 +33,18 @@ pub struct PeerState {
 }
 
 impl PeerState {
+    /// A peer seen for the first time.
+    pub(crate) fn new(node: bitcoin::secp256k1::PublicKey) -> Self {
+        PeerState {
+            node,
+            channels: HashMap::new(),
+            unfunded: HashMap::new(),
+            outbox: Vec::new(),
+            listed: false,
+            connected: false,
+        }
+    }
+
     /// Queues a message; returns true if the peer was not listed as having
     /// messages and now must be.
     pub(crate) fn send(&mut self, msg: Message) -> bool {

@@ -8,7 +8,7 @@ use bitcoin::secp256k1::PublicKey;
 use super::{ChannelStore, Container};
 use crate::error::StoreError;
 use crate::event::ChannelDetails;
-use crate::types::ChannelId;
+use crate::types::{ChannelId, NodeId};
 
 impl<C: Container> ChannelStore<C> {
     /// A snapshot of every channel, funded or not. Each channel's snapshot
@@ -36,14 +36,15 @@ impl<C: Container> ChannelStore<C> {
     pub fn counterparty_of(&self, channel_id: &ChannelId) -> Option<PublicKey> {
         let peer = self.container.index_get(channel_id)?;
         self.container
-            .with_peer(&peer, |ps| ps.channels.contains_key(channel_id))
-            .filter(|has| *has)
-            .map(|_| peer)
+            .with_peer(&peer, |ps| {
+                ps.channels.contains_key(channel_id).then_some(ps.node)
+            })
+            .flatten()
     }
 
     /// The peer the index names for a channel, unchecked: for callers that
     /// re-check under that peer's lock anyway.
-    pub(crate) fn owner_hint(&self, channel_id: &ChannelId) -> Result<PublicKey, StoreError> {
+    pub(crate) fn owner_hint(&self, channel_id: &ChannelId) -> Result<NodeId, StoreError> {
         self.container
             .index_get(channel_id)
             .ok_or(StoreError::UnknownChannel {
@@ -132,7 +133,8 @@ impl<C: Container> ChannelStore<C> {
                     .collect();
                 ids.sort();
                 out.push_str(&format!(
-                    "peer {peer} connected={} outbox={}\n",
+                    "peer {} connected={} outbox={}\n",
+                    ps.node,
                     ps.connected,
                     ps.outbox.len()
                 ));

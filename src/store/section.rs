@@ -10,8 +10,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bitcoin::secp256k1::PublicKey;
-
 use super::peer::PeerState;
 use super::SnapshotCell;
 use crate::channel::{
@@ -23,7 +21,7 @@ use crate::forward::{Addressed, HtlcResolution, Resolution, Work};
 use crate::message::Message;
 use crate::onion::FailureCode;
 use crate::persist::{codec, frame, Key};
-use crate::types::{ChannelId, ShortChannelId};
+use crate::types::{ChannelId, NodeId, ShortChannelId};
 
 /// Index and snapshot changes to make once the peer lock is released.
 #[derive(Debug)]
@@ -57,7 +55,7 @@ pub(crate) struct Sequences {
 }
 
 impl Sequences {
-    pub(crate) fn new_work(&self, node_id: PublicKey, work: Work) -> Addressed {
+    pub(crate) fn new_work(&self, node_id: NodeId, work: Work) -> Addressed {
         Addressed {
             id: self.work.fetch_add(1, Ordering::Relaxed) + 1,
             node_id,
@@ -91,7 +89,6 @@ pub(crate) struct Outcome {
 /// One peer's state, borrowed for one critical section.
 pub(crate) struct Section<'a> {
     pub(crate) ps: &'a mut PeerState,
-    pub(crate) node: PublicKey,
     pub(crate) out: Outcome,
     seq: &'a Sequences,
     /// Whether a persister wants this section's writes.
@@ -104,16 +101,10 @@ pub(crate) struct Section<'a> {
 }
 
 impl<'a> Section<'a> {
-    pub(crate) fn new(
-        ps: &'a mut PeerState,
-        node: PublicKey,
-        seq: &'a Sequences,
-        durable: bool,
-    ) -> Self {
+    pub(crate) fn new(ps: &'a mut PeerState, seq: &'a Sequences, durable: bool) -> Self {
         let outbox_start = ps.outbox.len();
         Section {
             ps,
-            node,
             out: Outcome::default(),
             seq,
             durable,
@@ -225,7 +216,7 @@ impl<'a> Section<'a> {
     }
 
     /// Work for another peer (or this one, later).
-    pub(crate) fn work(&mut self, node_id: PublicKey, work: Work) {
+    pub(crate) fn work(&mut self, node_id: NodeId, work: Work) {
         let item = self.seq.new_work(node_id, work);
         self.out.work.push(item);
     }

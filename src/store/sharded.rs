@@ -15,7 +15,11 @@ use super::SnapshotCell;
 use crate::event::ChannelDetails;
 use crate::forward::{Addressed, ShardedQueues};
 use crate::message::Message;
-use crate::types::{ChannelId, ShortChannelId};
+use crate::types::{ChannelId, NodeId, ShortChannelId};
+
+/// Keyed per process (so peers cannot aim their ids at one shard) and much
+/// cheaper than SipHash on 32- and 33-byte keys.
+type Hasher = ahash::RandomState;
 
 /// The sharded design (see the crate docs and `DESIGN.md`).
 ///
@@ -31,17 +35,17 @@ use crate::types::{ChannelId, ShortChannelId};
 /// channel in its peer's state.
 pub struct Sharded {
     /// The primary map: the truth about every peer and channel.
-    peers: DashMap<PublicKey, Arc<Mutex<PeerState>>>,
+    peers: DashMap<NodeId, Arc<Mutex<PeerState>>, Hasher>,
     /// Permanent channel id → peer. A hint.
-    index: DashMap<ChannelId, PublicKey>,
+    index: DashMap<ChannelId, NodeId, Hasher>,
     /// Short channel id → channel id. A hint.
-    scids: DashMap<ShortChannelId, ChannelId>,
+    scids: DashMap<ShortChannelId, ChannelId, Hasher>,
     /// Cross-peer work, one queue per shard.
     queues: ShardedQueues,
     /// Peers whose outbox became non-empty since it was last drained.
-    outbox_ready: SegQueue<PublicKey>,
+    outbox_ready: SegQueue<NodeId>,
     /// Per-channel snapshots for readers, keyed by peer and current id.
-    snapshots: DashMap<(PublicKey, ChannelId), SnapshotCell>,
+    snapshots: DashMap<(NodeId, ChannelId), SnapshotCell, Hasher>,
 }
 
 impl Sealed for Sharded {}
@@ -54,21 +58,26 @@ impl Container for Sharded {
         let shards =
             (std::thread::available_parallelism().map_or(4, |n| n.get()) * 4).next_power_of_two();
         Sharded {
-            peers: DashMap::with_shard_amount(shards),
-            index: DashMap::with_shard_amount(shards),
-            scids: DashMap::with_shard_amount(shards),
+            peers: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
+            index: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
+            scids: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
             queues: ShardedQueues::new(shards),
             outbox_ready: SegQueue::new(),
-            snapshots: DashMap::with_shard_amount(shards),
+            snapshots: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
         }
     }
 
     fn connect(&self, node: PublicKey) {
-        let peer = self.peers.entry(node).or_default().value().clone();
+        let peer = self
+            .peers
+            .entry(NodeId::from(&node))
+            .or_insert_with(|| Arc::new(Mutex::new(PeerState::new(node))))
+            .value()
+            .clone();
         peer.lock().connected = true;
     }
 
-    fn with_peer<R>(&self, node: &PublicKey, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
+    fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
         // The shard guard from `get` dies at the end of this statement, before
         // the peer lock is taken (DESIGN.md rule 2).
         let peer = self.peers.get(node)?.value().clone();
@@ -76,15 +85,15 @@ impl Container for Sharded {
         Some(f(&mut state))
     }
 
-    fn peers(&self) -> Vec<PublicKey> {
+    fn peers(&self) -> Vec<NodeId> {
         self.peers.iter().map(|e| *e.key()).collect()
     }
 
-    fn index_get(&self, id: &ChannelId) -> Option<PublicKey> {
+    fn index_get(&self, id: &ChannelId) -> Option<NodeId> {
         self.index.get(id).map(|e| *e.value())
     }
 
-    fn index_claim(&self, id: ChannelId, node: PublicKey) -> Result<(), PublicKey> {
+    fn index_claim(&self, id: ChannelId, node: NodeId) -> Result<(), NodeId> {
         match self.index.entry(id) {
             dashmap::Entry::Occupied(e) => Err(*e.get()),
             dashmap::Entry::Vacant(v) => {
@@ -94,11 +103,11 @@ impl Container for Sharded {
         }
     }
 
-    fn index_release(&self, id: &ChannelId, node: &PublicKey) {
+    fn index_release(&self, id: &ChannelId, node: &NodeId) {
         self.index.remove_if(id, |_, owner| owner == node);
     }
 
-    fn index_entries(&self) -> Vec<(ChannelId, PublicKey)> {
+    fn index_entries(&self) -> Vec<(ChannelId, NodeId)> {
         self.index.iter().map(|e| (*e.key(), *e.value())).collect()
     }
 
@@ -130,7 +139,7 @@ impl Container for Sharded {
         self.queues.len()
     }
 
-    fn note_outbox(&self, node: &PublicKey) {
+    fn note_outbox(&self, node: &NodeId) {
         self.outbox_ready.push(*node);
     }
 
@@ -142,22 +151,22 @@ impl Container for Sharded {
             let Some(node) = self.outbox_ready.pop() else {
                 break;
             };
-            if let Some(msgs) = self.with_peer(&node, PeerState::take_outbox) {
-                out.extend(msgs.into_iter().map(|m| (node, m)));
+            if let Some((pk, msgs)) = self.with_peer(&node, |ps| (ps.node, ps.take_outbox())) {
+                out.extend(msgs.into_iter().map(|m| (pk, m)));
             }
         }
         out
     }
 
-    fn snapshot_register(&self, node: PublicKey, id: ChannelId, cell: SnapshotCell) {
+    fn snapshot_register(&self, node: NodeId, id: ChannelId, cell: SnapshotCell) {
         self.snapshots.insert((node, id), cell);
     }
 
-    fn snapshot_release(&self, node: &PublicKey, id: &ChannelId) {
+    fn snapshot_release(&self, node: &NodeId, id: &ChannelId) {
         self.snapshots.remove(&(*node, *id));
     }
 
-    fn channel_details(&self, node: &PublicKey, id: &ChannelId) -> Option<ChannelDetails> {
+    fn channel_details(&self, node: &NodeId, id: &ChannelId) -> Option<ChannelDetails> {
         let cell = self.snapshots.get(&(*node, *id))?.value().clone();
         let details = ChannelDetails::clone(&cell.load());
         Some(details)
