@@ -1,11 +1,13 @@
 //! Corrupt input never panics and never becomes a wrong state: truncated,
 //! bit-flipped and random bytes, and checksum-valid garbage inside the frame.
 
-use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::SecretKey;
 use chanstore::persist::decode_channel_details;
 use chanstore::{ChannelStore, StoreConfig};
 use proptest::prelude::*;
+
+mod common;
+use common::frame_records;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
 
@@ -19,15 +21,6 @@ fn read(bytes: &[u8]) -> Result<ChannelStore, chanstore::StoreError> {
 
 fn golden_store() -> Vec<u8> {
     std::fs::read(format!("{DIR}/store.bin")).unwrap()
-}
-
-fn frame(version: u8, records: &[u8]) -> Vec<u8> {
-    let mut out = vec![version];
-    out.extend_from_slice(records);
-    let sum = sha256::Hash::hash(&out).to_byte_array();
-    out.extend_from_slice(&[0xfd, 0xff, 0xfe, 4]);
-    out.extend_from_slice(&sum[..4]);
-    out
 }
 
 #[test]
@@ -65,15 +58,15 @@ proptest! {
         noise in proptest::collection::vec(any::<u8>(), 0..512),
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
     ) {
-        let _ = read(&frame(1, &noise));
-        let _ = decode_channel_details(&frame(1, &noise), &secret());
+        let _ = read(&frame_records(1, &noise));
+        let _ = decode_channel_details(&frame_records(1, &noise), &secret());
         let golden = golden_store();
         let mut records = golden[1..golden.len() - 8].to_vec();
         for (pos, value) in edits {
             let i = pos.index(records.len());
             records[i] = value;
         }
-        if let Ok(store) = read(&frame(1, &records)) {
+        if let Ok(store) = read(&frame_records(1, &records)) {
             // Whatever decodes must satisfy the invariants.
             prop_assert!(store.check_value_conserved().is_ok());
             prop_assert!(store.check_indexes().is_ok());

@@ -140,15 +140,6 @@ fn unframe(bytes: &[u8]) -> (u8, Vec<u8>) {
     (body[0], body[1..].to_vec())
 }
 
-fn reframe(version: u8, records: &[u8]) -> Vec<u8> {
-    let mut out = vec![version];
-    out.extend_from_slice(records);
-    let sum = sha256::Hash::hash(&out).to_byte_array();
-    out.extend_from_slice(&[0xfd, 0xff, 0xfe, 4]);
-    out.extend_from_slice(&sum[..4]);
-    out
-}
-
 #[test]
 fn unknown_odd_record_is_skipped_unknown_even_refused() {
     let (version, records) = unframe(&golden("channel.bin"));
@@ -159,7 +150,7 @@ fn unknown_odd_record_is_skipped_unknown_even_refused() {
     let with = |ty: u8| {
         let mut r = records.clone();
         r.extend_from_slice(&[ty, 3, b'n', b'e', b'w']);
-        reframe(version, &r)
+        frame_records(version, &r)
     };
     let odd = decode_channel_details(&with(41), &hub_secret()).unwrap();
     assert_eq!(odd.pending_htlcs, 3);
@@ -172,14 +163,14 @@ fn unknown_odd_record_is_skipped_unknown_even_refused() {
     );
     // A future format version is refused as such.
     assert_eq!(
-        decode_channel_details(&reframe(2, &records), &hub_secret()),
+        decode_channel_details(&frame_records(2, &records), &hub_secret()),
         Err(DecodeError::UnsupportedVersion(2))
     );
     // And through the store: an unknown even record in the store snapshot.
     let (version, mut store_records) = unframe(&golden("store.bin"));
     store_records.extend_from_slice(&[10, 1, 0]);
     let refused = ChannelStore::read(
-        &mut &reframe(version, &store_records)[..],
+        &mut &frame_records(version, &store_records)[..],
         StoreConfig::default(),
         hub_secret(),
     );

@@ -78,25 +78,15 @@ impl Container for GlobalLock {
     }
 
     fn index_claim(&self, id: ChannelId, node: NodeId) -> Result<(), NodeId> {
-        match self.inner.lock().index.entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(node);
-                Ok(())
-            }
-        }
+        super::index_map::claim(&mut self.inner.lock().index, id, node)
     }
 
     fn index_release(&self, id: &ChannelId, node: &NodeId) {
-        let mut inner = self.inner.lock();
-        if inner.index.get(id) == Some(node) {
-            inner.index.remove(id);
-        }
+        super::index_map::release(&mut self.inner.lock().index, id, node);
     }
 
     fn index_entries(&self) -> Vec<(ChannelId, NodeId)> {
-        let inner = self.inner.lock();
-        inner.index.iter().map(|(k, v)| (*k, *v)).collect()
+        super::index_map::entries(&self.inner.lock().index)
     }
 
     fn scid_get(&self, scid: &ShortChannelId) -> Option<ChannelId> {
@@ -108,15 +98,11 @@ impl Container for GlobalLock {
     }
 
     fn scid_release(&self, scid: &ShortChannelId, id: &ChannelId) {
-        let mut inner = self.inner.lock();
-        if inner.scids.get(scid) == Some(id) {
-            inner.scids.remove(scid);
-        }
+        super::index_map::release(&mut self.inner.lock().scids, scid, id);
     }
 
     fn scid_entries(&self) -> Vec<(ShortChannelId, ChannelId)> {
-        let inner = self.inner.lock();
-        inner.scids.iter().map(|(k, v)| (*k, *v)).collect()
+        super::index_map::entries(&self.inner.lock().scids)
     }
 
     fn push_work(&self, item: Addressed) {

@@ -41,3 +41,36 @@ mod rwlock_peers;
 
 pub use global_lock::GlobalLock;
 pub use rwlock_peers::RwLockPeers;
+
+/// Map helpers both baselines use for their plain `HashMap` indexes.
+mod index_map {
+    use std::collections::hash_map::{Entry, HashMap};
+    use std::hash::Hash;
+
+    /// Inserts `value` under `key` unless taken; returns the holder if so.
+    pub(super) fn claim<K: Eq + Hash, V: Copy>(
+        map: &mut HashMap<K, V>,
+        key: K,
+        value: V,
+    ) -> Result<(), V> {
+        match map.entry(key) {
+            Entry::Occupied(e) => Err(*e.get()),
+            Entry::Vacant(v) => {
+                v.insert(value);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `key` only while it still maps to `value`.
+    pub(super) fn release<K: Eq + Hash, V: PartialEq>(map: &mut HashMap<K, V>, key: &K, value: &V) {
+        if map.get(key) == Some(value) {
+            map.remove(key);
+        }
+    }
+
+    /// Every entry, copied out.
+    pub(super) fn entries<K: Copy, V: Copy>(map: &HashMap<K, V>) -> Vec<(K, V)> {
+        map.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}

@@ -107,25 +107,15 @@ impl Container for RwLockPeers {
     }
 
     fn index_claim(&self, id: ChannelId, node: NodeId) -> Result<(), NodeId> {
-        match self.id_to_peer.lock().entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(node);
-                Ok(())
-            }
-        }
+        super::index_map::claim(&mut self.id_to_peer.lock(), id, node)
     }
 
     fn index_release(&self, id: &ChannelId, node: &NodeId) {
-        let mut index = self.id_to_peer.lock();
-        if index.get(id) == Some(node) {
-            index.remove(id);
-        }
+        super::index_map::release(&mut self.id_to_peer.lock(), id, node);
     }
 
     fn index_entries(&self) -> Vec<(ChannelId, NodeId)> {
-        let index = self.id_to_peer.lock();
-        index.iter().map(|(k, v)| (*k, *v)).collect()
+        super::index_map::entries(&self.id_to_peer.lock())
     }
 
     fn scid_get(&self, scid: &ShortChannelId) -> Option<ChannelId> {
@@ -137,15 +127,11 @@ impl Container for RwLockPeers {
     }
 
     fn scid_release(&self, scid: &ShortChannelId, id: &ChannelId) {
-        let mut scids = self.short_to_chan_info.write();
-        if scids.get(scid) == Some(id) {
-            scids.remove(scid);
-        }
+        super::index_map::release(&mut self.short_to_chan_info.write(), scid, id);
     }
 
     fn scid_entries(&self) -> Vec<(ShortChannelId, ChannelId)> {
-        let scids = self.short_to_chan_info.read();
-        scids.iter().map(|(k, v)| (*k, *v)).collect()
+        super::index_map::entries(&self.short_to_chan_info.read())
     }
 
     fn push_work(&self, item: Addressed) {

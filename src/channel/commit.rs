@@ -36,6 +36,27 @@ pub(crate) struct BuiltCommitment {
     pub(crate) to_self_delay: u16,
 }
 
+impl BuiltCommitment {
+    /// The sighash of each untrimmed HTLC's second-stage transaction
+    /// (HTLC-success or HTLC-timeout), in output order: what the
+    /// countersignatory signs and the broadcaster checks.
+    fn htlc_sighashes(&self) -> impl Iterator<Item = bitcoin::secp256k1::Message> + '_ {
+        let txid = self.tx.tx.compute_txid();
+        self.htlc_outputs.iter().map(move |(htlc, vout)| {
+            let htlc_tx = build_htlc_transaction(
+                &txid,
+                *vout,
+                htlc,
+                self.feerate_per_kw,
+                self.to_self_delay,
+                &self.keys,
+                false,
+            );
+            htlc_sighash(&htlc_tx, htlc, &self.keys, false)
+        })
+    }
+}
+
 impl Channel {
     /// Builds commitment `number` of our side (`local`) or the peer's, with
     /// every HTLC (and the pending fee) moved by `step` first.
@@ -156,22 +177,9 @@ impl Channel {
         let signature = sign(&sighash, &self.signer.funding_key);
         let htlc_key =
             derive_private_key(&self.signer.htlc_base_key, &built.keys.per_commitment_point);
-        let txid = built.tx.tx.compute_txid();
         let htlc_signatures = built
-            .htlc_outputs
-            .iter()
-            .map(|(htlc, vout)| {
-                let htlc_tx = build_htlc_transaction(
-                    &txid,
-                    *vout,
-                    htlc,
-                    built.feerate_per_kw,
-                    built.to_self_delay,
-                    &built.keys,
-                    false,
-                );
-                sign(&htlc_sighash(&htlc_tx, htlc, &built.keys, false), &htlc_key)
-            })
+            .htlc_sighashes()
+            .map(|m| sign(&m, &htlc_key))
             .collect();
         Ok((signature, htlc_signatures))
     }
@@ -202,22 +210,8 @@ impl Channel {
                 what: "commitment",
             });
         }
-        let txid = built.tx.tx.compute_txid();
-        for ((htlc, vout), sig) in built.htlc_outputs.iter().zip(htlc_signatures) {
-            let htlc_tx = build_htlc_transaction(
-                &txid,
-                *vout,
-                htlc,
-                built.feerate_per_kw,
-                built.to_self_delay,
-                &built.keys,
-                false,
-            );
-            if !verify(
-                &htlc_sighash(&htlc_tx, htlc, &built.keys, false),
-                sig,
-                &built.keys.countersignatory_htlc_key,
-            ) {
+        for (sighash, sig) in built.htlc_sighashes().zip(htlc_signatures) {
+            if !verify(&sighash, sig, &built.keys.countersignatory_htlc_key) {
                 return Err(StoreError::InvalidSignature {
                     channel_id,
                     what: "htlc",

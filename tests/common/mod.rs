@@ -207,3 +207,16 @@ pub fn deliver_one(from: &ChannelStore, to: &ChannelStore, msg: Message) {
     to.handle_message(&from.node_id(), wire)
         .unwrap_or_else(|e| panic!("{} refused {name}: {e}", short(&to.node_id())));
 }
+
+/// Frames TLV records as the store does (`docs/FORMAT.md`): version byte,
+/// records, then the checksum record (type 65534, sha256(...)[..4]). For
+/// tests that build or alter stored records by hand.
+pub fn frame_records(version: u8, records: &[u8]) -> Vec<u8> {
+    use bitcoin::hashes::{sha256, Hash};
+    let mut out = vec![version];
+    out.extend_from_slice(records);
+    let sum = sha256::Hash::hash(&out).to_byte_array();
+    out.extend_from_slice(&[0xfd, 0xff, 0xfe, 4]);
+    out.extend_from_slice(&sum[..4]);
+    out
+}
