@@ -3,7 +3,9 @@
 
 mod common;
 
-use chanstore::{PaymentPreimage, StoreError};
+use bitcoin::hashes::Hash;
+use bitcoin::{OutPoint, Txid};
+use chanstore::{ChannelId, Message, PaymentPreimage, StoreError};
 use common::*;
 
 // ---------------------------------------------------------------------------
@@ -113,4 +115,68 @@ fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
         })
     );
     assert_unchanged(&[&a], &frozen);
+}
+
+// ---------------------------------------------------------------------------
+// Regressions: one id for two channels of one peer.
+// ---------------------------------------------------------------------------
+
+/// A peer's `open_channel` may not reuse the id of one of its funded
+/// channels as a temporary id. It used to be accepted: both channels then
+/// shared one snapshot cell, so readers showed the new unfunded channel in
+/// place of the funded one, and lost the funded one when the other closed.
+#[test]
+fn open_channel_reusing_a_funded_channel_id_is_refused() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 0);
+    a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    let Some((_, Message::OpenChannel(mut open))) = take_msgs(&a).pop() else {
+        panic!("expected open_channel")
+    };
+    open.temporary_channel_id = id;
+    let (frozen, _) = freeze(&[&b]);
+    assert_eq!(
+        b.handle_message(&a.node_id(), Message::OpenChannel(open)),
+        Err(StoreError::DuplicateChannelId { channel_id: id })
+    );
+    assert_unchanged(&[&b], &frozen);
+    assert_eq!(b.channel_details(&id).unwrap().state, "normal");
+}
+
+/// Nor may a `funding_created` give a channel the permanent id that is the
+/// temporary id of another of the peer's unfunded channels (same collision,
+/// the other way round).
+#[test]
+fn funding_created_onto_another_unfunded_channels_id_is_refused() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let temp = a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    deliver_all(&[&a, &b]);
+    events(&a);
+    let outpoint = OutPoint::new(Txid::from_byte_array([0x3c; 32]), 0);
+    let permanent = ChannelId::from_funding_outpoint(&outpoint);
+    // A second open_channel whose temporary id is that permanent id.
+    a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    let Some((_, Message::OpenChannel(mut open))) = take_msgs(&a).pop() else {
+        panic!("expected open_channel")
+    };
+    open.temporary_channel_id = permanent;
+    b.handle_message(&a.node_id(), Message::OpenChannel(open))
+        .unwrap();
+    take_msgs(&b);
+    a.funding_transaction_generated(&temp, &b.node_id(), outpoint)
+        .unwrap();
+    let Some((_, created)) = take_msgs(&a).pop() else {
+        panic!("expected funding_created")
+    };
+    let (frozen, _) = freeze(&[&b]);
+    assert_eq!(
+        b.handle_message(&a.node_id(), created),
+        Err(StoreError::DuplicateChannelId {
+            channel_id: permanent
+        })
+    );
+    assert_unchanged(&[&b], &frozen);
+    assert_eq!(b.list_channels().len(), 2);
 }
