@@ -5,6 +5,7 @@ mod common;
 
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
+use chanstore::message::OpenChannel;
 use chanstore::{ChannelId, Message, PaymentPreimage, StoreError};
 use common::*;
 
@@ -179,4 +180,41 @@ fn funding_created_onto_another_unfunded_channels_id_is_refused() {
     );
     assert_unchanged(&[&b], &frozen);
     assert_eq!(b.list_channels().len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Regressions: open_channel parameters.
+// ---------------------------------------------------------------------------
+
+/// BOLT 2: the receiver of `open_channel` must fail it if
+/// `dust_limit_satoshis` exceeds `channel_reserve_satoshis`. Unchecked, a
+/// huge dust limit became the reserve we require (ours is raised to their
+/// dust limit) and overflowed `reserve * 1000`: a panic, from one message.
+#[test]
+fn open_channel_with_dust_limit_above_its_reserve_is_refused() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    let Some((_, Message::OpenChannel(open))) = take_msgs(&a).pop() else {
+        panic!("expected open_channel")
+    };
+    let id = open.temporary_channel_id;
+    for dust in [1_000_000_000_000_000_000, 20_000] {
+        let msg = Message::OpenChannel(OpenChannel {
+            dust_limit_satoshis: dust,
+            channel_reserve_satoshis: 1_000,
+            ..open.clone()
+        });
+        let (frozen, _) = freeze(&[&b]);
+        assert_eq!(
+            b.handle_message(&a.node_id(), msg),
+            Err(StoreError::UnacceptableParameter {
+                channel_id: id,
+                parameter: "dust_limit_satoshis",
+                value: dust,
+                limit: 1_000
+            })
+        );
+        assert_unchanged(&[&b], &frozen);
+    }
 }
