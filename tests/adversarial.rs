@@ -24,7 +24,7 @@ use actions::{apply, Action, Forged, HonestRoute, OutpointPick, Sender, Target, 
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
 use chanstore::message::OpenChannel;
-use chanstore::{ChannelId, Message, PaymentPreimage, StoreError};
+use chanstore::{ChannelId, ChannelStore, Message, PaymentPreimage, StoreConfig, StoreError};
 use common::*;
 use proptest::prelude::*;
 use world::World;
@@ -482,4 +482,87 @@ fn open_channel_with_dust_limit_above_its_reserve_is_refused() {
         );
         assert_unchanged(&[&b], &frozen);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Regressions: HTLCs being removed still count.
+// ---------------------------------------------------------------------------
+
+/// An HTLC we are removing (fulfilled or failed, not yet committed) is
+/// still an output of our commitment, so it counts towards the
+/// `max_accepted_htlcs` we impose on the peer (BOLT 2 counts the HTLCs in
+/// the commitment). It used not to: a peer could keep more than that many
+/// HTLCs in our commitment by adding one for each we were removing.
+#[test]
+fn htlcs_being_removed_count_towards_max_accepted_htlcs() {
+    let config = StoreConfig {
+        max_accepted_htlcs: 3,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, config), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 500_000_000);
+    for i in 0..3 {
+        b.send_payment(
+            &route_to(&a, scid),
+            preimage(8, i).payment_hash(),
+            1_000_000,
+        )
+        .unwrap();
+    }
+    deliver_all(&[&a, &b]);
+    events(&a);
+    a.fail_htlc_backwards(&preimage(8, 0).payment_hash())
+        .unwrap();
+    // A's update_fail_htlc and commitment_signed are still on their way.
+    take_msgs(&a);
+    let add = craft_add(id, 3, 1_000_000, preimage(8, 3).payment_hash(), CLTV);
+    let (frozen, _) = freeze(&[&a]);
+    assert_eq!(
+        a.handle_message(&b.node_id(), add),
+        Err(StoreError::TooManyHtlcs {
+            channel_id: id,
+            count: 4,
+            max: 3
+        })
+    );
+    assert_unchanged(&[&a], &frozen);
+}
+
+/// The same at BOLT 2's limit: 483 HTLCs each way, one of the peer's being
+/// failed, one more from the peer. Taken, it made 967 HTLCs in one channel,
+/// more than `Channel::check_consistency` accepts (2 x 483): the store could
+/// no longer be read back from its own `write`.
+#[test]
+fn a_peer_cannot_push_a_channel_past_what_the_store_can_read_back() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 10_000_000, 5_000_000_000);
+    // Below the dust limit: no HTLC outputs, so no HTLC signatures.
+    for i in 0..483 {
+        a.send_payment(&route_to(&b, scid), preimage(9, i).payment_hash(), 1_000)
+            .unwrap();
+        b.send_payment(&route_to(&a, scid), preimage(10, i).payment_hash(), 1_000)
+            .unwrap();
+    }
+    deliver_all(&[&a, &b]);
+    events(&a);
+    a.fail_htlc_backwards(&preimage(10, 0).payment_hash())
+        .unwrap();
+    take_msgs(&a);
+    let add = craft_add(id, 483, 1_000, preimage(10, 483).payment_hash(), CLTV);
+    assert_eq!(
+        a.handle_message(&b.node_id(), add),
+        Err(StoreError::TooManyHtlcs {
+            channel_id: id,
+            count: 484,
+            max: 483
+        })
+    );
+    let mut bytes = Vec::new();
+    a.write(&mut bytes).unwrap();
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[1; 32]).unwrap();
+    let back = ChannelStore::read(&mut &bytes[..], StoreConfig::default(), secret)
+        .expect("the store reads back");
+    assert_eq!(back.list_channels().len(), 1);
 }
