@@ -15,9 +15,12 @@
 //!   the last `revoke_and_ack`, which the offerer ends it on receiving. And
 //!   value the sender gained when an HTLC ended on its side has reached the
 //!   receiver's balance before the sender's next add arrives: the sender
-//!   ended it on sending a `revoke_and_ack`, which comes before that add;
-//! * the receiver counts fewer HTLCs towards the count, the value in flight
-//!   and the fee (not those it is already removing);
+//!   ended it on sending a `revoke_and_ack`, which comes before that add.
+//!   The same holds for the count and the value in flight: the receiver
+//!   counts every HTLC of the sender's still in its commitment, being
+//!   removed or not (BOLT 2 limits those), a subset of the sender's;
+//! * the receiver prices the fee for the sender's HTLCs only, the sender for
+//!   every HTLC in the channel;
 //! * the sender prices the fee at the higher of the committed and the pending
 //!   feerate, the receiver at its committed feerate.
 //!
@@ -90,13 +93,12 @@ impl Channel {
             if h.offered() {
                 ours -= h.amount_msat;
             } else {
-                // Still in our commitment, whatever its removal: its value
-                // is the peer's to spend only once it has ended.
+                // Still in our commitment, whatever its removal: it counts
+                // towards the peer's limits, and its value is the peer's to
+                // spend only once it has ended.
                 theirs -= h.amount_msat;
-                if h.removal.is_none() {
-                    count += 1;
-                    in_flight += h.amount_msat;
-                }
+                count += 1;
+                in_flight += h.amount_msat;
             }
         }
         View {
