@@ -24,7 +24,10 @@ use actions::{apply, Action, Forged, HonestRoute, OutpointPick, Sender, Target, 
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
 use chanstore::message::OpenChannel;
-use chanstore::{ChannelId, ChannelStore, Message, PaymentPreimage, StoreConfig, StoreError};
+use chanstore::{
+    ChannelId, ChannelStore, Event, Message, PaymentPreimage, Route, RouteHop, StoreConfig,
+    StoreError,
+};
 use common::*;
 use proptest::prelude::*;
 use world::World;
@@ -565,4 +568,76 @@ fn a_peer_cannot_push_a_channel_past_what_the_store_can_read_back() {
     let back = ChannelStore::read(&mut &bytes[..], StoreConfig::default(), secret)
         .expect("the store reads back");
     assert_eq!(back.list_channels().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Regressions: HTLCs of 0 msat.
+// ---------------------------------------------------------------------------
+
+/// Every store's `write` must read back.
+fn assert_reads_back(node: &ChannelStore, seed: u8, config: StoreConfig) {
+    let mut bytes = Vec::new();
+    node.write(&mut bytes).unwrap();
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[seed; 32]).unwrap();
+    if let Err(e) = ChannelStore::read(&mut &bytes[..], config, secret) {
+        panic!("node {seed}: its own write does not read back: {e}");
+    }
+}
+
+/// BOLT 2: an HTLC of 0 msat is refused, whatever `htlc_minimum_msat`
+/// says. A peer may announce a minimum of 0, and an onion may ask us to
+/// forward 0 msat (`amt_to_forward`): we used to offer that HTLC, and a store
+/// configured with a minimum of 0 took one. `Channel::check_consistency`
+/// refuses a 0-msat HTLC on load, so such a store's own write no longer read
+/// back: a persisting node could not restart.
+#[test]
+fn zero_msat_htlcs_are_refused_both_ways() {
+    let zero_minimum = StoreConfig {
+        htlc_minimum_msat: 0,
+        ..StoreConfig::default()
+    };
+    let (a, b, c) = (node(1), node(2), node_with(3, zero_minimum.clone()));
+    connect_all(&[&a, &b, &c]);
+    let (_, ab) = open_channel(&a, &b, 1_000_000, 0);
+    let (bc_id, bc) = open_channel(&b, &c, 1_000_000, 0);
+    let route = Route {
+        hops: vec![
+            RouteHop {
+                node_id: b.node_id(),
+                short_channel_id: ab,
+                fee_msat: b.config().forwarding_fee_msat(0),
+                cltv_expiry_delta: 72,
+            },
+            RouteHop {
+                node_id: c.node_id(),
+                short_channel_id: bc,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            },
+        ],
+    };
+    let paid = PaymentPreimage([11; 32]);
+    a.send_payment(&route, paid.payment_hash(), 0).unwrap();
+    deliver_all(&[&a, &b, &c]);
+    // B did not forward it: A's payment failed and nothing reached C.
+    let failed = events(&a).into_iter().any(|e| {
+        matches!(e, Event::PaymentFailed { payment_hash, .. } if payment_hash == paid.payment_hash())
+    });
+    assert!(failed);
+    assert_eq!(b.channel_details(&bc_id).unwrap().pending_htlcs, 0);
+    // A 0-msat add is refused even by C, whose minimum is 0.
+    let add = craft_add(bc_id, 0, 0, preimage(11, 1).payment_hash(), CLTV);
+    let (frozen, _) = freeze(&[&c]);
+    assert_eq!(
+        c.handle_message(&b.node_id(), add),
+        Err(StoreError::HtlcBelowMinimum {
+            channel_id: bc_id,
+            amount_msat: 0,
+            minimum_msat: 1
+        })
+    );
+    assert_unchanged(&[&c], &frozen);
+    assert_reads_back(&a, 1, StoreConfig::default());
+    assert_reads_back(&b, 2, StoreConfig::default());
+    assert_reads_back(&c, 3, zero_minimum);
 }
