@@ -128,11 +128,13 @@ impl Channel {
                 self.lenient_view(),
             )
         };
-        if amount_msat < limits.htlc_minimum_msat {
+        // BOLT 2: never 0 msat, whatever minimum was announced.
+        let minimum_msat = limits.htlc_minimum_msat.max(1);
+        if amount_msat < minimum_msat {
             return Err(StoreError::HtlcBelowMinimum {
                 channel_id,
                 amount_msat,
-                minimum_msat: limits.htlc_minimum_msat,
+                minimum_msat,
             });
         }
         let count = view.sender_htlcs + 1;
