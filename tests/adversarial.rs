@@ -20,7 +20,7 @@ mod decode;
 #[path = "adversarial/world.rs"]
 mod world;
 
-use actions::{apply, Action, Forged, HonestRoute, OutpointPick, Sender, Target, Who};
+use actions::{apply, Action, Forged, HonestRoute, OutpointPick, PayTo, Sender, Target, Who};
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
 use chanstore::message::OpenChannel;
@@ -165,6 +165,7 @@ fn action() -> impl Strategy<Value = Action> {
         Just(HonestRoute::HubToMallory),
         Just(HonestRoute::BToMallory),
     ];
+    let pay_to = prop_oneof![Just(PayTo::Hub), Just(PayTo::B), Just(PayTo::Herself)];
     let who = prop_oneof![
         1 => Just(Who::A),
         1 => Just(Who::B),
@@ -179,8 +180,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::Forward),
         2 => any::<bool>().prop_map(|claim| Action::Settle { claim }),
         1 => who.prop_map(|who| Action::Reconnect { who }),
-        2 => (any::<bool>(), amount())
-            .prop_map(|(to_b, amount_msat)| Action::MalloryPay { to_b, amount_msat }),
+        2 => (pay_to, amount())
+            .prop_map(|(to, amount_msat)| Action::MalloryPay { to, amount_msat }),
         4 => (1u8..8, prop_oneof![3 => Just(0u8), 1 => 1u8..4])
             .prop_map(|(count, skip)| Action::MalloryDeliver { count, skip }),
         1 => funding().prop_map(|funding_sat| Action::MalloryOpen { funding_sat }),
@@ -267,7 +268,7 @@ fn honest_world_finishes() {
         Action::Deliver { count: 5 },
         Action::Reconnect { who: Who::B },
         Action::MalloryPay {
-            to_b: true,
+            to: PayTo::B,
             amount_msat: 2_000_000,
         },
         Action::MalloryDeliver { count: 3, skip: 0 },

@@ -35,8 +35,8 @@ pub enum Action {
     /// Cuts a connection to the hub and reconnects it.
     Reconnect { who: Who },
     // --- Mallory, with her real store ---
-    /// Mallory pays the hub, or B through the hub.
-    MalloryPay { to_b: bool, amount_msat: u64 },
+    /// Mallory pays the hub, or someone through the hub.
+    MalloryPay { to: PayTo, amount_msat: u64 },
     /// Delivers Mallory's messages, reordered by `skip`.
     MalloryDeliver { count: u8, skip: u8 },
     /// Mallory opens another channel.
@@ -84,6 +84,16 @@ pub enum HonestRoute {
     HubToMallory,
     /// B through the hub to Mallory: likewise.
     BToMallory,
+}
+
+/// Whom Mallory pays.
+#[derive(Clone, Copy, Debug)]
+pub enum PayTo {
+    Hub,
+    /// B, through the hub.
+    B,
+    /// Herself, through the hub (in on one of her channels, out on the other).
+    Herself,
 }
 
 /// Whose connection to cut.
@@ -346,23 +356,34 @@ impl World {
                     3 => HEIGHT + 300,
                     _ => HEIGHT + 40,
                 };
-                let hop = |scid: Option<ShortChannelId>| HopPayload {
+                let hop = |scid: Option<ShortChannelId>, amt_to_forward| HopPayload {
                     short_channel_id: scid,
-                    amt_to_forward: amount_msat,
+                    amt_to_forward,
                     outgoing_cltv_value: cltv_expiry.saturating_sub(80),
                 };
-                let mut packet = match onion % 5 {
-                    0 => build_onion(&[hop(Some(self.chans[HB].scid))]),
-                    1 => build_onion(&[hop(Some(self.chans[MH].scid))]),
-                    2 => build_onion(&[hop(ShortChannelId::new(9_999, 9, 9))]),
-                    _ => build_onion(&[HopPayload {
+                let half = amount_msat / 2;
+                let (hb, hm, mh) = (
+                    self.chans[HB].scid,
+                    self.chans[HM].scid,
+                    self.chans[MH].scid,
+                );
+                let payload = match onion % 8 {
+                    // Forwards: a fair fee, nothing left to forward, no fee,
+                    // an unknown channel.
+                    0 => hop(Some(hb), half),
+                    1 => hop(Some(hm), half),
+                    2 => hop(Some(hm), 0),
+                    3 => hop(Some(mh), amount_msat),
+                    4 => hop(ShortChannelId::new(9_999, 9, 9), half),
+                    // For the hub.
+                    _ => HopPayload {
                         short_channel_id: None,
                         amt_to_forward: amount_msat,
                         outgoing_cltv_value: cltv_expiry,
-                    }]),
-                }
-                .expect("one hop fits");
-                if onion % 5 == 3 {
+                    },
+                };
+                let mut packet = build_onion(&[payload]).expect("one hop fits");
+                if onion % 8 == 5 {
                     packet.0[0] = 0xff; // unknown version
                 }
                 let payment_hash = match self.known_preimage(hash as usize) {
@@ -543,8 +564,12 @@ pub fn apply(w: &mut World, action: &Action) {
             Who::Mallory => Some(M),
             Who::Eve => None,
         }),
-        Action::MalloryPay { to_b, amount_msat } => {
-            let onward = to_b.then_some((B, HB));
+        Action::MalloryPay { to, amount_msat } => {
+            let onward = match to {
+                PayTo::Hub => None,
+                PayTo::B => Some((B, HB)),
+                PayTo::Herself => Some((M, HM)),
+            };
             let route = w.route(MH, onward, *amount_msat);
             w.pay(M, &route, *amount_msat, false);
         }

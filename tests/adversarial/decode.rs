@@ -3,7 +3,7 @@
 //! sequence of actions.
 #![allow(dead_code)]
 
-use crate::actions::{Action, Forged, HonestRoute, OutpointPick, Sender, Target, Who};
+use crate::actions::{Action, Forged, HonestRoute, OutpointPick, PayTo, Sender, Target, Who};
 
 /// Reads actions from fuzzer bytes: each starts with a tag byte, then its
 /// fields; missing bytes read as zero.
@@ -130,7 +130,11 @@ impl Bytes<'_> {
                 },
             },
             5 => Action::MalloryPay {
-                to_b: self.bool(),
+                to: match self.u8() % 3 {
+                    0 => PayTo::Hub,
+                    1 => PayTo::B,
+                    _ => PayTo::Herself,
+                },
                 amount_msat: self.amount(),
             },
             6 => Action::MalloryDeliver {

@@ -58,10 +58,15 @@ pub fn hub_config() -> StoreConfig {
 }
 
 fn config(node: usize) -> StoreConfig {
-    if node == HUB {
-        hub_config()
-    } else {
-        StoreConfig::default()
+    match node {
+        HUB => hub_config(),
+        // Mallory announces the smallest minimum there is: the hub may be
+        // asked to forward her anything.
+        M => StoreConfig {
+            htlc_minimum_msat: 0,
+            ..StoreConfig::default()
+        },
+        _ => StoreConfig::default(),
     }
 }
 
@@ -724,8 +729,8 @@ impl World {
     }
 
     /// After the adversary is done: every honest payment ended exactly
-    /// once, no HTLC is stuck on an honest channel, and each honest channel
-    /// still carries a payment.
+    /// once, no HTLC is stuck on an honest channel, each honest channel
+    /// still carries a payment, and every store reads back its own write.
     pub fn finish(&mut self) {
         self.flush();
         self.check();
@@ -779,6 +784,16 @@ impl World {
             );
         }
         self.check();
+        // Whatever happened, every store can be written and read back.
+        for (i, n) in self.nodes.iter().enumerate() {
+            let mut bytes = Vec::new();
+            n.write(&mut bytes).expect("write to a vec");
+            let back = ChannelStore::read(&mut &bytes[..], config(i), secret(SEEDS[i]))
+                .unwrap_or_else(|e| panic!("node {i}: its own write does not read back: {e}"));
+            let funded = n.list_channels();
+            let funded = funded.iter().filter(|d| d.funding_outpoint.is_some());
+            assert_eq!(back.list_channels().len(), funded.count(), "node {i}");
+        }
     }
 }
 
