@@ -308,6 +308,16 @@ impl Channel {
             to_self_delay: msg.to_self_delay,
             max_accepted_htlcs: msg.max_accepted_htlcs,
         };
+        // BOLT 2: the dust limit may not exceed the sender's own reserve
+        // (which `check_side_params` bounds by the funding): it becomes our
+        // reserve below, so it must stay a sane amount.
+        require(
+            msg.dust_limit_satoshis <= msg.channel_reserve_satoshis,
+            id,
+            "dust_limit_satoshis",
+            msg.dust_limit_satoshis,
+            msg.channel_reserve_satoshis,
+        )?;
         // Our reserve must cover their dust limit (BOLT 2), so raise it if needed.
         let our_reserve = config
             .channel_reserve_sat(msg.funding_satoshis)

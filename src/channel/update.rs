@@ -8,16 +8,27 @@
 //! checks a *strict* view and the receiver a *lenient* one, and the strict
 //! view is never more generous than the lenient one:
 //!
-//! * the sender counts every HTLC it offered until it has fully ended, and
-//!   credits itself only for HTLCs it has itself fulfilled (the receiver saw
-//!   those fulfills before the add, since messages are ordered);
-//! * the receiver credits the sender as well with HTLCs the receiver has
-//!   already failed back to it, and counts fewer HTLCs towards the fee;
+//! * both count an HTLC against its offerer's balance until it has ended on
+//!   their own side, and neither credits a balance with an HTLC that has not
+//!   ended (fulfilled or failed, it is still an output of a commitment).
+//!   The receiver of an HTLC ends it no later than its offerer: on sending
+//!   the last `revoke_and_ack`, which the offerer ends it on receiving. And
+//!   value the sender gained when an HTLC ended on its side has reached the
+//!   receiver's balance before the sender's next add arrives: the sender
+//!   ended it on sending a `revoke_and_ack`, which comes before that add.
+//!   The same holds for the count and the value in flight: the receiver
+//!   counts every HTLC of the sender's still in its commitment, being
+//!   removed or not (BOLT 2 limits those), a subset of the sender's;
+//! * the receiver prices the fee for the sender's HTLCs only, the sender for
+//!   every HTLC in the channel;
 //! * the sender prices the fee at the higher of the committed and the pending
 //!   feerate, the receiver at its committed feerate.
 //!
 //! Every amount the receiver counts against the sender, the sender counts
 //! too, so whatever the sender's check lets through passes the receiver's.
+//! And since no side spends value it does not hold yet, each side's live
+//! HTLCs never exceed its settled balance: every commitment and snapshot
+//! balance stays non-negative (`Channel::check_consistency` relies on it).
 
 use super::htlc::{Htlc, HtlcKind, HtlcSource, HtlcState, Inbound, Removal};
 use super::{Channel, FeeUpdate, OutboundResolved, Outcome, Phase};
@@ -60,9 +71,6 @@ impl Channel {
                 in_flight += h.amount_msat;
             } else {
                 theirs -= h.amount_msat;
-                if h.is_fulfilled() {
-                    ours += h.amount_msat;
-                }
             }
         }
         let pending = self.pending_fee.map_or(0, |f| f.feerate_per_kw);
@@ -82,22 +90,15 @@ impl Channel {
         let mut ours = self.to_local_msat;
         let (mut count, mut in_flight) = (0, 0);
         for h in &self.htlcs {
-            match (h.offered(), &h.removal) {
-                // Theirs, failed back by us: the value is theirs again.
-                (false, Some(Removal::Fail(_))) => {}
-                (false, removal) => {
-                    theirs -= h.amount_msat;
-                    if removal.is_none() {
-                        count += 1;
-                        in_flight += h.amount_msat;
-                    }
-                }
-                (true, removal) => {
-                    ours -= h.amount_msat;
-                    if matches!(removal, Some(Removal::Fulfill(_))) {
-                        theirs += h.amount_msat;
-                    }
-                }
+            if h.offered() {
+                ours -= h.amount_msat;
+            } else {
+                // Still in our commitment, whatever its removal: it counts
+                // towards the peer's limits, and its value is the peer's to
+                // spend only once it has ended.
+                theirs -= h.amount_msat;
+                count += 1;
+                in_flight += h.amount_msat;
             }
         }
         View {
@@ -127,11 +128,13 @@ impl Channel {
                 self.lenient_view(),
             )
         };
-        if amount_msat < limits.htlc_minimum_msat {
+        // BOLT 2: never 0 msat, whatever minimum was announced.
+        let minimum_msat = limits.htlc_minimum_msat.max(1);
+        if amount_msat < minimum_msat {
             return Err(StoreError::HtlcBelowMinimum {
                 channel_id,
                 amount_msat,
-                minimum_msat: limits.htlc_minimum_msat,
+                minimum_msat,
             });
         }
         let count = view.sender_htlcs + 1;

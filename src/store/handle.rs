@@ -39,6 +39,12 @@ impl<C: Container> ChannelStore<C> {
                         return Err(StoreError::PeerNotConnected { node_id: *from });
                     }
                     let temp = m.temporary_channel_id;
+                    s.channel(&temp, false)?;
+                    // Nor may the permanent id be another unfunded channel's
+                    // temporary id (one snapshot cell for two channels).
+                    if id != temp && s.ps.unfunded.contains_key(&id) {
+                        return Err(StoreError::DuplicateChannelId { channel_id: id });
+                    }
                     let signed = s.channel(&temp, false)?.handle_funding_created(&m)?;
                     let channel = s.ps.unfunded.remove(&temp).expect("found above");
                     s.out.index.push(IndexOp::Funded {
@@ -98,7 +104,9 @@ impl<C: Container> ChannelStore<C> {
         }
         match msg {
             Message::OpenChannel(m) => {
-                if s.ps.unfunded.contains_key(&id) {
+                // Not the id of any channel of this peer, funded ones
+                // included: the two would share one snapshot cell.
+                if s.ps.unfunded.contains_key(&id) || s.ps.channels.contains_key(&id) {
                     return Err(StoreError::DuplicateChannelId { channel_id: id });
                 }
                 self.check_channel_limit(s)?;
