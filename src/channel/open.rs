@@ -21,6 +21,30 @@ use crate::message::{
 use crate::transactions::{commitment_fee_sat, funding_output_script, ChannelPublicKeys};
 use crate::types::{ChannelId, ShortChannelId};
 
+/// The limits and basepoints a peer announces: `open_channel` and
+/// `accept_channel` carry them under the same field names.
+macro_rules! announced {
+    ($msg:expr) => {
+        (
+            SideParams {
+                dust_limit_sat: $msg.dust_limit_satoshis,
+                max_htlc_value_in_flight_msat: $msg.max_htlc_value_in_flight_msat,
+                channel_reserve_sat: $msg.channel_reserve_satoshis,
+                htlc_minimum_msat: $msg.htlc_minimum_msat,
+                to_self_delay: $msg.to_self_delay,
+                max_accepted_htlcs: $msg.max_accepted_htlcs,
+            },
+            ChannelPublicKeys {
+                funding_pubkey: $msg.funding_pubkey,
+                revocation_basepoint: $msg.revocation_basepoint,
+                payment_basepoint: $msg.payment_basepoint,
+                delayed_payment_basepoint: $msg.delayed_payment_basepoint,
+                htlc_basepoint: $msg.htlc_basepoint,
+            },
+        )
+    };
+}
+
 /// BOLT 2's lowest allowed dust limit.
 const MIN_DUST_LIMIT_SAT: u64 = 354;
 /// Most confirmations we agree to wait for.
@@ -300,14 +324,7 @@ impl Channel {
             feerate,
             config.max_feerate_per_kw.into(),
         )?;
-        let theirs = SideParams {
-            dust_limit_sat: msg.dust_limit_satoshis,
-            max_htlc_value_in_flight_msat: msg.max_htlc_value_in_flight_msat,
-            channel_reserve_sat: msg.channel_reserve_satoshis,
-            htlc_minimum_msat: msg.htlc_minimum_msat,
-            to_self_delay: msg.to_self_delay,
-            max_accepted_htlcs: msg.max_accepted_htlcs,
-        };
+        let theirs = announced!(msg).0;
         // BOLT 2: the dust limit may not exceed the sender's own reserve
         // (which `check_side_params` bounds by the funding): it becomes our
         // reserve below, so it must stay a sane amount.
@@ -361,13 +378,7 @@ impl Channel {
         );
         channel.ours.channel_reserve_sat = our_reserve;
         channel.theirs = theirs;
-        channel.their_keys = Some(ChannelPublicKeys {
-            funding_pubkey: msg.funding_pubkey,
-            revocation_basepoint: msg.revocation_basepoint,
-            payment_basepoint: msg.payment_basepoint,
-            delayed_payment_basepoint: msg.delayed_payment_basepoint,
-            htlc_basepoint: msg.htlc_basepoint,
-        });
+        channel.their_keys = Some(announced!(msg).1);
         channel.their_current_point = Some(msg.first_per_commitment_point);
         let keys = &channel.signer.pubkeys;
         let accept = AcceptChannel {
@@ -400,14 +411,7 @@ impl Channel {
             return Err(self.wrong_state("accept_channel"));
         }
         let id = self.channel_id;
-        let theirs = SideParams {
-            dust_limit_sat: msg.dust_limit_satoshis,
-            max_htlc_value_in_flight_msat: msg.max_htlc_value_in_flight_msat,
-            channel_reserve_sat: msg.channel_reserve_satoshis,
-            htlc_minimum_msat: msg.htlc_minimum_msat,
-            to_self_delay: msg.to_self_delay,
-            max_accepted_htlcs: msg.max_accepted_htlcs,
-        };
+        let theirs = announced!(msg).0;
         check_side_params(
             config,
             id,
@@ -424,13 +428,7 @@ impl Channel {
             depth,
             MAX_MINIMUM_DEPTH.into(),
         )?;
-        let their_keys = ChannelPublicKeys {
-            funding_pubkey: msg.funding_pubkey,
-            revocation_basepoint: msg.revocation_basepoint,
-            payment_basepoint: msg.payment_basepoint,
-            delayed_payment_basepoint: msg.delayed_payment_basepoint,
-            htlc_basepoint: msg.htlc_basepoint,
-        };
+        let their_keys = announced!(msg).1;
         self.theirs = theirs;
         self.minimum_depth = msg.minimum_depth;
         self.their_keys = Some(their_keys);

@@ -4,7 +4,6 @@
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::OutPoint;
 
-use super::section::IndexOp;
 use super::{ChannelStore, Container};
 use crate::channel::signer::ChannelSigner;
 use crate::channel::Channel;
@@ -46,15 +45,7 @@ impl<C: Container> ChannelStore<C> {
                         return Err(StoreError::DuplicateChannelId { channel_id: id });
                     }
                     let signed = s.channel(&temp, false)?.handle_funding_created(&m)?;
-                    let channel = s.ps.unfunded.remove(&temp).expect("found above");
-                    s.out.index.push(IndexOp::Funded {
-                        temporary_id: temp,
-                        id,
-                        cell: channel.snapshot.clone(),
-                    });
-                    s.ps.channels.insert(id, channel);
-                    s.send(Message::FundingSigned(signed));
-                    s.touch(id, true);
+                    s.promote_funded(temp, id, Message::FundingSigned(signed));
                     Ok(())
                 });
                 if result.is_err() {
@@ -113,12 +104,7 @@ impl<C: Container> ChannelStore<C> {
                 let signer =
                     ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
                 let (channel, accept) = Channel::new_inbound(&self.config, s.ps.node, &m, signer)?;
-                s.out.index.push(IndexOp::Created {
-                    id,
-                    cell: channel.snapshot.clone(),
-                });
-                s.ps.unfunded.insert(id, Box::new(channel));
-                s.send(Message::AcceptChannel(accept));
+                s.add_unfunded(channel, Message::AcceptChannel(accept));
                 Ok(())
             }
             Message::AcceptChannel(m) => {

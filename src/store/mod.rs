@@ -407,12 +407,7 @@ impl<C: Container> ChannelStore<C> {
             }
             self.check_channel_limit(s)?;
             let id = channel.channel_id;
-            s.out.index.push(IndexOp::Created {
-                id,
-                cell: channel.snapshot.clone(),
-            });
-            s.ps.unfunded.insert(id, Box::new(channel));
-            s.send(Message::OpenChannel(open));
+            s.add_unfunded(channel, Message::OpenChannel(open));
             Ok(id)
         })
     }
@@ -447,15 +442,7 @@ impl<C: Container> ChannelStore<C> {
             let created = s
                 .channel(&temp, false)?
                 .funding_transaction_generated(outpoint)?;
-            let channel = s.ps.unfunded.remove(&temp).expect("found above");
-            s.out.index.push(IndexOp::Funded {
-                temporary_id: temp,
-                id,
-                cell: channel.snapshot.clone(),
-            });
-            s.ps.channels.insert(id, channel);
-            s.send(Message::FundingCreated(created));
-            s.touch(id, true);
+            s.promote_funded(temp, id, Message::FundingCreated(created));
             Ok(id)
         });
         if result.is_err() {

@@ -304,6 +304,38 @@ impl<'a> Section<'a> {
         self.out
     }
 
+    /// Adds a channel just created under its temporary id, with the message
+    /// that goes with it (`open_channel` or `accept_channel`).
+    pub(crate) fn add_unfunded(&mut self, channel: Channel, msg: Message) {
+        let id = channel.channel_id;
+        self.out.index.push(IndexOp::Created {
+            id,
+            cell: channel.snapshot.clone(),
+        });
+        self.ps.unfunded.insert(id, Box::new(channel));
+        self.send(msg);
+    }
+
+    /// Moves a channel that just got its permanent id `id` from the unfunded
+    /// map (under `temporary_id`) to the funded one, queues `msg` (the
+    /// funding message that goes with it), and records the re-keying for
+    /// the indexes and snapshots. The caller has claimed `id` in the index.
+    pub(crate) fn promote_funded(&mut self, temporary_id: ChannelId, id: ChannelId, msg: Message) {
+        let channel = self
+            .ps
+            .unfunded
+            .remove(&temporary_id)
+            .expect("the caller found it unfunded");
+        self.out.index.push(IndexOp::Funded {
+            temporary_id,
+            id,
+            cell: channel.snapshot.clone(),
+        });
+        self.ps.channels.insert(id, channel);
+        self.send(msg);
+        self.touch(id, true);
+    }
+
     /// Marks a channel for polling without other effects.
     pub(crate) fn touch(&mut self, id: ChannelId, funded: bool) {
         self.take(id, funded, Effects::default());
