@@ -139,6 +139,9 @@ pub struct ChannelDetails {
     pub pending_htlcs: usize,
     /// Whether we opened (and pay the commitment fee).
     pub is_outbound: bool,
+    /// The committed feerate of the commitment transactions, in sat per
+    /// 1000 weight (an `update_fee` counts once its round trip completed).
+    pub feerate_per_kw: u32,
     /// `channel_ready` went both ways and the channel is not closing.
     pub is_usable: bool,
     /// The channel's state, as a short lower-case name.
@@ -160,6 +163,7 @@ impl ChannelDetails {
             in_flight_msat: 0,
             pending_htlcs: 0,
             is_outbound: false,
+            feerate_per_kw: 0,
             is_usable: false,
             state: "new",
         }

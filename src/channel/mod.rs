@@ -356,6 +356,7 @@ impl Channel {
             in_flight_msat: ours + theirs,
             pending_htlcs: self.htlcs.len(),
             is_outbound: self.is_outbound,
+            feerate_per_kw: self.feerate_per_kw,
             is_usable: self.is_usable(),
             state: self.phase.name(),
         }
