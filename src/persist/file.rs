@@ -32,7 +32,6 @@ use parking_lot::{Condvar, Mutex};
 use super::{Key, Persister};
 use crate::error::{DecodeError, StoreError};
 use crate::persist::tlv::Cursor;
-use crate::types::ChannelId;
 
 const LOG_NAME: &str = "chanstore.log";
 const TMP_NAME: &str = "chanstore.log.tmp";
@@ -96,38 +95,12 @@ impl std::fmt::Debug for FilePersister {
     }
 }
 
-fn encode_key(out: &mut Vec<u8>, key: &Key) {
-    match key {
-        Key::Channel(id) => {
-            out.push(0);
-            out.extend_from_slice(&id.0);
-        }
-        Key::Work(n) => {
-            out.push(1);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-        Key::Event(n) => {
-            out.push(2);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
-}
-
-fn decode_key(c: &mut Cursor<'_>) -> Result<Key, DecodeError> {
-    Ok(match c.u8()? {
-        0 => Key::Channel(ChannelId(c.array()?)),
-        1 => Key::Work(c.u64()?),
-        2 => Key::Event(c.u64()?),
-        _ => return Err(DecodeError::InvalidValue { field: "log key" }),
-    })
-}
-
 /// One batch as a log record.
 fn encode_record<'a>(batch: impl ExactSizeIterator<Item = (&'a Key, Option<&'a [u8]>)>) -> Vec<u8> {
     let mut payload = Vec::new();
     payload.extend_from_slice(&(batch.len() as u32).to_be_bytes());
     for (key, value) in batch {
-        encode_key(&mut payload, key);
+        key.encode_into(&mut payload);
         match value {
             Some(v) => {
                 payload.push(1);
@@ -170,7 +143,7 @@ fn read_log(bytes: &[u8]) -> Result<(BTreeMap<Key, Vec<u8>>, usize), DecodeError
         let mut c = Cursor::new(payload, "log record");
         let n = c.count(10)?;
         for _ in 0..n {
-            let key = decode_key(&mut c)?;
+            let key = Key::decode_from(&mut c)?;
             if c.bool()? {
                 map.insert(key, c.bytes()?.to_vec());
             } else {

@@ -21,19 +21,22 @@
 //!
 //! Files: `tlv.rs` (the TLV stream), `codec.rs` (records), `file.rs`
 //! ([`FilePersister`]: append-only log, checksummed, group commit),
-//! `snapshot.rs` (`ChannelStore::write`/`read` and restart).
+//! `memory.rs` ([`MemoryPersister`]). This module is the format and the
+//! backends only: it knows nothing of the store. The store's side
+//! (`ChannelStore::open`/`write`/`read` and restart) lives in
+//! `store/restore.rs`.
 
 pub(crate) mod codec;
 mod file;
-pub(crate) mod snapshot;
+mod memory;
 pub(crate) mod tlv;
 
 use std::collections::BTreeMap;
 
 use bitcoin::hashes::{sha256, Hash};
-use parking_lot::Mutex;
 
 pub use file::{FileOptions, FilePersister};
+pub use memory::MemoryPersister;
 
 use crate::error::{DecodeError, StoreError};
 use crate::types::ChannelId;
@@ -56,6 +59,52 @@ pub enum Key {
     Event(u64),
 }
 
+impl Key {
+    /// Appends the key's stable byte form: a tag byte, then the id. Every
+    /// backend stores keys in this form (`docs/FORMAT.md`), so they sort and
+    /// compare the same everywhere.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Key::Channel(id) => {
+                out.push(0);
+                out.extend_from_slice(&id.0);
+            }
+            Key::Work(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Key::Event(n) => {
+                out.push(2);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+
+    /// The key's stable byte form (see [`Key::encode_into`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Reads a key written by [`Key::encode_into`]; the whole of `bytes` must be one key.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Key, DecodeError> {
+        let mut c = tlv::Cursor::new(bytes, "key");
+        let key = Key::decode_from(&mut c)?;
+        c.end()?;
+        Ok(key)
+    }
+
+    pub(crate) fn decode_from(c: &mut tlv::Cursor<'_>) -> Result<Key, DecodeError> {
+        Ok(match c.u8()? {
+            0 => Key::Channel(ChannelId(c.array()?)),
+            1 => Key::Work(c.u64()?),
+            2 => Key::Event(c.u64()?),
+            _ => return Err(DecodeError::InvalidValue { field: "key" }),
+        })
+    }
+}
+
 /// Durable key-value storage for a store.
 ///
 /// `write_batch` must be atomic (after a crash, all of a batch or none of it
@@ -69,37 +118,6 @@ pub trait Persister: Send + Sync + std::fmt::Debug {
     fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> std::io::Result<()>;
     /// The latest value of every key.
     fn load(&self) -> Result<BTreeMap<Key, Vec<u8>>, StoreError>;
-}
-
-/// A [`Persister`] that keeps everything in memory: for tests of restart
-/// logic and for stores that need no durability.
-#[derive(Debug, Default)]
-pub struct MemoryPersister {
-    map: Mutex<BTreeMap<Key, Vec<u8>>>,
-}
-
-impl MemoryPersister {
-    /// An empty one.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl Persister for MemoryPersister {
-    fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> std::io::Result<()> {
-        let mut map = self.map.lock();
-        for (key, value) in batch {
-            match value {
-                Some(v) => map.insert(*key, v.clone()),
-                None => map.remove(key),
-            };
-        }
-        Ok(())
-    }
-
-    fn load(&self) -> Result<BTreeMap<Key, Vec<u8>>, StoreError> {
-        Ok(self.map.lock().clone())
-    }
 }
 
 /// Frames a TLV stream: version byte, the records, then the checksum record.

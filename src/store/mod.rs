@@ -43,6 +43,7 @@ mod handle;
 mod payments;
 mod peer;
 mod read;
+mod restore;
 pub(crate) mod section;
 mod sharded;
 

@@ -18,18 +18,18 @@ use std::sync::Arc;
 
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 
-use super::codec::{
-    decode_channel, decode_event, decode_work, encode_channel, encode_event, encode_work,
-};
-use super::tlv::{put_bytes, TlvReader, TlvWriter};
-use super::{frame, unframe, FileOptions, FilePersister, Key, Persister};
+use super::{ChannelStore, Container, Decided, Sharded};
 use crate::channel::htlc::{HtlcKind, HtlcSource, HtlcState, Inbound, PrevHop, Removal};
 use crate::channel::{Channel, IncomingHtlc};
 use crate::config::StoreConfig;
 use crate::error::{DecodeError, StoreError};
 use crate::event::Event;
 use crate::forward::{Addressed, HtlcResolution, Resolution, Work};
-use crate::store::{ChannelStore, Container, Decided, Sharded};
+use crate::persist::codec::{
+    decode_channel, decode_event, decode_work, encode_channel, encode_event, encode_work,
+};
+use crate::persist::tlv::{put_bytes, TlvReader, TlvWriter};
+use crate::persist::{frame, unframe, FileOptions, FilePersister, Key, Persister};
 use crate::types::NodeId;
 
 /// What a store is rebuilt from.
