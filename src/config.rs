@@ -51,7 +51,10 @@ pub struct StoreConfig {
     pub forwarding_fee_proportional_millionths: u32,
     /// Blocks we require between an incoming HTLC's expiry and the one we forward.
     pub cltv_expiry_delta: u16,
-    /// Blocks we require between the best height and the expiry of an HTLC paid to us.
+    /// Blocks we require between the best height and the expiry of an HTLC
+    /// paid to us (and that we give the recipient of our payments). 42 by
+    /// default: LDK requires more than 40; it must exceed
+    /// `htlc_fail_back_buffer_blocks`.
     pub min_final_cltv_expiry_delta: u16,
     /// Blocks the peer must wait to claim its own output after a unilateral close.
     pub to_self_delay: u16,
@@ -72,6 +75,37 @@ pub struct StoreConfig {
     pub max_channels_per_peer: usize,
     /// Most HTLCs from one peer that may wait in the forward queues at once.
     pub max_pending_forwards_per_peer: usize,
+    /// Most channels one peer may have open with us before they are funded
+    /// (LDK: `MAX_UNFUNDED_CHANS_PER_PEER`, 4).
+    pub max_unfunded_channels_per_peer: usize,
+    /// Most channels that peers opened to us and that are not funded yet,
+    /// across all peers (each costs a peer state and a channel until funded
+    /// or the peer leaves).
+    pub max_inbound_unfunded_channels: usize,
+    /// Most value of trimmed (dust) HTLCs either commitment of a channel may
+    /// carry: lost to miners in a unilateral close (BOLT 2
+    /// `max_dust_htlc_exposure_msat`). An add over it is not sent (ours) or
+    /// failed back once committed (the peer's); an `update_fee` over it is
+    /// refused.
+    pub max_dust_htlc_exposure_msat: u64,
+    /// Farthest in the future, in blocks from the best height, that an
+    /// incoming HTLC may expire; farther ones are failed with `expiry_too_far`
+    /// (they would lock our liquidity; LDK: `CLTV_FAR_FAR_AWAY`, 2016).
+    pub max_cltv_expiry_delta: u32,
+    /// Blocks after an offered HTLC's expiry that we wait for the peer to
+    /// remove it before closing the channel to time it out on chain (LDK:
+    /// `LATENCY_GRACE_PERIOD_BLOCKS`, 3).
+    pub htlc_timeout_grace_blocks: u32,
+    /// Blocks before a received HTLC's expiry by which the peer must have
+    /// settled it once we revealed its preimage; then the channel is closed
+    /// to claim it on chain (LDK: `CLTV_CLAIM_BUFFER`, 18).
+    pub htlc_claim_buffer_blocks: u32,
+    /// Blocks before its expiry at which a payment to us that the user did
+    /// not claim is failed back (LDK: `HTLC_FAIL_BACK_BUFFER`, 21).
+    pub htlc_fail_back_buffer_blocks: u32,
+    /// As fundee, blocks after `funding_created` after which a channel whose
+    /// funding never confirmed is forgotten (BOLT 2: 2016).
+    pub funding_timeout_blocks: u32,
 }
 
 impl Default for StoreConfig {
@@ -89,7 +123,7 @@ impl Default for StoreConfig {
             forwarding_fee_base_msat: 1_000,
             forwarding_fee_proportional_millionths: 100,
             cltv_expiry_delta: 72,
-            min_final_cltv_expiry_delta: 18,
+            min_final_cltv_expiry_delta: 42,
             to_self_delay: 144,
             max_to_self_delay: 2016,
             feerate_per_kw: 253,
@@ -99,6 +133,14 @@ impl Default for StoreConfig {
             verify_signatures: true,
             max_channels_per_peer: 50,
             max_pending_forwards_per_peer: 2 * MAX_ACCEPTED_HTLCS_LIMIT as usize,
+            max_unfunded_channels_per_peer: 4,
+            max_inbound_unfunded_channels: 100,
+            max_dust_htlc_exposure_msat: 5_000_000,
+            max_cltv_expiry_delta: 2016,
+            htlc_timeout_grace_blocks: 3,
+            htlc_claim_buffer_blocks: 18,
+            htlc_fail_back_buffer_blocks: 21,
+            funding_timeout_blocks: 2016,
         }
     }
 }
@@ -144,6 +186,35 @@ impl StoreConfig {
         }
         if self.max_pending_forwards_per_peer == 0 {
             return bad("max_pending_forwards_per_peer", "must be at least 1");
+        }
+        if self.max_unfunded_channels_per_peer == 0 || self.max_inbound_unfunded_channels == 0 {
+            return bad(
+                "max_unfunded_channels_per_peer",
+                "and max_inbound_unfunded_channels must be at least 1",
+            );
+        }
+        if self.htlc_claim_buffer_blocks >= self.htlc_fail_back_buffer_blocks {
+            return bad(
+                "htlc_fail_back_buffer_blocks",
+                "must be above htlc_claim_buffer_blocks (a payment is failed back before it would have to be claimed on chain)",
+            );
+        }
+        if u32::from(self.min_final_cltv_expiry_delta) <= self.htlc_fail_back_buffer_blocks {
+            return bad(
+                "min_final_cltv_expiry_delta",
+                "must be above htlc_fail_back_buffer_blocks (or payments to us fail back on arrival)",
+            );
+        }
+        if u32::from(self.cltv_expiry_delta)
+            <= self.htlc_claim_buffer_blocks + self.htlc_timeout_grace_blocks
+        {
+            return bad(
+                "cltv_expiry_delta",
+                "must be above htlc_claim_buffer_blocks + htlc_timeout_grace_blocks (an outgoing HTLC must be timed out before the incoming one must be claimed)",
+            );
+        }
+        if self.max_cltv_expiry_delta < u32::from(self.cltv_expiry_delta) {
+            return bad("max_cltv_expiry_delta", "is below cltv_expiry_delta");
         }
         Ok(())
     }

@@ -252,6 +252,25 @@ pub enum StoreError {
         /// The configured limit.
         limit: u64,
     },
+    /// A store-wide resource limit was reached.
+    #[error("store-wide {resource} limit of {limit} reached")]
+    GlobalLimit {
+        /// Which resource: "inbound unfunded channels".
+        resource: &'static str,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The update would take the value of trimmed HTLCs in one of the
+    /// channel's commitments over our `max_dust_htlc_exposure_msat`.
+    #[error("channel {channel_id}: dust exposure of {exposure_msat} msat would exceed the maximum of {max_msat} msat")]
+    DustExposureExceeded {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The exposure the update would cause.
+        exposure_msat: u64,
+        /// `StoreConfig::max_dust_htlc_exposure_msat`.
+        max_msat: u64,
+    },
     /// A route that cannot be used.
     #[error("invalid route: {reason}")]
     InvalidRoute {

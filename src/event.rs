@@ -2,8 +2,9 @@
 //! snapshots for `list_channels`.
 
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::{OutPoint, ScriptBuf};
+use bitcoin::{OutPoint, ScriptBuf, Transaction};
 
+use crate::onchain::{OnChainHtlc, SpendableOutput};
 use crate::onion::FailureCode;
 use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
 
@@ -24,6 +25,18 @@ pub enum Event {
         channel_value_sat: u64,
         /// The 2-of-2 P2WSH script the funding output must pay to.
         output_script: ScriptBuf,
+    },
+    /// Both first commitments of a channel are signed: as the funder,
+    /// broadcast the funding transaction now (never before: without the
+    /// peer's signature on our first commitment, funds sent to the funding
+    /// output could not be recovered).
+    ChannelPending {
+        /// The channel's permanent id.
+        channel_id: ChannelId,
+        /// The peer.
+        counterparty_node_id: PublicKey,
+        /// The funding output.
+        funding_outpoint: OutPoint,
     },
     /// `channel_ready` went both ways: the channel can carry HTLCs.
     ChannelReady {
@@ -65,16 +78,42 @@ pub enum Event {
         /// Incoming amount minus outgoing amount.
         fee_earned_msat: u64,
     },
-    /// An HTLC could not be settled off-chain because its channel closed
-    /// before the resolution arrived: it must be claimed (with the preimage)
-    /// or left to time out on chain.
+    /// An HTLC of a closed channel must be settled on chain: claim it with
+    /// its preimage, or time it out, as `htlc.action` says, then report how
+    /// it ended with `ChannelStore::htlc_resolved_on_chain`. Until then the
+    /// HTLC it was forwarded from (if any) stays pending. The same HTLC is
+    /// reported again, with [`OnChainAction::Claim`](crate::onchain::OnChainAction),
+    /// if its preimage arrives later. `ChannelStore::closed_channels` lists
+    /// what is pending at any time, across restarts.
     OnChainResolutionRequired {
-        /// The channel the HTLC was in.
+        /// The HTLC, with everything needed to claim or time it out.
+        htlc: OnChainHtlc,
+    },
+    /// Broadcast this transaction: a channel's signed closing transaction,
+    /// or our latest commitment after a unilateral close.
+    BroadcastTransaction {
+        /// The channel it closes.
         channel_id: ChannelId,
-        /// Its id there.
-        htlc_id: u64,
-        /// The preimage to claim it with, if it was fulfilled downstream.
-        payment_preimage: Option<PaymentPreimage>,
+        /// The transaction, fully signed.
+        transaction: Transaction,
+    },
+    /// Outputs of a closed channel pay us: sweep them into the wallet (see
+    /// [`SpendableOutput`]), then call `ChannelStore::spendable_outputs_swept`.
+    /// They stay listed in `ChannelStore::closed_channels` until then.
+    SpendableOutputs {
+        /// The closed channel.
+        channel_id: ChannelId,
+        /// Its outputs that pay us.
+        outputs: Vec<SpendableOutput>,
+    },
+    /// A payment to us was neither claimed nor failed before its HTLCs came
+    /// within `StoreConfig::htlc_fail_back_buffer_blocks` of expiring: they
+    /// were failed back (claiming later would race the sender's timeout).
+    PaymentClaimExpired {
+        /// The payment.
+        payment_hash: PaymentHash,
+        /// What its HTLCs carried.
+        amount_msat: u64,
     },
     /// A channel closed.
     ChannelClosed {
@@ -108,6 +147,44 @@ pub enum ClosureReason {
     CounterpartyError {
         /// The printable part of the peer's message.
         message: String,
+    },
+    /// The peer proved, in `channel_reestablish`, that it has a newer state
+    /// than ours: we lost data. Our commitment is revoked and must not be
+    /// broadcast; the peer's commitment pays our output
+    /// ([`SpendableOutputKind::StaticPayment`](crate::onchain::SpendableOutputKind)).
+    LostData,
+    /// The peer disconnected before it signed our first commitment
+    /// (`funding_signed`): the channel is forgotten. Do not broadcast its
+    /// funding transaction.
+    FundingNotSigned,
+    /// The peer disconnected before the channel had a funding outpoint: it
+    /// is forgotten (BOLT 2).
+    DisconnectedWhileUnfunded,
+    /// As fundee, the funding never confirmed within
+    /// `StoreConfig::funding_timeout_blocks`: the channel is forgotten (BOLT 2).
+    FundingTimedOut,
+    /// An HTLC we offered reached its expiry (plus
+    /// `StoreConfig::htlc_timeout_grace_blocks`) and the peer did not
+    /// remove it: the channel is closed so it can be timed out on chain.
+    HtlcTimedOut {
+        /// The HTLC's payment hash.
+        payment_hash: PaymentHash,
+        /// Its expiry.
+        cltv_expiry: u32,
+    },
+    /// We know the preimage of an HTLC the peer offered, and the peer did
+    /// not settle it before `StoreConfig::htlc_claim_buffer_blocks` of its
+    /// expiry: the channel is closed so it can be claimed on chain in time.
+    HtlcClaimDeadline {
+        /// The HTLC's payment hash.
+        payment_hash: PaymentHash,
+        /// Its expiry.
+        cltv_expiry: u32,
+    },
+    /// The closing fee negotiation could not converge on a fee we accept.
+    ClosingNegotiationFailed {
+        /// The last fee the peer proposed.
+        their_fee_sat: u64,
     },
 }
 

@@ -18,15 +18,27 @@ use crossbeam::utils::CachePadded;
 
 use crate::channel::PrevHop;
 use crate::message::OnionPacket;
-use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage, ShortChannelId};
+
+/// Where a forward goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NextHop {
+    /// The channel the onion names. It is looked up (index, then the peer's
+    /// state) when the forward is applied, so deciding a forward needs no
+    /// index and happens under the incoming peer's lock, in the same batch
+    /// as the HTLC it forwards.
+    Scid(ShortChannelId),
+    /// A channel already looked up (forwards written by version 0.1).
+    Channel(ChannelId),
+}
 
 /// An HTLC to add to an outgoing channel, on behalf of an incoming one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HtlcForward {
     /// Where it came from, and where its resolution must go.
     pub(crate) prev: PrevHop,
-    /// The outgoing channel (as the index said when it was queued; re-checked).
-    pub(crate) next_channel_id: ChannelId,
+    /// The outgoing channel.
+    pub(crate) next: NextHop,
     /// Amount to offer on the outgoing channel.
     pub(crate) amount_msat: u64,
     /// Expiry of the outgoing HTLC.
@@ -69,6 +81,9 @@ pub(crate) enum Work {
 pub(crate) struct Addressed {
     /// Its key in the persister (0: never persisted, applied at once).
     pub(crate) id: u64,
+    /// The peer whose lock applies it. A forward not yet routed (its
+    /// [`NextHop`] still a short channel id) names the peer it came from,
+    /// which only spreads the queues' load: the drainer routes it first.
     pub(crate) node_id: NodeId,
     pub(crate) work: Work,
 }

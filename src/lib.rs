@@ -17,6 +17,7 @@ pub mod event;
 mod forward;
 pub mod keys;
 pub mod message;
+pub mod onchain;
 pub mod onion;
 pub mod persist;
 pub mod route;
@@ -29,6 +30,10 @@ pub use config::StoreConfig;
 pub use error::{DecodeError, StoreError};
 pub use event::{ChannelDetails, ClosureReason, Event};
 pub use message::Message;
+pub use onchain::{
+    ClosedChannelDetails, HtlcDirection, OnChainAction, OnChainHtlc, OnChainOutcome,
+    SpendableOutput, SpendableOutputKind,
+};
 pub use onion::FailureCode;
 pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};
 pub use route::{Route, RouteHop};

@@ -97,6 +97,8 @@ pub fn peel_onion(packet: &OnionPacket) -> Result<(HopPayload, OnionPacket), Oni
 pub enum FailureCode {
     /// The onion's version byte is unknown (BADONION|PERM|4).
     InvalidOnionVersion,
+    /// The channel closed before the HTLC could be settled on it (PERM|8).
+    PermanentChannelFailure,
     /// No channel with the next short channel id (PERM|10).
     UnknownNextPeer,
     /// The outgoing channel cannot take the HTLC now (UPDATE|7).
@@ -117,6 +119,8 @@ pub enum FailureCode {
     FinalIncorrectHtlcAmount,
     /// The outgoing channel is closing or closed (UPDATE|20).
     ChannelDisabled,
+    /// The HTLC expires too far in the future (21).
+    ExpiryTooFar,
     /// A code this crate does not name.
     Other(u16),
 }
@@ -130,6 +134,7 @@ impl FailureCode {
     pub fn code(self) -> u16 {
         match self {
             FailureCode::InvalidOnionVersion => BADONION | PERM | 4,
+            FailureCode::PermanentChannelFailure => PERM | 8,
             FailureCode::UnknownNextPeer => PERM | 10,
             FailureCode::TemporaryChannelFailure => UPDATE | 7,
             FailureCode::AmountBelowMinimum => UPDATE | 11,
@@ -140,6 +145,7 @@ impl FailureCode {
             FailureCode::FinalIncorrectCltvExpiry => 18,
             FailureCode::FinalIncorrectHtlcAmount => 19,
             FailureCode::ChannelDisabled => UPDATE | 20,
+            FailureCode::ExpiryTooFar => 21,
             FailureCode::Other(code) => code,
         }
     }
@@ -148,6 +154,7 @@ impl FailureCode {
     pub fn from_code(code: u16) -> Self {
         [
             FailureCode::InvalidOnionVersion,
+            FailureCode::PermanentChannelFailure,
             FailureCode::UnknownNextPeer,
             FailureCode::TemporaryChannelFailure,
             FailureCode::AmountBelowMinimum,
@@ -158,6 +165,7 @@ impl FailureCode {
             FailureCode::FinalIncorrectCltvExpiry,
             FailureCode::FinalIncorrectHtlcAmount,
             FailureCode::ChannelDisabled,
+            FailureCode::ExpiryTooFar,
         ]
         .into_iter()
         .find(|f| f.code() == code)

@@ -81,6 +81,29 @@ fn normalize(e: &Event) -> String {
             channel_value_sat,
             ..
         } => format!("funding_generation_ready {counterparty_node_id} {channel_value_sat}"),
+        // Scripts and signatures come from each run's random channel keys:
+        // compare what the transactions and outputs carry.
+        Event::BroadcastTransaction {
+            channel_id,
+            transaction,
+        } => {
+            let values: Vec<u64> = transaction
+                .output
+                .iter()
+                .map(|o| o.value.to_sat())
+                .collect();
+            format!("broadcast_transaction {channel_id} {values:?}")
+        }
+        Event::SpendableOutputs {
+            channel_id,
+            outputs,
+        } => {
+            let values: Vec<(u64, bool)> = outputs
+                .iter()
+                .map(|o| (o.value_sat, o.outpoint.is_some()))
+                .collect();
+            format!("spendable_outputs {channel_id} {values:?}")
+        }
         other => format!("{other:?}"),
     }
 }

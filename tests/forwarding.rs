@@ -312,7 +312,21 @@ fn forward_over_channel_closed_meanwhile_fails_back() {
             failure: FailureCode::UnknownNextPeer
         }]
     );
-    assert_eq!(events(&l.c), vec![]);
+    // B's force close told C (an `error`): C closes too, and never saw the HTLC.
+    let c_events = events(&l.c);
+    assert!(
+        c_events.iter().any(|e| matches!(
+            e,
+            Event::ChannelClosed {
+                reason: ClosureReason::CounterpartyError { .. },
+                ..
+            }
+        )),
+        "{c_events:?}"
+    );
+    assert!(!c_events
+        .iter()
+        .any(|e| matches!(e, Event::PaymentReceived { .. })));
     assert_eq!(events(&l.b), vec![]);
     for n in [&l.a, &l.b] {
         let d = n.channel_details(&l.ab).unwrap();

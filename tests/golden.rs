@@ -168,7 +168,7 @@ fn unknown_odd_record_is_skipped_unknown_even_refused() {
     );
     // And through the store: an unknown even record in the store snapshot.
     let (version, mut store_records) = unframe(&golden("store.bin"));
-    store_records.extend_from_slice(&[10, 1, 0]);
+    store_records.extend_from_slice(&[12, 1, 0]);
     let refused = ChannelStore::read(
         &mut &frame_records(version, &store_records)[..],
         StoreConfig::default(),
@@ -177,7 +177,7 @@ fn unknown_odd_record_is_skipped_unknown_even_refused() {
     assert!(matches!(
         refused.err(),
         Some(StoreError::Decode(DecodeError::UnknownRequiredRecord {
-            record_type: 10,
+            record_type: 12,
             ..
         }))
     ));

@@ -225,7 +225,13 @@ fn bulk_amount(i: u16) -> u64 {
 
 #[test]
 fn hundred_htlcs_in_flight_both_directions() {
-    let (a, b) = (node(1), node(2));
+    // Twenty dust HTLCs in flight at once: more than the default dust
+    // exposure allows, which tests/fund_safety.rs covers.
+    let config = StoreConfig {
+        max_dust_htlc_exposure_msat: 50_000_000,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, config.clone()), node_with(2, config));
     connect_all(&[&a, &b]);
     let (id, scid_ab) = open_channel(&a, &b, 10_000_000, 5_000_000_000);
     let half = 5_000_000_000u64;
@@ -766,7 +772,11 @@ fn refuses_htlc_that_breaks_the_reserve() {
     // one more HTLC. B is the fundee: it keeps A's reserve only.
     let reserve = 1_000_000 / 100 * 1000;
     let fee = commitment_fee_sat(253, 1, false) * 1000;
-    let a_max = 800_000_000 - reserve - fee;
+    // As sender, the funder also keeps BOLT 2's fee spike buffer: the fee at
+    // twice the feerate with one more HTLC. The receiver checks the fee only.
+    let spike = commitment_fee_sat(2 * 253, 2, false) * 1000;
+    let a_max = 800_000_000 - reserve - spike;
+    let a_max_received = 800_000_000 - reserve - fee;
     let b_max = 200_000_000 - reserve;
     assert_eq!(
         a.channel_details(&p.id).unwrap().outbound_capacity_msat,
@@ -782,10 +792,10 @@ fn refuses_htlc_that_breaks_the_reserve() {
         reserve_msat: needed,
     };
     // Sender side: each node's own send_payment.
-    p.assert_send_refused(a, b, a_max + 1, over(reserve + fee));
+    p.assert_send_refused(a, b, a_max + 1, over(reserve + spike));
     p.assert_send_refused(b, a, b_max + 1, over(reserve));
     // Receiver side: the same adds made by hand, bypassing the sender's check.
-    p.assert_msg_refused(a, b, p.add(0, a_max + 1), over(reserve + fee));
+    p.assert_msg_refused(a, b, p.add(0, a_max_received + 1), over(reserve + fee));
     p.assert_msg_refused(b, a, p.add(0, b_max + 1), over(reserve));
     // Exactly the limit passes, on both sides.
     a.send_payment(&route_to(b, p.scid), preimage(9, 0).payment_hash(), a_max)
@@ -913,8 +923,8 @@ fn refuses_htlc_already_expired() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let best = HEIGHT + 100;
     p.b.best_block_updated(best);
-    // A (still at HEIGHT) offers an HTLC that expires at HEIGHT + 18: B,
-    // which has seen more blocks, refuses the real message.
+    // A (still at HEIGHT) offers an HTLC that expires at HEIGHT + the final
+    // delta: B, which has seen more blocks, refuses the real message.
     let pre = preimage(9, 0);
     p.a.send_payment(&route_to(&p.b, p.scid), pre.payment_hash(), 1_000_000)
         .unwrap();
@@ -927,12 +937,13 @@ fn refuses_htlc_already_expired() {
         cltv_expiry,
         best_height: best,
     };
-    assert_eq!(add.cltv_expiry, HEIGHT + 18);
+    let final_expiry = HEIGHT + u32::from(StoreConfig::default().min_final_cltv_expiry_delta);
+    assert_eq!(add.cltv_expiry, final_expiry);
     p.assert_msg_refused(
         &p.a,
         &p.b,
         Message::UpdateAddHtlc(add.clone()),
-        expired(HEIGHT + 18),
+        expired(final_expiry),
     );
     // Expiring at the best height itself is already too late, and a value
     // above the block-height range is a timestamp, not a height.
@@ -1281,7 +1292,8 @@ fn refuses_messages_in_the_wrong_state() {
     p.assert_send_refused(&p.a, &p.b, 1_000, after_shutdown.clone());
     p.assert_msg_refused(&p.a, &p.b, p.add(1, 1_000), after_shutdown.clone());
     p.assert_msg_refused(&p.b, &p.a, p.add(0, 1_000), after_shutdown);
-    // A second shutdown is refused too.
+    // A second shutdown with another script is refused too (the same one
+    // again is a retransmission: see tests/fund_safety.rs).
     p.assert_msg_refused(
         &p.a,
         &p.b,
@@ -1291,7 +1303,7 @@ fn refuses_messages_in_the_wrong_state() {
                 &<bitcoin::WPubkeyHash as bitcoin::hashes::Hash>::from_byte_array([1; 20]),
             ),
         }),
-        wrong(p.id, "shutdown", "shutting_down"),
+        StoreError::InvalidShutdownScript { channel_id: p.id },
     );
 }
 

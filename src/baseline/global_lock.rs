@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use crate::event::ChannelDetails;
 use crate::forward::Addressed;
 use crate::message::Message;
-use crate::store::{Container, PeerState, Sealed, SnapshotCell};
+use crate::store::{Container, IndexOp, PeerState, Sealed, SnapshotCell};
 use crate::types::{ChannelId, ShortChannelId};
 
 /// The design before LDK #1507: every peer, index and queue behind one
@@ -37,14 +37,42 @@ struct Inner {
     /// Cross-peer work (LDK's `forward_htlcs`), drained front first.
     work: VecDeque<Addressed>,
     /// Peers with queued messages. LDK kept one `pending_msg_events` vector
-    /// in the `ChannelHolder`; a list of listed peers drains in the same
-    /// time (the messages there are, not the peers there are).
-    outbox_ready: Vec<NodeId>,
+    /// in the `ChannelHolder`; a set of listed peers drains in the same
+    /// time (the messages there are, not the peers there are), and holds a
+    /// peer once whatever the mix of drains and reconnections.
+    outbox_ready: std::collections::HashSet<NodeId>,
 }
 
 impl Sealed for GlobalLock {}
 
-#[allow(private_interfaces)] // sealed trait, see `Container`
+impl Inner {
+    /// Applies one index change (the snapshot ones are no-ops: this design
+    /// has no snapshots), under the one lock.
+    fn apply(&mut self, node: &NodeId, op: IndexOp) {
+        match op {
+            IndexOp::Created { .. } | IndexOp::Funded { .. } => {}
+            IndexOp::Confirmed { scid, id } => {
+                self.scids.insert(scid, id);
+            }
+            IndexOp::Closed {
+                id,
+                scid,
+                funded,
+                keep_index,
+            } => {
+                if funded && !keep_index {
+                    super::index_map::release(&mut self.index, &id, node);
+                }
+                if let Some(scid) = scid {
+                    super::index_map::release(&mut self.scids, &scid, &id);
+                }
+            }
+            IndexOp::Forgotten { id } => super::index_map::release(&mut self.index, &id, node),
+        }
+    }
+}
+
+#[allow(private_interfaces, private_bounds)] // sealed trait, see `Container`
 impl Container for GlobalLock {
     const NAME: &'static str = "global_lock";
 
@@ -54,19 +82,39 @@ impl Container for GlobalLock {
         }
     }
 
-    fn connect(&self, node: PublicKey) {
+    fn insert_peer(&self, node: PublicKey) {
         self.inner
             .lock()
             .peers
             .entry(NodeId::from(&node))
-            .or_insert_with(|| PeerState::new(node))
-            .connected = true;
+            .or_insert_with(|| PeerState::new(node));
     }
 
     fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
         // The global lock stays held while `f` runs: that is the design.
         let mut inner = self.inner.lock();
         inner.peers.get_mut(node).map(f)
+    }
+
+    fn with_peer_indexed<R>(
+        &self,
+        node: &NodeId,
+        f: impl FnOnce(&mut PeerState) -> (R, Vec<IndexOp>),
+    ) -> Option<R> {
+        let mut inner = self.inner.lock();
+        let (result, ops) = f(inner.peers.get_mut(node)?);
+        for op in ops {
+            inner.apply(node, op);
+        }
+        Some(result)
+    }
+
+    fn forget_peer_if_idle(&self, node: &NodeId) {
+        let mut inner = self.inner.lock();
+        if inner.peers.get(node).is_some_and(PeerState::is_idle) {
+            inner.peers.remove(node);
+            inner.outbox_ready.remove(node);
+        }
     }
 
     fn peers(&self) -> Vec<NodeId> {
@@ -120,7 +168,7 @@ impl Container for GlobalLock {
     }
 
     fn note_outbox(&self, node: &NodeId) {
-        self.inner.lock().outbox_ready.push(*node);
+        self.inner.lock().outbox_ready.insert(*node);
     }
 
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
@@ -131,7 +179,7 @@ impl Container for GlobalLock {
             ..
         } = &mut *inner;
         let mut out = Vec::new();
-        for node in outbox_ready.drain(..) {
+        for node in outbox_ready.drain() {
             if let Some(ps) = peers.get_mut(&node) {
                 let pk = ps.node;
                 out.extend(ps.take_outbox().into_iter().map(|m| (pk, m)));
@@ -145,12 +193,10 @@ impl Container for GlobalLock {
         let mut inner = self.inner.lock();
         let mut out = Vec::new();
         for node in nodes {
-            if let Some(ps) = inner.peers.get_mut(&NodeId::from(node)) {
-                out.extend(
-                    std::mem::take(&mut ps.outbox)
-                        .into_iter()
-                        .map(|m| (*node, m)),
-                );
+            let node_id = NodeId::from(node);
+            inner.outbox_ready.remove(&node_id);
+            if let Some(ps) = inner.peers.get_mut(&node_id) {
+                out.extend(ps.take_outbox().into_iter().map(|m| (*node, m)));
             }
         }
         out

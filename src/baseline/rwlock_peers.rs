@@ -14,7 +14,7 @@ use super::fair_rwlock::FairRwLock;
 use crate::event::ChannelDetails;
 use crate::forward::Addressed;
 use crate::message::Message;
-use crate::store::{Container, PeerState, Sealed, SnapshotCell};
+use crate::store::{apply_index_ops, Container, IndexOp, PeerState, Sealed, SnapshotCell};
 use crate::types::{ChannelId, ShortChannelId};
 
 /// LDK after #1507: `per_peer_state: FairRwLock<HashMap<NodeId,
@@ -60,7 +60,7 @@ impl Drop for PassGuard<'_> {
     }
 }
 
-#[allow(private_interfaces)] // sealed trait, see `Container`
+#[allow(private_interfaces, private_bounds)] // sealed trait, see `Container`
 impl Container for RwLockPeers {
     const NAME: &'static str = "rwlock_peers";
 
@@ -74,28 +74,48 @@ impl Container for RwLockPeers {
         }
     }
 
-    fn connect(&self, node: PublicKey) {
+    fn insert_peer(&self, node: PublicKey) {
+        if self
+            .per_peer_state
+            .read()
+            .contains_key(&NodeId::from(&node))
         {
-            let peers = self.per_peer_state.read();
-            if let Some(peer) = peers.get(&NodeId::from(&node)) {
-                peer.lock().connected = true;
-                return;
-            }
+            return;
         }
-        // A new peer: the only use of the write lock. The read guard above
-        // is gone (FairRwLock's rule: never `read` or `write` while reading).
-        let mut peers = self.per_peer_state.write();
-        peers
+        // A new peer: the only use of the write lock with forgetting one. The
+        // read guard above is gone (FairRwLock's rule: never `read` or
+        // `write` while reading).
+        self.per_peer_state
+            .write()
             .entry(NodeId::from(&node))
-            .or_insert_with(|| Mutex::new(PeerState::new(node)))
-            .get_mut()
-            .connected = true;
+            .or_insert_with(|| Mutex::new(PeerState::new(node)));
     }
 
     fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
         let peers = self.per_peer_state.read();
         let mut state = peers.get(node)?.lock();
         Some(f(&mut state))
+    }
+
+    fn with_peer_indexed<R>(
+        &self,
+        node: &NodeId,
+        f: impl FnOnce(&mut PeerState) -> (R, Vec<IndexOp>),
+    ) -> Option<R> {
+        let peers = self.per_peer_state.read();
+        let mut state = peers.get(node)?.lock();
+        let (result, ops) = f(&mut state);
+        // Under the peer's mutex, as LDK updates `short_to_chan_info`: the
+        // index locks are leaves.
+        apply_index_ops(self, node, ops);
+        Some(result)
+    }
+
+    fn forget_peer_if_idle(&self, node: &NodeId) {
+        let mut peers = self.per_peer_state.write();
+        if peers.get_mut(node).is_some_and(|p| p.get_mut().is_idle()) {
+            peers.remove(node);
+        }
     }
 
     fn peers(&self) -> Vec<NodeId> {
@@ -191,7 +211,7 @@ impl Container for RwLockPeers {
         let mut out = Vec::new();
         for node in nodes {
             if let Some(peer) = peers.get(&NodeId::from(node)) {
-                let msgs = std::mem::take(&mut peer.lock().outbox);
+                let msgs = peer.lock().take_outbox();
                 out.extend(msgs.into_iter().map(|m| (*node, m)));
             }
         }

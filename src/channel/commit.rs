@@ -31,6 +31,9 @@ pub(crate) struct BuiltCommitment {
     pub(crate) keys: TxCreationKeys,
     /// Untrimmed HTLC outputs in output order, with their output index.
     pub(crate) htlc_outputs: Vec<(HtlcOutputInCommitment, u32)>,
+    /// For each untrimmed HTLC, in the same order: its index in the
+    /// channel's `htlcs`.
+    pub(crate) htlc_sources: Vec<usize>,
     pub(crate) feerate_per_kw: u32,
     /// CSV delay on the broadcaster's outputs.
     pub(crate) to_self_delay: u16,
@@ -78,7 +81,8 @@ impl Channel {
         };
         let (mut ours, mut theirs) = (self.to_local_msat, self.to_remote_msat);
         let mut htlcs = Vec::with_capacity(self.htlcs.len());
-        for h in &self.htlcs {
+        let mut sources = Vec::with_capacity(self.htlcs.len());
+        for (index, h) in self.htlcs.iter().enumerate() {
             let offered_by_us = h.offered();
             let (offerer, receiver) = if offered_by_us {
                 (&mut ours, &mut theirs)
@@ -89,6 +93,7 @@ impl Channel {
                 Presence::NotYet => {}
                 Presence::Present => {
                     *offerer -= h.amount_msat;
+                    sources.push(index);
                     htlcs.push(HtlcOutputInCommitment {
                         offered: offered_by_us == local,
                         amount_msat: h.amount_msat,
@@ -144,16 +149,20 @@ impl Channel {
             htlcs: &htlcs,
         };
         let tx = build_commitment_transaction(&params);
-        let mut htlc_outputs: Vec<(HtlcOutputInCommitment, u32)> = htlcs
+        let mut outputs: Vec<(HtlcOutputInCommitment, u32, usize)> = htlcs
             .iter()
             .zip(&tx.htlc_output_index)
-            .filter_map(|(h, vout)| vout.map(|v| (*h, v)))
+            .zip(&sources)
+            .filter_map(|((h, vout), source)| vout.map(|v| (*h, v, *source)))
             .collect();
-        htlc_outputs.sort_by_key(|(_, vout)| *vout);
+        outputs.sort_by_key(|(_, vout, _)| *vout);
+        let htlc_sources = outputs.iter().map(|(_, _, source)| *source).collect();
+        let htlc_outputs = outputs.into_iter().map(|(h, vout, _)| (h, vout)).collect();
         Ok(BuiltCommitment {
             tx,
             keys,
             htlc_outputs,
+            htlc_sources,
             feerate_per_kw,
             to_self_delay,
         })
@@ -221,6 +230,13 @@ impl Channel {
         Ok(())
     }
 
+    /// Keeps the peer's signatures on our latest commitment (written to disk
+    /// with the section that took them).
+    pub(crate) fn set_holder_signatures(&mut self, commitment: Signature, htlcs: Vec<Signature>) {
+        self.holder_sigs = Some(super::HolderSignatures { commitment, htlcs });
+        self.disk.sigs_dirty = true;
+    }
+
     /// Whether our next `commitment_signed` would carry any change.
     pub(crate) fn has_changes_to_sign(&self) -> bool {
         self.htlcs.iter().any(|h| h.state.awaits_our_commit())
@@ -281,6 +297,7 @@ impl Channel {
             HtlcState::on_recv_commit,
         )?;
         self.verify_local(&built, &msg.signature, &msg.htlc_signatures)?;
+        self.set_holder_signatures(msg.signature, msg.htlc_signatures.clone());
         self.apply(HtlcState::on_recv_commit, effects);
         self.local_commitment_number = number;
         let revoke = RevokeAndAck {
@@ -345,14 +362,12 @@ impl Channel {
                                     payment_hash: h.payment_hash,
                                     cltv_expiry: h.cltv_expiry,
                                     inbound: inbound.clone(),
+                                    // The forward takes it, in the same batch.
+                                    onion: h.onion.take(),
                                 });
                             }
                             // Irrevocably committed: no resend can be needed any more.
-                            HtlcState::SentAddAckRevocation => {
-                                if let HtlcKind::Offered { onion, .. } = &mut h.kind {
-                                    *onion = None;
-                                }
-                            }
+                            HtlcState::SentAddAckRevocation => h.onion = None,
                             _ => {}
                         }
                     }
@@ -370,9 +385,17 @@ impl Channel {
                             self.to_local_msat += h.amount_msat;
                         }
                     }
-                    // A failure of ours is final only now; a fulfill was reported on arrival.
-                    if let (HtlcKind::Offered { source, .. }, Some(Removal::Fail(reason))) =
-                        (h.kind, h.removal)
+                    // A failure of ours is final only now; a fulfill was reported
+                    // on arrival. A fail after the peer revealed the preimage
+                    // (across a reconnection) is not reported: the payment is
+                    // proven, and its value simply stays with us.
+                    if let (
+                        HtlcKind::Offered {
+                            source,
+                            fulfill_reported: false,
+                        },
+                        Some(Removal::Fail(reason)),
+                    ) = (h.kind, h.removal)
                     {
                         effects.resolved.push(OutboundResolved {
                             source,

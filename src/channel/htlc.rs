@@ -16,7 +16,7 @@
 //! `*Commit` state.
 
 use crate::message::OnionPacket;
-use crate::onion::HopPayload;
+use crate::onion::{FailureCode, HopPayload};
 use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
 
 /// Where an HTLC stands in the commitment round trips. `Sent*` and `Rcvd*`
@@ -347,16 +347,13 @@ pub(crate) struct PrevHop {
 /// What we know about an HTLC offered by the peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Inbound {
-    /// Its onion's payload for us, read when it arrived, and the onion to
-    /// pass on if it is a forward.
-    Payload {
-        /// What this hop must do.
-        payload: HopPayload,
-        /// The onion for the next hop.
-        next_onion: OnionPacket,
-    },
-    /// The onion could not be read; it will be failed once committed.
-    BadOnion,
+    /// Its onion's payload for us, read when it arrived. The onion to pass
+    /// on, if it is a forward, is the HTLC's [`Htlc::onion`].
+    Payload(HopPayload),
+    /// It will be failed back with this code once irrevocably committed:
+    /// its onion could not be read, or taking it would break one of our
+    /// limits that the peer cannot know (dust exposure).
+    Fail(FailureCode),
 }
 
 /// Direction-specific details of an HTLC.
@@ -366,12 +363,10 @@ pub(crate) enum HtlcKind {
     Offered {
         /// Why.
         source: HtlcSource,
-        /// The onion we sent, kept until the peer has irrevocably committed
-        /// the add (so it can be sent again after a reconnection).
-        onion: Option<OnionPacket>,
         /// Its fulfill was already passed on. A fulfill the peer sends again
         /// after a reconnection (BOLT 2 makes us forget uncommitted ones) must
-        /// not be passed on twice.
+        /// not be passed on twice, and a fail after it must not be passed on
+        /// at all (the preimage is proof of payment).
         fulfill_reported: bool,
     },
     /// The peer offered it.
@@ -395,6 +390,12 @@ pub(crate) struct Htlc {
     pub(crate) removal: Option<Removal>,
     /// Offered or received, with the details of each.
     pub(crate) kind: HtlcKind,
+    /// For an HTLC we offered, the onion we sent, kept until the peer has
+    /// irrevocably committed the add (it is sent again after a
+    /// reconnection). For one we received and must forward, the onion for
+    /// the next hop, kept until the forward is decided (it then travels
+    /// with the forward). Persisted as its own record, written once.
+    pub(crate) onion: Option<OnionPacket>,
 }
 
 impl Htlc {
@@ -406,6 +407,44 @@ impl Htlc {
     /// Whether the removal (if any) gives the value to the receiver.
     pub(crate) fn is_fulfilled(&self) -> bool {
         matches!(self.removal, Some(Removal::Fulfill(_)))
+    }
+
+    /// The state this HTLC has on disk: the state after a disconnection,
+    /// which makes BOLT 2 forget the peer's updates that no
+    /// `commitment_signed` covered. `None` for an add the peer has not
+    /// signed yet: it is never persisted, so a peer cannot make us write by
+    /// sending updates it never commits to.
+    pub(crate) fn durable_state(&self) -> Option<(HtlcState, Option<&Removal>)> {
+        match self.state {
+            HtlcState::RcvdAddHtlc => None,
+            HtlcState::RcvdRemoveHtlc => Some((HtlcState::SentAddAckRevocation, None)),
+            state => Some((state, self.removal.as_ref())),
+        }
+    }
+
+    /// A fingerprint of the durable record ([`Htlc::durable_state`], the
+    /// flags, whether an onion is kept): it changes whenever the record's
+    /// bytes do (everything else in the record never changes).
+    pub(crate) fn durable_fingerprint(&self) -> Option<u32> {
+        let (state, removal) = self.durable_state()?;
+        let removal_tag = match removal {
+            None => 0,
+            Some(Removal::Fulfill(_)) => 1,
+            Some(Removal::Fail(_)) => 2,
+        };
+        let reported = matches!(
+            self.kind,
+            HtlcKind::Offered {
+                fulfill_reported: true,
+                ..
+            }
+        );
+        Some(
+            u32::from(state.to_u8())
+                | removal_tag << 8
+                | u32::from(reported) << 10
+                | u32::from(self.onion.is_some()) << 11,
+        )
     }
 }
 

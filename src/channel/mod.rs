@@ -13,26 +13,31 @@
 //! closing_signed, error), `htlc.rs` (an HTLC's life), `signer.rs` (our keys).
 
 mod close;
+pub(crate) mod closed;
 mod commit;
+mod deadline;
 pub(crate) mod htlc;
 mod open;
 mod reestablish;
 pub(crate) mod signer;
+mod stats;
 mod update;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::{OutPoint, ScriptBuf};
+use bitcoin::{OutPoint, ScriptBuf, Transaction};
 
 use crate::error::StoreError;
-use crate::event::{ChannelDetails, Event};
+use crate::event::{ChannelDetails, ClosureReason, Event};
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::message::Message;
 use crate::transactions::ChannelPublicKeys;
 use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
 
+pub(crate) use closed::ClosedChannel;
 use htlc::HtlcState;
 pub(crate) use htlc::{Htlc, HtlcSource, Inbound, PrevHop};
 
@@ -134,6 +139,8 @@ pub(crate) struct IncomingHtlc {
     pub(crate) payment_hash: PaymentHash,
     pub(crate) cltv_expiry: u32,
     pub(crate) inbound: Inbound,
+    /// The onion for the next hop, if it is a forward.
+    pub(crate) onion: Option<crate::message::OnionPacket>,
 }
 
 /// How an HTLC we offered ended.
@@ -152,6 +159,48 @@ pub(crate) struct OutboundResolved {
     pub(crate) payment_hash: PaymentHash,
     pub(crate) amount_msat: u64,
     pub(crate) outcome: Outcome,
+}
+
+/// The peer's signatures on our latest commitment: what makes it (and its
+/// HTLC transactions) broadcastable if we must close unilaterally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HolderSignatures {
+    /// On the commitment transaction.
+    pub(crate) commitment: Signature,
+    /// On each untrimmed HTLC's second-stage transaction, in output order.
+    pub(crate) htlcs: Vec<Signature>,
+}
+
+/// Where the closing fee negotiation (BOLT 2 legacy `closing_signed`) stands.
+/// Forgotten on disconnection: negotiation restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClosingNegotiation {
+    /// The fee we proposed last.
+    pub(crate) our_fee_sat: Option<u64>,
+    /// The fee the peer proposed last, with its signature.
+    pub(crate) their_offer: Option<(u64, Signature)>,
+}
+
+/// What of a channel is on disk, to write only what changed (issue 11, point
+/// 7: the bytes a section writes are those of the records it changed, never
+/// the whole channel). Not part of the channel's state: its `Debug` prints
+/// nothing and it is ignored by `PartialEq`-style comparisons in tests.
+#[derive(Clone, Default)]
+pub(crate) struct DiskState {
+    /// Digest of the header record last written.
+    pub(crate) header: Option<[u8; 16]>,
+    /// Each HTLC record on disk: (offered, id) → (fingerprint, onion record on disk).
+    pub(crate) htlcs: std::collections::HashMap<(bool, u64), (u32, bool)>,
+    /// The holder signatures changed and must be written.
+    pub(crate) sigs_dirty: bool,
+    /// A signatures record is on disk.
+    pub(crate) sigs_on_disk: bool,
+}
+
+impl core::fmt::Debug for DiskState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DiskState")
+    }
 }
 
 /// What a channel handler asks the store to do.
@@ -229,8 +278,20 @@ pub(crate) struct Channel {
     /// We want to shut down (asked by the user, or answering the peer's
     /// `shutdown`); our `shutdown` goes out once nothing of ours is unsigned.
     pub(crate) shutdown_requested: bool,
-    /// Fee we proposed in our `closing_signed`.
-    pub(crate) closing_fee_sat: Option<u64>,
+    /// The closing fee negotiation, once started.
+    pub(crate) closing: ClosingNegotiation,
+    /// The signed closing transaction, once both sides agreed on its fee.
+    pub(crate) closing_tx: Option<Transaction>,
+    /// The peer's signatures on our latest commitment.
+    pub(crate) holder_sigs: Option<HolderSignatures>,
+    /// Height at which the channel got its funding outpoint (the fundee
+    /// forgets a channel whose funding never confirms, BOLT 2).
+    pub(crate) funding_height: u32,
+    /// Why the channel closed, and the phase it closed from, once it did
+    /// (`phase` is then `Closed`).
+    pub(crate) closure: Option<(ClosureReason, Phase)>,
+    /// What of the channel is on disk.
+    pub(crate) disk: DiskState,
     /// Whether to check the peer's signatures (`StoreConfig::verify_signatures`).
     pub(crate) verify_signatures: bool,
     /// Read by `list_channels` without the peer lock.

@@ -233,7 +233,12 @@ impl Channel {
             local_shutdown_script: None,
             remote_shutdown_script: None,
             shutdown_requested: false,
-            closing_fee_sat: None,
+            closing: Default::default(),
+            closing_tx: None,
+            holder_sigs: None,
+            funding_height: 0,
+            closure: None,
+            disk: Default::default(),
             verify_signatures: config.verify_signatures,
             snapshot: Arc::new(ArcSwap::from_pointee(
                 crate::event::ChannelDetails::placeholder(temporary_channel_id, counterparty),
@@ -511,6 +516,7 @@ impl Channel {
                 return Err(e);
             }
         };
+        self.set_holder_signatures(msg.signature, Vec::new());
         self.channel_id = real_id;
         self.phase = Phase::AwaitingReady;
         Ok(FundingSigned {
@@ -531,6 +537,7 @@ impl Channel {
             super::commit::unchanged,
         )?;
         self.verify_local(&ours, &msg.signature, &[])?;
+        self.set_holder_signatures(msg.signature, Vec::new());
         self.phase = Phase::AwaitingReady;
         Ok(())
     }

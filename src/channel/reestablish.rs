@@ -21,11 +21,11 @@
 use super::htlc::{HtlcKind, HtlcState, Removal};
 use super::{Channel, Effects, Phase};
 use crate::error::StoreError;
-use crate::event::{ClosureReason, Event};
+use crate::event::ClosureReason;
 use crate::keys::INITIAL_COMMITMENT_INDEX;
 use crate::message::{
-    ChannelReady, ChannelReestablish, CommitmentSigned, ErrorMessage, Message, RevokeAndAck,
-    Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc,
+    ChannelReady, ChannelReestablish, CommitmentSigned, Message, RevokeAndAck, Shutdown,
+    UpdateAddHtlc, UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc,
 };
 
 impl Channel {
@@ -37,7 +37,7 @@ impl Channel {
             // A closing negotiation starts over after reconnection.
             if self.phase == Phase::Negotiating {
                 self.phase = Phase::ShuttingDown;
-                self.closing_fee_sat = None;
+                self.closing = Default::default();
             }
         }
     }
@@ -90,12 +90,18 @@ impl Channel {
                 && their_rev - 1 <= crate::keys::INITIAL_COMMITMENT_INDEX
                 && msg.your_last_per_commitment_secret
                     == self.signer.commitment_secret(their_rev - 1);
-            let reason = if proves_we_are_behind {
-                "peer proved it has a newer state: we lost data and must not broadcast"
+            if proves_we_are_behind {
+                // BOLT 2: we must not broadcast our commitment (it is
+                // revoked); the peer's will pay our output.
+                self.paused = false;
+                self.fail_with_error(
+                    "peer proved it has a newer state: we lost data and must not broadcast",
+                    ClosureReason::LostData,
+                    effects,
+                );
             } else {
-                "peer claims a revocation we never sent"
-            };
-            self.fail_channel(reason, effects);
+                self.fail_channel("peer claims a revocation we never sent", effects);
+            }
             return Ok(());
         }
         let expected_secret = if their_rev == 0 {
@@ -232,10 +238,7 @@ impl Channel {
             .collect();
         adds.sort_by_key(|h| h.id);
         for h in adds {
-            if let HtlcKind::Offered {
-                onion: Some(onion), ..
-            } = &h.kind
-            {
+            if let (HtlcKind::Offered { .. }, Some(onion)) = (&h.kind, &h.onion) {
                 msgs.push(Message::UpdateAddHtlc(UpdateAddHtlc {
                     channel_id: id,
                     id: h.id,
@@ -251,18 +254,14 @@ impl Channel {
 
     /// Fails the channel: `error` to the peer and `ChannelClosed`.
     fn fail_channel(&mut self, reason: &'static str, effects: &mut Effects) {
-        effects.msgs.push(Message::Error(ErrorMessage {
-            channel_id: self.channel_id,
-            data: reason.as_bytes().to_vec(),
-        }));
+        // The peer is there (it sent channel_reestablish): tell it.
         self.paused = false;
-        self.phase = Phase::Closed;
-        effects.events.push(Event::ChannelClosed {
-            channel_id: self.channel_id,
-            counterparty_node_id: self.counterparty,
-            reason: ClosureReason::ReestablishFailed {
+        self.fail_with_error(
+            reason,
+            ClosureReason::ReestablishFailed {
                 reason: reason.to_string(),
             },
-        });
+            effects,
+        );
     }
 }

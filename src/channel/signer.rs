@@ -81,6 +81,22 @@ impl ChannelSigner {
         }
     }
 
+    /// The secret of our payment basepoint: it spends our cooperative
+    /// closing output and our `to_remote` output in the peer's commitment
+    /// (both P2WPKH to the basepoint, `option_static_remotekey`).
+    pub(crate) fn payment_secret(node_secret: &SecretKey, keys_id: &[u8; 32]) -> SecretKey {
+        derive_key(node_secret, keys_id, b"payment")
+    }
+
+    /// The secret of our delayed payment basepoint (its key for one
+    /// commitment is derived with that commitment's point).
+    pub(crate) fn delayed_payment_base_secret(
+        node_secret: &SecretKey,
+        keys_id: &[u8; 32],
+    ) -> SecretKey {
+        derive_key(node_secret, keys_id, b"delayed")
+    }
+
     /// A fresh random `keys_id`.
     pub(crate) fn random_keys_id() -> [u8; 32] {
         use bitcoin::secp256k1::rand::RngCore;

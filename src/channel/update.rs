@@ -1,210 +1,24 @@
 //! Updates: `update_add_htlc`, `update_fulfill_htlc`, `update_fail_htlc`,
-//! `update_fee`, sent or received, and the BOLT 2 checks on each.
-//!
-//! # Why an honest sender is never refused
-//!
-//! Sender and receiver check an add against different views: each knows its
-//! own updates, and the other side's only once they arrive. So the sender
-//! checks a *strict* view and the receiver a *lenient* one, and the strict
-//! view is never more generous than the lenient one:
-//!
-//! * both count an HTLC against its offerer's balance until it has ended on
-//!   their own side, and neither credits a balance with an HTLC that has not
-//!   ended (fulfilled or failed, it is still an output of a commitment).
-//!   The receiver of an HTLC ends it no later than its offerer: on sending
-//!   the last `revoke_and_ack`, which the offerer ends it on receiving. And
-//!   value the sender gained when an HTLC ended on its side has reached the
-//!   receiver's balance before the sender's next add arrives: the sender
-//!   ended it on sending a `revoke_and_ack`, which comes before that add.
-//!   The same holds for the count and the value in flight: the receiver
-//!   counts every HTLC of the sender's still in its commitment, being
-//!   removed or not (BOLT 2 limits those), a subset of the sender's;
-//! * the receiver prices the fee for the sender's HTLCs only, the sender for
-//!   every HTLC in the channel;
-//! * the sender prices the fee at the higher of the committed and the pending
-//!   feerate, the receiver at its committed feerate.
-//!
-//! Every amount the receiver counts against the sender, the sender counts
-//! too, so whatever the sender's check lets through passes the receiver's.
-//! And since no side spends value it does not hold yet, each side's live
-//! HTLCs never exceed its settled balance: every commitment and snapshot
-//! balance stays non-negative (`Channel::check_consistency` relies on it).
+//! `update_fee`, sent or received. The balance, fee and dust checks they
+//! need are in `stats.rs` (which explains why an honest sender is never
+//! refused).
 
 use super::htlc::{Htlc, HtlcKind, HtlcSource, HtlcState, Inbound, Removal};
 use super::{Channel, FeeUpdate, OutboundResolved, Outcome, Phase};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::message::{OnionPacket, UpdateAddHtlc, UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc};
-use crate::onion::peel_onion;
-use crate::transactions::commitment_fee_sat;
+use crate::onion::{peel_onion, FailureCode};
 use crate::types::{PaymentHash, PaymentPreimage};
 
 /// Block heights stop here; above it `cltv_expiry` would be a timestamp.
-const LOCKTIME_THRESHOLD: u32 = 500_000_000;
-
-/// What one side can spend, seen from one side of the channel.
-struct View {
-    /// The sender's balance after its in-flight HTLCs, before the new one.
-    sender_msat: u64,
-    /// HTLCs the sender has offered and the receiver still counts.
-    sender_htlcs: u64,
-    /// Their value.
-    sender_in_flight_msat: u64,
-    /// The non-sender's balance (it may be the funder).
-    other_msat: u64,
-    /// HTLCs the commitment fee is priced for, besides the new one.
-    fee_htlcs: usize,
-    /// Feerate the fee is priced at.
-    feerate_per_kw: u32,
-}
+pub(crate) const LOCKTIME_THRESHOLD: u32 = 500_000_000;
 
 impl Channel {
-    /// The strict view of our own add (we are the sender).
-    fn strict_view(&self) -> View {
-        let mut ours = self.to_local_msat;
-        let mut theirs = self.to_remote_msat;
-        let (mut count, mut in_flight) = (0, 0);
-        for h in &self.htlcs {
-            if h.offered() {
-                ours -= h.amount_msat;
-                count += 1;
-                in_flight += h.amount_msat;
-            } else {
-                theirs -= h.amount_msat;
-            }
-        }
-        let pending = self.pending_fee.map_or(0, |f| f.feerate_per_kw);
-        View {
-            sender_msat: ours,
-            sender_htlcs: count,
-            sender_in_flight_msat: in_flight,
-            other_msat: theirs,
-            fee_htlcs: self.htlcs.len(),
-            feerate_per_kw: self.feerate_per_kw.max(pending),
-        }
-    }
-
-    /// The lenient view of the peer's add (the peer is the sender).
-    fn lenient_view(&self) -> View {
-        let mut theirs = self.to_remote_msat;
-        let mut ours = self.to_local_msat;
-        let (mut count, mut in_flight) = (0, 0);
-        for h in &self.htlcs {
-            if h.offered() {
-                ours -= h.amount_msat;
-            } else {
-                // Still in our commitment, whatever its removal: it counts
-                // towards the peer's limits, and its value is the peer's to
-                // spend only once it has ended.
-                theirs -= h.amount_msat;
-                count += 1;
-                in_flight += h.amount_msat;
-            }
-        }
-        View {
-            sender_msat: theirs,
-            sender_htlcs: count,
-            sender_in_flight_msat: in_flight,
-            other_msat: ours,
-            fee_htlcs: count as usize,
-            feerate_per_kw: self.feerate_per_kw,
-        }
-    }
-
-    /// BOLT 2 checks of an add of `amount_msat` by us (`by_us`) or the peer.
-    fn check_add(&self, amount_msat: u64, by_us: bool) -> Result<(), StoreError> {
-        let channel_id = self.channel_id;
-        // The receiver's limits apply: theirs when we send, ours when they do.
-        let (limits, reserve_sat, view) = if by_us {
-            (
-                &self.theirs,
-                self.theirs.channel_reserve_sat,
-                self.strict_view(),
-            )
-        } else {
-            (
-                &self.ours,
-                self.ours.channel_reserve_sat,
-                self.lenient_view(),
-            )
-        };
-        // BOLT 2: never 0 msat, whatever minimum was announced.
-        let minimum_msat = limits.htlc_minimum_msat.max(1);
-        if amount_msat < minimum_msat {
-            return Err(StoreError::HtlcBelowMinimum {
-                channel_id,
-                amount_msat,
-                minimum_msat,
-            });
-        }
-        let count = view.sender_htlcs + 1;
-        if count > u64::from(limits.max_accepted_htlcs) {
-            return Err(StoreError::TooManyHtlcs {
-                channel_id,
-                count: count as u16,
-                max: limits.max_accepted_htlcs,
-            });
-        }
-        let in_flight_msat = view.sender_in_flight_msat.saturating_add(amount_msat);
-        if in_flight_msat > limits.max_htlc_value_in_flight_msat {
-            return Err(StoreError::InFlightExceeded {
-                channel_id,
-                in_flight_msat,
-                max_msat: limits.max_htlc_value_in_flight_msat,
-            });
-        }
-        if amount_msat > view.sender_msat {
-            return Err(StoreError::AmountExceedsBalance {
-                channel_id,
-                amount_msat,
-                available_msat: view.sender_msat,
-            });
-        }
-        let fee_msat = commitment_fee_sat(view.feerate_per_kw, view.fee_htlcs + 1, false) * 1000;
-        let sender_is_funder = by_us == self.is_outbound;
-        let left = (view.sender_msat - amount_msat) as i64;
-        let needed = reserve_sat * 1000 + if sender_is_funder { fee_msat } else { 0 };
-        if left < needed as i64 {
-            return Err(StoreError::ReserveViolated {
-                channel_id,
-                balance_msat: left,
-                reserve_msat: needed,
-            });
-        }
-        // A fundee's add makes the funder pay a bigger fee: the funder must
-        // still afford it above its reserve (checked by the sending fundee).
-        if by_us && !sender_is_funder {
-            let funder_reserve = self.ours.channel_reserve_sat * 1000;
-            let funder_left = view.other_msat as i64 - fee_msat as i64;
-            if funder_left < funder_reserve as i64 {
-                return Err(StoreError::ReserveViolated {
-                    channel_id,
-                    balance_msat: funder_left,
-                    reserve_msat: funder_reserve,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// What we could send in one more HTLC right now.
-    pub(crate) fn available_to_send_msat(&self) -> u64 {
-        if !self.is_usable() {
-            return 0;
-        }
-        let view = self.strict_view();
-        let fee_msat = if self.is_outbound {
-            commitment_fee_sat(view.feerate_per_kw, view.fee_htlcs + 1, false) * 1000
-        } else {
-            0
-        };
-        view.sender_msat
-            .saturating_sub(self.theirs.channel_reserve_sat * 1000 + fee_msat)
-    }
-
     /// Offers an HTLC to the peer.
     pub(crate) fn send_htlc(
         &mut self,
+        config: &StoreConfig,
         amount_msat: u64,
         payment_hash: PaymentHash,
         cltv_expiry: u32,
@@ -214,7 +28,7 @@ impl Channel {
         if !self.accepts_htlcs() {
             return Err(self.wrong_state("update_add_htlc"));
         }
-        self.check_add(amount_msat, true)?;
+        self.check_our_add(amount_msat, config.max_dust_htlc_exposure_msat)?;
         let msg = UpdateAddHtlc {
             channel_id: self.channel_id,
             id: self.next_offered_id,
@@ -232,9 +46,9 @@ impl Channel {
             removal: None,
             kind: HtlcKind::Offered {
                 source,
-                onion: Some(onion),
                 fulfill_reported: false,
             },
+            onion: Some(onion),
         });
         self.next_offered_id += 1;
         Ok(msg)
@@ -243,6 +57,7 @@ impl Channel {
     /// The peer offers an HTLC.
     pub(crate) fn handle_update_add_htlc(
         &mut self,
+        config: &StoreConfig,
         msg: &UpdateAddHtlc,
         best_height: u32,
     ) -> Result<(), StoreError> {
@@ -266,14 +81,20 @@ impl Channel {
                 best_height,
             });
         }
-        self.check_add(msg.amount_msat, false)?;
-        // A bad onion is not a protocol error: the HTLC is failed back once committed.
-        let inbound = match peel_onion(&msg.onion_routing_packet) {
-            Ok((payload, next_onion)) => Inbound::Payload {
-                payload,
-                next_onion,
-            },
-            Err(_) => Inbound::BadOnion,
+        let within_dust_limit =
+            self.check_their_add(msg.amount_msat, config.max_dust_htlc_exposure_msat)?;
+        // A bad onion is not a protocol error: the HTLC is failed back once
+        // committed. So is one over our dust limit (BOLT 2).
+        let (inbound, onion) = match peel_onion(&msg.onion_routing_packet) {
+            Err(_) => (Inbound::Fail(FailureCode::InvalidOnionVersion), None),
+            Ok(_) if !within_dust_limit => {
+                (Inbound::Fail(FailureCode::TemporaryChannelFailure), None)
+            }
+            Ok((payload, next)) => {
+                // Only a forward needs the onion for the next hop.
+                let onion = payload.short_channel_id.map(|_| next);
+                (Inbound::Payload(payload), onion)
+            }
         };
         self.htlcs.push(Htlc {
             id: msg.id,
@@ -283,6 +104,7 @@ impl Channel {
             state: HtlcState::RcvdAddHtlc,
             removal: None,
             kind: HtlcKind::Received(inbound),
+            onion,
         });
         self.next_received_id += 1;
         Ok(())
@@ -417,7 +239,7 @@ impl Channel {
             return Err(self.wrong_state("update_fee"));
         }
         self.check_feerate(config, feerate_per_kw)?;
-        self.check_fee_affordable(feerate_per_kw, self.strict_view().sender_msat)?;
+        self.check_new_feerate(feerate_per_kw, true, config.max_dust_htlc_exposure_msat)?;
         self.pending_fee = Some(FeeUpdate {
             feerate_per_kw,
             state: HtlcState::SentAddHtlc,
@@ -446,7 +268,11 @@ impl Channel {
             return Err(self.wrong_state("update_fee"));
         }
         self.check_feerate(config, msg.feerate_per_kw)?;
-        self.check_fee_affordable(msg.feerate_per_kw, self.lenient_view().sender_msat)?;
+        self.check_new_feerate(
+            msg.feerate_per_kw,
+            false,
+            config.max_dust_htlc_exposure_msat,
+        )?;
         self.pending_fee = Some(FeeUpdate {
             feerate_per_kw: msg.feerate_per_kw,
             state: HtlcState::RcvdAddHtlc,
@@ -463,26 +289,6 @@ impl Channel {
                 parameter: "feerate_per_kw",
                 value: feerate.into(),
                 limit: limit.into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// The funder, with `funder_msat` after its HTLCs, must pay the fee at
-    /// `feerate` for every live HTLC and keep its reserve.
-    fn check_fee_affordable(&self, feerate: u32, funder_msat: u64) -> Result<(), StoreError> {
-        let fee_msat = commitment_fee_sat(feerate, self.htlcs.len(), false) * 1000;
-        let reserve_msat = if self.is_outbound {
-            self.theirs.channel_reserve_sat
-        } else {
-            self.ours.channel_reserve_sat
-        } * 1000;
-        let left = funder_msat as i64 - fee_msat as i64;
-        if left < reserve_msat as i64 {
-            return Err(StoreError::ReserveViolated {
-                channel_id: self.channel_id,
-                balance_msat: left,
-                reserve_msat,
             });
         }
         Ok(())

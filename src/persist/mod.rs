@@ -49,14 +49,27 @@ pub const FORMAT_VERSION: u8 = 1;
 pub(crate) const CHECKSUM_TYPE: u64 = 65534;
 
 /// What a [`Persister`] stores a value under.
+///
+/// A live funded channel is several records (its header, one per HTLC, one
+/// per onion it still needs, the peer's signatures on our latest
+/// commitment), so a change writes only the records it changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
-    /// A funded channel.
+    /// A funded channel's header (everything but its HTLCs; in version 0.1
+    /// stores, the whole channel).
     Channel(ChannelId),
     /// A queued cross-peer work item.
     Work(u64),
     /// An event not yet taken by the user.
     Event(u64),
+    /// One HTLC of a channel: (channel, offered by us, HTLC id).
+    Htlc(ChannelId, bool, u64),
+    /// The onion an HTLC still needs: (channel, offered by us, HTLC id).
+    Onion(ChannelId, bool, u64),
+    /// The peer's signatures on our latest commitment of a channel.
+    Signatures(ChannelId),
+    /// A closed channel's record (outputs to sweep, HTLCs to settle on chain).
+    Closed(ChannelId),
 }
 
 impl Key {
@@ -77,12 +90,26 @@ impl Key {
                 out.push(2);
                 out.extend_from_slice(&n.to_be_bytes());
             }
+            Key::Htlc(id, offered, n) | Key::Onion(id, offered, n) => {
+                out.push(if matches!(self, Key::Htlc(..)) { 3 } else { 4 });
+                out.extend_from_slice(&id.0);
+                out.push(u8::from(*offered));
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Key::Signatures(id) => {
+                out.push(5);
+                out.extend_from_slice(&id.0);
+            }
+            Key::Closed(id) => {
+                out.push(6);
+                out.extend_from_slice(&id.0);
+            }
         }
     }
 
     /// The key's stable byte form (see [`Key::encode_into`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(33);
+        let mut out = Vec::with_capacity(42);
         self.encode_into(&mut out);
         out
     }
@@ -100,6 +127,18 @@ impl Key {
             0 => Key::Channel(ChannelId(c.array()?)),
             1 => Key::Work(c.u64()?),
             2 => Key::Event(c.u64()?),
+            tag @ (3 | 4) => {
+                let id = ChannelId(c.array()?);
+                let offered = c.bool()?;
+                let n = c.u64()?;
+                if tag == 3 {
+                    Key::Htlc(id, offered, n)
+                } else {
+                    Key::Onion(id, offered, n)
+                }
+            }
+            5 => Key::Signatures(ChannelId(c.array()?)),
+            6 => Key::Closed(ChannelId(c.array()?)),
             _ => return Err(DecodeError::InvalidValue { field: "key" }),
         })
     }

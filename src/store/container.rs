@@ -15,6 +15,70 @@ mod sealed {
 }
 pub(crate) use sealed::Sealed;
 
+/// Index and snapshot changes a section made, applied by the container
+/// before it releases the section's peer lock.
+#[derive(Debug)]
+pub(crate) enum IndexOp {
+    /// A channel was created under its temporary id.
+    Created {
+        id: ChannelId,
+        cell: super::SnapshotCell,
+    },
+    /// A channel got its permanent id (already claimed in the index).
+    Funded {
+        temporary_id: ChannelId,
+        id: ChannelId,
+        cell: super::SnapshotCell,
+    },
+    /// A channel got its short channel id.
+    Confirmed { scid: ShortChannelId, id: ChannelId },
+    /// A channel closed and left the live channels. `keep_index`: its
+    /// closed-channel record stays with the peer, and so does its id in the
+    /// index (lookups by channel id still find the peer).
+    Closed {
+        id: ChannelId,
+        scid: Option<ShortChannelId>,
+        funded: bool,
+        keep_index: bool,
+    },
+    /// A closed channel's record was deleted.
+    Forgotten { id: ChannelId },
+}
+
+/// Applies `ops` through the container's own index and snapshot methods
+/// (for designs whose index locks are separate from their peer locks).
+pub(crate) fn apply_index_ops<C: Container>(container: &C, node: &NodeId, ops: Vec<IndexOp>) {
+    for op in ops {
+        match op {
+            IndexOp::Created { id, cell } => container.snapshot_register(*node, id, cell),
+            IndexOp::Funded {
+                temporary_id,
+                id,
+                cell,
+            } => {
+                container.snapshot_release(node, &temporary_id);
+                container.snapshot_register(*node, id, cell);
+            }
+            IndexOp::Confirmed { scid, id } => container.scid_insert(scid, id),
+            IndexOp::Closed {
+                id,
+                scid,
+                funded,
+                keep_index,
+            } => {
+                if funded && !keep_index {
+                    container.index_release(&id, node);
+                }
+                if let Some(scid) = scid {
+                    container.scid_release(&scid, &id);
+                }
+                container.snapshot_release(node, &id);
+            }
+            IndexOp::Forgotten { id } => container.index_release(&id, node),
+        }
+    }
+}
+
 /// How a [`crate::ChannelStore`] holds its peers, indexes and queues.
 ///
 /// Implemented by [`crate::Sharded`] (the default) and, with the
@@ -28,7 +92,7 @@ pub(crate) use sealed::Sealed;
 /// peer locks. Every other method takes only short-lived locks of its own.
 // Sealed, so its plumbing may name crate-private types: nobody outside the
 // crate can implement or call these methods.
-#[allow(private_interfaces)]
+#[allow(private_interfaces, private_bounds)]
 pub trait Container: Send + Sync + Sealed + 'static {
     /// Short name used in benchmarks and reports.
     const NAME: &'static str;
@@ -36,11 +100,28 @@ pub trait Container: Send + Sync + Sealed + 'static {
     /// An empty container.
     fn new() -> Self;
 
-    /// Marks `node` connected, creating its state if new.
-    fn connect(&self, node: PublicKey);
+    /// Creates `node`'s state if it has none (disconnected, empty).
+    fn insert_peer(&self, node: PublicKey);
 
     /// Runs `f` on `node`'s state under its lock; `None` if the peer is unknown.
     fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R>;
+
+    /// Runs `f` on `node`'s state under its lock, then applies the index and
+    /// snapshot changes it returns *before* the lock is released, so the
+    /// changes of one peer's sections are applied in the order of the
+    /// sections (issue 11, point 10). The index and snapshot maps are leaf
+    /// locks: taken under a peer lock, never held while one is taken.
+    fn with_peer_indexed<R>(
+        &self,
+        node: &NodeId,
+        f: impl FnOnce(&mut PeerState) -> (R, Vec<IndexOp>),
+    ) -> Option<R>;
+
+    /// Drops `node`'s state if it is idle ([`PeerState::is_idle`], checked
+    /// under its lock), so that a peer that leaves with nothing kept costs
+    /// nothing after. A thread that races it and locks the dropped state
+    /// sees it marked removed and treats the peer as unknown.
+    fn forget_peer_if_idle(&self, node: &NodeId);
 
     /// Every known peer.
     fn peers(&self) -> Vec<NodeId>;

@@ -1,6 +1,8 @@
 //! [`ChannelStore::handle_message`]: one peer message, dispatched to its
 //! channel under that peer's lock.
 
+use std::sync::atomic::Ordering;
+
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::OutPoint;
 
@@ -8,6 +10,7 @@ use super::{ChannelStore, Container};
 use crate::channel::signer::ChannelSigner;
 use crate::channel::Channel;
 use crate::error::StoreError;
+use crate::event::Event;
 use crate::message::Message;
 use crate::types::{ChannelId, NodeId};
 
@@ -46,6 +49,8 @@ impl<C: Container> ChannelStore<C> {
                     }
                     let signed = s.channel(&temp, false)?.handle_funding_created(&m)?;
                     s.promote_funded(temp, id, Message::FundingSigned(signed));
+                    let pending = channel_pending(s.channel(&id, true)?);
+                    s.event(pending);
                     Ok(())
                 });
                 if result.is_err() {
@@ -101,9 +106,28 @@ impl<C: Container> ChannelStore<C> {
                     return Err(StoreError::DuplicateChannelId { channel_id: id });
                 }
                 self.check_channel_limit(s)?;
+                let per_peer = self.config.max_unfunded_channels_per_peer;
+                if s.ps.unfunded.len() >= per_peer {
+                    return Err(StoreError::PeerLimit {
+                        node_id: s.ps.node,
+                        resource: "unfunded channels",
+                        limit: per_peer as u64,
+                    });
+                }
                 let signer =
                     ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
                 let (channel, accept) = Channel::new_inbound(&self.config, s.ps.node, &m, signer)?;
+                // Last, so that a refused open takes no slot. Relaxed: one
+                // atomic read-modify-write, publishing nothing else.
+                let global = self.config.max_inbound_unfunded_channels;
+                self.inbound_unfunded
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < global).then_some(n + 1)
+                    })
+                    .map_err(|_| StoreError::GlobalLimit {
+                        resource: "inbound unfunded channels",
+                        limit: global as u64,
+                    })?;
                 s.add_unfunded(channel, Message::AcceptChannel(accept));
                 Ok(())
             }
@@ -115,15 +139,20 @@ impl<C: Container> ChannelStore<C> {
                 })
             }
             Message::FundingCreated(_) => unreachable!("handled before dispatch"),
-            Message::FundingSigned(m) => {
-                s.on_channel(&id, true, |c, _| c.handle_funding_signed(&m))
-            }
+            Message::FundingSigned(m) => s.on_channel(&id, true, |c, e| {
+                c.handle_funding_signed(&m)?;
+                e.events.push(channel_pending(c));
+                Ok(())
+            }),
             Message::ChannelReady(m) => s.on_channel(&id, true, |c, e| {
                 *e = c.handle_channel_ready(&m)?;
                 Ok(())
             }),
             Message::UpdateAddHtlc(m) => {
-                s.on_channel(&id, true, |c, _| c.handle_update_add_htlc(&m, height))
+                let config = &self.config;
+                s.on_channel(&id, true, |c, _| {
+                    c.handle_update_add_htlc(config, &m, height)
+                })
             }
             Message::UpdateFulfillHtlc(m) => s.on_channel(&id, true, |c, e| {
                 if let Some(resolved) = c.handle_update_fulfill_htlc(&m)? {
@@ -147,10 +176,13 @@ impl<C: Container> ChannelStore<C> {
                 s.on_channel(&id, true, |c, _| c.handle_update_fee(config, &m))
             }
             Message::Shutdown(m) => s.on_channel(&id, true, |c, _| c.handle_shutdown(&m)),
-            Message::ClosingSigned(m) => s.on_channel(&id, true, |c, e| {
-                *e = c.handle_closing_signed(&m)?;
-                Ok(())
-            }),
+            Message::ClosingSigned(m) => {
+                let config = &self.config;
+                s.on_channel(&id, true, |c, e| {
+                    *e = c.handle_closing_signed(config, &m)?;
+                    Ok(())
+                })
+            }
             Message::ChannelReestablish(m) => {
                 s.on_channel(&id, true, |c, e| c.handle_channel_reestablish(&m, e))
             }
@@ -177,5 +209,16 @@ impl<C: Container> ChannelStore<C> {
                 Ok(())
             }
         }
+    }
+}
+
+/// `ChannelPending` for a channel whose first commitments are both signed.
+fn channel_pending(c: &Channel) -> Event {
+    Event::ChannelPending {
+        channel_id: c.channel_id,
+        counterparty_node_id: c.counterparty,
+        funding_outpoint: c
+            .funding_outpoint
+            .expect("a channel with signed commitments has its funding outpoint"),
     }
 }

@@ -3,43 +3,57 @@
 //!
 //! # Locking
 //!
-//! There are two kinds of locks, and a thread never holds more than one lock
-//! at a time:
+//! There are two kinds of locks, taken in one order:
 //!
 //! 1. **Peer locks.** Each peer's [`PeerState`] has its own lock, taken by
 //!    the container's `with_peer`. Everything that changes a channel, its
 //!    signing and signature checks included, happens inside one such
-//!    critical section, on that peer's channels only.
+//!    critical section, on that peer's channels only. A thread holds at
+//!    most one peer lock at a time.
 //! 2. **Leaf locks.** `DashMap` shard guards (primary map, indexes,
-//!    snapshots) and the queues' internal state. They are taken and released
-//!    inside a single container method, and nothing else is locked meanwhile.
+//!    snapshots, claimable payments, queued-forward counts) and the queues'
+//!    internal state. They may be taken while a peer lock is held (a
+//!    section updates the indexes and snapshots it changed, and the
+//!    claimable payments, before its lock is released) and are released
+//!    before anything else is taken; no leaf lock is ever held while a peer
+//!    lock is taken.
 //!
-//! The closure run under a peer lock touches nothing but that peer's state:
-//! it does not look up an index, push to a queue or read a snapshot map.
-//! It returns an [`Outcome`](section::Outcome) describing that work, which the
-//! store carries out after the lock is released. Work for another peer (an
-//! HTLC to forward, a fulfill or fail to pass back) goes on that peer's
-//! shard queue and is applied later, under that peer's lock alone, by
-//! whoever calls [`ChannelStore::process_pending_forwards`].
+//! The closure run under a peer lock never calls back into the container:
+//! the index and snapshot changes it makes are returned to the container,
+//! which applies them before it releases the lock (so a peer's changes
+//! apply in the order of its sections). Work for another peer (an HTLC to
+//! forward, a fulfill or fail to pass back) goes on that peer's shard
+//! queue after the lock is released, and is applied later, under that
+//! peer's lock alone, by whoever calls
+//! [`ChannelStore::process_pending_forwards`].
 //!
 //! **Why this cannot deadlock.** A deadlock needs a cycle of threads each
-//! holding one lock while waiting for another. Here no thread ever waits for
-//! a lock while holding one: a peer lock is taken with no other lock held and
-//! released before any other lock is taken, and leaf locks are released
-//! before anything else is taken. The wait-for graph has no edges from a
-//! held lock, so it has no cycles. The baseline designs follow the same
-//! contract (their outer lock plays the role of the peer lock).
+//! holding one lock while waiting for another. A peer lock is only ever
+//! waited for with no lock held; a leaf lock may be waited for while a
+//! peer lock is held, but a leaf lock's holder never waits for anything.
+//! So the wait-for graph only has edges from peer locks to leaf locks, and
+//! no cycle. The baseline designs follow the same contract (their outer
+//! lock plays the role of the peer lock).
 //!
 //! # Persistence and forwarding order
 //!
-//! Messages for a peer are queued in its outbox under its lock, so they leave
-//! in the order the channel produced them. An HTLC is forwarded only once it
-//! is irrevocably committed on the incoming channel (after the peer's
-//! `revoke_and_ack`), and its fulfill is passed upstream as soon as the
-//! preimage arrives; a failure only once irrevocably removed downstream.
+//! Every durable consequence of a section (channel records, decided
+//! forwards and fail-backs, consumed work items, events, closed-channel
+//! records) is written as one atomic batch before its peer lock is
+//! released, and messages and events leave only after that (see
+//! `section.rs`). An HTLC is decided (forwarded, offered to the user, or
+//! failed) in the section that makes it irrevocably committed on the
+//! incoming channel (the peer's `revoke_and_ack`); its fulfill is passed
+//! upstream as soon as the preimage arrives; a failure only once
+//! irrevocably removed downstream. Restart is a pure function of what is
+//! on disk (`restore.rs`).
 
+mod blocks;
 mod container;
+mod durable;
 mod handle;
+mod incoming;
+mod onchain;
 mod payments;
 mod peer;
 mod read;
@@ -47,7 +61,7 @@ mod restore;
 pub(crate) mod section;
 mod sharded;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -67,12 +81,14 @@ use crate::channel::Channel;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::event::{ChannelDetails, Event};
-use crate::forward::Addressed;
 use crate::message::Message;
-use crate::persist::{codec, frame, Key, Persister};
+use crate::persist::{Key, Persister};
 use crate::secp::SECP;
 use crate::types::{ChannelId, NodeId, PaymentHash, ShortChannelId};
-use section::{IndexOp, Outcome, Section, Sequences};
+#[cfg(feature = "baselines")]
+pub(crate) use container::apply_index_ops;
+pub(crate) use container::IndexOp;
+use section::{Context, Outcome, Section, Sequences};
 
 /// A channel's snapshot cell: written under the peer lock after each
 /// change, read by `list_channels` without any peer lock.
@@ -85,6 +101,9 @@ pub(crate) struct Claimable {
     pub(crate) channel_id: ChannelId,
     pub(crate) htlc_id: u64,
     pub(crate) amount_msat: u64,
+    /// When its offerer may take it back: it is failed back
+    /// `htlc_fail_back_buffer_blocks` before.
+    pub(crate) cltv_expiry: u32,
 }
 
 /// The channel store of a Lightning node.
@@ -126,6 +145,11 @@ pub struct ChannelStore<C: Container = Sharded> {
     pub(crate) persister: Option<Arc<dyn Persister>>,
     /// Keys for work items and events.
     pub(crate) seq: Sequences,
+    /// Channels peers opened to us that are not funded yet, across all
+    /// peers (`StoreConfig::max_inbound_unfunded_channels`). Relaxed: a
+    /// counter checked and changed with one atomic operation, publishing
+    /// nothing else.
+    pub(crate) inbound_unfunded: AtomicUsize,
     /// Set once a write to the persister failed: memory may be ahead of
     /// disk, so the store refuses all further work. Relaxed: it only needs
     /// to become visible eventually; the failing call itself returns the error.
@@ -162,6 +186,7 @@ impl<C: Container> ChannelStore<C> {
             queued_forwards: DashMap::new(),
             persister: None,
             seq: Sequences::default(),
+            inbound_unfunded: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
         })
     }
@@ -205,29 +230,38 @@ impl<C: Container> ChannelStore<C> {
         self.best_height.load(Ordering::Relaxed)
     }
 
-    /// A new block: later HTLCs are checked against `height`.
-    pub fn best_block_updated(&self, height: u32) {
-        self.best_height.store(height, Ordering::Relaxed);
-    }
-
     /// The design's name ("sharded", "global_lock", "rwlock_peers").
     pub fn design(&self) -> &'static str {
         C::NAME
     }
 
-    /// Runs `f` in a critical section of `node`'s lock, then carries out
-    /// its outcome. `Err(PeerNotConnected)` if the peer is unknown.
+    /// What a section may use besides its peer's state.
+    pub(crate) fn context(&self) -> Context<'_> {
+        Context {
+            config: &self.config,
+            height: self.best_height(),
+            seq: &self.seq,
+            claimables: &self.claimables,
+            queued_forwards: &self.queued_forwards,
+            inbound_unfunded: &self.inbound_unfunded,
+            durable: self.persister.is_some(),
+        }
+    }
+
+    /// Runs `f` in a critical section of `node`'s lock: its writes are made
+    /// durable, its index changes applied and its events queued before the
+    /// lock is released; its work is queued after. `Err(PeerNotConnected)`
+    /// if the peer is unknown.
     pub(crate) fn with_section<T>(
         &self,
         node: &NodeId,
         f: impl FnOnce(&mut Section<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_not_failed()?;
-        let durable = self.persister.is_some();
         let (result, outcome) = self
             .container
-            .with_peer(node, |ps| {
-                let mut section = Section::new(ps, &self.seq, durable);
+            .with_peer_indexed(node, |ps| {
+                let mut section = Section::new(ps, self.context());
                 let result = f(&mut section);
                 let start = section.outbox_start();
                 let mut outcome = section.finish();
@@ -236,155 +270,114 @@ impl<C: Container> ChannelStore<C> {
                 // is durable. If that fails, the messages are withdrawn.
                 if let Err(e) = self.persist(&std::mem::take(&mut outcome.writes)) {
                     Section::withdraw_messages(ps, start);
-                    return (Err(e), None);
+                    return ((Err(e), None), Vec::new());
                 }
-                (result, Some(outcome))
+                // Queued under the lock, so a peer's events come out in the
+                // order of its sections.
+                for event in outcome.events.drain(..) {
+                    self.events.push(event);
+                }
+                let index = std::mem::take(&mut outcome.index);
+                ((result, Some(outcome)), index)
             })
             .ok_or_else(|| StoreError::PeerNotConnected {
                 node_id: node.public_key(),
             })?;
         if let Some(outcome) = outcome {
-            self.carry_out(*node, outcome);
+            self.after_section(node, outcome);
         }
         result
     }
 
-    /// Does, outside any lock, what a critical section asked for.
-    pub(crate) fn carry_out(&self, node: NodeId, outcome: Outcome) {
+    /// What a section leaves for after its lock: telling the container the
+    /// peer has messages, queueing work for other peers.
+    fn after_section(&self, node: &NodeId, outcome: Outcome) {
         if outcome.newly_listed {
-            self.container.note_outbox(&node);
-        }
-        for op in outcome.index {
-            match op {
-                IndexOp::Created { id, cell } => self.container.snapshot_register(node, id, cell),
-                IndexOp::Funded {
-                    temporary_id,
-                    id,
-                    cell,
-                } => {
-                    self.container.snapshot_release(&node, &temporary_id);
-                    self.container.snapshot_register(node, id, cell);
-                }
-                IndexOp::Confirmed { scid, id } => self.container.scid_insert(scid, id),
-                IndexOp::Closed { id, scid, funded } => {
-                    if funded {
-                        self.container.index_release(&id, &node);
-                    }
-                    if let Some(scid) = scid {
-                        self.container.scid_release(&scid, &id);
-                    }
-                    self.container.snapshot_release(&node, &id);
-                }
-            }
-        }
-        for event in outcome.events {
-            self.events.push(event);
+            self.container.note_outbox(node);
         }
         for item in outcome.work {
             self.container.push_work(item);
         }
-        // Decisions made outside the lock (they need the indexes) are
-        // written before they are queued.
-        let mut decided = Decided::default();
-        for (channel_id, htlc) in outcome.incoming {
-            self.decide_incoming(node, channel_id, htlc, &mut decided);
-        }
-        for lost in outcome.unresolvable {
-            decided
-                .events
-                .push(self.seq.new_event(Event::OnChainResolutionRequired {
-                    channel_id: lost.channel_id,
-                    htlc_id: lost.htlc_id,
-                    payment_preimage: match lost.resolution {
-                        crate::forward::Resolution::Fulfill(p) => Some(p),
-                        crate::forward::Resolution::Fail(_) => None,
-                    },
-                }));
-        }
-        self.release(decided);
-    }
-
-    /// Persists, then queues, work and events decided outside any lock.
-    pub(crate) fn release(&self, decided: Decided) {
-        if decided.work.is_empty() && decided.events.is_empty() {
-            return;
-        }
-        if self.persister.is_some() {
-            let mut batch = Vec::with_capacity(decided.work.len() + decided.events.len());
-            batch.extend(
-                decided
-                    .work
-                    .iter()
-                    .map(|w| (Key::Work(w.id), Some(frame(&codec::encode_work(w))))),
-            );
-            batch.extend(
-                decided
-                    .events
-                    .iter()
-                    .map(|(s, e)| (Key::Event(*s), Some(frame(&codec::encode_event(e))))),
-            );
-            // On failure the store is marked failed; the decisions are lost
-            // from memory too and are made again when the store is reopened.
-            if self.persist(&batch).is_err() {
-                return;
-            }
-        }
-        for item in decided.work {
-            self.container.push_work(item);
-        }
-        for event in decided.events {
-            self.events.push(event);
+        if outcome.maybe_idle {
+            self.container.forget_peer_if_idle(node);
         }
     }
 
     /// A peer connected (or reconnected). After a reconnection every
     /// channel with it sends `channel_reestablish` and waits for the peer's.
     ///
-    /// **Locking behaviour:** takes that peer's lock twice, briefly.
+    /// **Locking behaviour:** takes that peer's lock once (twice if it races
+    /// the removal of the peer's idle state).
     pub fn peer_connected(&self, peer: PublicKey) {
-        self.container.connect(peer);
-        let _ = self.with_section(&NodeId::from(&peer), |s| {
-            let paused: Vec<ChannelId> =
-                s.ps.channels
-                    .iter()
-                    .filter(|(_, c)| c.paused)
-                    .map(|(id, _)| *id)
-                    .collect();
-            for id in paused {
-                let msg = s.channel(&id, true)?.reestablish_message();
-                s.send(Message::ChannelReestablish(msg));
+        let node = NodeId::from(&peer);
+        loop {
+            self.container.insert_peer(peer);
+            // One section marks the peer connected and sends every
+            // reestablish: a peer message handled in between could
+            // otherwise unpause a channel before ours is sent.
+            let result = self.with_section(&node, |s| {
+                s.ps.connected = true;
+                let paused: Vec<ChannelId> =
+                    s.ps.channels
+                        .iter()
+                        .filter(|(_, c)| c.paused)
+                        .map(|(id, _)| *id)
+                        .collect();
+                for id in paused {
+                    let msg = s.channel(&id, true)?.reestablish_message();
+                    s.send(Message::ChannelReestablish(msg));
+                }
+                Ok(())
+            });
+            // The state was dropped between the two calls: make it again.
+            if !matches!(result, Err(StoreError::PeerNotConnected { .. })) {
+                return;
             }
-            Ok(())
-        });
+        }
     }
 
     /// A peer disconnected. As BOLT 2 requires, the updates it sent that no
-    /// `commitment_signed` covered yet are forgotten; its other channels'
-    /// states, and every other peer, are untouched.
+    /// `commitment_signed` covered yet are forgotten, and so are its
+    /// channels that have no funding outpoint yet or whose first commitment
+    /// it never signed; its other channels pause, and every other peer is
+    /// untouched. A peer left with nothing costs nothing after.
     ///
     /// **Locking behaviour:** takes that peer's lock once.
     pub fn peer_disconnected(&self, peer: &PublicKey) {
-        let _ = self.with_section(&NodeId::from(peer), |s| {
+        let node = NodeId::from(peer);
+        let _ = self.with_section(&node, |s| {
             s.ps.connected = false;
             let ids: Vec<ChannelId> = s.ps.channels.keys().copied().collect();
             for id in ids {
-                if let Ok(channel) = s.channel(&id, true) {
-                    channel.pause();
-                    s.touch(id, true);
-                }
+                s.on_channel(&id, true, |c, e| {
+                    if c.phase == crate::channel::Phase::FundingCreatedSent {
+                        // BOLT 2: the funder forgets a channel whose
+                        // funding_signed it never got.
+                        e.events
+                            .extend(c.closed_with(crate::event::ClosureReason::FundingNotSigned));
+                    } else {
+                        c.pause();
+                    }
+                    Ok(())
+                })?;
             }
-            // Unfunded channels die with the connection (BOLT 2).
             let unfunded: Vec<ChannelId> = s.ps.unfunded.keys().copied().collect();
             for id in unfunded {
                 s.on_channel(&id, false, |c, e| {
-                    *e = c.force_close();
+                    let event =
+                        c.closed_with(crate::event::ClosureReason::DisconnectedWhileUnfunded);
+                    // The user opened it and must know; a peer's opens cost
+                    // no durable event (issue 11, point 8).
+                    if c.is_outbound {
+                        e.events.extend(event);
+                    }
                     Ok(())
                 })?;
             }
             s.ps.outbox.clear();
-            s.ps.listed = false;
             Ok(())
         });
+        self.container.forget_peer_if_idle(&node);
     }
 
     /// Opens a channel of `funding_sat` to a connected peer, pushing
@@ -510,8 +503,10 @@ impl<C: Container> ChannelStore<C> {
         })
     }
 
-    /// Closes a channel unilaterally. HTLCs still in it are left to on-chain
-    /// resolution, which is outside this crate.
+    /// Closes a channel unilaterally: `error` goes to the peer, and the
+    /// channel's record (our signed latest commitment to broadcast, the
+    /// outputs that pay us, the HTLCs to settle on chain) is kept until the
+    /// user is done with it (see [`ChannelStore::closed_channels`]).
     ///
     /// **Locking behaviour:** takes the channel's peer lock once.
     pub fn force_close_channel(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
@@ -627,11 +622,4 @@ impl<C: Container> ChannelStore<C> {
             .collect();
         self.persist(&batch)
     }
-}
-
-/// Work and events decided outside any lock, to persist and then queue.
-#[derive(Debug, Default)]
-pub(crate) struct Decided {
-    pub(crate) work: Vec<Addressed>,
-    pub(crate) events: Vec<(u64, Event)>,
 }

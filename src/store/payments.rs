@@ -2,17 +2,16 @@
 //! `fail_htlc_backwards`, and the cross-peer queues behind
 //! `process_pending_forwards`.
 
-use super::section::Outcome;
-use super::{ChannelStore, Claimable, Container, Decided, Section};
-use crate::channel::{HtlcSource, Inbound, IncomingHtlc, PrevHop};
+use super::section::fail_back;
+use super::{ChannelStore, Container, Section};
+use crate::channel::HtlcSource;
 use crate::error::StoreError;
-use crate::event::Event;
-use crate::forward::{Addressed, HtlcForward, HtlcResolution, Resolution, Work};
+use crate::forward::{Addressed, HtlcForward, HtlcResolution, NextHop, Resolution, Work};
 use crate::message::Message;
 use crate::onion::{build_onion, FailureCode};
 use crate::persist::{codec, frame, Key};
 use crate::route::Route;
-use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
+use crate::types::{NodeId, PaymentHash, PaymentPreimage};
 
 /// Most queued items one `process_pending_forwards` pass takes at once.
 const BATCH: usize = 512;
@@ -43,6 +42,7 @@ impl<C: Container> ChannelStore<C> {
         let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
             reason: "too many hops",
         })?;
+        let config = &self.config;
         self.with_section(&NodeId::from(&first.node_id), |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
@@ -59,6 +59,7 @@ impl<C: Container> ChannelStore<C> {
                     });
                 }
                 let add = c.send_htlc(
+                    config,
                     plan.first_amount_msat,
                     payment_hash,
                     plan.first_cltv_expiry,
@@ -74,7 +75,10 @@ impl<C: Container> ChannelStore<C> {
     }
 
     /// The channel a route's first hop names, if it is ours with that node.
-    fn usable_scid(&self, hop: &crate::route::RouteHop) -> Result<ChannelId, StoreError> {
+    fn usable_scid(
+        &self,
+        hop: &crate::route::RouteHop,
+    ) -> Result<crate::types::ChannelId, StoreError> {
         let unknown = StoreError::UnknownShortChannelId {
             scid: hop.short_channel_id,
         };
@@ -89,12 +93,14 @@ impl<C: Container> ChannelStore<C> {
     }
 
     /// Claims every HTLC paying `payment_preimage`'s hash. Each is fulfilled
-    /// under its own peer's lock, one peer at a time.
+    /// under its own peer's lock, one peer at a time; an HTLC whose channel
+    /// closed meanwhile becomes an on-chain claim
+    /// (`Event::OnChainResolutionRequired`).
     ///
     /// **Locking behaviour:** one claimables shard, then each paying peer's lock once.
     pub fn claim_funds(&self, payment_preimage: PaymentPreimage) -> Result<(), StoreError> {
         let hash = payment_preimage.payment_hash();
-        self.resolve_claimable(hash, Resolution::Fulfill(payment_preimage))
+        self.resolve_claimable(hash, Resolution::Fulfill(payment_preimage), None)
     }
 
     /// Fails every HTLC paying `payment_hash` back to its sender.
@@ -102,13 +108,16 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** as [`ChannelStore::claim_funds`].
     pub fn fail_htlc_backwards(&self, payment_hash: &PaymentHash) -> Result<(), StoreError> {
         let reason = FailureCode::IncorrectOrUnknownPaymentDetails.to_reason();
-        self.resolve_claimable(*payment_hash, Resolution::Fail(reason))
+        self.resolve_claimable(*payment_hash, Resolution::Fail(reason), None)
     }
 
-    fn resolve_claimable(
+    /// Resolves every HTLC of a payment to us, each under its own peer's
+    /// lock; `event` is recorded with the first.
+    pub(crate) fn resolve_claimable(
         &self,
         hash: PaymentHash,
         resolution: Resolution,
+        mut event: Option<crate::event::Event>,
     ) -> Result<(), StoreError> {
         let (_, htlcs) = self
             .claimables
@@ -128,6 +137,7 @@ impl<C: Container> ChannelStore<C> {
                     node_id: h.node_id,
                     work: Work::Resolve(item),
                 }],
+                event.take(),
             );
         }
         Ok(())
@@ -163,6 +173,9 @@ impl<C: Container> ChannelStore<C> {
                 break;
             }
             done += batch.len();
+            for item in &mut batch {
+                self.route(item);
+            }
             // Group by peer so each peer is locked once per batch and its
             // channels sign one commitment for all their new HTLCs.
             batch.sort_by_key(|a| a.node_id);
@@ -173,219 +186,93 @@ impl<C: Container> ChannelStore<C> {
                 while let Some(next) = items.next_if(|i| i.node_id == node) {
                     group.push(next);
                 }
-                self.apply_work(node, group);
+                self.apply_work(node, group, None);
             }
         }
         done
     }
 
+    /// Addresses a forward to the peer of its outgoing channel, looked up in
+    /// the indexes (hints, re-checked under that peer's lock). A forward to
+    /// no known channel becomes its own fail-back, applied at the incoming
+    /// channel under the same work item id (so it is consumed atomically
+    /// with the failure it causes).
+    fn route(&self, item: &mut Addressed) {
+        let Work::Forward(f) = &mut item.work else {
+            return;
+        };
+        let channel = match f.next {
+            NextHop::Scid(scid) => self.container.scid_get(&scid),
+            NextHop::Channel(id) => Some(id),
+        };
+        match channel.and_then(|id| self.container.index_get(&id).map(|n| (id, n))) {
+            Some((id, node)) => {
+                f.next = NextHop::Channel(id);
+                item.node_id = node;
+            }
+            None => {
+                self.uncount_queued_forward(&f.prev.node_id);
+                item.node_id = f.prev.node_id;
+                item.work = fail_back(&f.prev, FailureCode::UnknownNextPeer);
+            }
+        }
+    }
+
     /// Applies work items addressed to `node` under its lock. Each persisted
-    /// item is deleted in the same batch as the change it made.
-    fn apply_work(&self, node: NodeId, items: Vec<Addressed>) {
+    /// item is deleted in the same batch as the change it made; `event`, if
+    /// any, is recorded in that batch too.
+    pub(crate) fn apply_work(
+        &self,
+        node: NodeId,
+        items: Vec<Addressed>,
+        event: Option<crate::event::Event>,
+    ) {
         for item in &items {
             if let Work::Forward(f) = &item.work {
                 self.uncount_queued_forward(&f.prev.node_id);
             }
         }
         let result = self.with_section(&node, |s| {
+            if let Some(event) = event {
+                s.event(event);
+            }
             for item in &items {
                 s.out.consumed.push(item.id);
                 match &item.work {
                     Work::Forward(f) => {
-                        if let Err(code) = self.add_forward(s, f) {
+                        if let Err(code) = add_forward(s, f) {
                             s.work(f.prev.node_id, fail_back(&f.prev, code));
                         }
                     }
-                    Work::Resolve(r) => {
-                        let applied = s.on_channel(&r.channel_id, true, |c, e| {
-                            match &r.resolution {
-                                Resolution::Fulfill(p) => e.msgs.push(Message::UpdateFulfillHtlc(
-                                    c.fulfill_htlc(r.htlc_id, *p)?,
-                                )),
-                                Resolution::Fail(reason) => e.msgs.push(Message::UpdateFailHtlc(
-                                    c.fail_htlc(r.htlc_id, reason.clone())?,
-                                )),
-                            }
-                            Ok(())
-                        });
-                        if applied.is_err() {
-                            s.out.unresolvable.push(r.clone());
-                        }
-                    }
+                    Work::Resolve(r) => s.resolve(r),
                 }
             }
             Ok(())
         });
-        // The peer is gone entirely: forwards fail back, resolutions go on chain.
+        // The peer is gone entirely (it left with nothing kept): forwards
+        // fail back; a resolution has no HTLC left to settle.
         if let Err(StoreError::PeerNotConnected { .. }) = result {
-            let mut outcome = Outcome::default();
+            let mut batch = Vec::new();
+            let mut work = Vec::new();
             for item in items {
-                outcome.consumed.push(item.id);
-                match item.work {
-                    Work::Forward(f) => {
-                        let back = self.seq.new_work(
-                            f.prev.node_id,
-                            fail_back(&f.prev, FailureCode::UnknownNextPeer),
-                        );
-                        outcome.work.push(back);
-                    }
-                    Work::Resolve(r) => outcome.unresolvable.push(r),
+                if item.id != 0 {
+                    batch.push((Key::Work(item.id), None));
+                }
+                if let Work::Forward(f) = item.work {
+                    let back = self.seq.new_work(
+                        f.prev.node_id,
+                        fail_back(&f.prev, FailureCode::UnknownNextPeer),
+                    );
+                    batch.push((Key::Work(back.id), Some(frame(&codec::encode_work(&back)))));
+                    work.push(back);
                 }
             }
-            let mut batch: Vec<_> = outcome
-                .consumed
-                .iter()
-                .filter(|id| **id != 0)
-                .map(|id| (Key::Work(*id), None))
-                .collect();
-            batch.extend(
-                outcome
-                    .work
-                    .iter()
-                    .map(|w| (Key::Work(w.id), Some(frame(&codec::encode_work(w))))),
-            );
             if self.persist(&batch).is_ok() {
-                self.carry_out(node, outcome);
-            }
-        }
-    }
-
-    /// Offers a forwarded HTLC on its outgoing channel.
-    fn add_forward(&self, s: &mut Section<'_>, f: &HtlcForward) -> Result<(), FailureCode> {
-        if !s.ps.connected {
-            return Err(FailureCode::TemporaryChannelFailure);
-        }
-        let channel = s
-            .channel(&f.next_channel_id, true)
-            .map_err(|_| FailureCode::UnknownNextPeer)?;
-        // A connected peer's paused channel takes it; it goes out after reestablish.
-        if !channel.accepts_htlcs() {
-            return Err(FailureCode::ChannelDisabled);
-        }
-        let result = s.on_channel(&f.next_channel_id, true, |c, e| {
-            let add = c.send_htlc(
-                f.amount_msat,
-                f.payment_hash,
-                f.cltv_expiry,
-                f.onion.clone(),
-                HtlcSource::Forwarded(f.prev),
-            )?;
-            e.msgs.push(Message::UpdateAddHtlc(add));
-            Ok(())
-        });
-        result.map_err(|e| match e {
-            StoreError::HtlcBelowMinimum { .. } => FailureCode::AmountBelowMinimum,
-            _ => FailureCode::TemporaryChannelFailure,
-        })
-    }
-
-    /// An HTLC offered to us is irrevocably committed: claimable if it pays
-    /// us, queued for its next peer if it is a valid forward, else failed.
-    /// The resulting work and events go into `decided`, to be persisted
-    /// before they are queued.
-    pub(crate) fn decide_incoming(
-        &self,
-        node: NodeId,
-        channel_id: ChannelId,
-        htlc: IncomingHtlc,
-        decided: &mut Decided,
-    ) {
-        let prev = PrevHop {
-            node_id: node,
-            channel_id,
-            htlc_id: htlc.htlc_id,
-            amount_msat: htlc.amount_msat,
-        };
-        match self.route_incoming(prev, &htlc) {
-            Ok(Routed::Claimable(total)) => {
-                decided
-                    .events
-                    .push(self.seq.new_event(Event::PaymentReceived {
-                        payment_hash: htlc.payment_hash,
-                        amount_msat: total,
-                    }))
-            }
-            Ok(Routed::Forward(next_node, forward)) => {
-                if self.count_queued_forward(node) {
-                    decided.work.push(self.seq.new_work(next_node, forward))
-                } else {
-                    let back = fail_back(&prev, FailureCode::TemporaryChannelFailure);
-                    decided.work.push(self.seq.new_work(node, back))
+                for item in work {
+                    self.container.push_work(item);
                 }
             }
-            Err(code) => decided
-                .work
-                .push(self.seq.new_work(node, fail_back(&prev, code))),
         }
-    }
-
-    fn route_incoming(&self, prev: PrevHop, htlc: &IncomingHtlc) -> Result<Routed, FailureCode> {
-        let height = self.best_height();
-        let (payload, next_onion) = match &htlc.inbound {
-            Inbound::BadOnion => return Err(FailureCode::InvalidOnionVersion),
-            Inbound::Payload {
-                payload,
-                next_onion,
-            } => (payload, next_onion),
-        };
-        let Some(scid) = payload.short_channel_id else {
-            // The payment is for us.
-            if htlc.amount_msat < payload.amt_to_forward {
-                return Err(FailureCode::FinalIncorrectHtlcAmount);
-            }
-            if htlc.cltv_expiry < payload.outgoing_cltv_value {
-                return Err(FailureCode::FinalIncorrectCltvExpiry);
-            }
-            if htlc.cltv_expiry
-                < height.saturating_add(self.config.min_final_cltv_expiry_delta.into())
-            {
-                return Err(FailureCode::IncorrectOrUnknownPaymentDetails);
-            }
-            return Ok(Routed::Claimable(self.add_claimable(prev, htlc)));
-        };
-        let fee = self.config.forwarding_fee_msat(payload.amt_to_forward);
-        if htlc.amount_msat < payload.amt_to_forward
-            || htlc.amount_msat - payload.amt_to_forward < fee
-        {
-            return Err(FailureCode::FeeInsufficient);
-        }
-        let delta = u32::from(self.config.cltv_expiry_delta);
-        if htlc.cltv_expiry < payload.outgoing_cltv_value.saturating_add(delta) {
-            return Err(FailureCode::IncorrectCltvExpiry);
-        }
-        if payload.outgoing_cltv_value <= height {
-            return Err(FailureCode::ExpiryTooSoon);
-        }
-        let next_channel_id = self
-            .container
-            .scid_get(&scid)
-            .ok_or(FailureCode::UnknownNextPeer)?;
-        let next_node = self
-            .container
-            .index_get(&next_channel_id)
-            .ok_or(FailureCode::UnknownNextPeer)?;
-        Ok(Routed::Forward(
-            next_node,
-            Work::Forward(HtlcForward {
-                prev,
-                next_channel_id,
-                amount_msat: payload.amt_to_forward,
-                cltv_expiry: payload.outgoing_cltv_value,
-                payment_hash: htlc.payment_hash,
-                onion: next_onion.clone(),
-            }),
-        ))
-    }
-
-    /// Counts one more queued forward from `peer`; false (and nothing
-    /// counted) if it is at `max_pending_forwards_per_peer`.
-    pub(crate) fn count_queued_forward(&self, peer: NodeId) -> bool {
-        let mut n = self.queued_forwards.entry(peer).or_insert(0);
-        if *n >= self.config.max_pending_forwards_per_peer {
-            return false;
-        }
-        *n += 1;
-        true
     }
 
     fn uncount_queued_forward(&self, peer: &NodeId) {
@@ -393,38 +280,38 @@ impl<C: Container> ChannelStore<C> {
             *n = n.saturating_sub(1);
         }
     }
+}
 
-    /// Records an HTLC paying us; returns the payment's total so far.
-    pub(crate) fn add_claimable(&self, prev: PrevHop, htlc: &IncomingHtlc) -> u64 {
-        let claimable = Claimable {
-            node_id: prev.node_id,
-            channel_id: prev.channel_id,
-            htlc_id: htlc.htlc_id,
-            amount_msat: htlc.amount_msat,
-        };
-        let mut entry = self.claimables.entry(htlc.payment_hash).or_default();
-        if !entry.contains(&claimable) {
-            entry.push(claimable);
-        }
-        entry.iter().map(|c| c.amount_msat).sum()
+/// Offers a forwarded HTLC on its outgoing channel (already routed).
+fn add_forward(s: &mut Section<'_>, f: &HtlcForward) -> Result<(), FailureCode> {
+    if !s.ps.connected {
+        return Err(FailureCode::TemporaryChannelFailure);
     }
-}
-
-/// Where an irrevocably committed incoming HTLC goes.
-// A short-lived return value, moved once: boxing the big variant would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Routed {
-    /// It pays us; the payment's total so far.
-    Claimable(u64),
-    /// Forward it to this peer.
-    Forward(NodeId, Work),
-}
-
-/// The work that fails an incoming HTLC back with `code`.
-pub(crate) fn fail_back(prev: &PrevHop, code: FailureCode) -> Work {
-    Work::Resolve(HtlcResolution {
-        channel_id: prev.channel_id,
-        htlc_id: prev.htlc_id,
-        resolution: Resolution::Fail(code.to_reason()),
+    let NextHop::Channel(next) = f.next else {
+        return Err(FailureCode::UnknownNextPeer);
+    };
+    let channel = s
+        .channel(&next, true)
+        .map_err(|_| FailureCode::UnknownNextPeer)?;
+    // A connected peer's paused channel takes it; it goes out after reestablish.
+    if !channel.accepts_htlcs() {
+        return Err(FailureCode::ChannelDisabled);
+    }
+    let config = s.ctx.config;
+    let result = s.on_channel(&next, true, |c, e| {
+        let add = c.send_htlc(
+            config,
+            f.amount_msat,
+            f.payment_hash,
+            f.cltv_expiry,
+            f.onion.clone(),
+            HtlcSource::Forwarded(f.prev),
+        )?;
+        e.msgs.push(Message::UpdateAddHtlc(add));
+        Ok(())
+    });
+    result.map_err(|e| match e {
+        StoreError::HtlcBelowMinimum { .. } => FailureCode::AmountBelowMinimum,
+        _ => FailureCode::TemporaryChannelFailure,
     })
 }

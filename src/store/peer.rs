@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, ClosedChannel};
 use crate::message::Message;
 use crate::types::ChannelId;
 
@@ -23,6 +23,9 @@ pub struct PeerState {
     /// Channels still known by their temporary id, which is unique only
     /// between this peer and us (BOLT 2), so it never leaves this map.
     pub(crate) unfunded: HashMap<ChannelId, Box<Channel>>,
+    /// Closed channels that still have outputs to sweep or HTLCs to settle
+    /// on chain (kept until the user is done with them).
+    pub(crate) closed: HashMap<ChannelId, Box<ClosedChannel>>,
     /// Messages for the peer, in the order they must be sent.
     pub(crate) outbox: Vec<Message>,
     /// Whether the container has been told this peer has messages (so it is
@@ -30,6 +33,10 @@ pub struct PeerState {
     pub(crate) listed: bool,
     /// Whether the peer is connected.
     pub(crate) connected: bool,
+    /// This state was dropped from the container (the peer left and nothing
+    /// of it remained). A thread that cloned its `Arc` before the removal
+    /// and locks it afterwards must treat the peer as unknown.
+    pub(crate) removed: bool,
 }
 
 impl PeerState {
@@ -39,9 +46,11 @@ impl PeerState {
             node,
             channels: HashMap::new(),
             unfunded: HashMap::new(),
+            closed: HashMap::new(),
             outbox: Vec::new(),
             listed: false,
             connected: false,
+            removed: false,
         }
     }
 
@@ -61,5 +70,16 @@ impl PeerState {
     /// Number of channels, funded or not.
     pub(crate) fn channel_count(&self) -> usize {
         self.channels.len() + self.unfunded.len()
+    }
+
+    /// Nothing of this peer needs keeping: it is disconnected and has no
+    /// channel, live or closed, and no message waiting. Its state can be
+    /// dropped, so a peer that connects and leaves costs nothing after.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.connected
+            && self.channels.is_empty()
+            && self.unfunded.is_empty()
+            && self.closed.is_empty()
+            && self.outbox.is_empty()
     }
 }

@@ -58,9 +58,10 @@ impl<C: Container> ChannelStore<C> {
     }
 
     /// Checks that the indexes agree exactly with the primary map: every
-    /// funded channel is indexed under its peer (and its short channel id),
-    /// and every index entry names a live channel. For tests and audits:
-    /// call it when no other thread changes the store.
+    /// funded channel and every kept closed channel is indexed under its
+    /// peer, every live channel under its short channel id, and every index
+    /// entry names one of them. For tests and audits: call it when no other
+    /// thread changes the store.
     pub fn check_indexes(&self) -> Result<(), String> {
         let mut funded = std::collections::HashMap::new();
         let mut scids = std::collections::HashMap::new();
@@ -71,6 +72,9 @@ impl<C: Container> ChannelStore<C> {
                     if let Some(scid) = c.short_channel_id {
                         scids.insert(scid, *id);
                     }
+                }
+                for id in ps.closed.keys() {
+                    funded.insert(*id, peer);
                 }
             });
         }

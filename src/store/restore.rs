@@ -1,41 +1,60 @@
 //! Whole-store serialization (`ChannelStore::write` / `read`) and restart
 //! from a persister (`ChannelStore::open` / `with_persister`).
 //!
-//! **Restart rule (stated in the README):** an HTLC that was irrevocably
-//! committed on an incoming channel but never reached its outgoing channel
-//! is **forwarded again**: the forward decision is made anew from the
-//! persisted HTLC (its onion payload is stored with it), so it is forwarded
-//! if the outgoing channel can still take it and failed back otherwise. A
-//! fulfill that arrived from downstream but was not yet passed upstream is
-//! passed upstream. Nothing is applied twice: a forward is re-made only if
-//! no outgoing HTLC and no queued item already stands for it, and a queued
-//! resolution only applies to an HTLC that has not been removed yet.
+//! **Restart is a pure function of what is on disk** (issue 11). Every
+//! section wrote all its durable consequences in one batch, so nothing is
+//! re-decided on restart:
+//!
+//! * live channels come back paused (peers start disconnected), each with
+//!   its HTLCs, the onions they still need, and the peer's signatures on our
+//!   latest commitment;
+//! * closed-channel records come back with their outputs and the HTLCs to
+//!   settle on chain; an incoming HTLC whose outgoing HTLC went on chain
+//!   stays pending until the user reports the outcome, across any number
+//!   of restarts;
+//! * queued work items (forwards, resolutions) are queued again, each to be
+//!   applied once: an item is deleted in the batch of the change it makes;
+//! * payments to us that were offered to the user (`PaymentReceived` was
+//!   written with them) are claimable again;
+//! * pending events are pending again.
+//!
+//! The only thing restart does on its own is what BOLT 2 says a
+//! disconnection does: a channel whose `funding_signed` never came is
+//! forgotten (and the user told). Deadlines are then checked at the height
+//! the store opens with.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 
-use super::{ChannelStore, Container, Decided, Sharded};
-use crate::channel::htlc::{HtlcKind, HtlcSource, HtlcState, Inbound, PrevHop, Removal};
-use crate::channel::{Channel, IncomingHtlc};
+use super::{ChannelStore, Claimable, Container, Sharded};
+use crate::channel::closed::HtlcRoute;
+use crate::channel::htlc::{HtlcKind, HtlcState, Inbound};
+use crate::channel::{Channel, ClosedChannel, Phase};
 use crate::config::StoreConfig;
 use crate::error::{DecodeError, StoreError};
-use crate::event::Event;
-use crate::forward::{Addressed, HtlcResolution, Resolution, Work};
+use crate::event::{ClosureReason, Event};
+use crate::forward::{Addressed, Work};
+use crate::message::{OnionPacket, ONION_PACKET_LEN};
+use crate::onchain::OnChainAction;
 use crate::persist::codec::{
-    decode_channel, decode_event, decode_work, encode_channel, encode_event, encode_work,
+    decode_channel, decode_channel_record, decode_closed, decode_event, decode_htlc,
+    decode_signatures, decode_work, encode_channel, encode_closed, encode_event, encode_work,
+    finish_channel, OnionPlace,
 };
 use crate::persist::tlv::{put_bytes, TlvReader, TlvWriter};
 use crate::persist::{frame, unframe, FileOptions, FilePersister, Key, Persister};
-use crate::types::NodeId;
+use crate::types::{ChannelId, NodeId};
 
 /// What a store is rebuilt from.
 #[derive(Default)]
 pub(crate) struct Loaded {
     pub(crate) channels: Vec<Channel>,
+    pub(crate) closed: Vec<ClosedChannel>,
     pub(crate) work: Vec<Addressed>,
     pub(crate) events: Vec<(u64, Event)>,
 }
@@ -46,7 +65,17 @@ mod store_type {
     pub const CHANNELS: u64 = 4;
     pub const WORK: u64 = 6;
     pub const EVENTS: u64 = 8;
-    pub const ALL: [u64; 5] = [NODE_ID, BEST_HEIGHT, CHANNELS, WORK, EVENTS];
+    pub const CLOSED: u64 = 10;
+    pub const ALL: [u64; 6] = [NODE_ID, BEST_HEIGHT, CHANNELS, WORK, EVENTS, CLOSED];
+}
+
+/// A channel's separate records, gathered while reading a persister.
+#[derive(Default)]
+struct Parts {
+    header: Option<Vec<u8>>,
+    htlcs: Vec<((bool, u64), Vec<u8>)>,
+    onions: HashMap<(bool, u64), Vec<u8>>,
+    signatures: Option<Vec<u8>>,
 }
 
 impl Loaded {
@@ -56,12 +85,27 @@ impl Loaded {
         node_secret: &SecretKey,
     ) -> Result<Self, DecodeError> {
         let mut loaded = Loaded::default();
+        let mut parts: BTreeMap<ChannelId, Parts> = BTreeMap::new();
         for (key, value) in map {
             match key {
-                Key::Channel(id) => {
-                    let records = unframe(&value, &format!("channel {id}"))?;
-                    loaded.channels.push(decode_channel(records, node_secret)?);
+                Key::Channel(id) => parts.entry(id).or_default().header = Some(value),
+                Key::Htlc(id, offered, n) => parts
+                    .entry(id)
+                    .or_default()
+                    .htlcs
+                    .push(((offered, n), value)),
+                Key::Onion(id, offered, n) => {
+                    parts
+                        .entry(id)
+                        .or_default()
+                        .onions
+                        .insert((offered, n), value);
                 }
+                Key::Signatures(id) => parts.entry(id).or_default().signatures = Some(value),
+                Key::Closed(id) => loaded.closed.push(decode_closed(unframe(
+                    &value,
+                    &format!("closed channel {id}"),
+                )?)?),
                 Key::Work(n) => {
                     let mut item = decode_work(unframe(&value, &format!("work item {n}"))?)?;
                     item.id = n;
@@ -72,15 +116,100 @@ impl Loaded {
                     .push((n, decode_event(unframe(&value, &format!("event {n}"))?)?)),
             }
         }
+        for (id, parts) in parts {
+            loaded.channels.push(assemble(id, parts, node_secret)?);
+        }
         Ok(loaded)
     }
 }
 
+/// Builds one channel from its records, checking that none is missing or
+/// left over.
+fn assemble(id: ChannelId, parts: Parts, node_secret: &SecretKey) -> Result<Channel, DecodeError> {
+    let context = format!("channel {id}");
+    let header = parts.header.ok_or_else(|| DecodeError::MissingRecord {
+        record_type: 0,
+        context: format!("{context} (its htlc or onion records have no header)"),
+    })?;
+    let records = unframe(&header, &context)?;
+    let decoded = decode_channel_record(records, node_secret)?;
+    let mut channel = decoded.channel;
+    if channel.channel_id != id {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.channel_id (not its key)",
+        });
+    }
+    let Some(expected) = decoded.htlc_records else {
+        // A version 0.1 record: the whole channel, nothing separate.
+        if !parts.htlcs.is_empty() || !parts.onions.is_empty() {
+            return Err(DecodeError::InvalidValue {
+                field: "channel.htlcs (inline and separate)",
+            });
+        }
+        return Ok(channel);
+    };
+    if parts.htlcs.len() != expected as usize {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.htlc_records (count does not match)",
+        });
+    }
+    let mut onions = parts.onions;
+    for ((offered, n), value) in parts.htlcs {
+        let (mut htlc, place) = decode_htlc(unframe(&value, &context)?, &context)?;
+        if (htlc.offered(), htlc.id) != (offered, n) {
+            return Err(DecodeError::InvalidValue {
+                field: "htlc.id (not its key)",
+            });
+        }
+        let separate = place == OnionPlace::Separate;
+        if separate {
+            let bytes = onions
+                .remove(&(offered, n))
+                .ok_or_else(|| DecodeError::MissingRecord {
+                    record_type: 10,
+                    context: format!("onion of htlc {n} of {context}"),
+                })?;
+            let onion: [u8; ONION_PACKET_LEN] =
+                bytes.try_into().map_err(|_| DecodeError::InvalidValue {
+                    field: "htlc.onion",
+                })?;
+            htlc.onion = Some(OnionPacket(Box::new(onion)));
+        }
+        let fingerprint = htlc
+            .durable_fingerprint()
+            .ok_or(DecodeError::InvalidValue {
+                field: "htlc.state",
+            })?;
+        channel
+            .disk
+            .htlcs
+            .insert((offered, n), (fingerprint, separate));
+        channel.htlcs.push(htlc);
+    }
+    if !onions.is_empty() {
+        return Err(DecodeError::InvalidValue {
+            field: "htlc.onion (an onion record without its htlc)",
+        });
+    }
+    if let Some(bytes) = parts.signatures {
+        channel.holder_sigs = Some(decode_signatures(unframe(&bytes, &context)?)?);
+        channel.disk.sigs_on_disk = true;
+    }
+    channel.disk.header = Some(
+        sha256::Hash::hash(records).to_byte_array()[..16]
+            .try_into()
+            .expect("16 bytes"),
+    );
+    finish_channel(&channel)?;
+    Ok(channel)
+}
+
 impl ChannelStore<Sharded> {
     /// Opens the store kept in directory `dir` (created if missing), with a
-    /// [`FilePersister`] using default options: every channel, queued
-    /// forward and pending event is loaded back, and the store keeps writing
-    /// there. Peers start disconnected; call `peer_connected` for each.
+    /// [`FilePersister`] using default options: every channel, closed
+    /// channel, queued forward and pending event is loaded back, and the
+    /// store keeps writing there. Peers start disconnected; call
+    /// `peer_connected` for each.
     pub fn open(
         dir: impl AsRef<std::path::Path>,
         config: StoreConfig,
@@ -156,6 +285,15 @@ impl ChannelStore<Sharded> {
                 .push((seq, decode_event(unframe(c.bytes()?, "event")?)?));
         }
         c.end()?;
+        if let Some(v) = r.optional(store_type::CLOSED) {
+            let mut c = crate::persist::tlv::Cursor::new(v, "store.closed");
+            for _ in 0..c.count(4)? {
+                loaded
+                    .closed
+                    .push(decode_closed(unframe(c.bytes()?, "closed channel")?)?);
+            }
+            c.end()?;
+        }
         store.restore(loaded)?;
         Ok(store)
     }
@@ -178,24 +316,23 @@ impl<C: Container> ChannelStore<C> {
     }
 
     /// Writes the whole store (versioned TLV, see `docs/FORMAT.md`): every
-    /// funded channel, every queued cross-peer work item, every pending
-    /// event. Each channel is written consistently; for a consistent view of
-    /// the whole store, call it while no other thread changes it.
+    /// funded channel, every closed channel still kept, every queued
+    /// cross-peer work item, every pending event. Each channel is written
+    /// consistently; for a consistent view of the whole store, call it while
+    /// no other thread changes it.
     ///
     /// **Locking behaviour:** takes each peer's lock in turn, one at a time.
     pub fn write(&self, writer: &mut impl Write) -> std::io::Result<()> {
         let mut channels = Vec::new();
+        let mut closed = Vec::new();
         for peer in self.container.peers() {
             self.container.with_peer(&peer, |ps| {
-                let mut ids: Vec<_> = ps.channels.keys().copied().collect();
-                ids.sort();
-                channels.extend(
-                    ids.iter()
-                        .map(|id| frame(&encode_channel(&ps.channels[id]))),
-                );
+                channels.extend(ps.channels.values().map(|c| frame(&encode_channel(c))));
+                closed.extend(ps.closed.values().map(|c| frame(&encode_closed(c))));
             });
         }
         channels.sort();
+        closed.sort();
         // The queues can only be read by popping: take the items and put them back.
         let mut work = Vec::new();
         self.container.pop_work(&mut work, usize::MAX);
@@ -204,15 +341,16 @@ impl<C: Container> ChannelStore<C> {
         }
         work.sort_by_key(|w| w.id);
         let events = self.pending_events_snapshot();
+        let list = |out: &mut Vec<u8>, items: &[Vec<u8>]| {
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            for c in items {
+                put_bytes(out, c);
+            }
+        };
         let mut w = TlvWriter::new();
         w.record(store_type::NODE_ID, &self.node_id().serialize())
             .record(store_type::BEST_HEIGHT, &self.best_height().to_be_bytes())
-            .with(store_type::CHANNELS, |out| {
-                out.extend_from_slice(&(channels.len() as u32).to_be_bytes());
-                for c in &channels {
-                    put_bytes(out, c);
-                }
-            })
+            .with(store_type::CHANNELS, |out| list(out, &channels))
             .with(store_type::WORK, |out| {
                 out.extend_from_slice(&(work.len() as u32).to_be_bytes());
                 for item in &work {
@@ -227,14 +365,20 @@ impl<C: Container> ChannelStore<C> {
                     put_bytes(out, &frame(&encode_event(e)));
                 }
             });
+        // Only when there are any, so a store without closed channels stays
+        // readable by version 0.1 (an older reader must refuse, not skip,
+        // records that hold funds: the type is even).
+        if !closed.is_empty() {
+            w.with(store_type::CLOSED, |out| list(out, &closed));
+        }
         writer.write_all(&frame(&w.finish()))
     }
 
     /// One funded channel as a self-contained record (versioned TLV with a
-    /// checksum), as the persister stores it.
+    /// checksum; its HTLCs inline).
     ///
     /// **Locking behaviour:** the channel's peer lock, briefly.
-    pub fn encode_channel(&self, channel_id: &crate::types::ChannelId) -> Option<Vec<u8>> {
+    pub fn encode_channel(&self, channel_id: &ChannelId) -> Option<Vec<u8>> {
         let peer = self.container.index_get(channel_id)?;
         self.container
             .with_peer(&peer, |ps| {
@@ -245,15 +389,21 @@ impl<C: Container> ChannelStore<C> {
             .flatten()
     }
 
-    /// Rebuilds peers, indexes, queues and events from loaded state, then
-    /// re-derives what a crash may have lost (see the module doc).
+    /// Rebuilds peers, indexes, queues, claimable payments and events from
+    /// loaded state (see the module doc).
     pub(crate) fn restore(&self, loaded: Loaded) -> Result<(), StoreError> {
         let max_work = loaded.work.iter().map(|w| w.id).max().unwrap_or(0);
         let max_event = loaded.events.iter().map(|(s, _)| *s).max().unwrap_or(0);
         self.seq.work.fetch_max(max_work, Ordering::Relaxed);
         self.seq.event.fetch_max(max_event, Ordering::Relaxed);
+        let mut forgotten = Vec::new();
         for mut channel in loaded.channels {
-            // Every peer is disconnected after a restart.
+            if channel.phase == Phase::FundingCreatedSent {
+                // BOLT 2: the funder forgets a channel whose funding_signed
+                // never came; every peer is disconnected after a restart.
+                forgotten.push(channel);
+                continue;
+            }
             channel.pause();
             let (pk, id) = (channel.counterparty, channel.channel_id);
             let node = NodeId::from(&pk);
@@ -263,126 +413,116 @@ impl<C: Container> ChannelStore<C> {
             }
             self.container
                 .snapshot_register(node, id, channel.snapshot.clone());
-            self.container.connect(pk);
+            self.restore_claimables(&channel);
+            self.container.insert_peer(pk);
             self.container.with_peer(&node, |ps| {
-                ps.connected = false;
                 channel.publish();
                 ps.channels.insert(id, Box::new(channel));
             });
         }
-        // What stands for each incoming HTLC: an outgoing HTLC or a queued item.
-        let mut handled: HashSet<(NodeId, crate::types::ChannelId, u64)> = HashSet::new();
-        let mut upstream_fulfills = Vec::new();
-        let mut incoming = Vec::new();
-        let mut removed: HashSet<(crate::types::ChannelId, u64)> = HashSet::new();
-        for peer in self.container.peers() {
-            self.container.with_peer(&peer, |ps| {
-                for channel in ps.channels.values() {
-                    for h in &channel.htlcs {
-                        match &h.kind {
-                            HtlcKind::Offered {
-                                source: HtlcSource::Forwarded(prev),
-                                ..
-                            } => {
-                                handled.insert((prev.node_id, prev.channel_id, prev.htlc_id));
-                                if let Some(Removal::Fulfill(p)) = &h.removal {
-                                    upstream_fulfills.push((*prev, *p));
-                                }
-                            }
-                            HtlcKind::Received(inbound)
-                                if h.state == HtlcState::RcvdAddAckRevocation =>
-                            {
-                                if h.removal.is_some() {
-                                    removed.insert((channel.channel_id, h.id));
-                                } else {
-                                    incoming.push((
-                                        peer,
-                                        channel.channel_id,
-                                        IncomingHtlc {
-                                            htlc_id: h.id,
-                                            amount_msat: h.amount_msat,
-                                            payment_hash: h.payment_hash,
-                                            cltv_expiry: h.cltv_expiry,
-                                            inbound: inbound.clone(),
-                                        },
-                                    ));
-                                }
-                            }
-                            HtlcKind::Received(_) if h.removal.is_some() => {
-                                removed.insert((channel.channel_id, h.id));
-                            }
-                            _ => {}
-                        }
-                    }
+        for record in loaded.closed {
+            let (pk, id) = (record.counterparty, record.channel_id);
+            let node = NodeId::from(&pk);
+            self.claim_id(id, node, &pk)?;
+            for h in &record.htlcs {
+                if h.route == (HtlcRoute::Received { pays_us: true })
+                    && h.info.action == OnChainAction::AwaitPreimage
+                {
+                    self.add_restored_claimable(
+                        node,
+                        id,
+                        h.info.htlc_id,
+                        h.info.amount_msat,
+                        h.info.cltv_expiry,
+                        h.info.payment_hash,
+                    );
                 }
+            }
+            self.container.insert_peer(pk);
+            self.container.with_peer(&node, |ps| {
+                ps.closed.insert(id, Box::new(record));
             });
         }
-        let mut stale = Vec::new();
-        let mut queued_resolutions: HashMap<(crate::types::ChannelId, u64), ()> = HashMap::new();
         for item in loaded.work {
-            let keep = match &item.work {
-                Work::Forward(f) => {
-                    handled.insert((f.prev.node_id, f.prev.channel_id, f.prev.htlc_id))
-                }
-                Work::Resolve(r) => {
-                    let fresh = !removed.contains(&(r.channel_id, r.htlc_id));
-                    if fresh {
-                        handled.insert((item.node_id, r.channel_id, r.htlc_id));
-                        queued_resolutions.insert((r.channel_id, r.htlc_id), ());
-                    }
-                    fresh
-                }
-            };
-            if keep {
-                if let Work::Forward(f) = &item.work {
-                    // Restored forwards count against their peer's limit
-                    // (they may exceed it; new ones wait until they drain).
-                    *self.queued_forwards.entry(f.prev.node_id).or_insert(0) += 1;
-                }
-                self.container.push_work(item);
-            } else {
-                stale.push((Key::Work(item.id), None));
+            if let Work::Forward(f) = &item.work {
+                // Restored forwards count against their peer's limit
+                // (they may exceed it; new ones wait until they drain).
+                *self.queued_forwards.entry(f.prev.node_id).or_insert(0) += 1;
             }
+            self.container.push_work(item);
         }
-        self.persist(&stale)?;
         for event in loaded.events {
             self.push_loaded_event(event);
         }
-        let mut decided = Decided::default();
-        // A fulfill from downstream that never reached its upstream HTLC.
-        for (prev, preimage) in upstream_fulfills {
-            let key = (prev.channel_id, prev.htlc_id);
-            if !removed.contains(&key) && !queued_resolutions.contains_key(&key) {
-                let work = Work::Resolve(HtlcResolution {
-                    channel_id: prev.channel_id,
-                    htlc_id: prev.htlc_id,
-                    resolution: Resolution::Fulfill(preimage),
-                });
-                decided.work.push(self.seq.new_work(prev.node_id, work));
-                handled.insert((prev.node_id, prev.channel_id, prev.htlc_id));
-            }
-        }
-        // Irrevocably committed incoming HTLCs nothing stands for: decide again.
-        for (node, channel_id, htlc) in incoming {
-            if handled.contains(&(node, channel_id, htlc.htlc_id)) {
-                continue;
-            }
-            let is_final = matches!(&htlc.inbound, Inbound::Payload { payload, .. } if payload.short_channel_id.is_none());
-            if is_final {
-                // Claimable again, silently: its PaymentReceived is either
-                // still pending (persisted) or was already taken by the user.
-                let prev = PrevHop {
-                    node_id: node,
-                    channel_id,
-                    htlc_id: htlc.htlc_id,
-                    amount_msat: htlc.amount_msat,
-                };
-                self.add_claimable(prev, &htlc);
-            } else {
-                self.decide_incoming(node, channel_id, htlc, &mut decided);
-            }
-        }
-        self.release(decided);
+        self.forget_unsigned(forgotten)?;
+        self.enforce_deadlines();
         Ok(())
+    }
+
+    /// Channels whose `funding_signed` never came: their records go, and the
+    /// user is told not to broadcast their funding transaction.
+    fn forget_unsigned(&self, channels: Vec<Channel>) -> Result<(), StoreError> {
+        let mut batch = Vec::new();
+        let mut events = Vec::new();
+        for c in channels {
+            super::durable::channel_deletes(&c, &mut batch);
+            batch.push((Key::Channel(c.channel_id), None));
+            let event = self.seq.new_event(Event::ChannelClosed {
+                channel_id: c.channel_id,
+                counterparty_node_id: c.counterparty,
+                reason: ClosureReason::FundingNotSigned,
+            });
+            batch.push((Key::Event(event.0), Some(frame(&encode_event(&event.1)))));
+            events.push(event);
+        }
+        self.persist(&batch)?;
+        for event in events {
+            self.push_loaded_event(event);
+        }
+        Ok(())
+    }
+
+    /// Payments to us in a live channel that the user was told of and has
+    /// not resolved.
+    fn restore_claimables(&self, channel: &Channel) {
+        let node = NodeId::from(&channel.counterparty);
+        for h in &channel.htlcs {
+            let pays_us = matches!(
+                &h.kind,
+                HtlcKind::Received(Inbound::Payload(p)) if p.short_channel_id.is_none()
+            );
+            if pays_us && h.state == HtlcState::RcvdAddAckRevocation && h.removal.is_none() {
+                self.add_restored_claimable(
+                    node,
+                    channel.channel_id,
+                    h.id,
+                    h.amount_msat,
+                    h.cltv_expiry,
+                    h.payment_hash,
+                );
+            }
+        }
+    }
+
+    fn add_restored_claimable(
+        &self,
+        node_id: NodeId,
+        channel_id: ChannelId,
+        htlc_id: u64,
+        amount_msat: u64,
+        cltv_expiry: u32,
+        hash: crate::types::PaymentHash,
+    ) {
+        super::incoming::add_claimable(
+            &self.claimables,
+            hash,
+            Claimable {
+                node_id,
+                channel_id,
+                htlc_id,
+                amount_msat,
+                cltv_expiry,
+            },
+        );
     }
 }

@@ -2,47 +2,39 @@
 //!
 //! Handlers change channels through a section; the section queues their
 //! messages in the peer's outbox at once (so messages keep their order),
-//! turns resolved HTLCs into events or work for the peer they came from,
-//! polls every touched channel once at the end (so one `commitment_signed`
-//! covers every update of the batch), and returns an [`Outcome`]: the writes
-//! that must be durable before the lock is released, and the work that must
-//! happen after (indexes, queues, events).
+//! decides what becomes of HTLCs that became irrevocably committed, turns
+//! resolved HTLCs into events or work for the peer they came from, polls
+//! every touched channel once at the end (so one `commitment_signed` covers
+//! every update of the batch), turns channels that closed into their
+//! closed-channel records, and returns an [`Outcome`].
+//!
+//! **The rule that makes a crash lose nothing** (issue 11): every durable
+//! consequence of a section — the channel records it changed, the forwards
+//! and fail-backs it decided, the work items it consumed, its events, the
+//! closed-channel records — is in the one batch [`Section::finish`]
+//! returns, which the store writes before the peer lock is released and
+//! before any message or event of the section can leave. Nothing is decided
+//! after the lock from state that could be gone; restart is a pure function
+//! of what is on disk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use dashmap::DashMap;
+
+use super::container::IndexOp;
 use super::peer::PeerState;
-use super::SnapshotCell;
+use super::Claimable;
 use crate::channel::{
-    Channel, Effects, HtlcSource, IncomingHtlc, OutboundResolved, Outcome as HtlcOutcome, Phase,
+    Channel, ClosedChannel, Effects, HtlcSource, OutboundResolved, Outcome as HtlcOutcome, Phase,
 };
+use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::forward::{Addressed, HtlcResolution, Resolution, Work};
 use crate::message::Message;
 use crate::onion::FailureCode;
-use crate::persist::{codec, frame, Key};
-use crate::types::{ChannelId, NodeId, ShortChannelId};
-
-/// Index and snapshot changes to make once the peer lock is released.
-#[derive(Debug)]
-pub(crate) enum IndexOp {
-    /// A channel was created under its temporary id.
-    Created { id: ChannelId, cell: SnapshotCell },
-    /// A channel got its permanent id (already claimed in the index).
-    Funded {
-        temporary_id: ChannelId,
-        id: ChannelId,
-        cell: SnapshotCell,
-    },
-    /// A channel got its short channel id.
-    Confirmed { scid: ShortChannelId, id: ChannelId },
-    /// A channel closed and left the peer's state.
-    Closed {
-        id: ChannelId,
-        scid: Option<ShortChannelId>,
-        funded: bool,
-    },
-}
+use crate::persist::Key;
+use crate::types::{ChannelId, NodeId, PaymentHash};
 
 /// Counters that give work items and events their persister keys.
 #[derive(Debug, Default)]
@@ -68,49 +60,71 @@ impl Sequences {
     }
 }
 
-/// What a section asks the store to do after the lock is released.
+/// What a section may read and update besides its peer's state: the
+/// store's configuration and clock, and the store-wide maps and counters
+/// that are leaf locks (or lock-free), never a container method.
+pub(crate) struct Context<'a> {
+    pub(crate) config: &'a StoreConfig,
+    /// The best block height when the section began.
+    pub(crate) height: u32,
+    pub(crate) seq: &'a Sequences,
+    pub(crate) claimables: &'a DashMap<PaymentHash, Vec<Claimable>>,
+    pub(crate) queued_forwards: &'a DashMap<NodeId, usize>,
+    /// Channels peers opened to us that are not funded yet, store-wide.
+    pub(crate) inbound_unfunded: &'a AtomicUsize,
+    /// Whether a persister wants the section's writes.
+    pub(crate) durable: bool,
+}
+
+/// What a section asks the store to do.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
+    /// Events, in order; queued for the user under the lock once durable.
     pub(crate) events: Vec<(u64, Event)>,
-    pub(crate) incoming: Vec<(ChannelId, IncomingHtlc)>,
+    /// Index and snapshot changes, applied under the lock.
     pub(crate) index: Vec<IndexOp>,
-    /// Work for other peers (resolutions, fail-backs).
+    /// Work for other peers (resolutions, forwards), queued after the lock.
     pub(crate) work: Vec<Addressed>,
     /// Persisted work items this section consumed.
     pub(crate) consumed: Vec<u64>,
-    /// Resolutions whose incoming channel is gone: they must be settled on chain.
-    pub(crate) unresolvable: Vec<HtlcResolution>,
     /// The outbox went from empty to not: the container must be told.
     pub(crate) newly_listed: bool,
     /// Writes to make durable before the lock is released.
     pub(crate) writes: Vec<(Key, Option<Vec<u8>>)>,
+    /// The peer's state may now be idle (a closed-channel record went away).
+    pub(crate) maybe_idle: bool,
 }
 
 /// One peer's state, borrowed for one critical section.
 pub(crate) struct Section<'a> {
     pub(crate) ps: &'a mut PeerState,
     pub(crate) out: Outcome,
-    seq: &'a Sequences,
-    /// Whether a persister wants this section's writes.
-    durable: bool,
+    pub(crate) ctx: Context<'a>,
     /// Outbox length when the section began (to withdraw its messages if
     /// they cannot be made durable).
     outbox_start: usize,
     /// Channels to poll at the end: (current id, is it in the funded map).
     touched: Vec<(ChannelId, bool)>,
+    /// Closed-channel records this section changed (written at the end).
+    closed_touched: Vec<ChannelId>,
 }
 
 impl<'a> Section<'a> {
-    pub(crate) fn new(ps: &'a mut PeerState, seq: &'a Sequences, durable: bool) -> Self {
+    pub(crate) fn new(ps: &'a mut PeerState, ctx: Context<'a>) -> Self {
         let outbox_start = ps.outbox.len();
         Section {
             ps,
             out: Outcome::default(),
-            seq,
-            durable,
+            ctx,
             outbox_start,
             touched: Vec::new(),
+            closed_touched: Vec::new(),
         }
+    }
+
+    /// The peer's id as the maps key it.
+    pub(crate) fn node(&self) -> NodeId {
+        NodeId::from(&self.ps.node)
     }
 
     /// A channel of this peer: funded ones by permanent id, unfunded by temporary id.
@@ -129,6 +143,16 @@ impl<'a> Section<'a> {
             .ok_or(StoreError::UnknownChannel { channel_id: *id })
     }
 
+    /// A closed-channel record of this peer, marked changed (it is written
+    /// at the end of the section, or deleted once done).
+    pub(crate) fn closed_mut(&mut self, id: &ChannelId) -> Option<&mut ClosedChannel> {
+        let record = self.ps.closed.get_mut(id)?;
+        if !self.closed_touched.contains(id) {
+            self.closed_touched.push(*id);
+        }
+        Some(&mut **record)
+    }
+
     /// Runs a handler on a channel and takes its effects. A handler that
     /// fails has changed nothing, and nothing is recorded.
     pub(crate) fn on_channel<T>(
@@ -145,7 +169,8 @@ impl<'a> Section<'a> {
 
     /// Queues a channel's effects and marks it for polling. Nothing is sent
     /// for a paused channel: what it owes the peer is re-derived from its
-    /// state when `channel_reestablish` arrives.
+    /// state when `channel_reestablish` arrives. HTLCs that became
+    /// irrevocably committed are decided here, in this section.
     pub(crate) fn take(&mut self, id: ChannelId, funded: bool, effects: Effects) {
         let paused = self.channel(&id, funded).is_ok_and(|c| c.paused);
         for msg in effects.msgs {
@@ -156,21 +181,21 @@ impl<'a> Section<'a> {
         for event in effects.events {
             self.event(event);
         }
-        self.out
-            .incoming
-            .extend(effects.incoming.into_iter().map(|h| (id, h)));
         for resolved in effects.resolved {
             self.pass_back(id, resolved);
         }
         if !self.touched.contains(&(id, funded)) {
             self.touched.push((id, funded));
         }
+        for htlc in effects.incoming {
+            self.decide_incoming(id, htlc);
+        }
     }
 
     /// An HTLC we offered ended: report it, or send its resolution to the
     /// channel it came from. Done here, under the lock, so the resolution is
     /// durable in the same batch as the state that produced it.
-    fn pass_back(&mut self, channel_id: ChannelId, resolved: OutboundResolved) {
+    pub(crate) fn pass_back(&mut self, channel_id: ChannelId, resolved: OutboundResolved) {
         let hash = resolved.payment_hash;
         let (prev, resolution) = match (resolved.source, resolved.outcome) {
             (HtlcSource::Local { fee_msat }, HtlcOutcome::Fulfilled(preimage)) => {
@@ -205,19 +230,18 @@ impl<'a> Section<'a> {
             htlc_id: prev.htlc_id,
             resolution,
         });
-        let item = self.seq.new_work(prev.node_id, work);
-        self.out.work.push(item);
+        self.work(prev.node_id, work);
     }
 
     /// Records an event.
     pub(crate) fn event(&mut self, event: Event) {
-        let event = self.seq.new_event(event);
+        let event = self.ctx.seq.new_event(event);
         self.out.events.push(event);
     }
 
     /// Work for another peer (or this one, later).
     pub(crate) fn work(&mut self, node_id: NodeId, work: Work) {
-        let item = self.seq.new_work(node_id, work);
+        let item = self.ctx.seq.new_work(node_id, work);
         self.out.work.push(item);
     }
 
@@ -227,12 +251,10 @@ impl<'a> Section<'a> {
     }
 
     /// Takes back the messages this section queued (they depended on writes
-    /// that failed).
+    /// that failed). The peer stays listed as having messages: an empty
+    /// outbox drains to nothing.
     pub(crate) fn withdraw_messages(ps: &mut PeerState, from: usize) {
         ps.outbox.truncate(from);
-        if ps.outbox.is_empty() {
-            ps.listed = false;
-        }
     }
 
     pub(crate) fn outbox_start(&self) -> usize {
@@ -240,31 +262,67 @@ impl<'a> Section<'a> {
     }
 
     /// Polls every touched channel once (sign pending changes, move a close
-    /// along, publish its snapshot), drops closed ones, and returns the
-    /// outcome with the writes that must be made durable.
+    /// along, publish its snapshot), turns closed ones into records, and
+    /// returns the outcome with the writes that must be made durable.
     pub(crate) fn finish(mut self) -> Outcome {
+        // Polling may close more channels (a failed negotiation) but never
+        // touches new ones, so one pass over the list suffices.
         for (id, funded) in std::mem::take(&mut self.touched) {
-            let map = if funded {
-                &mut self.ps.channels
-            } else {
-                &mut self.ps.unfunded
-            };
-            let Some(channel) = map.get_mut(&id) else {
-                continue;
-            };
-            let mut effects = Effects::default();
-            match channel.send_commitment() {
-                Ok(Some(cs)) => effects.msgs.push(Message::CommitmentSigned(cs)),
-                Ok(None) => {}
-                Err(e) => debug_assert!(false, "a funded channel can always sign: {e}"),
-            }
-            channel.progress_close(&mut effects);
-            channel.publish();
-            let closed = channel.phase == Phase::Closed;
-            let scid = channel.short_channel_id;
-            if self.durable && funded {
-                let value = (!closed).then(|| frame(&codec::encode_channel(channel)));
-                self.out.writes.push((Key::Channel(id), value));
+            self.poll(id, funded);
+        }
+        for id in std::mem::take(&mut self.closed_touched) {
+            self.write_closed(id);
+        }
+        if self.ctx.durable {
+            let out = &mut self.out;
+            out.writes.extend(out.work.iter().map(|w| {
+                (
+                    Key::Work(w.id),
+                    Some(crate::persist::frame(&crate::persist::codec::encode_work(
+                        w,
+                    ))),
+                )
+            }));
+            out.writes.extend(
+                out.consumed
+                    .iter()
+                    .filter(|id| **id != 0)
+                    .map(|id| (Key::Work(*id), None)),
+            );
+            out.writes.extend(out.events.iter().map(|(seq, e)| {
+                (
+                    Key::Event(*seq),
+                    Some(crate::persist::frame(&crate::persist::codec::encode_event(
+                        e,
+                    ))),
+                )
+            }));
+        }
+        self.out
+    }
+
+    fn poll(&mut self, id: ChannelId, funded: bool) {
+        let config = self.ctx.config;
+        let durable = self.ctx.durable;
+        let map = if funded {
+            &mut self.ps.channels
+        } else {
+            &mut self.ps.unfunded
+        };
+        let Some(channel) = map.get_mut(&id) else {
+            return;
+        };
+        let mut effects = Effects::default();
+        match channel.send_commitment() {
+            Ok(Some(cs)) => effects.msgs.push(Message::CommitmentSigned(cs)),
+            Ok(None) => {}
+            Err(e) => debug_assert!(false, "a funded channel can always sign: {e}"),
+        }
+        channel.progress_close(config, &mut effects);
+        channel.publish();
+        if channel.phase != Phase::Closed {
+            if durable && funded {
+                super::durable::channel_writes(channel, &mut self.out.writes);
             }
             for msg in effects.msgs {
                 self.out.newly_listed |= self.ps.send(msg);
@@ -272,36 +330,65 @@ impl<'a> Section<'a> {
             for event in effects.events {
                 self.event(event);
             }
-            if closed {
-                let map = if funded {
-                    &mut self.ps.channels
-                } else {
-                    &mut self.ps.unfunded
-                };
-                map.remove(&id);
-                self.out.index.push(IndexOp::Closed { id, scid, funded });
+            return;
+        }
+        let channel = map.remove(&id).expect("found above");
+        for msg in effects.msgs {
+            self.out.newly_listed |= self.ps.send(msg);
+        }
+        for event in effects.events {
+            self.event(event);
+        }
+        self.close(*channel, funded);
+    }
+
+    /// A channel closed: its record replaces it (if anything is at stake),
+    /// the HTLCs that can never go on chain are failed back, and the user
+    /// is told what to do on chain. All in this section's batch.
+    fn close(&mut self, channel: Channel, funded: bool) {
+        let id = channel.channel_id;
+        if !funded && !channel.is_outbound {
+            // An inbound channel that never got funded leaves the cap.
+            self.ctx.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
+        }
+        let closing = channel.closing();
+        if self.ctx.durable && funded {
+            super::durable::channel_deletes(&channel, &mut self.out.writes);
+        }
+        self.out.index.push(IndexOp::Closed {
+            id,
+            scid: channel.short_channel_id,
+            funded,
+            keep_index: closing.record.is_some(),
+        });
+        for resolved in closing.resolved {
+            self.pass_back(id, resolved);
+        }
+        for event in closing.events {
+            self.event(event);
+        }
+        if let Some(record) = closing.record {
+            self.ps.closed.insert(id, Box::new(record));
+            self.closed_touched.push(id);
+        }
+    }
+
+    /// Writes a changed closed-channel record, or deletes it once done.
+    fn write_closed(&mut self, id: ChannelId) {
+        let Some(record) = self.ps.closed.get(&id) else {
+            return;
+        };
+        if record.is_done() {
+            self.ps.closed.remove(&id);
+            self.out.index.push(IndexOp::Forgotten { id });
+            self.out.maybe_idle = true;
+            if self.ctx.durable {
+                self.out.writes.push((Key::Closed(id), None));
             }
+        } else if self.ctx.durable {
+            let bytes = crate::persist::frame(&crate::persist::codec::encode_closed(record));
+            self.out.writes.push((Key::Closed(id), Some(bytes)));
         }
-        if self.durable {
-            let out = &mut self.out;
-            out.writes.extend(
-                out.work
-                    .iter()
-                    .map(|w| (Key::Work(w.id), Some(frame(&codec::encode_work(w))))),
-            );
-            out.writes.extend(
-                out.consumed
-                    .iter()
-                    .filter(|id| **id != 0)
-                    .map(|id| (Key::Work(*id), None)),
-            );
-            out.writes.extend(
-                out.events
-                    .iter()
-                    .map(|(seq, e)| (Key::Event(*seq), Some(frame(&codec::encode_event(e))))),
-            );
-        }
-        self.out
     }
 
     /// Adds a channel just created under its temporary id, with the message
@@ -321,11 +408,15 @@ impl<'a> Section<'a> {
     /// funding message that goes with it), and records the re-keying for
     /// the indexes and snapshots. The caller has claimed `id` in the index.
     pub(crate) fn promote_funded(&mut self, temporary_id: ChannelId, id: ChannelId, msg: Message) {
-        let channel = self
+        let mut channel = self
             .ps
             .unfunded
             .remove(&temporary_id)
             .expect("the caller found it unfunded");
+        if !channel.is_outbound {
+            self.ctx.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
+        }
+        channel.funding_height = self.ctx.height;
         self.out.index.push(IndexOp::Funded {
             temporary_id,
             id,
@@ -340,4 +431,13 @@ impl<'a> Section<'a> {
     pub(crate) fn touch(&mut self, id: ChannelId, funded: bool) {
         self.take(id, funded, Effects::default());
     }
+}
+
+/// The work that fails an incoming HTLC back with `code`.
+pub(crate) fn fail_back(prev: &crate::channel::PrevHop, code: FailureCode) -> Work {
+    Work::Resolve(HtlcResolution {
+        channel_id: prev.channel_id,
+        htlc_id: prev.htlc_id,
+        resolution: Resolution::Fail(code.to_reason()),
+    })
 }

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use bitcoin::secp256k1::PublicKey;
-use crossbeam::queue::SegQueue;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use super::container::{Container, Sealed};
+use super::container::{apply_index_ops, Container, IndexOp, Sealed};
 use super::peer::PeerState;
 use super::SnapshotCell;
 use crate::event::ChannelDetails;
@@ -25,13 +24,16 @@ type Hasher = ahash::RandomState;
 ///
 /// **Locking behaviour.** A `DashMap` shard guard is only ever held for the
 /// lookup itself: `with_peer` clones the peer's `Arc`, drops the guard, and
-/// only then locks the peer. Index and snapshot maps are never touched under
-/// a peer lock (the store's contract), so shard guards are leaves and cannot
-/// take part in a deadlock.
+/// only then locks the peer. The lock order is *peer lock, then shard
+/// guard*: `with_peer_indexed` updates the index and snapshot maps while it
+/// holds the peer lock (so one peer's changes apply in the order of its
+/// sections), and `forget_peer_if_idle` removes the peer's own entry while
+/// holding its lock; no shard guard is ever held while a peer lock is
+/// taken. Shard guards are leaves, so they cannot take part in a deadlock.
 ///
-/// What is *not* kept in step: the indexes are updated just after the peer
-/// lock is released, so for a moment an index may name a channel that has
-/// just closed, or miss one that was just funded. Every use re-checks the
+/// What is *not* kept in step: the channel index is claimed before a
+/// funding section runs (and released if it fails), so for a moment it may
+/// name a channel its peer does not have yet. Every use re-checks the
 /// channel in its peer's state.
 pub struct Sharded {
     /// The primary map: the truth about every peer and channel.
@@ -42,15 +44,34 @@ pub struct Sharded {
     scids: DashMap<ShortChannelId, ChannelId, Hasher>,
     /// Cross-peer work, one queue per shard.
     queues: ShardedQueues,
-    /// Peers whose outbox became non-empty since it was last drained.
-    outbox_ready: SegQueue<NodeId>,
+    /// Peers whose outbox became non-empty since it was last drained. A
+    /// set: at most one entry per peer whatever the mix of drains and
+    /// reconnections (`PeerState::listed` says the peer is, or is about to
+    /// be, in it).
+    outbox_ready: DashMap<NodeId, (), Hasher>,
     /// Per-channel snapshots for readers, keyed by peer and current id.
     snapshots: DashMap<(NodeId, ChannelId), SnapshotCell, Hasher>,
 }
 
 impl Sealed for Sharded {}
 
-#[allow(private_interfaces)] // sealed trait, see `Container`
+impl Sharded {
+    /// Takes the outboxes of `nodes`. Each leaves the ready set before its
+    /// lock is taken: a message queued after the drain took the outbox
+    /// finds `listed` false and puts the peer back.
+    fn drain_outboxes_of_nodes(&self, nodes: &[NodeId]) -> Vec<(PublicKey, Message)> {
+        let mut out = Vec::new();
+        for node in nodes {
+            self.outbox_ready.remove(node);
+            if let Some((pk, msgs)) = self.with_peer(node, |ps| (ps.node, ps.take_outbox())) {
+                out.extend(msgs.into_iter().map(|m| (pk, m)));
+            }
+        }
+        out
+    }
+}
+
+#[allow(private_interfaces, private_bounds)] // sealed trait, see `Container`
 impl Container for Sharded {
     const NAME: &'static str = "sharded";
 
@@ -62,19 +83,21 @@ impl Container for Sharded {
             index: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
             scids: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
             queues: ShardedQueues::new(shards),
-            outbox_ready: SegQueue::new(),
+            outbox_ready: DashMap::with_capacity_and_hasher_and_shard_amount(
+                0,
+                Hasher::new(),
+                shards,
+            ),
             snapshots: DashMap::with_capacity_and_hasher_and_shard_amount(0, Hasher::new(), shards),
         }
     }
 
-    fn connect(&self, node: PublicKey) {
-        let peer = self
-            .peers
+    fn insert_peer(&self, node: PublicKey) {
+        // The shard's write guard lives only for this statement; the new
+        // state is not locked under it.
+        self.peers
             .entry(NodeId::from(&node))
-            .or_insert_with(|| Arc::new(Mutex::new(PeerState::new(node))))
-            .value()
-            .clone();
-        peer.lock().connected = true;
+            .or_insert_with(|| Arc::new(Mutex::new(PeerState::new(node))));
     }
 
     fn with_peer<R>(&self, node: &NodeId, f: impl FnOnce(&mut PeerState) -> R) -> Option<R> {
@@ -82,7 +105,40 @@ impl Container for Sharded {
         // the peer lock is taken (DESIGN.md rule 2).
         let peer = self.peers.get(node)?.value().clone();
         let mut state = peer.lock();
+        if state.removed {
+            return None;
+        }
         Some(f(&mut state))
+    }
+
+    fn with_peer_indexed<R>(
+        &self,
+        node: &NodeId,
+        f: impl FnOnce(&mut PeerState) -> (R, Vec<IndexOp>),
+    ) -> Option<R> {
+        let peer = self.peers.get(node)?.value().clone();
+        let mut state = peer.lock();
+        if state.removed {
+            return None;
+        }
+        let (result, ops) = f(&mut state);
+        // Under the peer lock: leaf locks only (see the type's doc).
+        apply_index_ops(self, node, ops);
+        Some(result)
+    }
+
+    fn forget_peer_if_idle(&self, node: &NodeId) {
+        let Some(peer) = self.peers.get(node).map(|e| e.value().clone()) else {
+            return;
+        };
+        let mut state = peer.lock();
+        if state.removed || !state.is_idle() {
+            return;
+        }
+        state.removed = true;
+        // Peer lock, then shard guard: the order of the type's doc.
+        self.peers.remove_if(node, |_, p| Arc::ptr_eq(p, &peer));
+        self.outbox_ready.remove(node);
     }
 
     fn peers(&self) -> Vec<NodeId> {
@@ -140,22 +196,19 @@ impl Container for Sharded {
     }
 
     fn note_outbox(&self, node: &NodeId) {
-        self.outbox_ready.push(*node);
+        self.outbox_ready.insert(*node, ());
     }
 
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
-        let mut out = Vec::new();
-        // Bounded by the length at entry so a steady stream of producers
-        // cannot keep one caller here forever.
-        for _ in 0..self.outbox_ready.len() {
-            let Some(node) = self.outbox_ready.pop() else {
-                break;
-            };
-            if let Some((pk, msgs)) = self.with_peer(&node, |ps| (ps.node, ps.take_outbox())) {
-                out.extend(msgs.into_iter().map(|m| (pk, m)));
-            }
-        }
-        out
+        // Copy the keys out first: a shard's read guard must not be held
+        // while the same shard is written below.
+        let ready: Vec<NodeId> = self.outbox_ready.iter().map(|e| *e.key()).collect();
+        self.drain_outboxes_of_nodes(&ready)
+    }
+
+    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+        let nodes: Vec<NodeId> = nodes.iter().map(NodeId::from).collect();
+        self.drain_outboxes_of_nodes(&nodes)
     }
 
     fn snapshot_register(&self, node: NodeId, id: ChannelId, cell: SnapshotCell) {

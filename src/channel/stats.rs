@@ -1,0 +1,444 @@
+//! What BOLT 2's checks on an update are about: the commitment the update
+//! will appear in. For each side's next commitment: which HTLCs it carries
+//! (both directions), which of them are trimmed at its feerate and dust
+//! limit, the fee the funder pays for it, and its *dust exposure* (the value
+//! of its trimmed HTLCs, lost to miners in a unilateral close).
+//!
+//! # Strict and lenient views
+//!
+//! Sender and receiver check an add against different knowledge: each knows
+//! its own updates, and the other side's only once they arrive. So the
+//! sender checks a *strict* view and the receiver a *lenient* one, and the
+//! strict view is never more generous than the lenient one, which is why an
+//! honest sender is never refused:
+//!
+//! * **HTLCs carried.** The strict view counts every live HTLC of the
+//!   channel, both directions, whatever its state or removal. The lenient
+//!   view counts the sender's HTLCs still in the receiver's commitment and
+//!   the receiver's own HTLCs the sender has provably seen (it revoked a
+//!   commitment after receiving them), a subset of the strict one.
+//! * **Trimming and price.** The strict view trims at the lowest feerate the
+//!   commitment may have and prices at the highest (a higher feerate trims
+//!   more HTLCs, so the fee is not monotonic in the feerate; this pairing
+//!   bounds every combination). The lenient view trims and prices at the
+//!   feerate the sender knows the commitment will have.
+//! * **Balances.** Both count a live HTLC against its offerer until it has
+//!   ended on their own side, and credit nothing before; the receiver of an
+//!   HTLC ends it no later than its offerer (see `commit.rs`).
+//! * **Fee spike buffer.** The funder, when it sends, keeps enough to pay
+//!   the fee at twice the feerate with one more HTLC (BOLT 2's recommended
+//!   "fee spike buffer"), so that an add of the other side racing with its
+//!   own does not leave it unable to pay (LDK closes a channel whose funder
+//!   cannot).
+//!
+//! The receiver also checks, when it is the funder, that it can still pay
+//! the fee of its next commitment with *every* HTLC it may carry (its own
+//! unannounced adds included): a commitment whose funder cannot pay its fee
+//! is never signed (issue 11, point 15).
+
+use super::htlc::{Htlc, HtlcState};
+use super::Channel;
+use crate::error::StoreError;
+use crate::transactions::{commitment_fee_sat, htlc_success_fee_sat, htlc_timeout_fee_sat};
+
+/// How many times the current feerate the funder's fee spike buffer covers.
+const FEE_SPIKE_MULTIPLE: u32 = 2;
+
+/// Whether an HTLC of `amount_msat` gets no output in a commitment with
+/// this feerate and the broadcaster's dust limit (BOLT 3 "Trimmed Outputs").
+/// `offered_by_broadcaster` picks the second-stage fee: HTLC-timeout for an
+/// HTLC the broadcaster offered, HTLC-success for one it received.
+pub(crate) fn is_dust(
+    amount_msat: u64,
+    offered_by_broadcaster: bool,
+    feerate_per_kw: u32,
+    dust_limit_sat: u64,
+) -> bool {
+    let second_stage = if offered_by_broadcaster {
+        htlc_timeout_fee_sat(feerate_per_kw, false)
+    } else {
+        htlc_success_fee_sat(feerate_per_kw, false)
+    };
+    amount_msat / 1000 < dust_limit_sat.saturating_add(second_stage)
+}
+
+/// One side's next commitment, as a view sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Projection {
+    /// HTLC outputs it has (not trimmed).
+    pub(crate) untrimmed: usize,
+    /// Value of the HTLCs trimmed from it.
+    pub(crate) dust_msat: u64,
+}
+
+/// Which HTLCs a view counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// Every live HTLC (the strict view, and our own safety checks).
+    All,
+    /// What the peer provably knows will be in our commitment (the lenient view).
+    KnownToPeer,
+}
+
+impl Channel {
+    /// The committed feerate and, if an `update_fee` is pending, the lowest
+    /// and highest feerate the next commitments may have.
+    pub(crate) fn feerate_bounds(&self) -> (u32, u32) {
+        match self.pending_fee {
+            Some(f) => (
+                self.feerate_per_kw.min(f.feerate_per_kw),
+                self.feerate_per_kw.max(f.feerate_per_kw),
+            ),
+            None => (self.feerate_per_kw, self.feerate_per_kw),
+        }
+    }
+
+    /// The feerate the peer knows our next commitment will have: a pending
+    /// fee counts if the peer proposed it (it is the funder).
+    fn feerate_known_to_peer(&self) -> u32 {
+        match self.pending_fee {
+            Some(f) if !self.is_outbound => self.feerate_per_kw.max(f.feerate_per_kw),
+            _ => self.feerate_per_kw,
+        }
+    }
+
+    fn counts(h: &Htlc, counted: Counted) -> bool {
+        use HtlcState::*;
+        match counted {
+            Counted::All => true,
+            Counted::KnownToPeer => match h.state {
+                // The peer's HTLCs, until they leave our commitment.
+                RcvdAddHtlc | RcvdAddCommit | SentAddRevocation | SentAddAckCommit
+                | RcvdAddAckRevocation | SentRemoveHtlc | SentRemoveCommit
+                | RcvdRemoveRevocation => true,
+                // Ours, once the peer revoked a commitment after seeing them
+                // (and until they leave our commitment).
+                RcvdAddRevocation | RcvdAddAckCommit | SentAddAckRevocation | RcvdRemoveHtlc => {
+                    true
+                }
+                SentAddHtlc | SentAddCommit | RcvdRemoveCommit | SentRemoveRevocation
+                | SentRemoveAckCommit | RcvdRemoveAckCommit => false,
+            },
+        }
+    }
+
+    /// The next commitment of our side (`local`) or the peer's, carrying the
+    /// HTLCs `counted` picks plus `candidate` (offered by us?, amount),
+    /// trimmed at `trim_feerate`.
+    pub(crate) fn project(
+        &self,
+        local: bool,
+        trim_feerate: u32,
+        counted: Counted,
+        candidate: Option<(bool, u64)>,
+    ) -> Projection {
+        let dust_limit = if local {
+            self.ours.dust_limit_sat
+        } else {
+            self.theirs.dust_limit_sat
+        };
+        let mut p = Projection {
+            untrimmed: 0,
+            dust_msat: 0,
+        };
+        let htlcs = self
+            .htlcs
+            .iter()
+            .filter(|h| Self::counts(h, counted))
+            .map(|h| (h.offered(), h.amount_msat));
+        for (offered_by_us, amount) in htlcs.chain(candidate) {
+            // In our commitment we are the broadcaster; in theirs, they are.
+            if is_dust(amount, offered_by_us == local, trim_feerate, dust_limit) {
+                p.dust_msat = p.dust_msat.saturating_add(amount);
+            } else {
+                p.untrimmed += 1;
+            }
+        }
+        p
+    }
+
+    /// Our balance and the peer's, each less the live HTLCs it offered (the
+    /// value no side may spend until they end).
+    pub(crate) fn spendable_balances(&self) -> (u64, u64) {
+        let (mut ours, mut theirs) = (self.to_local_msat, self.to_remote_msat);
+        for h in &self.htlcs {
+            if h.offered() {
+                ours -= h.amount_msat;
+            } else {
+                theirs -= h.amount_msat;
+            }
+        }
+        (ours, theirs)
+    }
+
+    /// The reserve the funder must keep, in msat: what the fundee requires.
+    fn funder_reserve_msat(&self) -> u64 {
+        1000 * if self.is_outbound {
+            self.theirs.channel_reserve_sat
+        } else {
+            self.ours.channel_reserve_sat
+        }
+    }
+
+    fn reserve_violated(&self, left_msat: i128, needed_msat: u64) -> StoreError {
+        StoreError::ReserveViolated {
+            channel_id: self.channel_id,
+            balance_msat: left_msat.clamp(i64::MIN.into(), i64::MAX.into()) as i64,
+            reserve_msat: needed_msat,
+        }
+    }
+
+    fn check_dust(&self, exposure_msat: u64, max_msat: u64) -> Result<(), StoreError> {
+        if exposure_msat > max_msat {
+            return Err(StoreError::DustExposureExceeded {
+                channel_id: self.channel_id,
+                exposure_msat,
+                max_msat,
+            });
+        }
+        Ok(())
+    }
+
+    /// BOLT 2 checks of an add of `amount_msat` that we offer (strict view):
+    /// limits, our balance and reserve, the funder's fee (with the fee spike
+    /// buffer) on both commitments, and our dust exposure.
+    pub(crate) fn check_our_add(
+        &self,
+        amount_msat: u64,
+        max_dust_msat: u64,
+    ) -> Result<(), StoreError> {
+        let channel_id = self.channel_id;
+        let limits = &self.theirs;
+        self.check_amount_limits(amount_msat, limits.htlc_minimum_msat)?;
+        let ours_in_flight: Vec<u64> = self
+            .htlcs
+            .iter()
+            .filter(|h| h.offered())
+            .map(|h| h.amount_msat)
+            .collect();
+        self.check_count_and_in_flight(
+            ours_in_flight.len() as u64 + 1,
+            ours_in_flight
+                .iter()
+                .sum::<u64>()
+                .saturating_add(amount_msat),
+            limits.max_accepted_htlcs,
+            limits.max_htlc_value_in_flight_msat,
+        )?;
+        let (our_msat, their_msat) = self.spendable_balances();
+        if amount_msat > our_msat {
+            return Err(StoreError::AmountExceedsBalance {
+                channel_id,
+                amount_msat,
+                available_msat: our_msat,
+            });
+        }
+        let (low, high) = self.feerate_bounds();
+        for local in [true, false] {
+            let p = self.project(local, low, Counted::All, Some((true, amount_msat)));
+            self.check_dust(p.dust_msat, max_dust_msat)?;
+            let fee = 1000 * commitment_fee_sat(high, p.untrimmed, false);
+            let spike = 1000
+                * commitment_fee_sat(
+                    high.saturating_mul(FEE_SPIKE_MULTIPLE),
+                    p.untrimmed + 1,
+                    false,
+                );
+            let (funder_left, needed) = if self.is_outbound {
+                (
+                    i128::from(our_msat) - i128::from(amount_msat),
+                    self.funder_reserve_msat() + fee.max(spike),
+                )
+            } else {
+                // The funder is the peer: it must still afford the fee (BOLT 2
+                // "SHOULD NOT offer"), with the same buffer for safety.
+                (
+                    i128::from(their_msat),
+                    self.funder_reserve_msat() + fee.max(spike),
+                )
+            };
+            if funder_left < i128::from(needed) {
+                return Err(self.reserve_violated(funder_left, needed));
+            }
+        }
+        // The fundee keeps its own reserve (no fee).
+        if !self.is_outbound {
+            let left = i128::from(our_msat) - i128::from(amount_msat);
+            let needed = self.theirs.channel_reserve_sat * 1000;
+            if left < i128::from(needed) {
+                return Err(self.reserve_violated(left, needed));
+            }
+        }
+        Ok(())
+    }
+
+    /// BOLT 2 checks of the peer's add (lenient view, our commitment, where
+    /// the add appears first). `Ok(false)`: the add is valid but would take
+    /// our dust exposure over our limit, which the peer cannot know; BOLT 2:
+    /// fail the HTLC once it is committed.
+    pub(crate) fn check_their_add(
+        &self,
+        amount_msat: u64,
+        max_dust_msat: u64,
+    ) -> Result<bool, StoreError> {
+        let channel_id = self.channel_id;
+        let limits = &self.ours;
+        self.check_amount_limits(amount_msat, limits.htlc_minimum_msat)?;
+        // Still in our commitment, whatever its removal: it counts towards
+        // the peer's limits.
+        let theirs: Vec<u64> = self
+            .htlcs
+            .iter()
+            .filter(|h| !h.offered())
+            .map(|h| h.amount_msat)
+            .collect();
+        self.check_count_and_in_flight(
+            theirs.len() as u64 + 1,
+            theirs.iter().sum::<u64>().saturating_add(amount_msat),
+            limits.max_accepted_htlcs,
+            limits.max_htlc_value_in_flight_msat,
+        )?;
+        let (our_msat, their_msat) = self.spendable_balances();
+        if amount_msat > their_msat {
+            return Err(StoreError::AmountExceedsBalance {
+                channel_id,
+                amount_msat,
+                available_msat: their_msat,
+            });
+        }
+        let feerate = self.feerate_known_to_peer();
+        let known = self.project(
+            true,
+            feerate,
+            Counted::KnownToPeer,
+            Some((false, amount_msat)),
+        );
+        let fee = 1000 * commitment_fee_sat(feerate, known.untrimmed, false);
+        // The sender keeps the reserve we require, and pays the fee if it is the funder.
+        let left = i128::from(their_msat) - i128::from(amount_msat);
+        let needed = self.ours.channel_reserve_sat * 1000 + if self.is_outbound { 0 } else { fee };
+        if left < i128::from(needed) {
+            return Err(self.reserve_violated(left, needed));
+        }
+        if self.is_outbound {
+            // We pay the fee of whatever our next commitment carries, our own
+            // adds the peer has not seen yet included: never sign one we
+            // cannot pay for.
+            let (low, high) = self.feerate_bounds();
+            let all = self.project(true, low, Counted::All, Some((false, amount_msat)));
+            let fee = 1000 * commitment_fee_sat(high, all.untrimmed, false);
+            let needed = self.funder_reserve_msat() + fee;
+            if i128::from(our_msat) < i128::from(needed) {
+                return Err(self.reserve_violated(our_msat.into(), needed));
+            }
+        }
+        let (low, _) = self.feerate_bounds();
+        let within_dust_limit = [true, false].iter().all(|&local| {
+            self.project(local, low, Counted::All, Some((false, amount_msat)))
+                .dust_msat
+                <= max_dust_msat
+        });
+        Ok(within_dust_limit)
+    }
+
+    fn check_amount_limits(&self, amount_msat: u64, minimum_msat: u64) -> Result<(), StoreError> {
+        // BOLT 2: never 0 msat, whatever minimum was announced.
+        let minimum_msat = minimum_msat.max(1);
+        if amount_msat < minimum_msat {
+            return Err(StoreError::HtlcBelowMinimum {
+                channel_id: self.channel_id,
+                amount_msat,
+                minimum_msat,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_count_and_in_flight(
+        &self,
+        count: u64,
+        in_flight_msat: u64,
+        max_count: u16,
+        max_in_flight_msat: u64,
+    ) -> Result<(), StoreError> {
+        if count > u64::from(max_count) {
+            return Err(StoreError::TooManyHtlcs {
+                channel_id: self.channel_id,
+                count: count.min(u64::from(u16::MAX)) as u16,
+                max: max_count,
+            });
+        }
+        if in_flight_msat > max_in_flight_msat {
+            return Err(StoreError::InFlightExceeded {
+                channel_id: self.channel_id,
+                in_flight_msat,
+                max_msat: max_in_flight_msat,
+            });
+        }
+        Ok(())
+    }
+
+    /// A new feerate proposed by the funder (`by_us` or the peer): the
+    /// funder must afford it on the commitments it applies to, and the dust
+    /// it trims must stay within our limit.
+    pub(crate) fn check_new_feerate(
+        &self,
+        feerate: u32,
+        by_us: bool,
+        max_dust_msat: u64,
+    ) -> Result<(), StoreError> {
+        let (our_msat, their_msat) = self.spendable_balances();
+        let funder_msat = if by_us { our_msat } else { their_msat };
+        let counted = if by_us {
+            Counted::All
+        } else {
+            Counted::KnownToPeer
+        };
+        let sides: &[bool] = if by_us { &[true, false] } else { &[true] };
+        for &local in sides {
+            // The strict view trims at the lower of the two feerates.
+            let trim = if by_us {
+                feerate.min(self.feerate_per_kw)
+            } else {
+                feerate
+            };
+            let p = self.project(local, trim, counted, None);
+            let needed =
+                self.funder_reserve_msat() + 1000 * commitment_fee_sat(feerate, p.untrimmed, false);
+            if i128::from(funder_msat) < i128::from(needed) {
+                return Err(self.reserve_violated(funder_msat.into(), needed));
+            }
+        }
+        for local in [true, false] {
+            self.check_dust(
+                self.project(local, feerate, Counted::All, None).dust_msat,
+                max_dust_msat,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What we could send in one more HTLC right now (an estimate for
+    /// `ChannelDetails`; `check_our_add` decides).
+    pub(crate) fn available_to_send_msat(&self) -> u64 {
+        if !self.is_usable() {
+            return 0;
+        }
+        let (our_msat, _) = self.spendable_balances();
+        let reserve = self.theirs.channel_reserve_sat * 1000;
+        if !self.is_outbound {
+            return our_msat.saturating_sub(reserve);
+        }
+        let (low, high) = self.feerate_bounds();
+        let untrimmed = self
+            .project(true, low, Counted::All, None)
+            .untrimmed
+            .max(self.project(false, low, Counted::All, None).untrimmed);
+        let fee = commitment_fee_sat(high, untrimmed + 1, false).max(commitment_fee_sat(
+            high.saturating_mul(FEE_SPIKE_MULTIPLE),
+            untrimmed + 2,
+            false,
+        ));
+        our_msat.saturating_sub(reserve + 1000 * fee)
+    }
+}

@@ -1,0 +1,545 @@
+//! A live channel's records: the header (everything but its HTLCs), and the
+//! peer's signatures on our latest commitment.
+//!
+//! Two forms share one layout. In a persister the header carries, in
+//! record 36, how many `Key::Htlc` records belong to it (and a version 0.1
+//! reader, which does not know 36, refuses it instead of loading a channel
+//! without its HTLCs). In whole-channel form (`ChannelStore::write`,
+//! `ChannelStore::encode_channel`) the HTLCs are inline in record 32, as in
+//! version 0.1, and the signatures in record 39. Both write the channel's
+//! *durable view* (its state after a disconnection; see `store/durable.rs`).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::SecretKey;
+use bitcoin::{OutPoint, Txid};
+
+use super::fields::{
+    get_opt_pubkey, get_pubkey, get_script, get_side, get_signature, put_opt_pubkey, put_pubkey,
+    put_script, put_side, put_signature,
+};
+use super::htlc::{decode_htlc, encode_htlc, OnionPlace};
+use crate::channel::htlc::HtlcState;
+use crate::channel::signer::ChannelSigner;
+use crate::channel::{Channel, FeeUpdate, HolderSignatures, Phase};
+use crate::error::DecodeError;
+use crate::event::ChannelDetails;
+use crate::keys::CounterpartyCommitmentSecrets;
+use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
+use crate::transactions::ChannelPublicKeys;
+use crate::types::{ChannelId, ShortChannelId};
+
+mod channel_type {
+    pub const CHANNEL_ID: u64 = 0;
+    pub const TEMPORARY_ID: u64 = 2;
+    pub const COUNTERPARTY: u64 = 4;
+    pub const FLAGS: u64 = 6;
+    pub const PHASE: u64 = 8;
+    pub const FUNDING: u64 = 10;
+    pub const SHORT_CHANNEL_ID: u64 = 11;
+    pub const KEYS_ID: u64 = 12;
+    pub const THEIR_KEYS: u64 = 14;
+    pub const OUR_PARAMS: u64 = 16;
+    pub const THEIR_PARAMS: u64 = 18;
+    pub const FEES: u64 = 20;
+    pub const COMMITMENT_NUMBERS: u64 = 22;
+    pub const THEIR_POINTS: u64 = 24;
+    pub const THEIR_SECRETS: u64 = 26;
+    pub const BALANCES: u64 = 28;
+    pub const NEXT_HTLC_IDS: u64 = 30;
+    pub const HTLCS: u64 = 32;
+    pub const PENDING_FEE: u64 = 33;
+    pub const SHUTDOWN: u64 = 34;
+    /// Version 0.1 kept the closing fee it proposed; read and ignored.
+    pub const CLOSING_FEE: u64 = 35;
+    pub const HTLC_RECORDS: u64 = 36;
+    pub const FUNDING_HEIGHT: u64 = 37;
+    pub const SIGNATURES: u64 = 39;
+    pub const ALL: [u64; 24] = [
+        CHANNEL_ID,
+        TEMPORARY_ID,
+        COUNTERPARTY,
+        FLAGS,
+        PHASE,
+        FUNDING,
+        SHORT_CHANNEL_ID,
+        KEYS_ID,
+        THEIR_KEYS,
+        OUR_PARAMS,
+        THEIR_PARAMS,
+        FEES,
+        COMMITMENT_NUMBERS,
+        THEIR_POINTS,
+        THEIR_SECRETS,
+        BALANCES,
+        NEXT_HTLC_IDS,
+        HTLCS,
+        PENDING_FEE,
+        SHUTDOWN,
+        CLOSING_FEE,
+        HTLC_RECORDS,
+        FUNDING_HEIGHT,
+        SIGNATURES,
+    ];
+}
+
+/// Bits of the channel's FLAGS record (never renumber).
+const FLAG_OUTBOUND: u16 = 1 << 0;
+const FLAG_FUNDING_CONFIRMED: u16 = 1 << 1;
+const FLAG_SENT_READY: u16 = 1 << 2;
+const FLAG_RECEIVED_READY: u16 = 1 << 3;
+const FLAG_AWAITING_REVOKE: u16 = 1 << 4;
+const FLAG_CS_AFTER_RAA: u16 = 1 << 5;
+/// Written by version 0.1; ignored (every channel is paused on load).
+const FLAG_PAUSED: u16 = 1 << 6;
+const FLAG_SHUTDOWN_REQUESTED: u16 = 1 << 7;
+const FLAG_VERIFY_SIGNATURES: u16 = 1 << 8;
+const KNOWN_FLAGS: u16 = (1 << 9) - 1;
+
+/// The records common to both forms, for the channel's durable view.
+fn header_writer(c: &Channel) -> TlvWriter {
+    use channel_type::*;
+    let flags = [
+        (c.is_outbound, FLAG_OUTBOUND),
+        (c.funding_confirmed, FLAG_FUNDING_CONFIRMED),
+        (c.sent_ready, FLAG_SENT_READY),
+        (c.received_ready, FLAG_RECEIVED_READY),
+        (c.awaiting_revoke, FLAG_AWAITING_REVOKE),
+        (c.cs_after_raa, FLAG_CS_AFTER_RAA),
+        (c.shutdown_requested, FLAG_SHUTDOWN_REQUESTED),
+        (c.verify_signatures, FLAG_VERIFY_SIGNATURES),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .fold(0u16, |acc, (_, bit)| acc | bit);
+    // A negotiation restarts on reconnection: it is not durable.
+    let phase = match c.phase {
+        Phase::Negotiating => Phase::ShuttingDown,
+        phase => phase,
+    };
+    // The peer's adds that no commitment_signed covered are forgotten on
+    // disconnection, and their ids with them.
+    let next_received_id = c
+        .htlcs
+        .iter()
+        .filter(|h| h.state == HtlcState::RcvdAddHtlc)
+        .map(|h| h.id)
+        .min()
+        .unwrap_or(c.next_received_id);
+    let mut w = TlvWriter::new();
+    w.record(CHANNEL_ID, &c.channel_id.0)
+        .record(TEMPORARY_ID, &c.temporary_channel_id.0)
+        .record(COUNTERPARTY, &c.counterparty.serialize())
+        .record(FLAGS, &flags.to_be_bytes())
+        .record(
+            PHASE,
+            &[Phase::ALL.iter().position(|p| *p == phase).expect("listed") as u8],
+        )
+        .with(FUNDING, |out| {
+            out.extend_from_slice(&c.funding_sat.to_be_bytes());
+            match c.funding_outpoint {
+                Some(o) => {
+                    out.push(1);
+                    out.extend_from_slice(&o.txid.to_byte_array());
+                    out.extend_from_slice(&o.vout.to_be_bytes());
+                }
+                None => out.push(0),
+            }
+        });
+    if let Some(scid) = c.short_channel_id {
+        w.record(SHORT_CHANNEL_ID, &scid.to_u64().to_be_bytes());
+    }
+    w.record(KEYS_ID, &c.signer.keys_id);
+    w.with(THEIR_KEYS, |out| {
+        if let Some(k) = &c.their_keys {
+            for pk in [
+                k.funding_pubkey,
+                k.revocation_basepoint,
+                k.payment_basepoint,
+                k.delayed_payment_basepoint,
+                k.htlc_basepoint,
+            ] {
+                put_pubkey(out, &pk);
+            }
+        }
+    })
+    .with(OUR_PARAMS, |out| put_side(out, &c.ours))
+    .with(THEIR_PARAMS, |out| put_side(out, &c.theirs))
+    .with(FEES, |out| {
+        out.extend_from_slice(&c.minimum_depth.to_be_bytes());
+        out.extend_from_slice(&c.feerate_per_kw.to_be_bytes());
+    })
+    .with(COMMITMENT_NUMBERS, |out| {
+        out.extend_from_slice(&c.local_commitment_number.to_be_bytes());
+        out.extend_from_slice(&c.remote_commitment_number.to_be_bytes());
+    })
+    .with(THEIR_POINTS, |out| {
+        put_opt_pubkey(out, &c.their_prev_point);
+        put_opt_pubkey(out, &c.their_current_point);
+        put_opt_pubkey(out, &c.their_next_point);
+    })
+    .with(THEIR_SECRETS, |out| put_secrets(out, &c.their_secrets))
+    .with(BALANCES, |out| {
+        out.extend_from_slice(&c.to_local_msat.to_be_bytes());
+        out.extend_from_slice(&c.to_remote_msat.to_be_bytes());
+    })
+    .with(NEXT_HTLC_IDS, |out| {
+        out.extend_from_slice(&c.next_offered_id.to_be_bytes());
+        out.extend_from_slice(&next_received_id.to_be_bytes());
+    });
+    w
+}
+
+fn put_pending_fee_and_shutdown(w: &mut TlvWriter, c: &Channel) {
+    use channel_type::*;
+    if let Some(fee) = c.pending_fee.filter(|f| f.state != HtlcState::RcvdAddHtlc) {
+        w.with(PENDING_FEE, |out| {
+            out.extend_from_slice(&fee.feerate_per_kw.to_be_bytes());
+            out.push(fee.state.to_u8());
+        });
+    }
+    w.with(SHUTDOWN, |out| {
+        put_script(out, &c.local_shutdown_script);
+        put_script(out, &c.remote_shutdown_script);
+    });
+}
+
+/// The header record as a persister stores it: `htlc_records` is the number
+/// of `Key::Htlc` records that belong to it.
+pub(crate) fn encode_channel_header(c: &Channel, htlc_records: u32) -> Vec<u8> {
+    use channel_type::*;
+    let mut w = header_writer(c);
+    put_pending_fee_and_shutdown(&mut w, c);
+    w.record(HTLC_RECORDS, &htlc_records.to_be_bytes())
+        .record(FUNDING_HEIGHT, &c.funding_height.to_be_bytes());
+    w.finish()
+}
+
+/// The whole channel as one record (HTLCs, their onions and the holder
+/// signatures inline).
+pub(crate) fn encode_channel(c: &Channel) -> Vec<u8> {
+    use channel_type::*;
+    let mut w = header_writer(c);
+    w.with(HTLCS, |out| {
+        let durable: Vec<_> = c
+            .htlcs
+            .iter()
+            .filter(|h| h.durable_state().is_some())
+            .collect();
+        out.extend_from_slice(&(durable.len() as u32).to_be_bytes());
+        for h in durable {
+            put_bytes(out, &encode_htlc(h, false));
+        }
+    });
+    put_pending_fee_and_shutdown(&mut w, c);
+    w.record(FUNDING_HEIGHT, &c.funding_height.to_be_bytes());
+    if let Some(sigs) = &c.holder_sigs {
+        w.with(SIGNATURES, |out| put_signatures(out, sigs));
+    }
+    w.finish()
+}
+
+fn put_signatures(out: &mut Vec<u8>, sigs: &HolderSignatures) {
+    put_signature(out, &sigs.commitment);
+    out.extend_from_slice(&(sigs.htlcs.len() as u32).to_be_bytes());
+    for s in &sigs.htlcs {
+        put_signature(out, s);
+    }
+}
+
+fn get_signatures(c: &mut Cursor<'_>) -> Result<HolderSignatures, DecodeError> {
+    let commitment = get_signature(c, "signatures.commitment")?;
+    let n = c.count(64)?;
+    let mut htlcs = Vec::with_capacity(n);
+    for _ in 0..n {
+        htlcs.push(get_signature(c, "signatures.htlc")?);
+    }
+    c.end()?;
+    Ok(HolderSignatures { commitment, htlcs })
+}
+
+/// The `Key::Signatures` record.
+pub(crate) fn encode_signatures(sigs: &HolderSignatures) -> Vec<u8> {
+    TlvWriter::new()
+        .with(0, |out| put_signatures(out, sigs))
+        .finish()
+}
+
+/// Decodes a `Key::Signatures` record.
+pub(crate) fn decode_signatures(bytes: &[u8]) -> Result<HolderSignatures, DecodeError> {
+    let r = TlvReader::parse(bytes, &[0], "signatures")?;
+    get_signatures(&mut r.cursor(0, "signatures")?)
+}
+
+/// A decoded channel record, before its separate records are attached.
+pub(crate) struct DecodedChannel {
+    pub(crate) channel: Channel,
+    /// In a persister's form, the number of HTLC records that belong to it.
+    pub(crate) htlc_records: Option<u32>,
+}
+
+/// Decodes a channel record of either form; its keys are derived again from
+/// `node_secret`. A whole-channel record is checked for consistency here;
+/// a header is checked by [`finish_channel`] once its records are attached.
+pub(crate) fn decode_channel_record(
+    bytes: &[u8],
+    node_secret: &SecretKey,
+) -> Result<DecodedChannel, DecodeError> {
+    use channel_type::*;
+    // Find the id first so that every error can name the channel.
+    let context =
+        match TlvReader::peek(bytes, CHANNEL_ID).and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            Some(id) => format!("channel {}", ChannelId(id)),
+            None => "channel".to_string(),
+        };
+    let r = TlvReader::parse(bytes, &ALL, context.clone())?;
+    let channel_id = ChannelId(r.cursor(CHANNEL_ID, "channel.channel_id")?.array()?);
+    let flags = r.cursor(FLAGS, "channel.flags")?.u16()?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.flags",
+        });
+    }
+    let flag = |bit: u16| flags & bit != 0 && bit != FLAG_PAUSED;
+    let phase_n = r.cursor(PHASE, "channel.phase")?.u8()?;
+    let phase = *Phase::ALL
+        .get(phase_n as usize)
+        .filter(|p| **p != Phase::Closed)
+        .ok_or(DecodeError::InvalidValue {
+            field: "channel.phase",
+        })?;
+    let mut f = r.cursor(FUNDING, "channel.funding")?;
+    let funding_sat = f.u64()?;
+    if funding_sat > 21_000_000 * 100_000_000 {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.funding_sat",
+        });
+    }
+    let funding_outpoint = if f.bool()? {
+        Some(OutPoint::new(Txid::from_byte_array(f.array()?), f.u32()?))
+    } else {
+        None
+    };
+    f.end()?;
+    let their_keys = {
+        let v = r.required(THEIR_KEYS)?;
+        if v.is_empty() {
+            None
+        } else {
+            let mut c = Cursor::new(v, "channel.their_keys");
+            let keys = ChannelPublicKeys {
+                funding_pubkey: get_pubkey(&mut c, "their_keys.funding_pubkey")?,
+                revocation_basepoint: get_pubkey(&mut c, "their_keys.revocation_basepoint")?,
+                payment_basepoint: get_pubkey(&mut c, "their_keys.payment_basepoint")?,
+                delayed_payment_basepoint: get_pubkey(
+                    &mut c,
+                    "their_keys.delayed_payment_basepoint",
+                )?,
+                htlc_basepoint: get_pubkey(&mut c, "their_keys.htlc_basepoint")?,
+            };
+            c.end()?;
+            Some(keys)
+        }
+    };
+    let mut fees = r.cursor(FEES, "channel.fees")?;
+    let (minimum_depth, feerate_per_kw) = (fees.u32()?, fees.u32()?);
+    let mut numbers = r.cursor(COMMITMENT_NUMBERS, "channel.commitment_numbers")?;
+    let (local_commitment_number, remote_commitment_number) = (numbers.u64()?, numbers.u64()?);
+    let mut points = r.cursor(THEIR_POINTS, "channel.their_points")?;
+    let their_prev_point = get_opt_pubkey(&mut points, "their_prev_point")?;
+    let their_current_point = get_opt_pubkey(&mut points, "their_current_point")?;
+    let their_next_point = get_opt_pubkey(&mut points, "their_next_point")?;
+    points.end()?;
+    let their_secrets = decode_secrets(&mut r.cursor(THEIR_SECRETS, "channel.their_secrets")?)?;
+    let mut b = r.cursor(BALANCES, "channel.balances")?;
+    let (to_local_msat, to_remote_msat) = (b.u64()?, b.u64()?);
+    let mut ids = r.cursor(NEXT_HTLC_IDS, "channel.next_htlc_ids")?;
+    let (next_offered_id, next_received_id) = (ids.u64()?, ids.u64()?);
+    // Exactly one of the two forms: HTLCs inline, or a count of records.
+    let htlc_records = r
+        .optional(HTLC_RECORDS)
+        .map(|v| Cursor::new(v, "channel.htlc_records").u32())
+        .transpose()?;
+    let mut htlcs = Vec::new();
+    match (r.optional(HTLCS), htlc_records) {
+        (Some(v), None) => {
+            let mut hs = Cursor::new(v, "channel.htlcs");
+            let count = hs.count(4)?;
+            for _ in 0..count {
+                let (h, place) = decode_htlc(hs.bytes()?, &context)?;
+                if place == OnionPlace::Separate {
+                    return Err(DecodeError::InvalidValue {
+                        field: "htlc.onion",
+                    });
+                }
+                htlcs.push(h);
+            }
+            hs.end()?;
+        }
+        (None, Some(_)) => {}
+        (Some(_), Some(_)) => {
+            return Err(DecodeError::InvalidValue {
+                field: "channel.htlcs",
+            })
+        }
+        (None, None) => {
+            return Err(DecodeError::MissingRecord {
+                record_type: HTLCS,
+                context,
+            })
+        }
+    }
+    let pending_fee = r
+        .optional(PENDING_FEE)
+        .map(|v| {
+            let mut c = Cursor::new(v, "channel.pending_fee");
+            let feerate_per_kw = c.u32()?;
+            let state = HtlcState::from_u8(c.u8()?).ok_or(DecodeError::InvalidValue {
+                field: "pending_fee.state",
+            })?;
+            c.end()?;
+            Ok::<_, DecodeError>(FeeUpdate {
+                feerate_per_kw,
+                state,
+            })
+        })
+        .transpose()?;
+    let mut sd = r.cursor(SHUTDOWN, "channel.shutdown")?;
+    let (local_shutdown_script, remote_shutdown_script) =
+        (get_script(&mut sd)?, get_script(&mut sd)?);
+    sd.end()?;
+    let funding_height = r
+        .optional(FUNDING_HEIGHT)
+        .map(|v| Cursor::new(v, "channel.funding_height").u32())
+        .transpose()?
+        .unwrap_or(0);
+    let holder_sigs = r
+        .optional(SIGNATURES)
+        .map(|v| get_signatures(&mut Cursor::new(v, "channel.signatures")))
+        .transpose()?;
+    let counterparty = get_pubkey(
+        &mut r.cursor(COUNTERPARTY, "channel.counterparty")?,
+        "channel.counterparty",
+    )?;
+    let channel = Channel {
+        channel_id,
+        temporary_channel_id: ChannelId(
+            r.cursor(TEMPORARY_ID, "channel.temporary_channel_id")?
+                .array()?,
+        ),
+        counterparty,
+        is_outbound: flag(FLAG_OUTBOUND),
+        phase,
+        funding_sat,
+        funding_outpoint,
+        short_channel_id: r
+            .optional(SHORT_CHANNEL_ID)
+            .map(|v| {
+                Cursor::new(v, "channel.short_channel_id")
+                    .u64()
+                    .map(ShortChannelId::from_u64)
+            })
+            .transpose()?,
+        signer: ChannelSigner::derive(node_secret, r.cursor(KEYS_ID, "channel.keys_id")?.array()?),
+        their_keys,
+        ours: get_side(r.cursor(OUR_PARAMS, "channel.our_params")?)?,
+        theirs: get_side(r.cursor(THEIR_PARAMS, "channel.their_params")?)?,
+        minimum_depth,
+        feerate_per_kw,
+        pending_fee,
+        local_commitment_number,
+        remote_commitment_number,
+        their_prev_point,
+        their_current_point,
+        their_next_point,
+        their_secrets,
+        awaiting_revoke: flag(FLAG_AWAITING_REVOKE),
+        cs_after_raa: flag(FLAG_CS_AFTER_RAA),
+        paused: false,
+        to_local_msat,
+        to_remote_msat,
+        htlcs,
+        next_offered_id,
+        next_received_id,
+        funding_confirmed: flag(FLAG_FUNDING_CONFIRMED),
+        sent_ready: flag(FLAG_SENT_READY),
+        received_ready: flag(FLAG_RECEIVED_READY),
+        local_shutdown_script,
+        remote_shutdown_script,
+        shutdown_requested: flag(FLAG_SHUTDOWN_REQUESTED),
+        closing: Default::default(),
+        closing_tx: None,
+        holder_sigs,
+        funding_height,
+        closure: None,
+        disk: Default::default(),
+        verify_signatures: flag(FLAG_VERIFY_SIGNATURES),
+        snapshot: Arc::new(ArcSwap::from_pointee(ChannelDetails::placeholder(
+            channel_id,
+            counterparty,
+        ))),
+    };
+    if htlc_records.is_none() {
+        finish_channel(&channel)?;
+    }
+    Ok(DecodedChannel {
+        channel,
+        htlc_records,
+    })
+}
+
+/// Checks a decoded channel, with everything attached, so corrupt bytes
+/// never become a channel.
+pub(crate) fn finish_channel(channel: &Channel) -> Result<(), DecodeError> {
+    channel
+        .check_consistency()
+        .map_err(|field| DecodeError::InvalidValue { field })?;
+    channel.publish();
+    Ok(())
+}
+
+/// Decodes a whole-channel record (the form `ChannelStore::encode_channel`
+/// writes) into a checked channel.
+pub(crate) fn decode_channel(
+    bytes: &[u8],
+    node_secret: &SecretKey,
+) -> Result<Channel, DecodeError> {
+    let decoded = decode_channel_record(bytes, node_secret)?;
+    if decoded.htlc_records.is_some() {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.htlcs (a header without its HTLC records)",
+        });
+    }
+    Ok(decoded.channel)
+}
+
+fn decode_secrets(s: &mut Cursor<'_>) -> Result<CounterpartyCommitmentSecrets, DecodeError> {
+    let n = s.count(40)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        entries.push((s.u64()?, s.array::<32>()?));
+    }
+    s.end()?;
+    CounterpartyCommitmentSecrets::from_entries(entries).map_err(|_| DecodeError::InvalidValue {
+        field: "channel.their_secrets",
+    })
+}
+
+/// The peer's revealed secrets (for closed-channel records).
+pub(crate) fn put_secrets(out: &mut Vec<u8>, secrets: &CounterpartyCommitmentSecrets) {
+    let entries: Vec<_> = secrets.entries().collect();
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (index, secret) in entries {
+        out.extend_from_slice(&index.to_be_bytes());
+        out.extend_from_slice(&secret);
+    }
+}
+
+/// Reads what [`put_secrets`] wrote.
+pub(crate) fn get_secrets(
+    c: &mut Cursor<'_>,
+) -> Result<CounterpartyCommitmentSecrets, DecodeError> {
+    decode_secrets(c)
+}

@@ -1,0 +1,398 @@
+//! A closed channel's record (`Key::Closed`): 0 channel id, 2 counterparty,
+//! 4 funding (outpoint, value), *5 short channel id*, 6 keys id, 8 closure
+//! reason, *9 transaction to broadcast*, 10 outputs that pay us, 12 HTLCs
+//! still to settle on chain, 14 flags, *15 the peer's basepoints*,
+//! 16 the peer's revealed secrets.
+
+use bitcoin::hashes::Hash;
+use bitcoin::{OutPoint, ScriptBuf, Txid};
+
+use super::channel::{get_secrets, put_secrets};
+use super::fields::{
+    get_hash, get_opt_preimage, get_pubkey, get_reason, get_signature, get_source, get_transaction,
+    put_opt_preimage, put_pubkey, put_reason, put_signature, put_source, put_transaction,
+};
+use crate::channel::closed::{ClosedHtlc, HtlcRoute};
+use crate::channel::ClosedChannel;
+use crate::error::DecodeError;
+use crate::onchain::{
+    HtlcDirection, OnChainAction, OnChainHtlc, SpendableOutput, SpendableOutputKind,
+};
+use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
+use crate::transactions::ChannelPublicKeys;
+use crate::types::{ChannelId, ShortChannelId};
+
+mod closed_type {
+    pub const CHANNEL_ID: u64 = 0;
+    pub const COUNTERPARTY: u64 = 2;
+    pub const FUNDING: u64 = 4;
+    pub const SHORT_CHANNEL_ID: u64 = 5;
+    pub const KEYS_ID: u64 = 6;
+    pub const REASON: u64 = 8;
+    pub const TRANSACTION: u64 = 9;
+    pub const OUTPUTS: u64 = 10;
+    pub const HTLCS: u64 = 12;
+    pub const FLAGS: u64 = 14;
+    pub const THEIR_KEYS: u64 = 15;
+    pub const THEIR_SECRETS: u64 = 16;
+    pub const ALL: [u64; 12] = [
+        CHANNEL_ID,
+        COUNTERPARTY,
+        FUNDING,
+        SHORT_CHANNEL_ID,
+        KEYS_ID,
+        REASON,
+        TRANSACTION,
+        OUTPUTS,
+        HTLCS,
+        FLAGS,
+        THEIR_KEYS,
+        THEIR_SECRETS,
+    ];
+}
+
+const FLAG_OUTPUTS_SWEPT: u8 = 1;
+
+fn put_outpoint(out: &mut Vec<u8>, o: &OutPoint) {
+    out.extend_from_slice(&o.txid.to_byte_array());
+    out.extend_from_slice(&o.vout.to_be_bytes());
+}
+
+fn get_outpoint(c: &mut Cursor<'_>) -> Result<OutPoint, DecodeError> {
+    Ok(OutPoint::new(Txid::from_byte_array(c.array()?), c.u32()?))
+}
+
+fn put_output(out: &mut Vec<u8>, o: &SpendableOutput) {
+    match &o.outpoint {
+        Some(p) => {
+            out.push(1);
+            put_outpoint(out, p);
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&o.value_sat.to_be_bytes());
+    put_bytes(out, o.script_pubkey.as_bytes());
+    match &o.kind {
+        SpendableOutputKind::StaticPayment => out.push(0),
+        SpendableOutputKind::DelayedPayment {
+            witness_script,
+            to_self_delay,
+            per_commitment_point,
+        } => {
+            out.push(1);
+            put_bytes(out, witness_script.as_bytes());
+            out.extend_from_slice(&to_self_delay.to_be_bytes());
+            put_pubkey(out, per_commitment_point);
+        }
+    }
+}
+
+fn get_output(
+    c: &mut Cursor<'_>,
+    channel_id: ChannelId,
+    keys_id: [u8; 32],
+) -> Result<SpendableOutput, DecodeError> {
+    // (The keys id follows in `get_outputs`.)
+    let outpoint = if c.bool()? {
+        Some(get_outpoint(c)?)
+    } else {
+        None
+    };
+    let value_sat = c.u64()?;
+    let script_pubkey = ScriptBuf::from_bytes(c.bytes()?.to_vec());
+    let kind = match c.u8()? {
+        0 => SpendableOutputKind::StaticPayment,
+        1 => SpendableOutputKind::DelayedPayment {
+            witness_script: ScriptBuf::from_bytes(c.bytes()?.to_vec()),
+            to_self_delay: c.u16()?,
+            per_commitment_point: get_pubkey(c, "output.per_commitment_point")?,
+        },
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "output.kind",
+            })
+        }
+    };
+    Ok(SpendableOutput {
+        channel_id,
+        outpoint,
+        value_sat,
+        script_pubkey,
+        kind,
+        keys_id,
+    })
+}
+
+/// An unresolved HTLC's public fields (also in `OnChainResolutionRequired`).
+pub(super) fn put_closed_htlc_info(out: &mut Vec<u8>, i: &OnChainHtlc) {
+    out.extend_from_slice(&i.htlc_id.to_be_bytes());
+    out.push(match i.direction {
+        HtlcDirection::Offered => 0,
+        HtlcDirection::Received => 1,
+    });
+    out.extend_from_slice(&i.payment_hash.0);
+    out.extend_from_slice(&i.amount_msat.to_be_bytes());
+    out.extend_from_slice(&i.cltv_expiry.to_be_bytes());
+    put_opt_preimage(out, &i.payment_preimage);
+    match i.commitment_output {
+        Some(vout) => {
+            out.push(1);
+            out.extend_from_slice(&vout.to_be_bytes());
+        }
+        None => out.push(0),
+    }
+    match &i.counterparty_htlc_signature {
+        Some(sig) => {
+            out.push(1);
+            put_signature(out, sig);
+        }
+        None => out.push(0),
+    }
+    out.push(match i.action {
+        OnChainAction::TimeOut => 0,
+        OnChainAction::Claim => 1,
+        OnChainAction::AwaitPreimage => 2,
+    });
+}
+
+fn put_htlc(out: &mut Vec<u8>, h: &ClosedHtlc) {
+    put_closed_htlc_info(out, &h.info);
+    match &h.route {
+        HtlcRoute::Offered(source) => {
+            out.push(0);
+            put_source(out, source);
+        }
+        HtlcRoute::Received { pays_us } => {
+            out.push(1);
+            out.push(u8::from(*pays_us));
+        }
+    }
+}
+
+/// A list of outputs (in a record or an event).
+pub(super) fn put_outputs(out: &mut Vec<u8>, outputs: &[SpendableOutput]) {
+    out.extend_from_slice(&(outputs.len() as u32).to_be_bytes());
+    for o in outputs {
+        put_output(out, o);
+        out.extend_from_slice(&o.keys_id);
+    }
+}
+
+/// Reads what [`put_outputs`] wrote.
+pub(super) fn get_outputs(
+    c: &mut Cursor<'_>,
+    channel_id: ChannelId,
+) -> Result<Vec<SpendableOutput>, DecodeError> {
+    let mut outputs = Vec::new();
+    for _ in 0..c.count(46)? {
+        let mut o = get_output(c, channel_id, [0; 32])?;
+        o.keys_id = c.array()?;
+        outputs.push(o);
+    }
+    Ok(outputs)
+}
+
+/// Reads what [`put_closed_htlc_info`] wrote.
+pub(super) fn get_closed_htlc_info(
+    c: &mut Cursor<'_>,
+    channel_id: ChannelId,
+) -> Result<OnChainHtlc, DecodeError> {
+    let htlc_id = c.u64()?;
+    let direction = match c.u8()? {
+        0 => HtlcDirection::Offered,
+        1 => HtlcDirection::Received,
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "closed.htlc.direction",
+            })
+        }
+    };
+    let payment_hash = get_hash(c)?;
+    let amount_msat = c.u64()?;
+    let cltv_expiry = c.u32()?;
+    let payment_preimage = get_opt_preimage(c)?;
+    let commitment_output = if c.bool()? { Some(c.u32()?) } else { None };
+    let counterparty_htlc_signature = if c.bool()? {
+        Some(get_signature(c, "closed.htlc.signature")?)
+    } else {
+        None
+    };
+    let action = match c.u8()? {
+        0 => OnChainAction::TimeOut,
+        1 => OnChainAction::Claim,
+        2 => OnChainAction::AwaitPreimage,
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "closed.htlc.action",
+            })
+        }
+    };
+    if payment_preimage.is_some_and(|p| !p.matches(&payment_hash)) {
+        return Err(DecodeError::InvalidValue {
+            field: "closed.htlc.payment_preimage",
+        });
+    }
+    Ok(OnChainHtlc {
+        channel_id,
+        htlc_id,
+        direction,
+        payment_hash,
+        amount_msat,
+        cltv_expiry,
+        payment_preimage,
+        commitment_output,
+        counterparty_htlc_signature,
+        action,
+    })
+}
+
+fn get_htlc(c: &mut Cursor<'_>, channel_id: ChannelId) -> Result<ClosedHtlc, DecodeError> {
+    let info = get_closed_htlc_info(c, channel_id)?;
+    let route = match (c.u8()?, info.direction) {
+        (0, HtlcDirection::Offered) => HtlcRoute::Offered(get_source(c)?),
+        (1, HtlcDirection::Received) => HtlcRoute::Received { pays_us: c.bool()? },
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "closed.htlc.route",
+            })
+        }
+    };
+    Ok(ClosedHtlc { info, route })
+}
+
+/// Encodes a closed channel's record.
+pub(crate) fn encode_closed(r: &ClosedChannel) -> Vec<u8> {
+    use closed_type::*;
+    let mut w = TlvWriter::new();
+    w.record(CHANNEL_ID, &r.channel_id.0)
+        .record(COUNTERPARTY, &r.counterparty.serialize())
+        .with(FUNDING, |out| {
+            put_outpoint(out, &r.funding_outpoint);
+            out.extend_from_slice(&r.funding_sat.to_be_bytes());
+        });
+    if let Some(scid) = r.short_channel_id {
+        w.record(SHORT_CHANNEL_ID, &scid.to_u64().to_be_bytes());
+    }
+    w.record(KEYS_ID, &r.keys_id)
+        .with(REASON, |out| put_reason(out, &r.reason));
+    if let Some(tx) = &r.transaction {
+        w.with(TRANSACTION, |out| put_transaction(out, tx));
+    }
+    w.with(OUTPUTS, |out| put_outputs(out, &r.outputs))
+        .with(HTLCS, |out| {
+            out.extend_from_slice(&(r.htlcs.len() as u32).to_be_bytes());
+            for h in &r.htlcs {
+                put_htlc(out, h);
+            }
+        })
+        .record(
+            FLAGS,
+            &[if r.outputs_swept {
+                FLAG_OUTPUTS_SWEPT
+            } else {
+                0
+            }],
+        );
+    if let Some(k) = &r.their_keys {
+        w.with(THEIR_KEYS, |out| {
+            for pk in [
+                k.funding_pubkey,
+                k.revocation_basepoint,
+                k.payment_basepoint,
+                k.delayed_payment_basepoint,
+                k.htlc_basepoint,
+            ] {
+                put_pubkey(out, &pk);
+            }
+        });
+    }
+    w.with(THEIR_SECRETS, |out| put_secrets(out, &r.their_secrets));
+    w.finish()
+}
+
+/// Decodes a closed channel's record.
+pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> {
+    use closed_type::*;
+    let r = TlvReader::parse(bytes, &ALL, "closed channel")?;
+    let channel_id = ChannelId(r.cursor(CHANNEL_ID, "closed.channel_id")?.array()?);
+    let counterparty = get_pubkey(
+        &mut r.cursor(COUNTERPARTY, "closed.counterparty")?,
+        "closed.counterparty",
+    )?;
+    let mut f = r.cursor(FUNDING, "closed.funding")?;
+    let funding_outpoint = get_outpoint(&mut f)?;
+    let funding_sat = f.u64()?;
+    f.end()?;
+    let keys_id: [u8; 32] = r.cursor(KEYS_ID, "closed.keys_id")?.array()?;
+    let mut c = r.cursor(REASON, "closed.reason")?;
+    let reason = get_reason(&mut c)?;
+    c.end()?;
+    let transaction = r
+        .optional(TRANSACTION)
+        .map(|v| {
+            get_transaction(
+                &mut Cursor::new(v, "closed.transaction"),
+                "closed.transaction",
+            )
+        })
+        .transpose()?;
+    let mut c = r.cursor(OUTPUTS, "closed.outputs")?;
+    let outputs = get_outputs(&mut c, channel_id)?;
+    c.end()?;
+    let mut c = r.cursor(HTLCS, "closed.htlcs")?;
+    let mut htlcs = Vec::new();
+    for _ in 0..c.count(60)? {
+        htlcs.push(get_htlc(&mut c, channel_id)?);
+    }
+    c.end()?;
+    let mut c = r.cursor(FLAGS, "closed.flags")?;
+    let flags = c.u8()?;
+    c.end()?;
+    if flags & !FLAG_OUTPUTS_SWEPT != 0 {
+        return Err(DecodeError::InvalidValue {
+            field: "closed.flags",
+        });
+    }
+    let their_keys = r
+        .optional(THEIR_KEYS)
+        .map(|v| {
+            let mut c = Cursor::new(v, "closed.their_keys");
+            let keys = ChannelPublicKeys {
+                funding_pubkey: get_pubkey(&mut c, "their_keys.funding_pubkey")?,
+                revocation_basepoint: get_pubkey(&mut c, "their_keys.revocation_basepoint")?,
+                payment_basepoint: get_pubkey(&mut c, "their_keys.payment_basepoint")?,
+                delayed_payment_basepoint: get_pubkey(
+                    &mut c,
+                    "their_keys.delayed_payment_basepoint",
+                )?,
+                htlc_basepoint: get_pubkey(&mut c, "their_keys.htlc_basepoint")?,
+            };
+            c.end()?;
+            Ok::<_, DecodeError>(keys)
+        })
+        .transpose()?;
+    let mut c = r.cursor(THEIR_SECRETS, "closed.their_secrets")?;
+    let their_secrets = get_secrets(&mut c)?;
+    Ok(ClosedChannel {
+        channel_id,
+        counterparty,
+        funding_outpoint,
+        funding_sat,
+        short_channel_id: r
+            .optional(SHORT_CHANNEL_ID)
+            .map(|v| {
+                Cursor::new(v, "closed.short_channel_id")
+                    .u64()
+                    .map(ShortChannelId::from_u64)
+            })
+            .transpose()?,
+        keys_id,
+        reason,
+        transaction,
+        outputs,
+        htlcs,
+        outputs_swept: flags & FLAG_OUTPUTS_SWEPT != 0,
+        their_keys,
+        their_secrets,
+    })
+}

@@ -1,0 +1,297 @@
+//! Field encodings shared by the records: keys, points, scripts, the
+//! pieces of HTLCs and forwards, closure reasons, transactions.
+
+use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::secp256k1::ecdsa::Signature;
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{ScriptBuf, Transaction};
+
+use crate::channel::htlc::{HtlcSource, PrevHop, Removal};
+use crate::channel::SideParams;
+use crate::error::DecodeError;
+use crate::event::ClosureReason;
+use crate::message::{OnionPacket, ONION_PACKET_LEN};
+use crate::persist::tlv::{put_bytes, Cursor};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
+
+pub(super) fn put_pubkey(out: &mut Vec<u8>, pk: &PublicKey) {
+    out.extend_from_slice(&pk.serialize());
+}
+
+pub(super) fn get_pubkey(
+    c: &mut Cursor<'_>,
+    field: &'static str,
+) -> Result<PublicKey, DecodeError> {
+    PublicKey::from_slice(c.take(33)?).map_err(|_| DecodeError::InvalidPublicKey { field })
+}
+
+pub(super) fn put_opt_pubkey(out: &mut Vec<u8>, pk: &Option<PublicKey>) {
+    match pk {
+        Some(pk) => {
+            out.push(1);
+            put_pubkey(out, pk);
+        }
+        None => out.push(0),
+    }
+}
+
+pub(super) fn get_opt_pubkey(
+    c: &mut Cursor<'_>,
+    field: &'static str,
+) -> Result<Option<PublicKey>, DecodeError> {
+    Ok(if c.bool()? {
+        Some(get_pubkey(c, field)?)
+    } else {
+        None
+    })
+}
+
+pub(super) fn put_signature(out: &mut Vec<u8>, sig: &Signature) {
+    out.extend_from_slice(&sig.serialize_compact());
+}
+
+pub(super) fn get_signature(
+    c: &mut Cursor<'_>,
+    field: &'static str,
+) -> Result<Signature, DecodeError> {
+    Signature::from_compact(c.take(64)?).map_err(|_| DecodeError::InvalidSignature { field })
+}
+
+pub(super) fn put_onion(out: &mut Vec<u8>, onion: &OnionPacket) {
+    out.extend_from_slice(&onion.0[..]);
+}
+
+pub(super) fn get_onion(c: &mut Cursor<'_>) -> Result<OnionPacket, DecodeError> {
+    Ok(OnionPacket(Box::new(c.array::<ONION_PACKET_LEN>()?)))
+}
+
+/// A node id: the 33 bytes of its compressed key (what `put_pubkey` writes).
+pub(super) fn get_node(c: &mut Cursor<'_>, field: &'static str) -> Result<NodeId, DecodeError> {
+    Ok(NodeId::from(&get_pubkey(c, field)?))
+}
+
+pub(super) fn put_prev_hop(out: &mut Vec<u8>, p: &PrevHop) {
+    out.extend_from_slice(&p.node_id.0);
+    out.extend_from_slice(&p.channel_id.0);
+    out.extend_from_slice(&p.htlc_id.to_be_bytes());
+    out.extend_from_slice(&p.amount_msat.to_be_bytes());
+}
+
+pub(super) fn get_prev_hop(c: &mut Cursor<'_>) -> Result<PrevHop, DecodeError> {
+    Ok(PrevHop {
+        node_id: get_node(c, "prev_hop.node_id")?,
+        channel_id: ChannelId(c.array()?),
+        htlc_id: c.u64()?,
+        amount_msat: c.u64()?,
+    })
+}
+
+pub(super) fn put_source(out: &mut Vec<u8>, source: &HtlcSource) {
+    match source {
+        HtlcSource::Local { fee_msat } => {
+            out.push(0);
+            out.extend_from_slice(&fee_msat.to_be_bytes());
+        }
+        HtlcSource::Forwarded(prev) => {
+            out.push(1);
+            put_prev_hop(out, prev);
+        }
+    }
+}
+
+pub(super) fn get_source(c: &mut Cursor<'_>) -> Result<HtlcSource, DecodeError> {
+    match c.u8()? {
+        0 => Ok(HtlcSource::Local { fee_msat: c.u64()? }),
+        1 => Ok(HtlcSource::Forwarded(get_prev_hop(c)?)),
+        _ => Err(DecodeError::InvalidValue {
+            field: "htlc.source",
+        }),
+    }
+}
+
+pub(super) fn put_side(out: &mut Vec<u8>, s: &SideParams) {
+    for v in [
+        s.dust_limit_sat,
+        s.max_htlc_value_in_flight_msat,
+        s.channel_reserve_sat,
+        s.htlc_minimum_msat,
+    ] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(&s.to_self_delay.to_be_bytes());
+    out.extend_from_slice(&s.max_accepted_htlcs.to_be_bytes());
+}
+
+pub(super) fn get_side(mut c: Cursor<'_>) -> Result<SideParams, DecodeError> {
+    let side = SideParams {
+        dust_limit_sat: c.u64()?,
+        max_htlc_value_in_flight_msat: c.u64()?,
+        channel_reserve_sat: c.u64()?,
+        htlc_minimum_msat: c.u64()?,
+        to_self_delay: c.u16()?,
+        max_accepted_htlcs: c.u16()?,
+    };
+    c.end()?;
+    Ok(side)
+}
+
+pub(super) fn put_script(out: &mut Vec<u8>, s: &Option<ScriptBuf>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            put_bytes(out, s.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+pub(super) fn get_script(c: &mut Cursor<'_>) -> Result<Option<ScriptBuf>, DecodeError> {
+    Ok(if c.bool()? {
+        Some(ScriptBuf::from_bytes(c.bytes()?.to_vec()))
+    } else {
+        None
+    })
+}
+
+pub(super) fn put_removal(out: &mut Vec<u8>, r: &Removal) {
+    match r {
+        Removal::Fulfill(p) => {
+            out.push(0);
+            out.extend_from_slice(&p.0);
+        }
+        Removal::Fail(reason) => {
+            out.push(1);
+            put_bytes(out, reason);
+        }
+    }
+}
+
+pub(super) fn get_removal(c: &mut Cursor<'_>) -> Result<Removal, DecodeError> {
+    match c.u8()? {
+        0 => Ok(Removal::Fulfill(PaymentPreimage(c.array()?))),
+        1 => Ok(Removal::Fail(c.bytes()?.to_vec())),
+        _ => Err(DecodeError::InvalidValue {
+            field: "htlc.removal",
+        }),
+    }
+}
+
+pub(super) fn put_opt_preimage(out: &mut Vec<u8>, p: &Option<PaymentPreimage>) {
+    match p {
+        Some(p) => {
+            out.push(1);
+            out.extend_from_slice(&p.0);
+        }
+        None => out.push(0),
+    }
+}
+
+pub(super) fn get_opt_preimage(c: &mut Cursor<'_>) -> Result<Option<PaymentPreimage>, DecodeError> {
+    Ok(if c.bool()? {
+        Some(PaymentPreimage(c.array()?))
+    } else {
+        None
+    })
+}
+
+pub(super) fn get_hash(c: &mut Cursor<'_>) -> Result<PaymentHash, DecodeError> {
+    Ok(PaymentHash(c.array()?))
+}
+
+pub(super) fn put_transaction(out: &mut Vec<u8>, tx: &Transaction) {
+    put_bytes(out, &serialize(tx));
+}
+
+pub(super) fn get_transaction(
+    c: &mut Cursor<'_>,
+    field: &'static str,
+) -> Result<Transaction, DecodeError> {
+    deserialize(c.bytes()?).map_err(|_| DecodeError::InvalidValue { field })
+}
+
+pub(super) fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_bytes(out, text.as_bytes());
+}
+
+pub(super) fn get_text(c: &mut Cursor<'_>) -> Result<String, DecodeError> {
+    String::from_utf8(c.bytes()?.to_vec()).map_err(|_| DecodeError::InvalidValue {
+        field: "event.text",
+    })
+}
+
+pub(super) fn put_reason(out: &mut Vec<u8>, reason: &ClosureReason) {
+    match reason {
+        ClosureReason::Cooperative { closing_tx_fee_sat } => {
+            out.push(0);
+            out.extend_from_slice(&closing_tx_fee_sat.to_be_bytes());
+        }
+        ClosureReason::LocallyForceClosed => out.push(1),
+        ClosureReason::CounterpartyError { message } => {
+            out.push(2);
+            put_text(out, message);
+        }
+        ClosureReason::ReestablishFailed { reason } => {
+            out.push(3);
+            put_text(out, reason);
+        }
+        ClosureReason::LostData => out.push(4),
+        ClosureReason::FundingNotSigned => out.push(5),
+        ClosureReason::DisconnectedWhileUnfunded => out.push(6),
+        ClosureReason::FundingTimedOut => out.push(7),
+        ClosureReason::HtlcTimedOut {
+            payment_hash,
+            cltv_expiry,
+        } => {
+            out.push(8);
+            out.extend_from_slice(&payment_hash.0);
+            out.extend_from_slice(&cltv_expiry.to_be_bytes());
+        }
+        ClosureReason::HtlcClaimDeadline {
+            payment_hash,
+            cltv_expiry,
+        } => {
+            out.push(9);
+            out.extend_from_slice(&payment_hash.0);
+            out.extend_from_slice(&cltv_expiry.to_be_bytes());
+        }
+        ClosureReason::ClosingNegotiationFailed { their_fee_sat } => {
+            out.push(10);
+            out.extend_from_slice(&their_fee_sat.to_be_bytes());
+        }
+    }
+}
+
+pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeError> {
+    Ok(match c.u8()? {
+        0 => ClosureReason::Cooperative {
+            closing_tx_fee_sat: c.u64()?,
+        },
+        1 => ClosureReason::LocallyForceClosed,
+        2 => ClosureReason::CounterpartyError {
+            message: get_text(c)?,
+        },
+        3 => ClosureReason::ReestablishFailed {
+            reason: get_text(c)?,
+        },
+        4 => ClosureReason::LostData,
+        5 => ClosureReason::FundingNotSigned,
+        6 => ClosureReason::DisconnectedWhileUnfunded,
+        7 => ClosureReason::FundingTimedOut,
+        8 => ClosureReason::HtlcTimedOut {
+            payment_hash: get_hash(c)?,
+            cltv_expiry: c.u32()?,
+        },
+        9 => ClosureReason::HtlcClaimDeadline {
+            payment_hash: get_hash(c)?,
+            cltv_expiry: c.u32()?,
+        },
+        10 => ClosureReason::ClosingNegotiationFailed {
+            their_fee_sat: c.u64()?,
+        },
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "closure_reason",
+            })
+        }
+    })
+}

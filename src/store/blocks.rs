@@ -1,0 +1,74 @@
+//! Blocks passing: [`ChannelStore::best_block_updated`] enforces every
+//! deadline a height brings (issue 11, point 14; the channel-level ones are
+//! described in `channel/deadline.rs`), and fails back payments to us that
+//! the user neither claimed nor failed before they expire.
+
+use std::sync::atomic::Ordering;
+
+use super::{ChannelStore, Container};
+use crate::event::Event;
+use crate::forward::Resolution;
+use crate::onion::FailureCode;
+use crate::types::ChannelId;
+
+impl<C: Container> ChannelStore<C> {
+    /// A new block: the best height is `height`. Channels that a deadline
+    /// now requires to go on chain are closed (each with its
+    /// `ChannelClosed` and what to broadcast), fundee channels whose
+    /// funding never confirmed are forgotten, and payments to us within
+    /// `StoreConfig::htlc_fail_back_buffer_blocks` of expiring are failed
+    /// back (`Event::PaymentClaimExpired`).
+    ///
+    /// **Locking behaviour:** takes each peer's lock in turn, one at a
+    /// time, then the claimables' shards; each expiring payment's peers
+    /// one at a time.
+    pub fn best_block_updated(&self, height: u32) {
+        self.best_height.store(height, Ordering::Relaxed);
+        self.enforce_deadlines();
+    }
+
+    /// Closes every channel a deadline requires to close at the best height,
+    /// and fails back expiring payments to us.
+    pub(crate) fn enforce_deadlines(&self) {
+        let height = self.best_height();
+        let config = &self.config;
+        for peer in self.container.peers() {
+            let _ = self.with_section(&peer, |s| {
+                let due: Vec<(ChannelId, crate::event::ClosureReason)> =
+                    s.ps.channels
+                        .iter()
+                        .filter_map(|(id, c)| c.passed_deadline(height, config).map(|r| (*id, r)))
+                        .collect();
+                for (id, reason) in due {
+                    s.on_channel(&id, true, |c, e| {
+                        let message = match reason {
+                            crate::event::ClosureReason::FundingTimedOut => {
+                                "funding did not confirm in time"
+                            }
+                            _ => "an htlc deadline passed",
+                        };
+                        c.fail_with_error(message, reason, e);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            });
+        }
+        let limit = height.saturating_add(config.htlc_fail_back_buffer_blocks);
+        let expiring: Vec<(crate::types::PaymentHash, u64)> = self
+            .claimables
+            .iter()
+            .filter(|e| e.value().iter().any(|c| c.cltv_expiry <= limit))
+            .map(|e| (*e.key(), e.value().iter().map(|c| c.amount_msat).sum()))
+            .collect();
+        for (hash, amount_msat) in expiring {
+            let reason = FailureCode::IncorrectOrUnknownPaymentDetails.to_reason();
+            // The event is written with the first fail-back it causes.
+            let event = Event::PaymentClaimExpired {
+                payment_hash: hash,
+                amount_msat,
+            };
+            let _ = self.resolve_claimable(hash, Resolution::Fail(reason), Some(event));
+        }
+    }
+}

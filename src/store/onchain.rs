@@ -1,0 +1,148 @@
+//! The user's side of closed channels: what they left to the chain
+//! ([`ChannelStore::closed_channels`]), the keys that spend our outputs, and
+//! the reports that settle them ([`ChannelStore::htlc_resolved_on_chain`],
+//! [`ChannelStore::spendable_outputs_swept`]). See [`crate::onchain`].
+
+use bitcoin::secp256k1::SecretKey;
+
+use super::{ChannelStore, Container};
+use crate::channel::closed::HtlcRoute;
+use crate::channel::signer::ChannelSigner;
+use crate::channel::{OutboundResolved, Outcome};
+use crate::error::StoreError;
+use crate::keys::derive_private_key;
+use crate::onchain::{
+    ClosedChannelDetails, HtlcDirection, OnChainOutcome, SpendableOutput, SpendableOutputKind,
+};
+use crate::onion::FailureCode;
+use crate::types::ChannelId;
+
+impl<C: Container> ChannelStore<C> {
+    /// Every closed channel that still has outputs to sweep or HTLCs to
+    /// settle on chain. Durable: after any number of restarts, this is what
+    /// the user still has to do.
+    ///
+    /// **Locking behaviour:** takes each peer's lock in turn, one at a time.
+    pub fn closed_channels(&self) -> Vec<ClosedChannelDetails> {
+        let mut out = Vec::new();
+        for peer in self.container.peers() {
+            self.container.with_peer(&peer, |ps| {
+                out.extend(ps.closed.values().map(|c| c.details()));
+            });
+        }
+        out.sort_by_key(|c| c.channel_id);
+        out
+    }
+
+    /// One closed channel's record, if it is still kept.
+    ///
+    /// **Locking behaviour:** an index lookup, then that peer's lock briefly.
+    pub fn closed_channel(&self, channel_id: &ChannelId) -> Option<ClosedChannelDetails> {
+        let peer = self.container.index_get(channel_id)?;
+        self.container
+            .with_peer(&peer, |ps| ps.closed.get(channel_id).map(|c| c.details()))
+            .flatten()
+    }
+
+    /// Reports how an HTLC of a closed channel ended on chain. For an HTLC
+    /// we offered, a preimage settles its source as fulfilled (our
+    /// `PaymentSent`, or the incoming HTLC it was forwarded from is
+    /// fulfilled upstream, and the forward's fee is reported); a failure
+    /// fails its source (`PaymentFailed`, or a fail upstream with
+    /// `permanent_channel_failure`). For an HTLC we received, it is simply
+    /// settled. The record goes once nothing is left in it.
+    ///
+    /// **Locking behaviour:** an index lookup, then that peer's lock once.
+    pub fn htlc_resolved_on_chain(
+        &self,
+        channel_id: &ChannelId,
+        direction: HtlcDirection,
+        htlc_id: u64,
+        outcome: OnChainOutcome,
+    ) -> Result<(), StoreError> {
+        let peer = self.owner_hint(channel_id)?;
+        let unknown = StoreError::UnknownHtlc {
+            channel_id: *channel_id,
+            htlc_id,
+        };
+        self.with_section(&peer, |s| {
+            let record = s.closed_mut(channel_id).ok_or(StoreError::UnknownChannel {
+                channel_id: *channel_id,
+            })?;
+            let matches = record
+                .htlcs
+                .iter()
+                .find(|h| h.info.direction == direction && h.info.htlc_id == htlc_id)
+                .ok_or(unknown.clone())?;
+            if let OnChainOutcome::Fulfilled(p) = outcome {
+                if !p.matches(&matches.info.payment_hash) {
+                    return Err(StoreError::WrongPreimage {
+                        channel_id: *channel_id,
+                        htlc_id,
+                    });
+                }
+            }
+            let htlc = record.take_resolved(direction, htlc_id).ok_or(unknown)?;
+            match htlc.route {
+                HtlcRoute::Offered(source) => s.pass_back(
+                    *channel_id,
+                    OutboundResolved {
+                        source,
+                        payment_hash: htlc.info.payment_hash,
+                        amount_msat: htlc.info.amount_msat,
+                        outcome: match outcome {
+                            OnChainOutcome::Fulfilled(p) => Outcome::Fulfilled(p),
+                            OnChainOutcome::Failed => {
+                                Outcome::Failed(FailureCode::PermanentChannelFailure.to_reason())
+                            }
+                        },
+                    },
+                ),
+                HtlcRoute::Received { pays_us } => {
+                    if pays_us {
+                        let hash = htlc.info.payment_hash;
+                        s.ctx.claimables.remove_if_mut(&hash, |_, parts| {
+                            parts
+                                .retain(|c| !(c.channel_id == *channel_id && c.htlc_id == htlc_id));
+                            parts.is_empty()
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Reports the outputs of a closed channel swept (or otherwise dealt
+    /// with): they are no longer listed, and the record goes once its HTLCs
+    /// are settled too.
+    ///
+    /// **Locking behaviour:** an index lookup, then that peer's lock once.
+    pub fn spendable_outputs_swept(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
+        let peer = self.owner_hint(channel_id)?;
+        self.with_section(&peer, |s| {
+            let record = s.closed_mut(channel_id).ok_or(StoreError::UnknownChannel {
+                channel_id: *channel_id,
+            })?;
+            record.outputs_swept = true;
+            Ok(())
+        })
+    }
+
+    /// The secret key that spends `output` (derived from the node secret
+    /// and the output's `keys_id`; nothing secret is stored).
+    pub fn spendable_output_key(&self, output: &SpendableOutput) -> SecretKey {
+        match &output.kind {
+            SpendableOutputKind::StaticPayment => {
+                ChannelSigner::payment_secret(&self.node_secret, &output.keys_id)
+            }
+            SpendableOutputKind::DelayedPayment {
+                per_commitment_point,
+                ..
+            } => derive_private_key(
+                &ChannelSigner::delayed_payment_base_secret(&self.node_secret, &output.keys_id),
+                per_commitment_point,
+            ),
+        }
+    }
+}
