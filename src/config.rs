@@ -66,6 +66,11 @@ pub struct StoreConfig {
     pub min_feerate_per_kw: u32,
     /// Largest feerate we accept in `open_channel` or `update_fee`.
     pub max_feerate_per_kw: u32,
+    /// Smallest feerate, in sat per 1000 weight, of a cooperative closing
+    /// transaction we sign: below it the transaction would not relay, and
+    /// the channel's state would be gone (the default, 253, is Bitcoin
+    /// Core's minimum relay fee of 1 sat/vbyte).
+    pub min_closing_feerate_per_kw: u32,
     /// Confirmations we ask for before the channel is used.
     pub minimum_depth: u32,
     /// Verify the peer's signatures on commitments and closing transactions.
@@ -129,6 +134,7 @@ impl Default for StoreConfig {
             feerate_per_kw: 253,
             min_feerate_per_kw: 253,
             max_feerate_per_kw: 100_000,
+            min_closing_feerate_per_kw: 253,
             minimum_depth: 3,
             verify_signatures: true,
             max_channels_per_peer: 50,
@@ -177,6 +183,14 @@ impl StoreConfig {
             || self.feerate_per_kw > self.max_feerate_per_kw
         {
             return bad("feerate_per_kw", "must lie within min/max_feerate_per_kw");
+        }
+        if self.min_closing_feerate_per_kw < 253
+            || self.min_closing_feerate_per_kw > self.max_feerate_per_kw
+        {
+            return bad(
+                "min_closing_feerate_per_kw",
+                "must be at least 253 and at most max_feerate_per_kw",
+            );
         }
         if self.to_self_delay > self.max_to_self_delay {
             return bad("to_self_delay", "is above max_to_self_delay");

@@ -37,5 +37,7 @@ pub use onchain::{
 pub use onion::FailureCode;
 pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};
 pub use route::{Route, RouteHop};
+#[doc(hidden)]
+pub use store::ResourceCounts;
 pub use store::{ChannelStore, Container, PeerState, Sharded};
 pub use types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};

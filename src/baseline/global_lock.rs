@@ -171,6 +171,10 @@ impl Container for GlobalLock {
         self.inner.lock().outbox_ready.insert(*node);
     }
 
+    fn ready_outboxes(&self) -> usize {
+        self.inner.lock().outbox_ready.len()
+    }
+
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
         let mut inner = self.inner.lock();
         let Inner {

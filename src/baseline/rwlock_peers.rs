@@ -192,6 +192,11 @@ impl Container for RwLockPeers {
 
     fn note_outbox(&self, _node: &NodeId) {}
 
+    fn ready_outboxes(&self) -> usize {
+        // Not kept: drains visit every peer.
+        0
+    }
+
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
         // LDK's get_and_clear_pending_msg_events: every peer, one at a time.
         let peers = self.per_peer_state.read();

@@ -5,7 +5,7 @@
 //! the channel's feerate, priced on the transaction's real weight (its
 //! output scripts are known once both `shutdown`s are in). The receiver of
 //! a proposal signs it only if it is within what it accepts: at least the
-//! relay floor (`StoreConfig::min_feerate_per_kw` on that weight; a closing
+//! relay floor (`StoreConfig::min_closing_feerate_per_kw` on that weight; a closing
 //! transaction below it would never confirm, and the channel's state would
 //! be gone), and, for the funder, at most `max_feerate_per_kw` on that
 //! weight. Otherwise it counter-proposes a fee strictly between the one it
@@ -187,7 +187,7 @@ impl Channel {
     /// the highest feerate we accept, never more than the funder has.
     fn acceptable_closing_fees(&self, config: &StoreConfig) -> (u64, u64) {
         let weight = self.weight();
-        let floor = weight * u64::from(config.min_feerate_per_kw) / 1000;
+        let floor = weight * u64::from(config.min_closing_feerate_per_kw) / 1000;
         let ceiling = if self.is_outbound {
             weight * u64::from(config.max_feerate_per_kw) / 1000
         } else {

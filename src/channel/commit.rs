@@ -37,6 +37,8 @@ pub(crate) struct BuiltCommitment {
     pub(crate) feerate_per_kw: u32,
     /// CSV delay on the broadcaster's outputs.
     pub(crate) to_self_delay: u16,
+    /// The funder's balance in this commitment before it pays the fee.
+    pub(crate) funder_msat: u64,
 }
 
 impl BuiltCommitment {
@@ -165,6 +167,7 @@ impl Channel {
             htlc_sources,
             feerate_per_kw,
             to_self_delay,
+            funder_msat: if self.is_outbound { ours } else { theirs },
         })
     }
 
@@ -235,6 +238,30 @@ impl Channel {
     pub(crate) fn set_holder_signatures(&mut self, commitment: Signature, htlcs: Vec<Signature>) {
         self.holder_sigs = Some(super::HolderSignatures { commitment, htlcs });
         self.disk.sigs_dirty = true;
+    }
+
+    /// Whether the funder can pay the whole fee of both current
+    /// commitments (for audits: a commitment whose funder cannot is
+    /// underfunded, and never signed; issue 11, point 15).
+    pub(crate) fn commitments_fully_paid(&self) -> bool {
+        if !self.phase.is_funded() || self.their_current_point.is_none() {
+            return true;
+        }
+        let local = self.build_commitment(
+            true,
+            self.local_commitment_number,
+            &self.signer.commitment_point(self.local_commitment_number),
+            unchanged,
+        );
+        let remote = self.build_commitment(
+            false,
+            self.remote_commitment_number,
+            &self.their_current_point.expect("checked above"),
+            unchanged,
+        );
+        [local, remote]
+            .into_iter()
+            .all(|b| b.is_ok_and(|b| b.funder_msat / 1000 >= b.tx.fee_sat))
     }
 
     /// Whether our next `commitment_signed` would carry any change.

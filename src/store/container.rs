@@ -153,6 +153,8 @@ pub trait Container: Send + Sync + Sealed + 'static {
 
     /// Called (outside any lock) after `node`'s outbox went from empty to not.
     fn note_outbox(&self, node: &NodeId);
+    /// How many peers are listed as having messages (for tests of bounds).
+    fn ready_outboxes(&self) -> usize;
     /// Takes every peer's queued messages.
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)>;
     /// Takes the queued messages of `nodes` only, in order per peer.

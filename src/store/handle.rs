@@ -98,6 +98,18 @@ impl<C: Container> ChannelStore<C> {
                 action: msg.name(),
             });
         }
+        // A peer that missed our `error` reconnects to a channel we closed:
+        // tell it again (BOLT 1), so it goes on chain too.
+        if matches!(msg, Message::ChannelReestablish(_))
+            && !s.ps.channels.contains_key(&id)
+            && s.ps.closed.contains_key(&id)
+        {
+            s.send(Message::Error(crate::message::ErrorMessage {
+                channel_id: id,
+                data: b"channel closed".to_vec(),
+            }));
+            return Ok(());
+        }
         match msg {
             Message::OpenChannel(m) => {
                 // Not the id of any channel of this peer, funded ones

@@ -74,6 +74,8 @@ pub use container::Container;
 #[cfg(feature = "baselines")]
 pub(crate) use container::Sealed;
 pub use peer::PeerState;
+#[doc(hidden)]
+pub use read::ResourceCounts;
 pub use sharded::Sharded;
 
 use crate::channel::signer::ChannelSigner;

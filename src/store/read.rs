@@ -118,7 +118,70 @@ impl<C: Container> ChannelStore<C> {
     }
 }
 
+/// How much of each structure a store holds: what a peer could try to
+/// grow. For tests of the bounds in `StoreConfig`; not a stable API.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceCounts {
+    /// Peer states kept.
+    pub peers: usize,
+    /// Live channels, funded or not.
+    pub channels: usize,
+    /// Closed-channel records kept.
+    pub closed_channels: usize,
+    /// Messages waiting in outboxes.
+    pub queued_messages: usize,
+    /// Peers listed as having messages.
+    pub ready_outboxes: usize,
+    /// Cross-peer work items queued.
+    pub queued_work: usize,
+    /// Payments to us waiting for the user.
+    pub claimable_payments: usize,
+    /// Events waiting for the user.
+    pub pending_events: usize,
+}
+
 impl<C: Container> ChannelStore<C> {
+    /// Counts what the store holds (see [`ResourceCounts`]).
+    #[doc(hidden)]
+    pub fn resource_counts(&self) -> ResourceCounts {
+        let mut counts = ResourceCounts {
+            queued_work: self.container.queued_work(),
+            ready_outboxes: self.container.ready_outboxes(),
+            claimable_payments: self.claimables.len(),
+            pending_events: self.events.len(),
+            ..ResourceCounts::default()
+        };
+        for peer in self.container.peers() {
+            self.container.with_peer(&peer, |ps| {
+                counts.peers += 1;
+                counts.channels += ps.channel_count();
+                counts.closed_channels += ps.closed.len();
+                counts.queued_messages += ps.outbox.len();
+            });
+        }
+        counts
+    }
+
+    /// Checks that the funder of every channel can pay the whole fee of both
+    /// its current commitments. For tests and audits.
+    pub fn check_commitments_fully_paid(&self) -> Result<(), String> {
+        for peer in self.container.peers() {
+            let bad = self.container.with_peer(&peer, |ps| {
+                ps.channels
+                    .values()
+                    .find(|c| !c.commitments_fully_paid())
+                    .map(|c| c.channel_id)
+            });
+            if let Some(Some(id)) = bad {
+                return Err(format!(
+                    "channel {id}: a commitment's funder cannot pay its fee"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A deterministic dump of every peer's full channel state (channels
     /// sorted by id), for tests that must prove a refused message changed
     /// nothing. Not a stable format.

@@ -199,6 +199,10 @@ impl Container for Sharded {
         self.outbox_ready.insert(*node, ());
     }
 
+    fn ready_outboxes(&self) -> usize {
+        self.outbox_ready.len()
+    }
+
     fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
         // Copy the keys out first: a shard's read guard must not be held
         // while the same shard is written below.

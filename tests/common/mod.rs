@@ -2,6 +2,8 @@
 //! (through the wire format) until nothing is left to deliver.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{OutPoint, Txid};
