@@ -1,22 +1,33 @@
 //! [`FilePersister`]: the embedded default. An append-only log of
-//! checksummed batch records in one directory, with group commit.
+//! checksummed records in one directory, with group commit.
 //!
-//! **Record:** `len: u32 | sha256(payload)[..4] | payload`, where the payload
-//! is one batch: `count: u32`, then per write a key, a presence byte and (if
-//! present) a `u32`-length-prefixed value. A batch is one record, so it is
-//! applied whole or not at all.
+//! **Layout:** the file starts with the 8-byte header `CSLOG\0\0\2`; then
+//! one *group* per flush (one `write` and one `fsync`): `magic "CSGR" |
+//! seq: u64 | len: u32 | sha256(seq || payload)[..4] | payload`, whose
+//! payload is `count: u32` then that many batches, each `count: u32`, then
+//! per write a key (`Key::encode_into`), a presence byte and (if present) a
+//! `u32`-length-prefixed value. Groups are numbered from 1 in file order. A
+//! batch is inside one group, so it is applied whole or not at all. (A
+//! version 0.1 log, without the header, was a run of `len | checksum |
+//! batch` records; it is still read, and rewritten in this layout on open.)
 //!
-//! **Group commit:** a writer appends its record to a shared buffer and waits.
-//! If no flush is running it becomes the leader: it takes the whole buffer
-//! (its own record and every one queued since), writes it and calls `fsync`
-//! once, then wakes everyone it covered. Writers that arrive during the
-//! `fsync` queue up for the next leader. So N peers updating at once cost one
-//! `fsync`, not N. With `group_commit: false` each batch gets its own write
-//! and `fsync` (for comparison).
+//! **Group commit:** a writer appends its batch to a shared buffer and
+//! waits. If no flush is running it becomes the leader: it takes the whole
+//! buffer (its own batch and every one queued since), writes it as one
+//! group and calls `fsync` once, then wakes everyone it covered. Writers
+//! that arrive during the `fsync` queue up for the next leader. So N peers
+//! updating at once cost one `fsync`, not N. With `group_commit: false`
+//! each batch is its own group with its own `fsync` (for comparison).
 //!
-//! **Crash recovery:** on open the log is read to its end. A record cut short
-//! at the tail (a write the crash interrupted) is dropped; a record with a
-//! bad checksum followed by more records is corruption and is an error.
+//! **Crash recovery** (issue 11, point 11): on open the log is read group by
+//! group. A group that is cut short, fails its checksum or does not carry
+//! the next sequence number is where the last flush was interrupted *if no
+//! valid later group follows it*: a flush starts only after the one before
+//! it was durable, so nothing after the interrupted one was ever
+//! acknowledged. That tail (a torn write, zeros the file system allocated,
+//! garbage) is dropped, and the log says so (`log::warn!`, and
+//! [`FilePersister::recovered_tail`]). A damaged group followed by a valid
+//! later one is damage to acknowledged data: `open` refuses the directory.
 //! The live values are then written to a fresh log (temp file, `fsync`,
 //! rename, `fsync` of the directory), which also happens at run time when
 //! the log grows past `compact_min_bytes` and four times the live data.
@@ -35,6 +46,12 @@ use crate::persist::tlv::Cursor;
 
 const LOG_NAME: &str = "chanstore.log";
 const TMP_NAME: &str = "chanstore.log.tmp";
+/// First bytes of a log in the grouped layout.
+const HEADER: [u8; 8] = *b"CSLOG\0\0\x02";
+/// First bytes of every group.
+const GROUP_MAGIC: [u8; 4] = *b"CSGR";
+/// magic, seq, len, checksum.
+const GROUP_HEADER_LEN: usize = 4 + 8 + 4 + 4;
 
 /// How a [`FilePersister`] writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +77,11 @@ impl Default for FileOptions {
 
 /// State shared by writers, under one short lock.
 struct Shared {
-    /// Records queued for the next leader.
+    /// Batches queued for the next leader, and how many.
     pending: Vec<u8>,
+    pending_batches: u32,
+    /// Sequence number of the next group written.
+    next_group: u64,
     /// Tickets: each batch gets the next one; a leader makes everything up
     /// to the ticket it took durable.
     next_ticket: u64,
@@ -80,6 +100,8 @@ struct Shared {
 pub struct FilePersister {
     dir: PathBuf,
     options: FileOptions,
+    /// The torn tail dropped on open, if any: (offset, bytes).
+    recovered: Option<(u64, u64)>,
     shared: Mutex<Shared>,
     flushed: Condvar,
     /// Only the leader (or a non-group writer) touches the file.
@@ -95,8 +117,8 @@ impl std::fmt::Debug for FilePersister {
     }
 }
 
-/// One batch as a log record.
-fn encode_record<'a>(batch: impl ExactSizeIterator<Item = (&'a Key, Option<&'a [u8]>)>) -> Vec<u8> {
+/// One batch: `count: u32`, then each write.
+fn encode_batch<'a>(batch: impl ExactSizeIterator<Item = (&'a Key, Option<&'a [u8]>)>) -> Vec<u8> {
     let mut payload = Vec::new();
     payload.extend_from_slice(&(batch.len() as u32).to_be_bytes());
     for (key, value) in batch {
@@ -110,50 +132,144 @@ fn encode_record<'a>(batch: impl ExactSizeIterator<Item = (&'a Key, Option<&'a [
             None => payload.push(0),
         }
     }
-    let mut record = Vec::with_capacity(payload.len() + 8);
-    record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    record.extend_from_slice(&sha256::Hash::hash(&payload).to_byte_array()[..4]);
-    record.extend_from_slice(&payload);
-    record
+    payload
 }
 
-/// Reads a log into its latest values. Returns the map and the length of
-/// the valid prefix (a torn tail after it is to be dropped).
-fn read_log(bytes: &[u8]) -> Result<(BTreeMap<Key, Vec<u8>>, usize), DecodeError> {
+fn group_checksum(seq: u64, payload: &[u8]) -> [u8; 4] {
+    let mut engine = sha256::Hash::engine();
+    bitcoin::hashes::HashEngine::input(&mut engine, &seq.to_be_bytes());
+    bitcoin::hashes::HashEngine::input(&mut engine, payload);
+    sha256::Hash::from_engine(engine).to_byte_array()[..4]
+        .try_into()
+        .expect("4 bytes")
+}
+
+/// Frames `batches` (`count` of them, concatenated) as group `seq`.
+fn encode_group(seq: u64, count: u32, batches: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(4 + batches.len());
+    payload.extend_from_slice(&count.to_be_bytes());
+    payload.extend_from_slice(batches);
+    let mut group = Vec::with_capacity(GROUP_HEADER_LEN + payload.len());
+    group.extend_from_slice(&GROUP_MAGIC);
+    group.extend_from_slice(&seq.to_be_bytes());
+    group.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    group.extend_from_slice(&group_checksum(seq, &payload));
+    group.extend_from_slice(&payload);
+    group
+}
+
+/// Applies one batch to `map`.
+fn apply_batch(c: &mut Cursor<'_>, map: &mut BTreeMap<Key, Vec<u8>>) -> Result<(), DecodeError> {
+    let n = c.count(10)?;
+    for _ in 0..n {
+        let key = Key::decode_from(c)?;
+        if c.bool()? {
+            map.insert(key, c.bytes()?.to_vec());
+        } else {
+            map.remove(&key);
+        }
+    }
+    Ok(())
+}
+
+/// The group at the start of `bytes`, if it is whole, valid and numbered
+/// `seq`: its payload and its length.
+fn parse_group(bytes: &[u8], seq: u64) -> Option<(&[u8], usize)> {
+    let head = bytes.get(..GROUP_HEADER_LEN)?;
+    if head[..4] != GROUP_MAGIC || u64::from_be_bytes(head[4..12].try_into().ok()?) != seq {
+        return None;
+    }
+    let len = u32::from_be_bytes(head[12..16].try_into().ok()?) as usize;
+    let payload = bytes.get(GROUP_HEADER_LEN..GROUP_HEADER_LEN.checked_add(len)?)?;
+    (group_checksum(seq, payload) == head[16..20]).then_some((payload, GROUP_HEADER_LEN + len))
+}
+
+/// Whether a valid group numbered `seq` or higher starts anywhere in `bytes`.
+fn later_group_exists(bytes: &[u8], seq: u64) -> bool {
+    (0..bytes.len().saturating_sub(GROUP_HEADER_LEN - 1)).any(|at| {
+        let rest = &bytes[at..];
+        if rest[..4] != GROUP_MAGIC {
+            return false;
+        }
+        let found = u64::from_be_bytes(rest[4..12].try_into().expect("8 bytes"));
+        found >= seq && parse_group(rest, found).is_some()
+    })
+}
+
+/// What reading a log found.
+struct LogContents {
+    map: BTreeMap<Key, Vec<u8>>,
+    /// The dropped tail: (offset, bytes).
+    torn: Option<(u64, u64)>,
+}
+
+/// Reads a log into its latest values (see the module doc for what is
+/// dropped and what is refused).
+fn read_log(bytes: &[u8]) -> Result<LogContents, DecodeError> {
+    if !bytes.starts_with(&HEADER) {
+        return read_legacy_log(bytes);
+    }
+    let mut map = BTreeMap::new();
+    let mut at = HEADER.len();
+    let mut seq = 1;
+    while at < bytes.len() {
+        let Some((payload, len)) = parse_group(&bytes[at..], seq) else {
+            if later_group_exists(&bytes[at + 1..], seq) {
+                return Err(DecodeError::Checksum {
+                    context: format!(
+                        "log group {seq} at offset {at} (damaged, and acknowledged data follows)"
+                    ),
+                });
+            }
+            let torn = (at as u64, (bytes.len() - at) as u64);
+            return Ok(LogContents {
+                map,
+                torn: Some(torn),
+            });
+        };
+        let mut c = Cursor::new(payload, "log group");
+        for _ in 0..c.count(4)? {
+            apply_batch(&mut c, &mut map)?;
+        }
+        c.end()?;
+        at += len;
+        seq += 1;
+    }
+    Ok(LogContents { map, torn: None })
+}
+
+/// Reads a version 0.1 log: `len | sha256(payload)[..4] | batch` records.
+/// A record cut short, or whose checksum fails, at the very end is the torn
+/// last write; one followed by more records is corruption.
+fn read_legacy_log(bytes: &[u8]) -> Result<LogContents, DecodeError> {
     let mut map = BTreeMap::new();
     let mut at = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        if rest.len() < 8 {
-            break; // torn header
+        let torn = Some((at as u64, rest.len() as u64));
+        if rest.len() < 8 || rest.iter().all(|b| *b == 0) {
+            return Ok(LogContents { map, torn });
         }
         let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
         let Some(payload) = rest.get(8..8 + len) else {
-            break;
-        }; // torn payload
+            return Ok(LogContents { map, torn });
+        };
         let next = at + 8 + len;
         if sha256::Hash::hash(payload).to_byte_array()[..4] != rest[4..8] {
-            if next >= bytes.len() {
-                break; // a torn last record whose length happened to fit
+            // The last record, or zeros the file system left after it.
+            if next >= bytes.len() || rest.iter().all(|b| *b == 0) {
+                return Ok(LogContents { map, torn });
             }
             return Err(DecodeError::Checksum {
                 context: format!("log record at offset {at}"),
             });
         }
         let mut c = Cursor::new(payload, "log record");
-        let n = c.count(10)?;
-        for _ in 0..n {
-            let key = Key::decode_from(&mut c)?;
-            if c.bool()? {
-                map.insert(key, c.bytes()?.to_vec());
-            } else {
-                map.remove(&key);
-            }
-        }
+        apply_batch(&mut c, &mut map)?;
         c.end()?;
         at = next;
     }
-    Ok((map, at))
+    Ok(LogContents { map, torn: None })
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -176,7 +292,15 @@ impl FilePersister {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let (map, _valid) = read_log(&bytes)?;
+        let contents = read_log(&bytes)?;
+        if let Some((offset, len)) = contents.torn {
+            log::warn!(
+                "{}: dropped {len} bytes at offset {offset}: the unfinished last write of the log \
+                 (never acknowledged)",
+                path.display()
+            );
+        }
+        let map = contents.map;
         let file = Self::rewrite(&dir, &map).map_err(io_err)?;
         let live: HashMap<Key, usize> = map.iter().map(|(k, v)| (*k, v.len())).collect();
         let live_bytes = live.values().map(|v| *v as u64).sum();
@@ -184,8 +308,11 @@ impl FilePersister {
         Ok(FilePersister {
             dir,
             options,
+            recovered: contents.torn,
             shared: Mutex::new(Shared {
                 pending: Vec::new(),
+                pending_batches: 0,
+                next_group: if map.is_empty() { 1 } else { 2 },
                 next_ticket: 0,
                 durable_ticket: 0,
                 leader_active: false,
@@ -199,14 +326,22 @@ impl FilePersister {
         })
     }
 
+    /// The unfinished write dropped from the end of the log when it was
+    /// opened, if any: its offset and length in bytes.
+    pub fn recovered_tail(&self) -> Option<(u64, u64)> {
+        self.recovered
+    }
+
     /// Writes `map` as a fresh log, atomically replacing the old one, and
     /// returns it opened for appending.
     fn rewrite(dir: &Path, map: &BTreeMap<Key, Vec<u8>>) -> io::Result<File> {
         let tmp = dir.join(TMP_NAME);
         {
             let mut f = File::create(&tmp)?;
+            f.write_all(&HEADER)?;
             if !map.is_empty() {
-                f.write_all(&encode_record(map.iter().map(|(k, v)| (k, Some(&v[..])))))?;
+                let batch = encode_batch(map.iter().map(|(k, v)| (k, Some(&v[..]))));
+                f.write_all(&encode_group(1, 1, &batch))?;
             }
             f.sync_all()?;
         }
@@ -220,14 +355,16 @@ impl FilePersister {
     fn compact(&self, file: &mut File) -> io::Result<u64> {
         let mut bytes = Vec::new();
         File::open(self.dir.join(LOG_NAME))?.read_to_end(&mut bytes)?;
-        let (map, _) = read_log(&bytes)
+        let contents = read_log(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        *file = Self::rewrite(&self.dir, &map)?;
+        *file = Self::rewrite(&self.dir, &contents.map)?;
         file.metadata().map(|m| m.len())
     }
 
-    fn flush(&self, file: &mut File, buf: &[u8], compact: bool) -> io::Result<Option<u64>> {
-        file.write_all(buf)?;
+    /// Writes `group` and makes it durable; compacts after if asked.
+    /// Returns the new log length when it compacted.
+    fn flush(&self, file: &mut File, group: &[u8], compact: bool) -> io::Result<Option<u64>> {
+        file.write_all(group)?;
         if self.options.sync {
             file.sync_data()?;
         }
@@ -237,16 +374,8 @@ impl FilePersister {
         Ok(None)
     }
 
-    fn should_compact(&self, s: &Shared, adding: usize) -> bool {
-        let len = s.log_len + adding as u64;
-        len >= self.options.compact_min_bytes && len >= 4 * s.live_bytes.max(1)
-    }
-}
-
-impl Persister for FilePersister {
-    fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> io::Result<()> {
-        let record = encode_record(batch.iter().map(|(k, v)| (k, v.as_deref())));
-        let mut s = self.shared.lock();
+    /// Checks the log is still writable and counts `batch` in the live data.
+    fn account(s: &mut Shared, batch: &[(Key, Option<Vec<u8>>)]) -> io::Result<()> {
         if let Some(kind) = s.failed {
             return Err(io::Error::new(kind, "an earlier write to the log failed"));
         }
@@ -258,26 +387,56 @@ impl Persister for FilePersister {
             s.live_bytes = s.live_bytes - old.unwrap_or(0) as u64
                 + value.as_ref().map_or(0, |v| v.len()) as u64;
         }
-        if !self.options.group_commit {
-            let compact = self.should_compact(&s, record.len());
-            s.log_len += record.len() as u64;
-            drop(s);
-            let result = self.flush(&mut self.file.lock(), &record, compact);
-            let mut s = self.shared.lock();
-            return match result {
-                Ok(compacted) => {
-                    if let Some(len) = compacted {
-                        s.log_len = len;
-                    }
-                    Ok(())
+        Ok(())
+    }
+
+    /// Without group commit: one group per batch, with its own `fsync`.
+    ///
+    /// Lock order: the file lock, then the shared lock (the leader of a
+    /// group commit takes the file lock with the shared lock released).
+    fn write_alone(&self, batch: &[(Key, Option<Vec<u8>>)], encoded: &[u8]) -> io::Result<()> {
+        let mut file = self.file.lock();
+        let mut s = self.shared.lock();
+        Self::account(&mut s, batch)?;
+        let seq = s.next_group;
+        s.next_group += 1;
+        let group = encode_group(seq, 1, encoded);
+        let compact = self.should_compact(&s, group.len());
+        s.log_len += group.len() as u64;
+        drop(s);
+        let result = self.flush(&mut file, &group, compact);
+        let mut s = self.shared.lock();
+        match result {
+            Ok(compacted) => {
+                if let Some(len) = compacted {
+                    s.log_len = len;
+                    s.next_group = 2;
                 }
-                Err(e) => {
-                    s.failed = Some(e.kind());
-                    Err(e)
-                }
-            };
+                Ok(())
+            }
+            Err(e) => {
+                s.failed = Some(e.kind());
+                Err(e)
+            }
         }
-        s.pending.extend_from_slice(&record);
+    }
+
+    fn should_compact(&self, s: &Shared, adding: usize) -> bool {
+        let len = s.log_len + adding as u64;
+        len >= self.options.compact_min_bytes && len >= 4 * s.live_bytes.max(1)
+    }
+}
+
+impl Persister for FilePersister {
+    fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> io::Result<()> {
+        let encoded = encode_batch(batch.iter().map(|(k, v)| (k, v.as_deref())));
+        if !self.options.group_commit {
+            return self.write_alone(batch, &encoded);
+        }
+        let mut s = self.shared.lock();
+        Self::account(&mut s, batch)?;
+        s.pending.extend_from_slice(&encoded);
+        s.pending_batches += 1;
         s.next_ticket += 1;
         let ticket = s.next_ticket;
         loop {
@@ -294,20 +453,30 @@ impl Persister for FilePersister {
                 self.flushed.wait(&mut s);
                 continue;
             }
-            // Lead: flush everything queued so far with one fsync. The
-            // shared lock is released meanwhile so others can queue.
+            // Lead: flush everything queued so far as one group with one
+            // fsync. The shared lock is released meanwhile so others can queue.
             s.leader_active = true;
             let buf = std::mem::take(&mut s.pending);
+            let count = std::mem::take(&mut s.pending_batches);
+            let seq = s.next_group;
+            s.next_group += 1;
             let upto = s.next_ticket;
-            let compact = self.should_compact(&s, buf.len());
+            let group = encode_group(seq, count, &buf);
+            let compact = self.should_compact(&s, group.len());
             drop(s);
-            let result = self.flush(&mut self.file.lock(), &buf, compact);
+            let result = self.flush(&mut self.file.lock(), &group, compact);
             s = self.shared.lock();
             s.leader_active = false;
             match result {
                 Ok(compacted) => {
                     s.durable_ticket = upto;
-                    s.log_len = compacted.unwrap_or(s.log_len + buf.len() as u64);
+                    match compacted {
+                        Some(len) => {
+                            s.log_len = len;
+                            s.next_group = 2;
+                        }
+                        None => s.log_len += group.len() as u64,
+                    }
                 }
                 Err(e) => s.failed = Some(e.kind()),
             }
@@ -321,7 +490,7 @@ impl Persister for FilePersister {
         File::open(self.dir.join(LOG_NAME))
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| StoreError::Persist(format!("{}: {e}", self.dir.display())))?;
-        Ok(read_log(&bytes)?.0)
+        Ok(read_log(&bytes)?.map)
     }
 }
 
@@ -353,19 +522,124 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn batch(n: u64) -> Vec<u8> {
+        encode_batch([(&Key::Work(n), Some(&[n as u8][..]))].into_iter())
+    }
+
+    /// A log of three groups; the last holds two batches.
+    fn three_groups() -> (Vec<u8>, usize, usize) {
+        let mut log = HEADER.to_vec();
+        log.extend(encode_group(1, 1, &batch(1)));
+        log.extend(encode_group(2, 1, &batch(2)));
+        let second_end = log.len();
+        let two: Vec<u8> = batch(3).into_iter().chain(batch(4)).collect();
+        log.extend(encode_group(3, 2, &two));
+        (
+            log,
+            second_end,
+            HEADER.len() + encode_group(1, 1, &batch(1)).len(),
+        )
+    }
+
     #[test]
-    fn torn_tail_is_dropped_but_middle_corruption_is_an_error() {
-        let a = encode_record([(&Key::Work(1), Some(&[1u8][..]))].into_iter());
-        let b = encode_record([(&Key::Work(2), Some(&[2u8][..]))].into_iter());
+    fn every_cut_of_the_last_group_drops_exactly_that_group() {
+        let (log, second_end, _) = three_groups();
+        for cut in second_end..log.len() {
+            let contents = read_log(&log[..cut]).unwrap();
+            assert_eq!(contents.map.len(), 2, "cut {cut}");
+            let torn = (cut > second_end).then(|| (second_end as u64, (cut - second_end) as u64));
+            assert_eq!(contents.torn, torn, "cut {cut}");
+        }
+        let whole = read_log(&log).unwrap();
+        assert_eq!((whole.map.len(), whole.torn), (4, None));
+    }
+
+    #[test]
+    fn zeros_and_garbage_after_the_last_write_are_dropped() {
+        let (log, _, _) = three_groups();
+        for tail in [vec![0u8; 4096], vec![0xa5; 37], b"CSGR".repeat(9)] {
+            let mut bad = log.clone();
+            bad.extend_from_slice(&tail);
+            let contents = read_log(&bad).unwrap();
+            assert_eq!(contents.map.len(), 4);
+            assert_eq!(contents.torn, Some((log.len() as u64, tail.len() as u64)));
+        }
+    }
+
+    #[test]
+    fn a_garbled_last_group_is_dropped_whole() {
+        let (log, second_end, _) = three_groups();
+        // Any byte of the last group (two batches, one write) changed: the
+        // whole group goes, the two before it stay.
+        for at in second_end..log.len() {
+            let mut bad = log.clone();
+            bad[at] ^= 0x40;
+            let contents = read_log(&bad).unwrap();
+            assert_eq!(contents.map.len(), 2, "byte {at}");
+            assert_eq!(contents.torn.map(|t| t.0), Some(second_end as u64));
+        }
+        // Overwritten with zeros, as a file system may leave it.
+        let mut zeroed = log.clone();
+        zeroed[second_end..].fill(0);
+        assert_eq!(read_log(&zeroed).unwrap().map.len(), 2);
+    }
+
+    #[test]
+    fn damage_before_an_acknowledged_group_is_an_error() {
+        let (log, _, first_end) = three_groups();
+        for at in HEADER.len()..first_end {
+            let mut bad = log.clone();
+            bad[at] ^= 1;
+            assert!(
+                matches!(read_log(&bad), Err(DecodeError::Checksum { .. })),
+                "byte {at} of the first group"
+            );
+        }
+    }
+
+    #[test]
+    fn version_one_logs_are_still_read() {
+        let record = |n: u64| {
+            let payload = batch(n);
+            let mut r = (payload.len() as u32).to_be_bytes().to_vec();
+            r.extend_from_slice(&sha256::Hash::hash(&payload).to_byte_array()[..4]);
+            r.extend(payload);
+            r
+        };
+        let (a, b) = (record(1), record(2));
         let log: Vec<u8> = a.iter().chain(&b).copied().collect();
-        // Every cut inside the second record keeps exactly the first.
-        for cut in a.len()..log.len() {
-            let (map, valid) = read_log(&log[..cut]).unwrap();
-            assert_eq!((map.len(), valid), (1, a.len()), "cut {cut}");
+        assert_eq!(read_log(&log).unwrap().map.len(), 2);
+        for cut in a.len() + 1..log.len() {
+            let contents = read_log(&log[..cut]).unwrap();
+            assert_eq!(contents.map.len(), 1, "cut {cut}");
         }
         let mut bad = log.clone();
-        bad[10] ^= 1; // inside the first record's payload
+        bad[10] ^= 1;
         assert!(matches!(read_log(&bad), Err(DecodeError::Checksum { .. })));
+        let mut zeros = log.clone();
+        zeros.extend_from_slice(&[0; 100]);
+        assert_eq!(read_log(&zeros).unwrap().map.len(), 2);
+    }
+
+    #[test]
+    fn open_drops_a_torn_tail_and_says_so() {
+        let dir = tmpdir("torn");
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        p.write_batch(&[(Key::Work(1), Some(vec![1]))]).unwrap();
+        drop(p);
+        let path = dir.join(LOG_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let good = bytes.len();
+        bytes.extend_from_slice(&[0; 512]);
+        std::fs::write(&path, &bytes).unwrap();
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        assert_eq!(p.recovered_tail(), Some((good as u64, 512)));
+        assert_eq!(p.load().unwrap().len(), 1);
+        // The rewrite on open left a clean log.
+        drop(p);
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        assert_eq!(p.recovered_tail(), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
