@@ -208,6 +208,13 @@ impl<C: Container> ChannelStore<C> {
         })
     }
 
+    /// Whether a write to the persister failed. Memory may then be ahead of
+    /// disk, so the store refuses all further work: reopen it (a restart
+    /// from what is on disk loses nothing that was acknowledged).
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     fn check_not_failed(&self) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(StoreError::Persist(
@@ -577,7 +584,14 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** lock-free, plus one persister write.
     pub fn get_and_clear_pending_events(&self) -> Vec<Event> {
         let taken = self.take_events();
-        let _ = self.forget_events(&taken);
+        if self.forget_events(&taken).is_err() {
+            // Not deleted: they are still on disk and come back after a
+            // restart, so handing them out now would deliver them twice.
+            for e in taken {
+                self.events.push(e);
+            }
+            return Vec::new();
+        }
         taken.into_iter().map(|(_, e)| e).collect()
     }
 

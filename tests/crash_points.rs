@@ -1,0 +1,776 @@
+//! Issue 11: crash the hub after every prefix of its batches.
+//!
+//! Nodes A - B - C; A pays C through B. Each scenario is run once to count
+//! the batches B writes, then once more for every batch boundary `k`: B's
+//! persister refuses batch `k + 1` (B is dead from that write on: its
+//! messages from then are never sent, and what it had not sent yet is lost
+//! with it), B restarts from exactly the `k` batches it wrote, reconnects,
+//! and the network runs to quiet. Closed channels are then settled the way
+//! a user watching the chain would: an HTLC whose receiver knows the
+//! preimage is claimed, any other is timed out by its offerer. Then:
+//!
+//! * every payment A started ended exactly once (`PaymentSent` or
+//!   `PaymentFailed`, never both, never neither);
+//! * a preimage known downstream is never lost upstream: C claimed a
+//!   payment if and only if A has `PaymentSent` for it;
+//! * B's fees are exact: one `HtlcForwarded` per payment that reached C,
+//!   with B's fee, and no other;
+//! * no spurious event: every `OnChainResolutionRequired` B reports is for
+//!   an HTLC of a channel it closed;
+//! * no HTLC is left in any channel, no closed-channel record is left once
+//!   settled, value is conserved and the indexes agree with the channels.
+//!
+//! With `FilePersister` the crash is also cut *inside* batch `k + 1` (a torn
+//! write) and after it with zeros or garbage appended: the log recovers to a
+//! batch boundary and the same checks hold.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chanstore::persist::Key;
+use chanstore::{
+    ChannelId, ChannelStore, Event, FileOptions, FilePersister, HtlcDirection, MemoryPersister,
+    Message, OnChainAction, OnChainOutcome, PaymentHash, PaymentPreimage, Persister, Route,
+    RouteHop, ShortChannelId, StoreConfig, StoreError,
+};
+use common::*;
+use parking_lot::Mutex;
+
+// ---- a persister that dies at a chosen batch ----
+
+/// How B's disk fails at the crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// Batch `k + 1` is never written.
+    Clean,
+    /// Batch `k + 1` is half written (file persister only).
+    Torn,
+    /// Batch `k + 1` is written whole, then zeros follow (file persister only).
+    Zeros,
+    /// Batch `k + 1` is written whole, then garbage follows.
+    Garbage,
+}
+
+#[derive(Debug)]
+enum Disk {
+    Memory(MemoryPersister),
+    File(FilePersister, PathBuf),
+}
+
+/// Counts B's batches; from batch number `die_at` on, fails them (after
+/// writing part or all of the first, as `cut` says).
+#[derive(Debug)]
+struct Dying {
+    disk: Disk,
+    written: Mutex<usize>,
+    die_at: Option<usize>,
+    cut: Cut,
+}
+
+impl Dying {
+    fn log_path(&self) -> Option<PathBuf> {
+        match &self.disk {
+            Disk::File(_, dir) => Some(dir.join("chanstore.log")),
+            Disk::Memory(_) => None,
+        }
+    }
+}
+
+impl Persister for Dying {
+    fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> std::io::Result<()> {
+        let mut n = self.written.lock();
+        if self.die_at.is_some_and(|d| *n >= d) {
+            if *n == self.die_at.unwrap() && self.cut != Cut::Clean {
+                // The crash happens while (or right after) this batch is written.
+                let path = self.log_path().expect("cut variants need a file");
+                let before = std::fs::metadata(&path).unwrap().len();
+                match &self.disk {
+                    Disk::File(p, _) => p.write_batch(batch)?,
+                    Disk::Memory(_) => unreachable!(),
+                }
+                let after = std::fs::metadata(&path).unwrap().len();
+                if self.cut == Cut::Torn {
+                    let file = OpenOptions::new().write(true).open(&path).unwrap();
+                    file.set_len(before + (after - before) / 2).unwrap();
+                }
+                let mut append = OpenOptions::new().append(true).open(&path).unwrap();
+                match self.cut {
+                    Cut::Zeros => append.write_all(&[0; 700]).unwrap(),
+                    Cut::Garbage => append.write_all(b"CSGR\x00\x00garbage!!!").unwrap(),
+                    _ => {}
+                }
+            }
+            *n += 1;
+            return Err(std::io::Error::other("crashed"));
+        }
+        *n += 1;
+        match &self.disk {
+            Disk::Memory(p) => p.write_batch(batch),
+            Disk::File(p, _) => p.write_batch(batch),
+        }
+    }
+
+    fn load(&self) -> Result<std::collections::BTreeMap<Key, Vec<u8>>, StoreError> {
+        match &self.disk {
+            Disk::Memory(p) => p.load(),
+            Disk::File(p, _) => p.load(),
+        }
+    }
+}
+
+// ---- the network ----
+
+fn config() -> StoreConfig {
+    StoreConfig::default()
+}
+
+fn secret(seed: u8) -> bitcoin::secp256k1::SecretKey {
+    bitcoin::secp256k1::SecretKey::from_slice(&[seed; 32]).unwrap()
+}
+
+fn hub(p: Arc<dyn Persister>) -> ChannelStore {
+    ChannelStore::with_persister(config(), secret(2), HEIGHT, p).unwrap()
+}
+
+struct World {
+    a: ChannelStore,
+    b: ChannelStore,
+    c: ChannelStore,
+    disk: Arc<Dying>,
+    ab: ChannelId,
+    bc: ChannelId,
+    scid_ab: ShortChannelId,
+    scid_bc: ShortChannelId,
+    /// B's disk died (its store refuses everything).
+    dead: bool,
+    /// Events of each node, as the user took them.
+    a_events: Vec<Event>,
+    b_events: Vec<Event>,
+    c_events: Vec<Event>,
+    /// Payments C claimed.
+    claimed: BTreeSet<PaymentHash>,
+    /// Preimages by hash, for C's decisions and the chain oracle.
+    preimages: HashMap<PaymentHash, PaymentPreimage>,
+    /// What each payment delivers to C.
+    amounts: HashMap<PaymentHash, u64>,
+    /// HTLCs claimed on chain with their preimage, by (channel, id).
+    claimed_on_chain: HashMap<(ChannelId, u64), PaymentPreimage>,
+    /// How B's HTLCs ended on chain: (channel, direction, hash) -> fulfilled.
+    b_on_chain: HashMap<(ChannelId, HtlcDirection, PaymentHash), bool>,
+    /// Channels B closed (any `OnChainResolutionRequired` must name one).
+    b_closed: BTreeSet<ChannelId>,
+    /// Policy actions already taken (each is taken once).
+    done: BTreeSet<&'static str>,
+}
+
+fn route(w: &World, amount: u64) -> Route {
+    Route {
+        hops: vec![
+            RouteHop {
+                node_id: w.b.node_id(),
+                short_channel_id: w.scid_ab,
+                fee_msat: config().forwarding_fee_msat(amount),
+                cltv_expiry_delta: config().cltv_expiry_delta.into(),
+            },
+            RouteHop {
+                node_id: w.c.node_id(),
+                short_channel_id: w.scid_bc,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            },
+        ],
+    }
+}
+
+impl World {
+    fn new(die_at: Option<usize>, cut: Cut, file: Option<PathBuf>) -> World {
+        let disk = match &file {
+            Some(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+                let options = FileOptions {
+                    sync: false,
+                    compact_min_bytes: u64::MAX,
+                    ..FileOptions::default()
+                };
+                Disk::File(FilePersister::open(dir, options).unwrap(), dir.clone())
+            }
+            None => Disk::Memory(MemoryPersister::new()),
+        };
+        let disk = Arc::new(Dying {
+            disk,
+            written: Mutex::new(0),
+            die_at,
+            cut,
+        });
+        let (a, b, c) = (node(1), hub(disk.clone()), node(3));
+        connect_all(&[&a, &b, &c]);
+        let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 200_000_000);
+        let (bc, scid_bc) = open_channel(&b, &c, 1_000_000, 200_000_000);
+        for n in [&a, &b, &c] {
+            n.get_and_clear_pending_events();
+        }
+        World {
+            a,
+            b,
+            c,
+            disk,
+            ab,
+            bc,
+            scid_ab,
+            scid_bc,
+            dead: false,
+            a_events: Vec::new(),
+            b_events: Vec::new(),
+            c_events: Vec::new(),
+            claimed: BTreeSet::new(),
+            preimages: HashMap::new(),
+            amounts: HashMap::new(),
+            claimed_on_chain: HashMap::new(),
+            b_on_chain: HashMap::new(),
+            b_closed: BTreeSet::new(),
+            done: BTreeSet::new(),
+        }
+    }
+
+    /// True the first time it is asked for `action`.
+    fn once(&mut self, action: &'static str) -> bool {
+        self.done.insert(action)
+    }
+
+    fn batches(&self) -> usize {
+        *self.disk.written.lock()
+    }
+
+    fn nodes(&self) -> [&ChannelStore; 3] {
+        [&self.a, &self.b, &self.c]
+    }
+
+    fn pay(&mut self, n: u16, amount: u64) -> PaymentHash {
+        let p = preimage(0x70, n);
+        self.preimages.insert(p.payment_hash(), p);
+        self.amounts.insert(p.payment_hash(), amount);
+        self.a
+            .send_payment(&route(self, amount), p.payment_hash(), amount)
+            .unwrap();
+        p.payment_hash()
+    }
+
+    /// Delivers one round of messages and forwards. Messages to or from a
+    /// dead B are lost. Returns whether anything moved.
+    fn pump(&mut self) -> bool {
+        let mut moved = false;
+        let mut dead = self.dead;
+        let nodes = [&self.a, &self.b, &self.c];
+        for (i, from) in nodes.iter().enumerate() {
+            if i == 1 && dead {
+                continue;
+            }
+            for (to, m) in from.get_and_clear_pending_msg_events() {
+                moved = true;
+                let j = nodes.iter().position(|n| n.node_id() == to).unwrap();
+                if j == 1 && dead {
+                    continue;
+                }
+                let wire = Message::decode(&m.encode()).unwrap();
+                match nodes[j].handle_message(&from.node_id(), wire) {
+                    Ok(()) => {}
+                    Err(StoreError::Persist(_)) if j == 1 => dead = true,
+                    // A message that crossed the receiver's close (its
+                    // `error` is on its way to the sender).
+                    Err(StoreError::UnknownChannel { channel_id })
+                        if nodes[j].channel_details(&channel_id).is_none()
+                            && [self.ab, self.bc].contains(&channel_id) => {}
+                    Err(e) => panic!("{} refused {}: {e}", short(&to), m.name()),
+                }
+            }
+            if !(i == 1 && dead) && from.process_pending_forwards() > 0 {
+                moved = true;
+            }
+            dead |= self.b.is_failed();
+        }
+        self.dead = dead;
+        moved
+    }
+
+    /// Takes A's and C's events (they never crash). B's stay with B until
+    /// the end: taking an event deletes it in a batch of its own, and a
+    /// crash around that batch would make the count depend on the crash
+    /// point (delivered once, or lost, by design), not on the rule tested.
+    fn take_events(&mut self) {
+        self.a_events.extend(self.a.get_and_clear_pending_events());
+        self.c_events.extend(self.c.get_and_clear_pending_events());
+        if !self.dead {
+            for c in self.b.closed_channels() {
+                self.b_closed.insert(c.channel_id);
+            }
+        }
+    }
+
+    /// B's events, taken once at the end.
+    fn take_b_events(&mut self) {
+        for e in self.b.get_and_clear_pending_events() {
+            match &e {
+                Event::ChannelClosed { channel_id, .. } => {
+                    self.b_closed.insert(*channel_id);
+                }
+                Event::OnChainResolutionRequired { htlc } => {
+                    assert!(
+                        self.b_closed.contains(&htlc.channel_id),
+                        "spurious resolution: {e:?}"
+                    );
+                }
+                _ => {}
+            }
+            self.b_events.push(e);
+        }
+    }
+
+    /// Runs to quiet, with C's policy applied at every step.
+    fn run(&mut self, policy: &mut dyn FnMut(&mut World)) {
+        for _ in 0..200 {
+            let moved = self.pump();
+            self.take_events();
+            policy(self);
+            if !moved && !self.pump() {
+                return;
+            }
+        }
+        panic!("the network did not settle");
+    }
+
+    /// B restarts from what it wrote; everyone reconnects.
+    fn restart_b(&mut self) {
+        for n in [&self.a, &self.c] {
+            n.peer_disconnected(&self.b.node_id());
+        }
+        let disk: Arc<dyn Persister> = match &self.disk.disk {
+            Disk::Memory(p) => {
+                let fresh = Arc::new(MemoryPersister::new());
+                let all: Vec<_> = p
+                    .load()
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, v)| (k, Some(v)))
+                    .collect();
+                fresh.write_batch(&all).unwrap();
+                fresh
+            }
+            Disk::File(_, dir) => {
+                let options = FileOptions {
+                    sync: false,
+                    ..FileOptions::default()
+                };
+                Arc::new(FilePersister::open(dir, options).expect("the log recovers"))
+            }
+        };
+        self.b = hub(disk);
+        self.dead = false;
+        for n in [&self.a, &self.c] {
+            n.peer_connected(self.b.node_id());
+            self.b.peer_connected(n.node_id());
+        }
+    }
+
+    /// Settles closed channels as the chain would (see the module doc), then
+    /// marks every output swept. Returns whether anything was reported.
+    fn settle_on_chain(&mut self, final_round: bool) -> bool {
+        let mut reported = false;
+        // Receivers that know the preimage claim first.
+        for i in 0..3 {
+            if i == 1 && self.dead {
+                continue;
+            }
+            let n = [&self.a, &self.b, &self.c][i];
+            for closed in n.closed_channels() {
+                for h in &closed.htlcs {
+                    if h.direction == HtlcDirection::Received && h.action == OnChainAction::Claim {
+                        let p = h.payment_preimage.unwrap();
+                        n.htlc_resolved_on_chain(
+                            &closed.channel_id,
+                            h.direction,
+                            h.htlc_id,
+                            OnChainOutcome::Fulfilled(p),
+                        )
+                        .unwrap();
+                        self.claimed_on_chain
+                            .insert((closed.channel_id, h.htlc_id), p);
+                        if i == 1 {
+                            self.b_on_chain
+                                .insert((closed.channel_id, h.direction, h.payment_hash), true);
+                        }
+                        reported = true;
+                    }
+                }
+            }
+        }
+        for i in 0..3 {
+            if i == 1 && self.dead {
+                continue;
+            }
+            let n = [&self.a, &self.b, &self.c][i];
+            for closed in n.closed_channels() {
+                for h in &closed.htlcs {
+                    let outcome = match (h.direction, h.action) {
+                        (HtlcDirection::Offered, _) => {
+                            match self.claimed_on_chain.get(&(closed.channel_id, h.htlc_id)) {
+                                Some(p) => Some(OnChainOutcome::Fulfilled(*p)),
+                                // The receiver may still learn the preimage.
+                                None if self.receiver_may_claim(&closed.channel_id, h.htlc_id)
+                                    && !final_round =>
+                                {
+                                    None
+                                }
+                                None => Some(OnChainOutcome::Failed),
+                            }
+                        }
+                        (HtlcDirection::Received, OnChainAction::AwaitPreimage) if final_round => {
+                            Some(OnChainOutcome::Failed)
+                        }
+                        _ => None,
+                    };
+                    if let Some(outcome) = outcome {
+                        n.htlc_resolved_on_chain(
+                            &closed.channel_id,
+                            h.direction,
+                            h.htlc_id,
+                            outcome,
+                        )
+                        .unwrap();
+                        if i == 1 {
+                            let fulfilled = matches!(outcome, OnChainOutcome::Fulfilled(_));
+                            self.b_on_chain.insert(
+                                (closed.channel_id, h.direction, h.payment_hash),
+                                fulfilled,
+                            );
+                        }
+                        reported = true;
+                    }
+                }
+                if !closed.outputs_swept {
+                    n.spendable_outputs_swept(&closed.channel_id).unwrap();
+                    reported = true;
+                }
+            }
+        }
+        reported
+    }
+
+    /// Whether the peer on the other side of `channel` still has `htlc_id`
+    /// waiting for its preimage (in a live or a closed channel).
+    fn receiver_may_claim(&self, channel: &ChannelId, htlc_id: u64) -> bool {
+        self.nodes().iter().any(|n| {
+            n.closed_channel(channel).is_some_and(|c| {
+                c.htlcs.iter().any(|h| {
+                    h.direction == HtlcDirection::Received
+                        && h.htlc_id == htlc_id
+                        && h.action == OnChainAction::AwaitPreimage
+                })
+            }) || n
+                .channel_details(channel)
+                .is_some_and(|d| d.pending_htlcs > 0)
+        })
+    }
+
+    /// Runs to quiet and settles on chain until nothing is left.
+    fn finish(&mut self, policy: &mut dyn FnMut(&mut World)) {
+        for round in 0..20 {
+            self.run(policy);
+            let final_round = round >= 3;
+            if !self.settle_on_chain(final_round) && final_round {
+                self.run(policy);
+                return;
+            }
+        }
+        panic!("closed channels never settled");
+    }
+
+    /// The checks of the module doc.
+    fn check(&self, payments: &[PaymentHash], context: &str) {
+        for hash in payments {
+            let sent = self
+                .a_events
+                .iter()
+                .filter(|e| matches!(e, Event::PaymentSent { payment_hash, .. } if payment_hash == hash))
+                .count();
+            let failed = self
+                .a_events
+                .iter()
+                .filter(|e| matches!(e, Event::PaymentFailed { payment_hash, .. } if payment_hash == hash))
+                .count();
+            assert_eq!(
+                sent + failed,
+                1,
+                "{context}: payment {hash} ended {sent} + {failed} times"
+            );
+            assert_eq!(
+                sent == 1,
+                self.claimed.contains(hash),
+                "{context}: payment {hash}: sent={sent}, claimed by C={}",
+                self.claimed.contains(hash)
+            );
+        }
+        // B never pays downstream what it is not paid upstream: its HTLC to
+        // C ended fulfilled (C claimed) only if A's HTLC to B did, off chain
+        // (A has PaymentSent for it) or claimed by B on chain.
+        for hash in payments {
+            let upstream = match self.b_on_chain.get(&(self.ab, HtlcDirection::Received, *hash)) {
+                Some(fulfilled) => *fulfilled,
+                None => self
+                    .a_events
+                    .iter()
+                    .any(|e| matches!(e, Event::PaymentSent { payment_hash, .. } if payment_hash == hash)),
+            };
+            let downstream = self.claimed.contains(hash);
+            assert!(
+                !downstream || upstream,
+                "{context}: B paid C for {hash} but was not paid by A"
+            );
+        }
+        let forwarded: Vec<u64> = self
+            .b_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::HtlcForwarded {
+                    fee_earned_msat, ..
+                } => Some(*fee_earned_msat),
+                _ => None,
+            })
+            .collect();
+        let mut expected: Vec<u64> = self
+            .claimed
+            .iter()
+            .map(|h| config().forwarding_fee_msat(self.amounts[h]))
+            .collect();
+        expected.sort();
+        let mut forwarded = forwarded;
+        forwarded.sort();
+        assert_eq!(forwarded, expected, "{context}: B's forwarding fees");
+        for n in self.nodes() {
+            for d in n.list_channels() {
+                assert_eq!(
+                    d.pending_htlcs,
+                    0,
+                    "{context}: {} left an HTLC in {d:?}",
+                    short(&n.node_id())
+                );
+            }
+            assert!(
+                n.closed_channels().is_empty(),
+                "{context}: a closed channel was left unsettled"
+            );
+            n.check_value_conserved().unwrap();
+            n.check_indexes().unwrap();
+            assert_eq!(n.pending_forwards(), 0, "{context}");
+        }
+    }
+}
+
+const AMOUNT: u64 = 4_000_000;
+
+/// A scenario: what starts it, and what the users do as it unfolds.
+struct Scenario {
+    name: &'static str,
+    start: fn(&mut World) -> Vec<PaymentHash>,
+    policy: fn(&mut World),
+}
+
+/// C claims every payment it receives.
+fn c_claims(w: &mut World) {
+    let received: Vec<PaymentHash> = w
+        .c_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PaymentReceived { payment_hash, .. } => Some(*payment_hash),
+            _ => None,
+        })
+        .collect();
+    for h in received {
+        if w.claimed.insert(h) {
+            w.c.claim_funds(w.preimages[&h]).unwrap();
+        }
+    }
+}
+
+/// C fails every payment it receives.
+fn c_fails(w: &mut World) {
+    let received: Vec<PaymentHash> = w
+        .c_events
+        .drain(..)
+        .filter_map(|e| match e {
+            Event::PaymentReceived { payment_hash, .. } => Some(payment_hash),
+            _ => None,
+        })
+        .collect();
+    for h in received {
+        let _ = w.c.fail_htlc_backwards(&h);
+    }
+}
+
+fn two_payments(w: &mut World) -> Vec<PaymentHash> {
+    vec![w.pay(1, AMOUNT), w.pay(2, AMOUNT + 100_000)]
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "success",
+            start: two_payments,
+            policy: c_claims,
+        },
+        Scenario {
+            name: "failure downstream",
+            start: two_payments,
+            policy: c_fails,
+        },
+        Scenario {
+            name: "C fails the channel once paid, then claims on chain",
+            start: two_payments,
+            policy: |w| {
+                let received = w
+                    .c_events
+                    .iter()
+                    .any(|e| matches!(e, Event::PaymentReceived { .. }));
+                if received && w.c.channel_details(&w.bc).is_some() {
+                    w.c.force_close_channel(&w.bc).unwrap();
+                }
+                c_claims(w);
+            },
+        },
+        Scenario {
+            name: "A force-closes mid-payment",
+            start: two_payments,
+            policy: |w| {
+                let c_received = w
+                    .c_events
+                    .iter()
+                    .any(|e| matches!(e, Event::PaymentReceived { .. }));
+                if c_received && w.a.channel_details(&w.ab).is_some() {
+                    w.a.force_close_channel(&w.ab).unwrap();
+                }
+                c_claims(w);
+            },
+        },
+        Scenario {
+            name: "A force-closes once B's fulfill reached it",
+            start: two_payments,
+            policy: |w| {
+                let sent = w
+                    .a_events
+                    .iter()
+                    .any(|e| matches!(e, Event::PaymentSent { .. }));
+                if sent && w.once("close") {
+                    w.a.force_close_channel(&w.ab).unwrap();
+                }
+                c_claims(w);
+            },
+        },
+        Scenario {
+            name: "cooperative close with HTLCs settling",
+            start: |w| {
+                let hashes = two_payments(w);
+                w.a.close_channel(&w.ab).unwrap();
+                hashes
+            },
+            policy: c_claims,
+        },
+        Scenario {
+            name: "reconnects and update_fee",
+            start: |w| {
+                let hashes = two_payments(w);
+                // B may already be dead (a crash in its very first batch).
+                let _ = w.b.update_fee(&w.bc, 1_000);
+                hashes
+            },
+            policy: |w| {
+                let received = w
+                    .c_events
+                    .iter()
+                    .any(|e| matches!(e, Event::PaymentReceived { .. }));
+                if received && w.once("reconnect") {
+                    // Mid-flow, A and B lose their connection.
+                    w.a.peer_disconnected(&w.b.node_id());
+                    w.b.peer_disconnected(&w.a.node_id());
+                    w.b.peer_connected(w.a.node_id());
+                    w.a.peer_connected(w.b.node_id());
+                }
+                c_claims(w);
+            },
+        },
+        Scenario {
+            name: "C silent past the HTLC deadline",
+            start: |w| vec![w.pay(1, AMOUNT)],
+            policy: |w| {
+                let received = w
+                    .c_events
+                    .iter()
+                    .any(|e| matches!(e, Event::PaymentReceived { .. }));
+                if received && w.once("silence") {
+                    // C goes silent for good (and closes its side).
+                    w.c.peer_disconnected(&w.b.node_id());
+                    w.b.peer_disconnected(&w.c.node_id());
+                    w.c.force_close_channel(&w.bc).unwrap();
+                }
+                if w.done.contains("silence") && !w.dead {
+                    // Blocks pass at B, also after a restart.
+                    let expiry = HEIGHT + u32::from(config().min_final_cltv_expiry_delta);
+                    let deadline = expiry + config().htlc_timeout_grace_blocks;
+                    if w.b.best_height() < deadline {
+                        w.b.best_block_updated(deadline);
+                    }
+                }
+            },
+        },
+    ]
+}
+
+fn run_scenario(s: &Scenario, die_at: Option<usize>, cut: Cut, file: Option<PathBuf>) -> usize {
+    let mut w = World::new(die_at, cut, file);
+    let base = w.batches();
+    let mut policy = s.policy;
+    let payments = (s.start)(&mut w);
+    w.run(&mut policy);
+    let written = w.batches() - base;
+    if w.dead || die_at.is_some() {
+        w.restart_b();
+    }
+    w.finish(&mut policy);
+    w.take_b_events();
+    let context = format!("{}, crash after batch {die_at:?} ({cut:?})", s.name);
+    w.check(&payments, &context);
+    written
+}
+
+/// Every scenario, crashed after each of its batches (memory persister).
+#[test]
+fn crash_after_every_batch() {
+    for s in scenarios() {
+        // Count the batches the setup and the scenario write.
+        let setup = World::new(None, Cut::Clean, None).batches();
+        let batches = run_scenario(&s, None, Cut::Clean, None);
+        for k in 0..=batches {
+            run_scenario(&s, Some(setup + k), Cut::Clean, None);
+        }
+        eprintln!("{}: {batches} batches, each a crash point", s.name);
+    }
+}
+
+/// The file persister: clean, torn, zero-padded and garbage-padded crashes.
+#[test]
+fn crash_after_every_batch_with_torn_writes() {
+    let dir = std::env::temp_dir().join(format!("chanstore-crash-points-{}", std::process::id()));
+    for s in scenarios().into_iter().take(4) {
+        let setup = World::new(None, Cut::Clean, None).batches();
+        let batches = run_scenario(&s, None, Cut::Clean, Some(dir.clone()));
+        for k in 0..batches {
+            for cut in [Cut::Torn, Cut::Zeros, Cut::Garbage] {
+                run_scenario(&s, Some(setup + k), cut, Some(dir.clone()));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
