@@ -35,9 +35,10 @@ use std::sync::Arc;
 use chanstore::persist::Key;
 use chanstore::{
     ChannelId, ChannelStore, Event, FileOptions, FilePersister, HtlcDirection, MemoryPersister,
-    Message, OnChainAction, OnChainOutcome, PaymentHash, PaymentPreimage, Persister, Route,
-    RouteHop, ShortChannelId, StoreConfig, StoreError,
+    Message, PaymentHash, PaymentPreimage, Persister, Route, RouteHop, ShortChannelId, StoreConfig,
+    StoreError,
 };
+use common::chain::Chain;
 use common::*;
 use parking_lot::Mutex;
 
@@ -158,10 +159,8 @@ struct World {
     preimages: HashMap<PaymentHash, PaymentPreimage>,
     /// What each payment delivers to C.
     amounts: HashMap<PaymentHash, u64>,
-    /// HTLCs claimed on chain with their preimage, by (channel, id).
-    claimed_on_chain: HashMap<(ChannelId, u64), PaymentPreimage>,
-    /// How B's HTLCs ended on chain: (channel, direction, hash) -> fulfilled.
-    b_on_chain: HashMap<(ChannelId, HtlcDirection, PaymentHash), bool>,
+    /// What happened on chain.
+    chain: Chain,
     /// Channels B closed (any `OnChainResolutionRequired` must name one).
     b_closed: BTreeSet<ChannelId>,
     /// Policy actions already taken (each is taken once).
@@ -230,8 +229,7 @@ impl World {
             claimed: BTreeSet::new(),
             preimages: HashMap::new(),
             amounts: HashMap::new(),
-            claimed_on_chain: HashMap::new(),
-            b_on_chain: HashMap::new(),
+            chain: Chain::default(),
             b_closed: BTreeSet::new(),
             done: BTreeSet::new(),
         }
@@ -376,112 +374,17 @@ impl World {
         }
     }
 
-    /// Settles closed channels as the chain would (see the module doc), then
-    /// marks every output swept. Returns whether anything was reported.
-    fn settle_on_chain(&mut self, final_round: bool) -> bool {
-        let mut reported = false;
-        // Receivers that know the preimage claim first.
-        for i in 0..3 {
-            if i == 1 && self.dead {
-                continue;
-            }
-            let n = [&self.a, &self.b, &self.c][i];
-            for closed in n.closed_channels() {
-                for h in &closed.htlcs {
-                    if h.direction == HtlcDirection::Received && h.action == OnChainAction::Claim {
-                        let p = h.payment_preimage.unwrap();
-                        n.htlc_resolved_on_chain(
-                            &closed.channel_id,
-                            h.direction,
-                            h.htlc_id,
-                            OnChainOutcome::Fulfilled(p),
-                        )
-                        .unwrap();
-                        self.claimed_on_chain
-                            .insert((closed.channel_id, h.htlc_id), p);
-                        if i == 1 {
-                            self.b_on_chain
-                                .insert((closed.channel_id, h.direction, h.payment_hash), true);
-                        }
-                        reported = true;
-                    }
-                }
-            }
-        }
-        for i in 0..3 {
-            if i == 1 && self.dead {
-                continue;
-            }
-            let n = [&self.a, &self.b, &self.c][i];
-            for closed in n.closed_channels() {
-                for h in &closed.htlcs {
-                    let outcome = match (h.direction, h.action) {
-                        (HtlcDirection::Offered, _) => {
-                            match self.claimed_on_chain.get(&(closed.channel_id, h.htlc_id)) {
-                                Some(p) => Some(OnChainOutcome::Fulfilled(*p)),
-                                // The receiver may still learn the preimage.
-                                None if self.receiver_may_claim(&closed.channel_id, h.htlc_id)
-                                    && !final_round =>
-                                {
-                                    None
-                                }
-                                None => Some(OnChainOutcome::Failed),
-                            }
-                        }
-                        (HtlcDirection::Received, OnChainAction::AwaitPreimage) if final_round => {
-                            Some(OnChainOutcome::Failed)
-                        }
-                        _ => None,
-                    };
-                    if let Some(outcome) = outcome {
-                        n.htlc_resolved_on_chain(
-                            &closed.channel_id,
-                            h.direction,
-                            h.htlc_id,
-                            outcome,
-                        )
-                        .unwrap();
-                        if i == 1 {
-                            let fulfilled = matches!(outcome, OnChainOutcome::Fulfilled(_));
-                            self.b_on_chain.insert(
-                                (closed.channel_id, h.direction, h.payment_hash),
-                                fulfilled,
-                            );
-                        }
-                        reported = true;
-                    }
-                }
-                if !closed.outputs_swept {
-                    n.spendable_outputs_swept(&closed.channel_id).unwrap();
-                    reported = true;
-                }
-            }
-        }
-        reported
-    }
-
-    /// Whether the peer on the other side of `channel` still has `htlc_id`
-    /// waiting for its preimage (in a live or a closed channel).
-    fn receiver_may_claim(&self, channel: &ChannelId, htlc_id: u64) -> bool {
-        self.nodes().iter().any(|n| {
-            n.closed_channel(channel).is_some_and(|c| {
-                c.htlcs.iter().any(|h| {
-                    h.direction == HtlcDirection::Received
-                        && h.htlc_id == htlc_id
-                        && h.action == OnChainAction::AwaitPreimage
-                })
-            }) || n
-                .channel_details(channel)
-                .is_some_and(|d| d.pending_htlcs > 0)
-        })
-    }
-
     /// Runs to quiet and settles on chain until nothing is left.
     fn finish(&mut self, policy: &mut dyn FnMut(&mut World)) {
         for round in 0..20 {
             self.run(policy);
             let final_round = round >= 3;
-            if !self.settle_on_chain(final_round) && final_round {
+            let nodes = [
+                Some(&self.a),
+                (!self.dead).then_some(&self.b),
+                Some(&self.c),
+            ];
+            if !self.chain.settle(&nodes, final_round) && final_round {
                 self.run(policy);
                 return;
             }
@@ -518,8 +421,8 @@ impl World {
         // C ended fulfilled (C claimed) only if A's HTLC to B did, off chain
         // (A has PaymentSent for it) or claimed by B on chain.
         for hash in payments {
-            let upstream = match self.b_on_chain.get(&(self.ab, HtlcDirection::Received, *hash)) {
-                Some(fulfilled) => *fulfilled,
+            let upstream = match self.chain.outcome(1, &self.ab, HtlcDirection::Received, hash) {
+                Some(fulfilled) => fulfilled,
                 None => self
                     .a_events
                     .iter()

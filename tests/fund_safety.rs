@@ -1485,3 +1485,52 @@ fn zero_closing_fee_is_never_signed() {
     assert!(b.closed_channel(&id).is_none(), "not signed, not closed");
     assert!(b.channel_details(&id).is_some());
 }
+
+/// Point 9, found by the simulation: after a reconnection our `shutdown`
+/// goes back before the updates we sent after it, never after them (the
+/// peer would see a shutdown with our updates unsigned and refuse it).
+#[test]
+fn retransmitted_shutdown_precedes_updates_sent_after_it() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    for i in 0..2 {
+        a.send_payment(
+            &route_to(&b, scid),
+            preimage(9, 10 + i).payment_hash(),
+            1_000_000,
+        )
+        .unwrap();
+    }
+    deliver_all(&[&a, &b]);
+    // B's shutdown is lost on the way.
+    b.close_channel(&id).unwrap();
+    assert!(take_msgs(&b)
+        .iter()
+        .any(|(_, m)| matches!(m, Message::Shutdown(_))));
+    // B claims one (fulfill + commitment_signed, which reach A), then the
+    // other while it waits for A's revoke_and_ack: that fulfill is not
+    // signed yet when the connection drops.
+    b.claim_funds(preimage(9, 10)).unwrap();
+    for (_, m) in take_msgs(&b) {
+        deliver_one(&b, &a, m);
+    }
+    b.claim_funds(preimage(9, 11)).unwrap();
+    take_msgs(&b);
+    take_msgs(&a);
+    for (x, y) in [(&a, &b), (&b, &a)] {
+        x.peer_disconnected(&y.node_id());
+    }
+    connect_all(&[&a, &b]);
+    // deliver_all panics on a refusal.
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert!(has(&events(n), |e| matches!(
+            e,
+            Event::ChannelClosed {
+                reason: ClosureReason::Cooperative { .. },
+                ..
+            }
+        )));
+    }
+}

@@ -139,6 +139,7 @@ impl Channel {
         {
             let script = self.signer.shutdown_script();
             self.local_shutdown_script = Some(script.clone());
+            self.shutdown_sent_at = Some(self.remote_commitment_number);
             self.phase = Phase::ShuttingDown;
             effects.msgs.push(Message::Shutdown(Shutdown {
                 channel_id: self.channel_id,

@@ -278,6 +278,9 @@ pub(crate) struct Channel {
     /// We want to shut down (asked by the user, or answering the peer's
     /// `shutdown`); our `shutdown` goes out once nothing of ours is unsigned.
     pub(crate) shutdown_requested: bool,
+    /// The peer's commitment number when we sent our `shutdown` (to send
+    /// it again in the same place relative to our `commitment_signed`).
+    pub(crate) shutdown_sent_at: Option<u64>,
     /// The closing fee negotiation, once started.
     pub(crate) closing: ClosingNegotiation,
     /// The signed closing transaction, once both sides agreed on its fee.

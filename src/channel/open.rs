@@ -233,6 +233,7 @@ impl Channel {
             local_shutdown_script: None,
             remote_shutdown_script: None,
             shutdown_requested: false,
+            shutdown_sent_at: None,
             closing: Default::default(),
             closing_tx: None,
             holder_sigs: None,

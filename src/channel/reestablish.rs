@@ -149,6 +149,23 @@ impl Channel {
         } else {
             None
         };
+        // Our shutdown goes back where it was first sent: before the
+        // updates no commitment_signed covered (we sent none before it:
+        // BOLT 2 forbids a shutdown with unsigned updates), and before our
+        // last commitment_signed too if that one came after it.
+        let shutdown = self.local_shutdown_script.as_ref().map(|script| {
+            Message::Shutdown(Shutdown {
+                channel_id: self.channel_id,
+                scriptpubkey: script.clone(),
+            })
+        });
+        let shutdown_before_cs = resend_cs
+            && self
+                .shutdown_sent_at
+                .is_some_and(|at| at < self.remote_commitment_number);
+        if shutdown_before_cs {
+            effects.msgs.extend(shutdown.clone());
+        }
         match (raa, cs) {
             (Some(raa), Some(cs)) if self.cs_after_raa => {
                 effects.msgs.push(Message::RevokeAndAck(raa));
@@ -162,16 +179,13 @@ impl Channel {
             (None, Some(cs)) => effects.msgs.extend(cs),
             (None, None) => {}
         }
+        if !shutdown_before_cs {
+            effects.msgs.extend(shutdown);
+        }
         // Updates no commitment_signed covered: the peer forgot them.
         effects
             .msgs
             .extend(self.updates_in(&[HtlcState::SentAddHtlc, HtlcState::SentRemoveHtlc]));
-        if let Some(script) = &self.local_shutdown_script {
-            effects.msgs.push(Message::Shutdown(Shutdown {
-                channel_id: self.channel_id,
-                scriptpubkey: script.clone(),
-            }));
-        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! (through the wire format) until nothing is left to deliver.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod recording;
 
 use bitcoin::hashes::Hash;

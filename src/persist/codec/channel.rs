@@ -57,7 +57,8 @@ mod channel_type {
     pub const HTLC_RECORDS: u64 = 36;
     pub const FUNDING_HEIGHT: u64 = 37;
     pub const SIGNATURES: u64 = 39;
-    pub const ALL: [u64; 24] = [
+    pub const SHUTDOWN_SENT_AT: u64 = 41;
+    pub const ALL: [u64; 25] = [
         CHANNEL_ID,
         TEMPORARY_ID,
         COUNTERPARTY,
@@ -82,6 +83,7 @@ mod channel_type {
         HTLC_RECORDS,
         FUNDING_HEIGHT,
         SIGNATURES,
+        SHUTDOWN_SENT_AT,
     ];
 }
 
@@ -214,6 +216,7 @@ pub(crate) fn encode_channel_header(c: &Channel, htlc_records: u32) -> Vec<u8> {
     put_pending_fee_and_shutdown(&mut w, c);
     w.record(HTLC_RECORDS, &htlc_records.to_be_bytes())
         .record(FUNDING_HEIGHT, &c.funding_height.to_be_bytes());
+    put_shutdown_sent_at(&mut w, c);
     w.finish()
 }
 
@@ -238,7 +241,14 @@ pub(crate) fn encode_channel(c: &Channel) -> Vec<u8> {
     if let Some(sigs) = &c.holder_sigs {
         w.with(SIGNATURES, |out| put_signatures(out, sigs));
     }
+    put_shutdown_sent_at(&mut w, c);
     w.finish()
+}
+
+fn put_shutdown_sent_at(w: &mut TlvWriter, c: &Channel) {
+    if let Some(at) = c.shutdown_sent_at {
+        w.record(channel_type::SHUTDOWN_SENT_AT, &at.to_be_bytes());
+    }
 }
 
 fn put_signatures(out: &mut Vec<u8>, sigs: &HolderSignatures) {
@@ -415,6 +425,10 @@ pub(crate) fn decode_channel_record(
         .map(|v| Cursor::new(v, "channel.funding_height").u32())
         .transpose()?
         .unwrap_or(0);
+    let shutdown_sent_at = r
+        .optional(SHUTDOWN_SENT_AT)
+        .map(|v| Cursor::new(v, "channel.shutdown_sent_at").u64())
+        .transpose()?;
     let holder_sigs = r
         .optional(SIGNATURES)
         .map(|v| get_signatures(&mut Cursor::new(v, "channel.signatures")))
@@ -469,6 +483,7 @@ pub(crate) fn decode_channel_record(
         local_shutdown_script,
         remote_shutdown_script,
         shutdown_requested: flag(FLAG_SHUTDOWN_REQUESTED),
+        shutdown_sent_at,
         closing: Default::default(),
         closing_tx: None,
         holder_sigs,
