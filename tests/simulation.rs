@@ -77,7 +77,6 @@ impl Node {
 struct Payment {
     from: usize,
     to: usize,
-    amount: u64,
     preimage: PaymentPreimage,
     /// The receiver claims it (else it fails it).
     claim: bool,
@@ -246,7 +245,6 @@ impl Sim {
         self.payments.push(Payment {
             from,
             to,
-            amount,
             preimage,
             claim,
         });

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use bitcoin::secp256k1::PublicKey;
 use chanstore::{
     ChannelId, ChannelStore, HtlcDirection, OnChainAction, OnChainOutcome, PaymentHash,
     PaymentPreimage,
@@ -18,8 +19,9 @@ pub type Report = (usize, ChannelId, HtlcDirection, PaymentHash, bool);
 /// What happened on chain so far.
 #[derive(Debug, Default)]
 pub struct Chain {
-    /// HTLCs claimed with their preimage, by (channel, id).
-    claimed: HashMap<(ChannelId, u64), PaymentPreimage>,
+    /// HTLCs claimed with their preimage, by (channel, offerer, id): ids
+    /// count per direction, so the offerer is part of the name.
+    claimed: HashMap<(ChannelId, PublicKey, u64), PaymentPreimage>,
     /// Every outcome reported, in order.
     pub reports: Vec<Report>,
 }
@@ -43,7 +45,10 @@ impl Chain {
                             OnChainOutcome::Fulfilled(p),
                         )
                         .unwrap();
-                        self.claimed.insert((closed.channel_id, h.htlc_id), p);
+                        self.claimed.insert(
+                            (closed.channel_id, closed.counterparty_node_id, h.htlc_id),
+                            p,
+                        );
                         self.reports.push((
                             i,
                             closed.channel_id,
@@ -62,10 +67,16 @@ impl Chain {
                 for h in &closed.htlcs {
                     let outcome = match (h.direction, h.action) {
                         (HtlcDirection::Offered, _) => {
-                            match self.claimed.get(&(closed.channel_id, h.htlc_id)) {
+                            let key = (closed.channel_id, n.node_id(), h.htlc_id);
+                            match self.claimed.get(&key) {
                                 Some(p) => Some(OnChainOutcome::Fulfilled(*p)),
                                 None if !final_round
-                                    && receiver_may_claim(nodes, &closed.channel_id, h.htlc_id) =>
+                                    && receiver_may_claim(
+                                        nodes,
+                                        &closed.channel_id,
+                                        &closed.counterparty_node_id,
+                                        h.htlc_id,
+                                    ) =>
                                 {
                                     None
                                 }
@@ -121,19 +132,28 @@ impl Chain {
     }
 }
 
-/// Whether the receiver of `htlc_id` on `channel` may still learn its
+/// Whether `receiver`, of `htlc_id` on `channel`, may still learn its
 /// preimage (it waits for one in a closed channel, or the channel is still
 /// open on its side with HTLCs in it).
-fn receiver_may_claim(nodes: &[Option<&ChannelStore>], channel: &ChannelId, htlc_id: u64) -> bool {
-    nodes.iter().flatten().any(|n| {
-        n.closed_channel(channel).is_some_and(|c| {
-            c.htlcs.iter().any(|h| {
-                h.direction == HtlcDirection::Received
-                    && h.htlc_id == htlc_id
-                    && h.action == OnChainAction::AwaitPreimage
-            })
-        }) || n
-            .channel_details(channel)
-            .is_some_and(|d| d.pending_htlcs > 0)
-    })
+fn receiver_may_claim(
+    nodes: &[Option<&ChannelStore>],
+    channel: &ChannelId,
+    receiver: &PublicKey,
+    htlc_id: u64,
+) -> bool {
+    nodes
+        .iter()
+        .flatten()
+        .filter(|n| n.node_id() == *receiver)
+        .any(|n| {
+            n.closed_channel(channel).is_some_and(|c| {
+                c.htlcs.iter().any(|h| {
+                    h.direction == HtlcDirection::Received
+                        && h.htlc_id == htlc_id
+                        && h.action == OnChainAction::AwaitPreimage
+                })
+            }) || n
+                .channel_details(channel)
+                .is_some_and(|d| d.pending_htlcs > 0)
+        })
 }
