@@ -164,7 +164,9 @@ fn open_channel(
     push_msat: u64,
     block: u32,
 ) -> (ChannelId, ShortChannelId) {
-    let temp = a.create_channel(b.node_id(), funding_sat, push_msat).unwrap();
+    let temp = a
+        .create_channel(b.node_id(), funding_sat, push_msat)
+        .unwrap();
     deliver_all(&[a, b]);
     events(a);
     let mut txid = [0u8; 32];
