@@ -152,6 +152,24 @@ fn describe(event: &Event) -> String {
             format!("PaymentSent (fee {fee_paid_msat} msat)")
         }
         Event::ChannelClosed { reason, .. } => format!("ChannelClosed ({reason:?})"),
+        Event::ChannelPending {
+            funding_outpoint, ..
+        } => format!("ChannelPending (broadcast the funding transaction {funding_outpoint})"),
+        Event::BroadcastTransaction { transaction, .. } => format!(
+            "BroadcastTransaction ({}, {} outputs)",
+            transaction.compute_txid(),
+            transaction.output.len()
+        ),
+        Event::SpendableOutputs { outputs, .. } => {
+            let list: Vec<String> = outputs
+                .iter()
+                .map(|o| {
+                    let at = o.outpoint.map_or("?".into(), |p| p.to_string());
+                    format!("{} sat at {at}", o.value_sat)
+                })
+                .collect();
+            format!("SpendableOutputs ({})", list.join(", "))
+        }
         other => format!("{other:?}"),
     }
 }

@@ -248,6 +248,7 @@ fn cooperative_close_keeps_what_spends_our_output() {
     assert_eq!(tx.input[0].witness.len(), 4, "signed by both sides");
     let out = &closed.outputs[0];
     assert_eq!(out.kind, SpendableOutputKind::StaticPayment);
+    assert_eq!(out.outpoint.unwrap().txid, tx.compute_txid());
     let vout = out.outpoint.unwrap().vout as usize;
     assert_eq!(tx.output[vout].script_pubkey, out.script_pubkey);
     assert_eq!(tx.output[vout].value.to_sat(), out.value_sat);
@@ -303,6 +304,7 @@ fn force_close_keeps_commitment_outputs_and_htlcs() {
         .iter()
         .find(|o| matches!(o.kind, SpendableOutputKind::DelayedPayment { .. }))
         .expect("our to_local");
+    assert_eq!(delayed.outpoint.unwrap().txid, tx.compute_txid());
     let SpendableOutputKind::DelayedPayment { witness_script, .. } = &delayed.kind else {
         unreachable!()
     };
