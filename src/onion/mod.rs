@@ -9,6 +9,11 @@
 //! code. Every routing rule (fees, cltv deltas, amounts, unknown next
 //! channel) is enforced exactly as with real onions; only privacy is missing.
 
+
+pub mod keys;
+pub mod payload;
+mod tlv;
+
 use crate::message::{OnionPacket, ONION_PACKET_LEN};
 use crate::types::ShortChannelId;
 
