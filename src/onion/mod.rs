@@ -11,6 +11,7 @@
 
 
 pub mod keys;
+pub mod packet;
 pub mod payload;
 mod tlv;
 
