@@ -425,6 +425,49 @@ mod tests {
     }
 
     #[test]
+    fn failures_at_any_hop_come_back_attributed_to_it() {
+        use crate::onion::failure::{build_failure, decode_failure, wrap_failure, DecodedFailure};
+        let mut rng = StdRng::seed_from_u64(7);
+        let ad = [0x24; 32];
+        for n in [1, 3, 20] {
+            let route = route(&mut rng, n);
+            let hops: Vec<OnionHop> = route.iter().map(|(_, _, h)| h.clone()).collect();
+            let (mut packet, secrets) =
+                construct_onion(&SecretKey::new(&mut rng), &hops, &ad).unwrap();
+            // Each hop keeps the shared secret its peel gave it.
+            let mut kept = Vec::new();
+            for (secret, _, _) in &route {
+                match peel_onion(secret, &packet, &ad).unwrap() {
+                    Peeled::Forward {
+                        next,
+                        shared_secret,
+                        ..
+                    } => {
+                        kept.push(shared_secret);
+                        packet = next;
+                    }
+                    Peeled::Final { shared_secret, .. } => kept.push(shared_secret),
+                }
+            }
+            for k in 0..n {
+                let mut reply = build_failure(&kept[k], 0x1007, &[0, 0]);
+                for ss in kept[..k].iter().rev() {
+                    wrap_failure(ss, &mut reply);
+                }
+                assert_eq!(
+                    decode_failure(&secrets, &reply),
+                    DecodedFailure::Hop {
+                        index: k,
+                        code: 0x1007,
+                        data: vec![0, 0]
+                    },
+                    "hop {k} of {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_1300_bytes_limit_the_route() {
         let mut rng = StdRng::seed_from_u64(5);
         let keys: Vec<SecretKey> = (0..27).map(|_| SecretKey::new(&mut rng)).collect();
