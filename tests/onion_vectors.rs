@@ -24,7 +24,9 @@ use chanstore::types::{PaymentSecret, ShortChannelId};
 use serde_json::Value;
 
 fn load(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bolt04").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/bolt04")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
@@ -71,8 +73,8 @@ fn expected_payloads() -> Vec<HopPayload> {
         amt_to_forward: amt,
         outgoing_cltv_value: cltv,
     };
-    let secret = Vec::from_hex("24a33562c54507a9334e79f0dc4f17d407e6d7c61f0e2f3d0d38599502f61704")
-        .unwrap();
+    let secret =
+        Vec::from_hex("24a33562c54507a9334e79f0dc4f17d407e6d7c61f0e2f3d0d38599502f61704").unwrap();
     vec![
         forward(1, 15_000, 1_500),
         forward(2, 14_000, 1_400),
@@ -179,7 +181,11 @@ fn onion_error_test_json_builds_wraps_and_decodes() {
     let secrets = error_route_secrets(g);
     for (i, hop) in hops.iter().enumerate() {
         assert_eq!(hop["version"], 0);
-        assert_eq!(secrets[i], bytes32(&hop["hop_shared_secret"]), "hop {i} secret");
+        assert_eq!(
+            secrets[i],
+            bytes32(&hop["hop_shared_secret"]),
+            "hop {i} secret"
+        );
         assert_eq!(
             derive_key(KeyType::Ammag, &secrets[i]),
             bytes32(&hop["ammag_key"]),

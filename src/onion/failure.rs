@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(build_failure(&ss, 0x2002, &[]).len(), 32 + 2 + 2 + 2 + 254);
         assert_eq!(build_failure(&ss, 1, &[0; 254]).len(), 32 + 2 + 256 + 2);
         assert_eq!(build_failure(&ss, 1, &[0; 300]).len(), 32 + 2 + 302 + 2);
-        assert_eq!(build_failure_padded(&ss, 1, &[0; 300], 1024).len(), 32 + 1028);
+        assert_eq!(
+            build_failure_padded(&ss, 1, &[0; 300], 1024).len(),
+            32 + 1028
+        );
         assert_eq!(build_failure_padded(&ss, 1, &[], 10).len(), 32 + 260);
         // Data too long for a u16 failure_len is cut to fit.
         let huge = build_failure(&ss, 1, &vec![7; 70_000]);
@@ -217,9 +220,15 @@ mod tests {
         }
         let mut longer = packet.clone();
         longer.push(0);
-        assert_eq!(decode_failure(&secrets, &longer), DecodedFailure::Undecodable);
+        assert_eq!(
+            decode_failure(&secrets, &longer),
+            DecodedFailure::Undecodable
+        );
         let others = [secrets[0], secrets[1], [9; 32]];
-        assert_eq!(decode_failure(&others, &packet), DecodedFailure::Undecodable);
+        assert_eq!(
+            decode_failure(&others, &packet),
+            DecodedFailure::Undecodable
+        );
         assert_eq!(decode_failure(&[], &packet), DecodedFailure::Undecodable);
     }
 

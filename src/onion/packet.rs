@@ -178,7 +178,11 @@ fn filler(secrets: &[[u8; 32]], sizes: &[usize]) -> Vec<u8> {
         // earlier hops shifted in sits `filler.len()` bytes before it.
         let offset = HOP_PAYLOADS_LEN - filler.len();
         filler.resize(filler.len() + size, 0);
-        keys::xor_stream(&derive_key(KeyType::Rho, secret), offset as u64, &mut filler);
+        keys::xor_stream(
+            &derive_key(KeyType::Rho, secret),
+            offset as u64,
+            &mut filler,
+        );
     }
     filler
 }
@@ -217,7 +221,9 @@ pub fn construct_onion(
         secrets.push(ss);
         if i + 1 < hops.len() {
             let factor = blinding_factor(&epk, &ss).ok_or(OnionBuildError::Blinding)?;
-            ek = ek.mul_tweak(&factor).map_err(|_| OnionBuildError::Blinding)?;
+            ek = ek
+                .mul_tweak(&factor)
+                .map_err(|_| OnionBuildError::Blinding)?;
             epk = PublicKey::from_secret_key(&SECP, &ek);
         }
     }
@@ -296,7 +302,7 @@ pub fn peel_onion(
     let bad_framing = BadOnion::Payload { shared_secret };
     let (len, prefix) = read_bigsize(&area).map_err(|_| bad_framing)?;
     let len = usize::try_from(len).map_err(|_| bad_framing)?;
-    if len < 2 || len > HOP_PAYLOADS_LEN {
+    if !(2..=HOP_PAYLOADS_LEN).contains(&len) {
         return Err(bad_framing);
     }
     let size = hop_size(len);
@@ -582,10 +588,10 @@ mod tests {
         let session = SecretKey::from_slice(&[3; 32]).unwrap();
         let ss = SharedSecret::new(&node_id, &session).secret_bytes();
         for plain in [
-            &[0x00][..],             // legacy frame
-            &[0x01],                 // reserved length
-            &[0xfd, 0x00, 0x10],     // non-canonical BigSize
-            &[0xfd, 0x05, 0x00],     // 1280 + 3 + 32 > 1300
+            &[0x00][..],         // legacy frame
+            &[0x01],             // reserved length
+            &[0xfd, 0x00, 0x10], // non-canonical BigSize
+            &[0xfd, 0x05, 0x00], // 1280 + 3 + 32 > 1300
             &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
         ] {
             let e = peel_onion(&node, &authentic_packet(&node, plain, &ad), &ad).unwrap_err();

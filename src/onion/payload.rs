@@ -275,8 +275,8 @@ impl HopPayload {
         let find = |ty: u64| records.iter().find(|r| r.ty == ty).map(|r| r.value);
         let required = |ty: u64| find(ty).ok_or_else(|| fail(ty, PayloadFault::Missing));
 
-        let amt_to_forward = read_truncated(required(AMT_TO_FORWARD)?, 8)
-            .map_err(|e| fail(AMT_TO_FORWARD, e))?;
+        let amt_to_forward =
+            read_truncated(required(AMT_TO_FORWARD)?, 8).map_err(|e| fail(AMT_TO_FORWARD, e))?;
         let outgoing_cltv_value = read_truncated(required(OUTGOING_CLTV_VALUE)?, 4)
             .map_err(|e| fail(OUTGOING_CLTV_VALUE, e))? as u32;
         if !is_final {

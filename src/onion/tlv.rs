@@ -170,13 +170,22 @@ mod tests {
         );
         assert_eq!(r[2].value, [7, 7]);
         let e = records(&[4, 0, 2, 0]).unwrap_err();
-        assert_eq!((e.offset, e.ty, e.kind), (2, Some(2), StreamErrorKind::OutOfOrder));
+        assert_eq!(
+            (e.offset, e.ty, e.kind),
+            (2, Some(2), StreamErrorKind::OutOfOrder)
+        );
         let e = records(&[4, 0, 4, 0]).unwrap_err();
         assert_eq!(e.kind, StreamErrorKind::OutOfOrder);
         let e = records(&[2, 3, 1, 2]).unwrap_err();
-        assert_eq!((e.offset, e.ty, e.kind), (0, Some(2), StreamErrorKind::Truncated));
+        assert_eq!(
+            (e.offset, e.ty, e.kind),
+            (0, Some(2), StreamErrorKind::Truncated)
+        );
         let e = records(&[2, 0, 0xfd, 0, 1]).unwrap_err();
-        assert_eq!((e.offset, e.ty, e.kind), (2, None, StreamErrorKind::NonCanonical));
+        assert_eq!(
+            (e.offset, e.ty, e.kind),
+            (2, None, StreamErrorKind::NonCanonical)
+        );
         let e = records(&[2, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]).unwrap_err();
         assert_eq!(e.kind, StreamErrorKind::Truncated);
         assert_eq!(records(&[]), Ok(vec![]));
