@@ -1,5 +1,5 @@
 //! Identifiers and value types shared by every part of the store: channel ids,
-//! short channel ids, payment hashes and preimages.
+//! short channel ids, payment hashes, secrets and preimages.
 
 use core::fmt;
 use core::str::FromStr;
@@ -202,6 +202,27 @@ impl fmt::Display for PaymentHash {
 impl fmt::Debug for PaymentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PaymentHash(")?;
+        write_hex(f, &self.0)?;
+        write!(f, ")")
+    }
+}
+
+/// The 32-byte `payment_secret` an invoice (BOLT 11) gives the payer, who
+/// sends it back to the recipient in the final hop's onion payload (BOLT 4
+/// `payment_data`), so that only the payer (not a probing hop) can complete
+/// the payment.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PaymentSecret(pub [u8; 32]);
+
+impl fmt::Display for PaymentSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for PaymentSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PaymentSecret(")?;
         write_hex(f, &self.0)?;
         write!(f, ")")
     }

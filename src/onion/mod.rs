@@ -8,6 +8,38 @@
 //! record out. Failure reasons are likewise a plain 2-byte BOLT 4 failure
 //! code. Every routing rule (fees, cltv deltas, amounts, unknown next
 //! channel) is enforced exactly as with real onions; only privacy is missing.
+//!
+//! # The BOLT 4 Sphinx layer
+//!
+//! The submodules build and read real BOLT 4 onions, on their own (nothing
+//! else in the crate uses them yet; the plaintext API above stays until the
+//! store is switched over):
+//!
+//! - [`keys`]: the per-hop keys (`rho`, `mu`, `um`, `pad`, `ammag`) derived
+//!   from a shared secret ("Key Generation"), and the ChaCha20 stream they
+//!   key ("Pseudo Random Byte Stream").
+//! - [`packet`]: building an onion for a route ("Packet Construction",
+//!   "Shared Secret", "Blinding Ephemeral Onion Keys", "Filler Generation")
+//!   and peeling one layer of it ("Onion Decryption").
+//! - [`payload`]: the TLV hop payload each layer carries ("`payload`
+//!   format"), and the `invalid_onion_payload` failure for one that is not
+//!   valid.
+//! - [`failure`]: failure onions ("Returning Errors"): built by the failing
+//!   node, re-obfuscated by each hop back, attributed by the origin.
+//!
+//! A sender calls [`packet::construct_onion`] with the encoded
+//! [`payload::HopPayload`] of each hop and keeps the shared secrets it
+//! returns; each hop calls [`packet::peel_onion`], decodes its payload with
+//! [`payload::HopPayload::decode`] and keeps the shared secret it gets, so
+//! that a failure ([`failure::build_failure`] at the failing hop,
+//! [`failure::wrap_failure`] at each hop back) can be read by the sender with
+//! [`failure::decode_failure`].
+
+pub mod failure;
+pub mod keys;
+pub mod packet;
+pub mod payload;
+mod tlv;
 
 use crate::message::{OnionPacket, ONION_PACKET_LEN};
 use crate::types::ShortChannelId;
