@@ -31,6 +31,8 @@ pub use event::{ChannelDetails, ClosureReason, Event};
 pub use message::Message;
 pub use onion::FailureCode;
 pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};
+#[cfg(feature = "postgres")]
+pub use persist::{PostgresOptions, PostgresPersister, Takeover};
 #[cfg(feature = "sqlite")]
 pub use persist::{SqliteOptions, SqlitePersister};
 pub use route::{Route, RouteHop};

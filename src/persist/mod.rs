@@ -34,6 +34,8 @@ mod file;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 mod group;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -46,6 +48,8 @@ use bitcoin::hashes::{sha256, Hash};
 
 pub use file::{FileOptions, FilePersister};
 pub use memory::MemoryPersister;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresPersister, Takeover};
 pub use sql::SCHEMA_VERSION as SQL_SCHEMA_VERSION;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqlitePersister};
