@@ -267,3 +267,45 @@ fn write_read_round_trip_is_stable() {
     let d = decode_channel_details(&record, &SecretKey::from_slice(&[2; 32]).unwrap()).unwrap();
     assert_eq!(d.pending_htlcs, 3);
 }
+
+/// The receiver's `PaymentReceived` is decided after the commitment that
+/// made its HTLC irrevocable, in a later batch; a crash in between loses
+/// it. On restart it is announced again, or the payment would never be
+/// claimed (found by `tests/crash.rs`).
+#[test]
+fn payment_received_lost_in_a_crash_is_announced_again() {
+    let (pa, pb) = (
+        Arc::new(MemoryPersister::new()),
+        Arc::new(MemoryPersister::new()),
+    );
+    let (a, b) = (durable(1, &pa), durable(2, &pb));
+    connect_all(&[&a, &b]);
+    let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let preimage = PaymentPreimage([4; 32]);
+    a.send_payment(&route(&[(&b, scid, 0)]), preimage.payment_hash(), 5_000_000)
+        .unwrap();
+    deliver_all(&[&a, &b]);
+    // Lose the event, as a crash between the two batches would.
+    let lost: Vec<_> = pb
+        .load()
+        .unwrap()
+        .keys()
+        .filter(|k| matches!(k, Key::Event(_)))
+        .map(|k| (*k, None))
+        .collect();
+    assert!(!lost.is_empty(), "the receiver had an event to lose");
+    pb.write_batch(&lost).unwrap();
+    drop((a, b));
+    let (a, b) = (durable(1, &pa), durable(2, &pb));
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    assert!(events(&b).contains(&Event::PaymentReceived {
+        payment_hash: preimage.payment_hash(),
+        amount_msat: 5_000_000
+    }));
+    b.claim_funds(preimage).unwrap();
+    deliver_all(&[&a, &b]);
+    assert!(events(&a)
+        .iter()
+        .any(|e| matches!(e, Event::PaymentSent { .. })));
+}

@@ -345,6 +345,15 @@ impl<C: Container> ChannelStore<C> {
             }
         }
         self.persist(&stale)?;
+        // Payments whose PaymentReceived is still pending (persisted).
+        let announced: HashSet<crate::types::PaymentHash> = loaded
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::PaymentReceived { payment_hash, .. } => Some(*payment_hash),
+                _ => None,
+            })
+            .collect();
         for event in loaded.events {
             self.push_loaded_event(event);
         }
@@ -363,24 +372,41 @@ impl<C: Container> ChannelStore<C> {
             }
         }
         // Irrevocably committed incoming HTLCs nothing stands for: decide again.
+        let mut unannounced: HashMap<crate::types::PaymentHash, u64> = HashMap::new();
         for (node, channel_id, htlc) in incoming {
             if handled.contains(&(node, channel_id, htlc.htlc_id)) {
                 continue;
             }
             let is_final = matches!(&htlc.inbound, Inbound::Payload { payload, .. } if payload.short_channel_id.is_none());
             if is_final {
-                // Claimable again, silently: its PaymentReceived is either
-                // still pending (persisted) or was already taken by the user.
+                // Claimable again. Its PaymentReceived is still pending
+                // (persisted), or was taken by the user, or was lost: it is
+                // decided outside the lock, in a later batch than the
+                // commitment that made the HTLC irrevocable, so a crash in
+                // between loses it. Unless one is pending, announce it
+                // again (events are at least once): an unannounced payment
+                // would never be claimed.
                 let prev = PrevHop {
                     node_id: node,
                     channel_id,
                     htlc_id: htlc.htlc_id,
                     amount_msat: htlc.amount_msat,
                 };
-                self.add_claimable(prev, &htlc);
+                let total = self.add_claimable(prev, &htlc);
+                if !announced.contains(&htlc.payment_hash) {
+                    unannounced.insert(htlc.payment_hash, total);
+                }
             } else {
                 self.decide_incoming(node, channel_id, htlc, &mut decided);
             }
+        }
+        for (payment_hash, amount_msat) in unannounced {
+            decided
+                .events
+                .push(self.seq.new_event(Event::PaymentReceived {
+                    payment_hash,
+                    amount_msat,
+                }));
         }
         self.release(decided);
         Ok(())
