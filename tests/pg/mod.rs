@@ -190,6 +190,11 @@ impl Cluster {
         )
     }
 
+    /// `host=127.0.0.1 port=… user=postgres`, for a `dbname=` to be added.
+    pub fn base_conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres", self.port)
+    }
+
     /// A client on the `postgres` database, for setting up and checking.
     pub fn admin(&self) -> postgres::Client {
         postgres::Client::connect(&self.conninfo("postgres"), postgres::NoTls)
@@ -228,9 +233,17 @@ impl Cluster {
         standby
     }
 
-    /// Waits until a standby streams from this server as a synchronous one.
+    /// Makes every commit wait for a standby (`synchronous_standby_names =
+    /// '*'`, set once the standby exists: before, commits would hang), and
+    /// waits until one streams from this server as a synchronous standby.
     pub fn wait_for_sync_standby(&self) {
         let mut admin = self.admin();
+        admin
+            .batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            .expect("synchronous_standby_names");
+        admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .expect("reload");
         let started = Instant::now();
         loop {
             let sync = admin
