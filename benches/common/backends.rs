@@ -151,6 +151,9 @@ pub fn durable_backends(c: &mut Criterion, group: &str) {
                     result.hub_time()
                 })
             });
+            if payments.get() == 0 {
+                continue; // filtered out
+            }
             let rate = payments.get() as f64 / hub.get().as_secs_f64().max(1e-9);
             let p99_ms = latency.borrow().value_at_quantile(0.99) as f64 / 1000.0;
             eprintln!("  {label}/{threads}: {rate:.0} durable HTLC/s (hub time), p99 latency {p99_ms:.1} ms");

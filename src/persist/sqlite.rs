@@ -263,6 +263,22 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_writer_opens_once_the_first_closes() {
+        let path = tmp("wait");
+        let first = SqlitePersister::open(&path, SqliteOptions::default()).unwrap();
+        let waiting = SqliteOptions {
+            lock_wait: Duration::from_secs(20),
+            ..SqliteOptions::default()
+        };
+        let p = path.clone();
+        let second = std::thread::spawn(move || SqlitePersister::open(&p, waiting));
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+        let second = second.join().unwrap().unwrap();
+        assert_eq!(second.epoch(), 2);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_naming_both_versions() {
         let path = tmp("version");
         drop(SqlitePersister::open(&path, SqliteOptions::default()).unwrap());

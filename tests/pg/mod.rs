@@ -133,7 +133,14 @@ impl Cluster {
     /// Directories for a new cluster, owned by `postgres` when we are root.
     fn dirs(bin: PathBuf, name: &str) -> Cluster {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
+        // As root, under /tmp: the postgres user must be able to reach it
+        // (a TMPDIR of root's own may not be).
+        let base = if is_root() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let root = base.join(format!(
             "chanstore-pg-{name}-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
