@@ -6,7 +6,13 @@
 //! `GlobalLock` every write happens under the one lock, so writes cannot
 //! share an fsync; per-peer locks let them (DESIGN.md cost model, point 4).
 //!
-//! Run: `cargo bench --features baselines --bench durable`.
+//! Then `durable_backends` (`benches/common/backends.rs`): the sharded
+//! design on every backend (file, SQLite, Postgres on loopback, Postgres
+//! with a synchronous standby) at 1, 2 and 4 threads, with p99 latency.
+//!
+//! Run: `cargo bench --features baselines --bench durable` (file only), or
+//! `cargo bench --all-features --bench durable -- durable_backends` (every
+//! backend; the Postgres rows need the server binaries).
 
 mod common;
 
@@ -16,5 +22,9 @@ fn durable(c: &mut Criterion) {
     common::durable(c, "durable");
 }
 
-criterion_group!(benches, durable);
+fn durable_backends(c: &mut Criterion) {
+    common::backends::durable_backends(c, "durable_backends");
+}
+
+criterion_group!(benches, durable, durable_backends);
 criterion_main!(benches);

@@ -36,6 +36,10 @@ pub use onchain::{
 };
 pub use onion::FailureCode;
 pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};
+#[cfg(feature = "postgres")]
+pub use persist::{PostgresOptions, PostgresPersister, Takeover};
+#[cfg(feature = "sqlite")]
+pub use persist::{SqliteOptions, SqlitePersister};
 pub use route::{Route, RouteHop};
 #[doc(hidden)]
 pub use store::ResourceCounts;

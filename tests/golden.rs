@@ -146,18 +146,18 @@ fn unknown_odd_record_is_skipped_unknown_even_refused() {
     let channel_id = decode_channel_details(&golden("channel.bin"), &hub_secret())
         .unwrap()
         .channel_id;
-    // Types in a channel record stop at 35; 41 and 40 are new, one byte each.
+    // Types in a channel record stop at 41; 61 and 60 are new, one byte each.
     let with = |ty: u8| {
         let mut r = records.clone();
         r.extend_from_slice(&[ty, 3, b'n', b'e', b'w']);
         frame_records(version, &r)
     };
-    let odd = decode_channel_details(&with(41), &hub_secret()).unwrap();
+    let odd = decode_channel_details(&with(61), &hub_secret()).unwrap();
     assert_eq!(odd.pending_htlcs, 3);
     assert_eq!(
-        decode_channel_details(&with(40), &hub_secret()),
+        decode_channel_details(&with(60), &hub_secret()),
         Err(DecodeError::UnknownRequiredRecord {
-            record_type: 40,
+            record_type: 60,
             context: format!("channel {channel_id}")
         })
     );

@@ -3,6 +3,7 @@
 //! `net.rs`.
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod net;
 
 use std::cell::Cell;

@@ -21,14 +21,25 @@
 //!
 //! Files: `tlv.rs` (the TLV stream), `codec.rs` (records), `file.rs`
 //! ([`FilePersister`]: append-only log, checksummed, group commit),
-//! `memory.rs` ([`MemoryPersister`]). This module is the format and the
+//! `memory.rs` ([`MemoryPersister`]), `sqlite.rs` (`SqlitePersister`,
+//! feature `sqlite`), `postgres.rs` (`PostgresPersister`, feature
+//! `postgres`), with `group.rs` (the group-commit core the SQL backends
+//! share) and `sql.rs` (their schema version and rows). This module is the format and the
 //! backends only: it knows nothing of the store. The store's side
 //! (`ChannelStore::open`/`write`/`read` and restart) lives in
 //! `store/restore.rs`.
 
 pub(crate) mod codec;
 mod file;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod group;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 pub(crate) mod tlv;
 
 use std::collections::BTreeMap;
@@ -37,6 +48,11 @@ use bitcoin::hashes::{sha256, Hash};
 
 pub use file::{FileOptions, FilePersister};
 pub use memory::MemoryPersister;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresPersister, Takeover};
+pub use sql::SCHEMA_VERSION as SQL_SCHEMA_VERSION;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqlitePersister};
 
 use crate::error::{DecodeError, StoreError};
 use crate::types::ChannelId;
