@@ -259,3 +259,52 @@ fn peer_claiming_a_newer_state_fails_the_channel() {
     assert!(a.channel_details(&id).is_none());
     a.check_indexes().unwrap();
 }
+
+/// A cooperative close completes on B (its record then settled and
+/// forgotten) while A never hears B's last `closing_signed`. When A
+/// reconnects, B no longer knows the channel: it must still answer A's
+/// `channel_reestablish` with an `error` (BOLT 1), or A waits forever with
+/// its funds in a channel nobody will sign for (found by `tests/crash.rs`).
+#[test]
+fn reestablish_for_a_forgotten_channel_is_answered_with_error() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 0);
+    a.close_channel(&id).unwrap();
+    for _ in 0..20 {
+        for (_, m) in take_msgs(&a) {
+            deliver_one(&a, &b, m);
+        }
+        if b.channel_details(&id).is_none() {
+            break;
+        }
+        for (_, m) in take_msgs(&b) {
+            deliver_one(&b, &a, m);
+        }
+    }
+    assert!(b.channel_details(&id).is_none(), "B never closed");
+    assert!(a.channel_details(&id).is_some(), "A closed too early");
+    drop(take_msgs(&b)); // B's last closing_signed is lost.
+    for closed in b.closed_channels() {
+        b.spendable_outputs_swept(&closed.channel_id).unwrap();
+    }
+    assert!(b.closed_channel(&id).is_none(), "B forgot the channel");
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect_all(&[&a, &b]);
+    for (_, m) in take_msgs(&a) {
+        let _ = b.handle_message(&a.node_id(), m);
+    }
+    let answer = take_msgs(&b);
+    assert!(
+        answer
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Error(e) if e.channel_id == id)),
+        "{answer:?}"
+    );
+    for (_, m) in answer {
+        let _ = a.handle_message(&b.node_id(), m);
+    }
+    assert!(a.channel_details(&id).is_none(), "A is still waiting");
+    assert!(a.closed_channel(&id).is_some());
+}

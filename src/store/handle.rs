@@ -98,17 +98,32 @@ impl<C: Container> ChannelStore<C> {
                 action: msg.name(),
             });
         }
-        // A peer that missed our `error` reconnects to a channel we closed:
-        // tell it again (BOLT 1), so it goes on chain too.
+        // A peer reconnects to a channel we closed (it missed our `error`,
+        // or our last `closing_signed`), or one we settled and forgot since:
+        // tell it (BOLT 1), so it goes on chain too instead of waiting for
+        // a peer that will never sign again.
+        // (Not for another peer's channel: that is refused as `WrongPeer`.)
         if matches!(msg, Message::ChannelReestablish(_))
             && !s.ps.channels.contains_key(&id)
-            && s.ps.closed.contains_key(&id)
+            && !s.ps.unfunded.contains_key(&id)
+            && !matches!(self.container.index_get(&id),
+                Some(owner) if owner.public_key() != s.ps.node)
         {
+            let closed = s.ps.closed.contains_key(&id);
+            let data: &[u8] = if closed {
+                b"channel closed"
+            } else {
+                b"unknown channel"
+            };
             s.send(Message::Error(crate::message::ErrorMessage {
                 channel_id: id,
-                data: b"channel closed".to_vec(),
+                data: data.to_vec(),
             }));
-            return Ok(());
+            return if closed {
+                Ok(())
+            } else {
+                Err(StoreError::UnknownChannel { channel_id: id })
+            };
         }
         match msg {
             Message::OpenChannel(m) => {
