@@ -78,7 +78,8 @@ fn primary_killed_standby_promoted() {
         payer.step(&net, &dir).unwrap();
     }
     payer.settle_and_report(&net, &dir);
-    let (intended, started, ended, fulfilled) = check(&dir);
+    let s = check(&dir).unwrap();
+    let (intended, started, ended, fulfilled) = (s.intended, s.started, s.ended, s.fulfilled);
     eprintln!(
         "failover (primary killed): {intended} payments intended ({before} before the kill), \
          {started} started, {ended} ended ({fulfilled} fulfilled)"
@@ -142,7 +143,8 @@ fn hub_process_killed_standby_process_takes_the_lease() {
     let killed = journal_has(&dir, "killing the active hub").unwrap();
     let took = journal_has(&dir, "standby took the lease").unwrap();
     assert!(killed < took, "the standby took the lease before the kill");
-    let (intended, started, ended, fulfilled) = check(&dir);
+    let s = check(&dir).unwrap();
+    let (intended, started, ended, fulfilled) = (s.intended, s.started, s.ended, s.fulfilled);
     eprintln!(
         "failover (hub process killed): {intended} payments intended, {started} started, \
          {ended} ended ({fulfilled} fulfilled)"

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use bitcoin::secp256k1::PublicKey;
 use chanstore::{
-    ChannelId, ChannelStore, HtlcDirection, OnChainAction, OnChainOutcome, PaymentHash,
-    PaymentPreimage,
+    ChannelId, ChannelStore, ClosedChannelDetails, HtlcDirection, OnChainAction, OnChainHtlc,
+    OnChainOutcome, PaymentHash, PaymentPreimage, StoreError,
 };
 
 /// One report to a store: (node index, channel, direction, hash, fulfilled).
@@ -31,6 +31,32 @@ impl Chain {
     /// a node that is down). With `final_round`, nothing waits any more:
     /// what nobody can claim times out. Returns whether anything changed.
     pub fn settle(&mut self, nodes: &[Option<&ChannelStore>], final_round: bool) -> bool {
+        self.settle_recorded(nodes, final_round, &mut |_, _, _, _| {})
+            .unwrap()
+    }
+
+    /// Learns that `offerer`'s HTLC `htlc_id` of `channel` was claimed on
+    /// chain with `preimage` (a chain remembered across a crash).
+    pub fn learn_claim(
+        &mut self,
+        channel: ChannelId,
+        offerer: PublicKey,
+        htlc_id: u64,
+        preimage: PaymentPreimage,
+    ) {
+        self.claimed.insert((channel, offerer, htlc_id), preimage);
+    }
+
+    /// [`Chain::settle`], calling `record` with each outcome before it is
+    /// reported: (node index, its closed channel, the HTLC, the outcome). A
+    /// test that can die between the two writes `record` down first, so
+    /// the chain it restarts with knows everything a store may have heard.
+    pub fn settle_recorded(
+        &mut self,
+        nodes: &[Option<&ChannelStore>],
+        final_round: bool,
+        record: &mut dyn FnMut(usize, &ClosedChannelDetails, &OnChainHtlc, &OnChainOutcome),
+    ) -> Result<bool, StoreError> {
         let mut changed = false;
         for (i, n) in nodes.iter().enumerate() {
             let Some(n) = n else { continue };
@@ -38,13 +64,13 @@ impl Chain {
                 for h in &closed.htlcs {
                     if h.direction == HtlcDirection::Received && h.action == OnChainAction::Claim {
                         let p = h.payment_preimage.expect("a claim has its preimage");
+                        record(i, &closed, h, &OnChainOutcome::Fulfilled(p));
                         n.htlc_resolved_on_chain(
                             &closed.channel_id,
                             h.direction,
                             h.htlc_id,
                             OnChainOutcome::Fulfilled(p),
-                        )
-                        .unwrap();
+                        )?;
                         self.claimed.insert(
                             (closed.channel_id, closed.counterparty_node_id, h.htlc_id),
                             p,
@@ -89,13 +115,13 @@ impl Chain {
                         _ => None,
                     };
                     if let Some(outcome) = outcome {
+                        record(i, &closed, h, &outcome);
                         n.htlc_resolved_on_chain(
                             &closed.channel_id,
                             h.direction,
                             h.htlc_id,
                             outcome,
-                        )
-                        .unwrap();
+                        )?;
                         let fulfilled = matches!(outcome, OnChainOutcome::Fulfilled(_));
                         self.reports.push((
                             i,
@@ -108,12 +134,12 @@ impl Chain {
                     }
                 }
                 if !closed.outputs_swept {
-                    n.spendable_outputs_swept(&closed.channel_id).unwrap();
+                    n.spendable_outputs_swept(&closed.channel_id)?;
                     changed = true;
                 }
             }
         }
-        changed
+        Ok(changed)
     }
 
     /// How `node`'s HTLC of `channel` for `hash` ended on chain, if it went there.
