@@ -15,7 +15,7 @@ use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::secp256k1::SecretKey;
 use bitcoin::{OutPoint, Txid};
 use chanstore::{
-    ChannelId, ChannelStore, Event, Message, PaymentPreimage, Route, RouteHop, ShortChannelId,
+    ChannelId, ChannelStore, Event, Message, RecipientOnionFields, Route, RouteHop, ShortChannelId,
     StoreConfig,
 };
 
@@ -66,8 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     events(&nodes);
     balances(&nodes, &channel_id);
 
-    println!("== Alice pays Bob 25_000 sat");
-    let preimage = PaymentPreimage([42; 32]);
+    println!("== Bob makes an invoice for 25_000 sat; Alice pays it");
+    // Stateless: the hash and secret come from Bob's key, nothing is stored.
+    let (payment_hash, payment_secret) = bob.create_inbound_payment(Some(25_000_000), 3600)?;
     let route = Route {
         hops: vec![RouteHop {
             node_id: bob.node_id(),
@@ -76,12 +77,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cltv_expiry_delta: 0,
         }],
     };
-    alice.send_payment(&route, preimage.payment_hash(), 25_000_000)?;
+    let invoice = RecipientOnionFields::secret_only(payment_secret);
+    alice.send_payment(&route, payment_hash, 25_000_000, invoice)?;
     deliver(&nodes)?;
-    events(&nodes);
+    let preimage = events(&nodes)
+        .into_iter()
+        .find_map(|(_, e)| match e {
+            Event::PaymentReceived {
+                payment_preimage, ..
+            } => payment_preimage,
+            _ => None,
+        })
+        .ok_or("no PaymentReceived")?;
     balances(&nodes, &channel_id);
 
-    println!("== Bob claims it with the preimage");
+    println!("== Bob claims it with the preimage his key derives");
     bob.claim_funds(preimage)?;
     deliver(&nodes)?;
     events(&nodes);

@@ -194,24 +194,45 @@ fn preimage(tag: u8, n: u16) -> PaymentPreimage {
     PaymentPreimage(bytes)
 }
 
-/// An `update_add_htlc` built by hand (a one-hop onion paying the receiver),
-/// as a peer that skips its own checks would send it.
-fn craft_add(channel_id: ChannelId, id: u64, amount_msat: u64, n: u16) -> Message {
+/// An `update_add_htlc` built by hand (a one-hop onion paying `to`), as a
+/// peer that skips its own checks would send it.
+fn craft_add(
+    to: bitcoin::secp256k1::PublicKey,
+    channel_id: ChannelId,
+    id: u64,
+    amount_msat: u64,
+    n: u16,
+) -> Message {
+    use chanstore::onion::packet::{construct_onion, OnionHop};
+    use chanstore::onion::payload::HopPayload;
     let cltv_expiry = HEIGHT + 100;
-    let onion = chanstore::onion::build_onion(&[chanstore::onion::HopPayload {
-        short_channel_id: None,
+    let payment_hash = preimage(7, n).payment_hash();
+    let payload = HopPayload::Receive {
         amt_to_forward: amount_msat,
         outgoing_cltv_value: cltv_expiry,
-    }])
-    .unwrap();
+        payment_data: None,
+        payment_metadata: None,
+    };
+    let hop = OnionHop {
+        node_id: to,
+        payload: payload.encode(),
+    };
+    let session_key = SecretKey::from_slice(&[0x41; 32]).unwrap();
+    let (onion, _) = construct_onion(&session_key, &[hop], &payment_hash.0).unwrap();
     Message::UpdateAddHtlc(chanstore::message::UpdateAddHtlc {
         channel_id,
         id,
         amount_msat,
-        payment_hash: preimage(7, n).payment_hash(),
+        payment_hash,
         cltv_expiry,
         onion_routing_packet: onion,
     })
+}
+
+/// What C's invoice for `hash` tells the sender.
+fn invoice(c: &ChannelStore, hash: chanstore::PaymentHash) -> chanstore::RecipientOnionFields {
+    let secret = c.create_inbound_payment_for_hash(hash, None, 3600).unwrap();
+    chanstore::RecipientOnionFields::secret_only(secret)
 }
 
 /// A - B - C, B durable. B funds B-C; A funds A-B and pushes B 300k sat.
@@ -291,6 +312,7 @@ fn forward_one(background: u16, background_msat: u64) -> (Totals, Totals) {
                 &net.route(background_msat),
                 preimage(8, i).payment_hash(),
                 background_msat,
+                invoice(&net.c, preimage(8, i).payment_hash()),
             )
             .unwrap();
     }
@@ -303,12 +325,18 @@ fn forward_one(background: u16, background_msat: u64) -> (Totals, Totals) {
     let p = preimage(0xc, 999);
     let amount = 5_000_000;
     net.a
-        .send_payment(&net.route(amount), p.payment_hash(), amount)
+        .send_payment(
+            &net.route(amount),
+            p.payment_hash(),
+            amount,
+            invoice(&net.c, p.payment_hash()),
+        )
         .unwrap();
     deliver_all(&net.nodes());
     assert!(events(&net.c).contains(&Event::PaymentReceived {
         payment_hash: p.payment_hash(),
-        amount_msat: amount
+        amount_msat: amount,
+        payment_preimage: None,
     }));
     let added = net.pb.totals();
     net.c.claim_funds(p).unwrap();
@@ -333,7 +361,7 @@ fn unsigned_adds() -> (Totals, usize) {
     let mut refused = 0;
     for _round in 0..3 {
         for id in 0..483u64 {
-            let add = craft_add(net.ab, id, 1_000, id as u16);
+            let add = craft_add(net.b.node_id(), net.ab, id, 1_000, id as u16);
             if net.b.handle_message(&net.a.node_id(), add).is_err() {
                 refused += 1;
             }

@@ -71,7 +71,7 @@ pub fn store_op<C: Container>(
         work: Work::Resolve(HtlcResolution {
             channel_id: ChannelId([0; 32]),
             htlc_id: scratch.seq,
-            resolution: Resolution::Fail(Vec::new()),
+            resolution: Resolution::Fail(crate::onion::Failure::Onion(Vec::new())),
         }),
     });
     store.container.pop_work(&mut scratch.batch, POP_MAX);

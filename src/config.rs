@@ -111,6 +111,11 @@ pub struct StoreConfig {
     /// As fundee, blocks after `funding_created` after which a channel whose
     /// funding never confirmed is forgotten (BOLT 2: 2016).
     pub funding_timeout_blocks: u32,
+    /// Calls of `ChannelStore::timer_tick_occurred` (made about once a
+    /// minute) that the parts of a multi-part payment to us may wait for
+    /// the rest; then they are failed back with `mpp_timeout`. BOLT 4 says
+    /// at least 60 seconds; 3 by default (LDK: `MPP_TIMEOUT_TICKS`).
+    pub mpp_timeout_ticks: u32,
 }
 
 impl Default for StoreConfig {
@@ -147,6 +152,7 @@ impl Default for StoreConfig {
             htlc_claim_buffer_blocks: 18,
             htlc_fail_back_buffer_blocks: 21,
             funding_timeout_blocks: 2016,
+            mpp_timeout_ticks: 3,
         }
     }
 }
@@ -157,6 +163,9 @@ impl StoreConfig {
         let bad = |field, reason| Err(StoreError::InvalidConfig { field, reason });
         if self.max_accepted_htlcs == 0 || self.max_accepted_htlcs > MAX_ACCEPTED_HTLCS_LIMIT {
             return bad("max_accepted_htlcs", "must be between 1 and 483");
+        }
+        if self.mpp_timeout_ticks == 0 {
+            return bad("mpp_timeout_ticks", "must be at least 1");
         }
         if self.min_funding_sat > self.max_funding_sat {
             return bad("min_funding_sat", "is above max_funding_sat");

@@ -160,6 +160,15 @@ pub enum StoreError {
         /// The HTLC.
         htlc_id: u64,
     },
+    /// An `update_fail_malformed_htlc` whose failure code lacks the
+    /// BADONION bit (BOLT 2 requires it).
+    #[error("channel {channel_id}: update_fail_malformed_htlc with failure code {failure_code:#06x}, which is not a BADONION code")]
+    MalformedWithoutBadOnion {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The code it carried.
+        failure_code: u16,
+    },
     /// A signature from the peer does not verify.
     #[error("channel {channel_id}: invalid {what} signature")]
     InvalidSignature {
@@ -289,6 +298,10 @@ pub enum StoreError {
         /// The hash.
         payment_hash: PaymentHash,
     },
+    /// An invoice's payment hash and secret could not be made (an amount
+    /// or expiry out of range).
+    #[error("inbound payment: {0}")]
+    InboundPayment(crate::inbound_payment::InboundPaymentError),
     /// Bytes that did not decode.
     #[error("decode: {0}")]
     Decode(#[from] DecodeError),

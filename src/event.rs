@@ -45,13 +45,19 @@ pub enum Event {
         /// The peer.
         counterparty_node_id: PublicKey,
     },
-    /// An HTLC paying us is irrevocably committed. Call `claim_funds` with
-    /// the preimage, or `fail_htlc_backwards`.
+    /// A payment to us arrived whole: its HTLCs (one, or the parts of a
+    /// multi-part payment) are irrevocably committed, carry the invoice's
+    /// payment secret and add up to its total. Call `claim_funds` with the
+    /// preimage, or `fail_htlc_backwards`.
     PaymentReceived {
         /// The payment.
         payment_hash: PaymentHash,
-        /// Amount received (all HTLCs of the payment so far).
+        /// Amount received (all HTLCs of the payment).
         amount_msat: u64,
+        /// The preimage, for an invoice made by `create_inbound_payment`
+        /// (we derive it); `None` when the caller holds it
+        /// (`create_inbound_payment_for_hash`).
+        payment_preimage: Option<PaymentPreimage>,
     },
     /// A payment we sent was claimed by its recipient.
     PaymentSent {
@@ -66,8 +72,18 @@ pub enum Event {
     PaymentFailed {
         /// The payment.
         payment_hash: PaymentHash,
-        /// Why (as reported by the hop that failed it).
+        /// Why: the BOLT 4 code the failing node returned, read from its
+        /// failure onion (or [`FailureCode::Unreadable`] when the reply
+        /// decodes at no hop of the route).
         failure: FailureCode,
+        /// The node that failed it: a hop of the route (the first one, for
+        /// an `update_fail_malformed_htlc`), or ourselves when our own
+        /// channel failed it (it closed before the HTLC was committed, or
+        /// timed out on chain). `None` when the reply decodes at no hop.
+        failing_node: Option<PublicKey>,
+        /// The code's data (e.g. a `channel_update`, or the amount and
+        /// height of `incorrect_or_unknown_payment_details`); empty if none.
+        failure_data: Vec<u8>,
     },
     /// We forwarded an HTLC and it was fulfilled: we earned a fee.
     HtlcForwarded {

@@ -53,8 +53,9 @@ pub(crate) struct HtlcForward {
 pub(crate) enum Resolution {
     /// Claim it with this preimage.
     Fulfill(PaymentPreimage),
-    /// Fail it with this reason.
-    Fail(Vec<u8>),
+    /// Fail it: the failure onion is built (or wrapped) with its shared
+    /// secret when the incoming channel sends it.
+    Fail(crate::onion::Failure),
 }
 
 /// The resolution of an HTLC, travelling back to the channel it came in on.
@@ -178,7 +179,7 @@ mod tests {
         let work = Work::Resolve(HtlcResolution {
             channel_id: ChannelId([n; 32]),
             htlc_id: 0,
-            resolution: Resolution::Fail(vec![]),
+            resolution: Resolution::Fail(crate::onion::Failure::Onion(vec![])),
         });
         Addressed {
             id: u64::from(n),

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 mod forward;
+pub mod inbound_payment;
 pub mod keys;
 pub mod message;
 pub mod onchain;
@@ -40,8 +41,8 @@ pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};
 pub use persist::{PostgresOptions, PostgresPersister, Takeover};
 #[cfg(feature = "sqlite")]
 pub use persist::{SqliteOptions, SqlitePersister};
-pub use route::{Route, RouteHop};
+pub use route::{RecipientOnionFields, Route, RouteHop};
 #[doc(hidden)]
 pub use store::ResourceCounts;
 pub use store::{ChannelStore, Container, PeerState, Sharded};
-pub use types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
+pub use types::{ChannelId, PaymentHash, PaymentPreimage, PaymentSecret, ShortChannelId};

@@ -4,8 +4,8 @@
 use bitcoin::secp256k1::PublicKey;
 
 use crate::error::StoreError;
-use crate::onion::{HopPayload, MAX_HOPS};
-use crate::types::ShortChannelId;
+use crate::onion::payload::{HopPayload, PaymentData};
+use crate::types::{PaymentSecret, ShortChannelId};
 
 /// One hop of a route: the channel to cross and the node at its far end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,36 @@ pub struct RouteHop {
 pub struct Route {
     /// The hops, first to last.
     pub hops: Vec<RouteHop>,
+}
+
+/// What the recipient's onion payload carries besides amount and expiry:
+/// what its invoice asked for.
+///
+/// # Examples
+///
+/// ```
+/// use chanstore::{PaymentSecret, RecipientOnionFields};
+///
+/// let fields = RecipientOnionFields::secret_only(PaymentSecret([7; 32]));
+/// assert_eq!(fields.payment_metadata, None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecipientOnionFields {
+    /// The invoice's payment secret. Recipients refuse a payment without
+    /// the right one (`incorrect_or_unknown_payment_details`).
+    pub payment_secret: Option<PaymentSecret>,
+    /// The invoice's `payment_metadata`, passed back to the recipient.
+    pub payment_metadata: Option<Vec<u8>>,
+}
+
+impl RecipientOnionFields {
+    /// Just the invoice's payment secret.
+    pub fn secret_only(payment_secret: PaymentSecret) -> Self {
+        RecipientOnionFields {
+            payment_secret: Some(payment_secret),
+            payment_metadata: None,
+        }
+    }
 }
 
 /// What the first hop carries, and the onion payloads for every hop.
@@ -49,15 +79,12 @@ impl Route {
         amount_msat: u64,
         best_height: u32,
         final_cltv_delta: u32,
+        recipient: &RecipientOnionFields,
+        total_msat: u64,
     ) -> Result<RoutePlan, StoreError> {
         let n = self.hops.len();
         if n == 0 {
             return Err(StoreError::InvalidRoute { reason: "no hops" });
-        }
-        if n > MAX_HOPS {
-            return Err(StoreError::InvalidRoute {
-                reason: "too many hops",
-            });
         }
         if self.hops[n - 1].fee_msat != 0 {
             return Err(StoreError::InvalidRoute {
@@ -71,16 +98,20 @@ impl Route {
         let mut cltv = best_height
             .checked_add(final_cltv_delta)
             .ok_or(overflow.clone())?;
-        let mut payloads = vec![HopPayload {
-            short_channel_id: None,
+        let mut payloads = vec![HopPayload::Receive {
             amt_to_forward: amount,
             outgoing_cltv_value: cltv,
+            payment_data: recipient.payment_secret.map(|payment_secret| PaymentData {
+                payment_secret,
+                total_msat,
+            }),
+            payment_metadata: recipient.payment_metadata.clone(),
         }];
         // Hop i (for i < n-1) forwards over hops[i+1]'s channel.
         for i in (0..n - 1).rev() {
             let next_scid = self.hops[i + 1].short_channel_id;
-            let forward = HopPayload {
-                short_channel_id: Some(next_scid),
+            let forward = HopPayload::Forward {
+                short_channel_id: next_scid,
                 amt_to_forward: amount,
                 outgoing_cltv_value: cltv,
             };
@@ -122,38 +153,55 @@ mod tests {
         let route = Route {
             hops: vec![hop(1, 1_500, 72), hop(2, 0, 0)],
         };
-        let plan = route.plan(100_000, 1000, 18).unwrap();
+        let secret = PaymentSecret([3; 32]);
+        let plan = route
+            .plan(
+                100_000,
+                1000,
+                18,
+                &RecipientOnionFields::secret_only(secret),
+                250_000,
+            )
+            .unwrap();
         assert_eq!(plan.first_amount_msat, 101_500);
         assert_eq!(plan.first_cltv_expiry, 1000 + 18 + 72);
         assert_eq!(plan.fee_msat, 1_500);
         assert_eq!(
-            plan.payloads[0].short_channel_id,
-            Some(route.hops[1].short_channel_id)
-        );
-        assert_eq!(plan.payloads[0].amt_to_forward, 100_000);
-        assert_eq!(plan.payloads[0].outgoing_cltv_value, 1018);
-        assert_eq!(
-            plan.payloads[1],
-            HopPayload {
-                short_channel_id: None,
+            plan.payloads[0],
+            HopPayload::Forward {
+                short_channel_id: route.hops[1].short_channel_id,
                 amt_to_forward: 100_000,
                 outgoing_cltv_value: 1018
+            }
+        );
+        assert_eq!(
+            plan.payloads[1],
+            HopPayload::Receive {
+                amt_to_forward: 100_000,
+                outgoing_cltv_value: 1018,
+                // One part of a payment of 250_000.
+                payment_data: Some(PaymentData {
+                    payment_secret: secret,
+                    total_msat: 250_000
+                }),
+                payment_metadata: None,
             }
         );
     }
 
     #[test]
     fn bad_routes_are_refused() {
-        assert!(Route { hops: vec![] }.plan(1, 0, 0).is_err());
+        let none = RecipientOnionFields::default();
+        assert!(Route { hops: vec![] }.plan(1, 0, 0, &none, 1).is_err());
         assert!(Route {
             hops: vec![hop(1, 5, 0)]
         }
-        .plan(1, 0, 0)
+        .plan(1, 0, 0, &none, 1)
         .is_err());
         assert!(Route {
             hops: vec![hop(1, u64::MAX, 0), hop(2, 0, 0)]
         }
-        .plan(1, 0, 0)
+        .plan(1, 0, 0, &none, 1)
         .is_err());
     }
 }

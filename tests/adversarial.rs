@@ -119,6 +119,8 @@ fn forged() -> impl Strategy<Value = Forged> {
             .prop_map(|(chan, id, preimage)| Forged::Fulfill { chan, id, preimage }),
         1 => (target(), htlc_id(), any::<u8>())
             .prop_map(|(chan, id, reason_len)| Forged::Fail { chan, id, reason_len }),
+        1 => (target(), htlc_id(), prop_oneof![Just(0xc005u16), Just(0xc006), any::<u16>()])
+            .prop_map(|(chan, id, code)| Forged::FailMalformed { chan, id, code }),
         2 => (target(), 0u8..12)
             .prop_map(|(chan, htlc_sigs)| Forged::CommitmentSigned { chan, htlc_sigs }),
         1 => (target(), any::<u8>()).prop_map(|(chan, secret)| Forged::RevokeAndAck { chan, secret }),
@@ -296,15 +298,25 @@ fn value_of_an_unsettled_fulfill_cannot_be_spent() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let paid = PaymentPreimage([5; 32]);
-    a.send_payment(&route_to(&b, scid), paid.payment_hash(), 500_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        paid.payment_hash(),
+        500_000_000,
+        invoice(&route_to(&b, scid), paid.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     events(&b);
     b.claim_funds(paid).unwrap();
     let back = PaymentPreimage([6; 32]);
     let before = b.debug_state();
     assert_eq!(
-        b.send_payment(&route_to(&a, scid), back.payment_hash(), 300_000_000),
+        b.send_payment(
+            &route_to(&a, scid),
+            back.payment_hash(),
+            300_000_000,
+            invoice(&route_to(&a, scid), back.payment_hash())
+        ),
         Err(StoreError::AmountExceedsBalance {
             channel_id: id,
             amount_msat: 300_000_000,
@@ -314,8 +326,13 @@ fn value_of_an_unsettled_fulfill_cannot_be_spent() {
     assert_eq!(b.debug_state(), before);
     // Once the fulfill has settled, the value is B's to spend.
     deliver_all(&[&a, &b]);
-    b.send_payment(&route_to(&a, scid), back.payment_hash(), 300_000_000)
-        .unwrap();
+    b.send_payment(
+        &route_to(&a, scid),
+        back.payment_hash(),
+        300_000_000,
+        invoice(&route_to(&a, scid), back.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     a.claim_funds(back).unwrap();
     deliver_all(&[&a, &b]);
@@ -334,8 +351,13 @@ fn a_peer_cannot_spend_a_fulfill_before_it_settles() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let paid = PaymentPreimage([5; 32]);
-    a.send_payment(&route_to(&b, scid), paid.payment_hash(), 500_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        paid.payment_hash(),
+        500_000_000,
+        invoice(&route_to(&b, scid), paid.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     events(&b);
     b.claim_funds(paid).unwrap();
@@ -344,7 +366,7 @@ fn a_peer_cannot_spend_a_fulfill_before_it_settles() {
         deliver_one(&b, &a, msg);
     }
     // ...and B offers an HTLC paid from the fulfilled value.
-    let add = craft_add(id, 0, 300_000_000, preimage(6, 0).payment_hash(), CLTV);
+    let add = craft_add(&a, id, 0, 300_000_000, preimage(6, 0).payment_hash(), CLTV);
     let (frozen, _) = freeze(&[&a]);
     assert_eq!(
         a.handle_message(&b.node_id(), add),
@@ -367,14 +389,19 @@ fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 600_000_000);
     let failed = PaymentPreimage([7; 32]);
-    b.send_payment(&route_to(&a, scid), failed.payment_hash(), 500_000_000)
-        .unwrap();
+    b.send_payment(
+        &route_to(&a, scid),
+        failed.payment_hash(),
+        500_000_000,
+        invoice(&route_to(&a, scid), failed.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     events(&a);
     a.fail_htlc_backwards(&failed.payment_hash()).unwrap();
     // A's update_fail_htlc and commitment_signed are still on their way.
     take_msgs(&a);
-    let add = craft_add(id, 1, 500_000_000, preimage(7, 1).payment_hash(), CLTV);
+    let add = craft_add(&a, id, 1, 500_000_000, preimage(7, 1).payment_hash(), CLTV);
     let (frozen, _) = freeze(&[&a]);
     assert_eq!(
         a.handle_message(&b.node_id(), add),
@@ -511,6 +538,7 @@ fn htlcs_being_removed_count_towards_max_accepted_htlcs() {
             &route_to(&a, scid),
             preimage(8, i).payment_hash(),
             1_000_000,
+            invoice(&route_to(&a, scid), preimage(8, i).payment_hash()),
         )
         .unwrap();
     }
@@ -520,7 +548,7 @@ fn htlcs_being_removed_count_towards_max_accepted_htlcs() {
         .unwrap();
     // A's update_fail_htlc and commitment_signed are still on their way.
     take_msgs(&a);
-    let add = craft_add(id, 3, 1_000_000, preimage(8, 3).payment_hash(), CLTV);
+    let add = craft_add(&a, id, 3, 1_000_000, preimage(8, 3).payment_hash(), CLTV);
     let (frozen, _) = freeze(&[&a]);
     assert_eq!(
         a.handle_message(&b.node_id(), add),
@@ -544,17 +572,27 @@ fn a_peer_cannot_push_a_channel_past_what_the_store_can_read_back() {
     let (id, scid) = open_channel(&a, &b, 10_000_000, 5_000_000_000);
     // Below the dust limit: no HTLC outputs, so no HTLC signatures.
     for i in 0..483 {
-        a.send_payment(&route_to(&b, scid), preimage(9, i).payment_hash(), 1_000)
-            .unwrap();
-        b.send_payment(&route_to(&a, scid), preimage(10, i).payment_hash(), 1_000)
-            .unwrap();
+        a.send_payment(
+            &route_to(&b, scid),
+            preimage(9, i).payment_hash(),
+            1_000,
+            invoice(&route_to(&b, scid), preimage(9, i).payment_hash()),
+        )
+        .unwrap();
+        b.send_payment(
+            &route_to(&a, scid),
+            preimage(10, i).payment_hash(),
+            1_000,
+            invoice(&route_to(&a, scid), preimage(10, i).payment_hash()),
+        )
+        .unwrap();
     }
     deliver_all(&[&a, &b]);
     events(&a);
     a.fail_htlc_backwards(&preimage(10, 0).payment_hash())
         .unwrap();
     take_msgs(&a);
-    let add = craft_add(id, 483, 1_000, preimage(10, 483).payment_hash(), CLTV);
+    let add = craft_add(&a, id, 483, 1_000, preimage(10, 483).payment_hash(), CLTV);
     assert_eq!(
         a.handle_message(&b.node_id(), add),
         Err(StoreError::TooManyHtlcs {
@@ -618,7 +656,13 @@ fn zero_msat_htlcs_are_refused_both_ways() {
         ],
     };
     let paid = PaymentPreimage([11; 32]);
-    a.send_payment(&route, paid.payment_hash(), 0).unwrap();
+    a.send_payment(
+        &route,
+        paid.payment_hash(),
+        0,
+        invoice(&route, paid.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b, &c]);
     // B did not forward it: A's payment failed and nothing reached C.
     let failed = events(&a).into_iter().any(|e| {
@@ -627,7 +671,7 @@ fn zero_msat_htlcs_are_refused_both_ways() {
     assert!(failed);
     assert_eq!(b.channel_details(&bc_id).unwrap().pending_htlcs, 0);
     // A 0-msat add is refused even by C, whose minimum is 0.
-    let add = craft_add(bc_id, 0, 0, preimage(11, 1).payment_hash(), CLTV);
+    let add = craft_add(&c, bc_id, 0, 0, preimage(11, 1).payment_hash(), CLTV);
     let (frozen, _) = freeze(&[&c]);
     assert_eq!(
         c.handle_message(&b.node_id(), add),

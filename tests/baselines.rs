@@ -161,7 +161,17 @@ fn scenario<C: Container>() -> Outcome {
     let preimages: Vec<PaymentPreimage> = (0..3u8).map(|i| PaymentPreimage([10 + i; 32])).collect();
     for (p, amount) in preimages.iter().zip(amounts) {
         let r = route(b.node_id(), ab_scid, c.node_id(), bc_scid, fee(amount));
-        a.send_payment(&r, p.payment_hash(), amount).unwrap();
+        // C is the recipient: its invoice's secret.
+        let secret = c
+            .create_inbound_payment_for_hash(p.payment_hash(), None, 3600)
+            .unwrap();
+        a.send_payment(
+            &r,
+            p.payment_hash(),
+            amount,
+            chanstore::RecipientOnionFields::secret_only(secret),
+        )
+        .unwrap();
     }
     deliver_all(&[&a, &b, &c]);
     c.claim_funds(preimages[0]).unwrap();

@@ -253,7 +253,12 @@ impl World {
         self.preimages.insert(p.payment_hash(), p);
         self.amounts.insert(p.payment_hash(), amount);
         self.a
-            .send_payment(&route(self, amount), p.payment_hash(), amount)
+            .send_payment(
+                &route(self, amount),
+                p.payment_hash(),
+                amount,
+                invoice(&route(self, amount), p.payment_hash()),
+            )
             .unwrap();
         p.payment_hash()
     }

@@ -4,7 +4,10 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bitcoin::hashes::Hash;
 use chanstore::message::{RevokeAndAck, UpdateFulfillHtlc};
+use chanstore::onion::packet::{peel_onion, BadOnion, Peeled};
+use chanstore::onion::payload::HopPayload;
 use chanstore::{
     ChannelId, ChannelStore, ClosureReason, Event, FailureCode, Message, PaymentPreimage, Route,
     RouteHop, ShortChannelId, StoreError,
@@ -99,24 +102,33 @@ impl Line {
     }
 
     /// Sends `route` from A, delivers everything, and returns A's single
-    /// `PaymentFailed` code; checks that C saw nothing and all balances are
-    /// back where they were.
+    /// `PaymentFailed` code; checks that B is named as the failing node (it
+    /// decided), that C saw nothing and that all balances are back where
+    /// they were.
     fn pay_expecting_failure(&self, route: &Route, amount_msat: u64) -> FailureCode {
         let before = self.balances();
         let p = preimage(0xf, 0);
         self.a
-            .send_payment(route, p.payment_hash(), amount_msat)
+            .send_payment(
+                route,
+                p.payment_hash(),
+                amount_msat,
+                invoice(route, p.payment_hash()),
+            )
             .unwrap();
         deliver_all(&self.nodes());
         let evs = events(&self.a);
         let [Event::PaymentFailed {
             payment_hash,
             failure,
+            failing_node,
+            ..
         }] = evs[..]
         else {
             panic!("{evs:?}")
         };
         assert_eq!(payment_hash, p.payment_hash());
+        assert_eq!(failing_node, Some(self.b.node_id()));
         assert_eq!(events(&self.c), vec![]);
         assert!(!events(&self.b)
             .iter()
@@ -137,14 +149,20 @@ fn payment_is_forwarded_and_fulfilled_with_exact_fees() {
     let fee = l.fee(amount);
     assert_eq!(fee, 2_000);
     let p = preimage(1, 0);
-    l.a.send_payment(&l.route(amount), p.payment_hash(), amount)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(amount),
+        p.payment_hash(),
+        amount,
+        invoice(&l.route(amount), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&l.nodes());
     assert_eq!(
         events(&l.c),
         vec![Event::PaymentReceived {
             payment_hash: p.payment_hash(),
-            amount_msat: amount
+            amount_msat: amount,
+            payment_preimage: None,
         }]
     );
     // Both HTLCs are in flight: A-B carries amount + fee, B-C the amount.
@@ -189,17 +207,27 @@ fn failure_at_recipient_travels_back_to_payer() {
     let l = line(1_000_000, 1_000_000, 0);
     let amount = 10_000_000;
     let p = preimage(2, 0);
-    l.a.send_payment(&l.route(amount), p.payment_hash(), amount)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(amount),
+        p.payment_hash(),
+        amount,
+        invoice(&l.route(amount), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&l.nodes());
     assert_eq!(events(&l.c).len(), 1);
     l.c.fail_htlc_backwards(&p.payment_hash()).unwrap();
     deliver_all(&l.nodes());
+    // C built the failure, B wrapped it: A reads it and knows it was C.
+    let mut data = amount.to_be_bytes().to_vec();
+    data.extend_from_slice(&HEIGHT.to_be_bytes());
     assert_eq!(
         events(&l.a),
         vec![Event::PaymentFailed {
             payment_hash: p.payment_hash(),
-            failure: FailureCode::IncorrectOrUnknownPaymentDetails
+            failure: FailureCode::IncorrectOrUnknownPaymentDetails,
+            failing_node: Some(l.c.node_id()),
+            failure_data: data,
         }]
     );
     assert_eq!(events(&l.b), vec![]);
@@ -253,8 +281,13 @@ fn forward_above_outgoing_balance_fails_temporarily() {
     // A payment that fits still goes through.
     let small = 50_000_000;
     let p = preimage(3, 0);
-    l.a.send_payment(&l.route(small), p.payment_hash(), small)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(small),
+        p.payment_hash(),
+        small,
+        invoice(&l.route(small), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&l.nodes());
     l.c.claim_funds(p).unwrap();
     deliver_all(&l.nodes());
@@ -282,8 +315,13 @@ fn deliver_without_forwarding(nodes: &[&ChannelStore]) {
 /// Sends A -> B -> C and stops with the HTLC irrevocably committed on A-B
 /// and B's forward to C still queued.
 fn queue_forward(l: &Line, p: &PaymentPreimage, amount: u64) {
-    l.a.send_payment(&l.route(amount), p.payment_hash(), amount)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(amount),
+        p.payment_hash(),
+        amount,
+        invoice(&l.route(amount), p.payment_hash()),
+    )
+    .unwrap();
     deliver_without_forwarding(&l.nodes());
     assert_eq!(l.b.pending_forwards(), 1);
     assert_eq!(l.b.channel_details(&l.ab).unwrap().pending_htlcs, 1);
@@ -309,7 +347,9 @@ fn forward_over_channel_closed_meanwhile_fails_back() {
         events(&l.a),
         vec![Event::PaymentFailed {
             payment_hash: p.payment_hash(),
-            failure: FailureCode::UnknownNextPeer
+            failure: FailureCode::UnknownNextPeer,
+            failing_node: Some(l.b.node_id()),
+            failure_data: vec![],
         }]
     );
     // B's force close told C (an `error`): C closes too, and never saw the HTLC.
@@ -350,7 +390,9 @@ fn forward_over_channel_shutting_down_meanwhile_fails_back() {
         events(&l.a),
         vec![Event::PaymentFailed {
             payment_hash: p.payment_hash(),
-            failure: FailureCode::ChannelDisabled
+            failure: FailureCode::ChannelDisabled,
+            failing_node: Some(l.b.node_id()),
+            failure_data: vec![],
         }]
     );
     assert_eq!(l.a.channel_details(&l.ab).unwrap().balance_msat, START[0]);
@@ -371,8 +413,13 @@ fn message_for_b_c_channel_from_a_is_refused_as_wrong_peer() {
     let l = line(1_000_000, 1_000_000, 0);
     // Put an HTLC in flight on B-C so that it has state worth protecting.
     let p = preimage(6, 0);
-    l.a.send_payment(&l.route(1_000_000), p.payment_hash(), 1_000_000)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(1_000_000),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&l.route(1_000_000), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&l.nodes());
     events(&l.c);
     let wrong_peer = StoreError::WrongPeer {
@@ -380,7 +427,14 @@ fn message_for_b_c_channel_from_a_is_refused_as_wrong_peer() {
         sender: l.a.node_id(),
     };
     let msgs = [
-        craft_add(l.bc, 1, 1_000, preimage(6, 1).payment_hash(), HEIGHT + 40),
+        craft_add(
+            &l.c,
+            l.bc,
+            1,
+            1_000,
+            preimage(6, 1).payment_hash(),
+            HEIGHT + 40,
+        ),
         Message::UpdateFulfillHtlc(UpdateFulfillHtlc {
             channel_id: l.bc,
             id: 0,
@@ -425,16 +479,26 @@ fn disconnect_drops_only_the_peers_uncommitted_updates() {
     let from_a = preimage(7, 0);
     let from_c = preimage(7, 1);
     // A offers B an HTLC; only its update_add arrives.
-    l.a.send_payment(&route_to(&l.b, l.scid_ab), from_a.payment_hash(), 3_000_000)
-        .unwrap();
+    l.a.send_payment(
+        &route_to(&l.b, l.scid_ab),
+        from_a.payment_hash(),
+        3_000_000,
+        invoice(&route_to(&l.b, l.scid_ab), from_a.payment_hash()),
+    )
+    .unwrap();
     let a_msgs = take_msgs(&l.a);
     let [(_, a_add), (_, a_cs)] = &a_msgs[..] else {
         panic!("{a_msgs:?}")
     };
     deliver_one(&l.a, &l.b, a_add.clone());
     // C does the same.
-    l.c.send_payment(&route_to(&l.b, l.scid_bc), from_c.payment_hash(), 5_000_000)
-        .unwrap();
+    l.c.send_payment(
+        &route_to(&l.b, l.scid_bc),
+        from_c.payment_hash(),
+        5_000_000,
+        invoice(&route_to(&l.b, l.scid_bc), from_c.payment_hash()),
+    )
+    .unwrap();
     let c_msgs = take_msgs(&l.c);
     deliver_one(&l.c, &l.b, c_msgs[0].1.clone());
     let bc_before = l.b.channel_details(&l.bc).unwrap();
@@ -479,7 +543,8 @@ fn disconnect_drops_only_the_peers_uncommitted_updates() {
         events(&l.b),
         vec![Event::PaymentReceived {
             payment_hash: from_a.payment_hash(),
-            amount_msat: 3_000_000
+            amount_msat: 3_000_000,
+            payment_preimage: None,
         }]
     );
 }
@@ -529,14 +594,21 @@ fn lookups_racing_a_close_never_see_a_wrong_answer() {
     assert_eq!(l.b.counterparty_of(&l.ab), Some(l.a.node_id()));
     // Its short channel id is gone too: a forward over it fails back cleanly.
     let p = preimage(8, 0);
-    l.a.send_payment(&l.route(1_000_000), p.payment_hash(), 1_000_000)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(1_000_000),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&l.route(1_000_000), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&l.nodes());
     assert_eq!(
         events(&l.a),
         vec![Event::PaymentFailed {
             payment_hash: p.payment_hash(),
-            failure: FailureCode::UnknownNextPeer
+            failure: FailureCode::UnknownNextPeer,
+            failing_node: Some(l.b.node_id()),
+            failure_data: vec![],
         }]
     );
     assert_eq!(l.a.channel_details(&l.ab).unwrap().balance_msat, START[0]);
@@ -549,14 +621,21 @@ fn forward_to_disconnected_peer_fails_temporarily() {
     l.b.peer_disconnected(&l.c.node_id());
     let before = l.balances();
     let p = preimage(9, 0);
-    l.a.send_payment(&l.route(1_000_000), p.payment_hash(), 1_000_000)
-        .unwrap();
+    l.a.send_payment(
+        &l.route(1_000_000),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&l.route(1_000_000), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&l.a, &l.b]);
     assert_eq!(
         events(&l.a),
         vec![Event::PaymentFailed {
             payment_hash: p.payment_hash(),
-            failure: FailureCode::TemporaryChannelFailure
+            failure: FailureCode::TemporaryChannelFailure,
+            failing_node: Some(l.b.node_id()),
+            failure_data: vec![],
         }]
     );
     assert_eq!(l.balances(), before);
@@ -593,12 +672,14 @@ fn forwards_in_both_directions_at_once_while_a_b_closes() {
             &via_b(scid_ab, &c, scid_bc),
             preimage(1, i).payment_hash(),
             amount,
+            invoice(&via_b(scid_ab, &c, scid_bc), preimage(1, i).payment_hash()),
         )
         .unwrap();
         c.send_payment(
             &via_b(scid_bc, &a, scid_ab),
             preimage(2, i).payment_hash(),
             amount,
+            invoice(&via_b(scid_bc, &a, scid_ab), preimage(2, i).payment_hash()),
         )
         .unwrap();
     }
@@ -651,4 +732,221 @@ fn forwards_in_both_directions_at_once_while_a_b_closes() {
         n.check_value_conserved().unwrap();
         n.check_indexes().unwrap();
     }
+}
+
+/// Takes every message `from` wants to send, changes it with `edit`, and
+/// delivers it to `to`.
+fn deliver_edited(from: &ChannelStore, to: &ChannelStore, mut edit: impl FnMut(&mut Message)) {
+    for (_, mut msg) in take_msgs(from) {
+        edit(&mut msg);
+        deliver_one(from, to, msg);
+    }
+}
+
+#[test]
+fn the_hub_learns_only_its_own_payload_and_the_next_hop() {
+    let l = line(1_000_000, 1_000_000, 0);
+    let amount = 4_000_000;
+    let p = preimage(0x21, 0);
+    let route = l.route(amount);
+    l.a.send_payment(
+        &route,
+        p.payment_hash(),
+        amount,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    let msgs = take_msgs(&l.a);
+    let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
+        panic!("{msgs:?}")
+    };
+    let hash = p.payment_hash().0;
+    // B's layer: where to, how much, which expiry. Nothing about C's.
+    let peeled = peel_onion(&secret_of(&l.b.node_id()), &add.onion_routing_packet, &hash);
+    let Ok(Peeled::Forward { payload, next, .. }) = peeled else {
+        panic!("{peeled:?}")
+    };
+    let HopPayload::Forward {
+        short_channel_id,
+        amt_to_forward,
+        outgoing_cltv_value,
+    } = HopPayload::decode(&payload, false).unwrap()
+    else {
+        panic!("B's payload is a forward")
+    };
+    assert_eq!((short_channel_id, amt_to_forward), (l.scid_bc, amount));
+    assert_eq!(
+        outgoing_cltv_value + u32::from(l.b.config().cltv_expiry_delta),
+        add.cltv_expiry
+    );
+    // What B passes on is sealed for C: B's key cannot open it, C's can.
+    assert_eq!(
+        peel_onion(&secret_of(&l.b.node_id()), &next, &hash),
+        Err(BadOnion::Hmac)
+    );
+    let Ok(Peeled::Final { payload, .. }) = peel_onion(&secret_of(&l.c.node_id()), &next, &hash)
+    else {
+        panic!("C's layer is the last")
+    };
+    assert!(matches!(
+        HopPayload::decode(&payload, true).unwrap(),
+        HopPayload::Receive {
+            payment_data: Some(_),
+            ..
+        }
+    ));
+    // And the payment goes through with the onion as sent.
+    for (_, m) in msgs {
+        deliver_one(&l.a, &l.b, m);
+    }
+    deliver_all(&l.nodes());
+    assert_eq!(events(&l.c).len(), 1);
+    l.c.claim_funds(p).unwrap();
+    deliver_all(&l.nodes());
+    assert!(matches!(events(&l.a)[..], [Event::PaymentSent { .. }]));
+}
+
+/// A - B - C - D, each channel opened by the left node.
+struct Line4 {
+    nodes: [ChannelStore; 4],
+    scids: [ShortChannelId; 3],
+}
+
+fn line4() -> Line4 {
+    let nodes = [node(1), node(2), node(3), node(4)];
+    let refs: Vec<&ChannelStore> = nodes.iter().collect();
+    connect_all(&refs);
+    let scids = [0, 1, 2].map(|i| open_channel(&nodes[i], &nodes[i + 1], 1_000_000, 0).1);
+    Line4 { nodes, scids }
+}
+
+impl Line4 {
+    fn all(&self) -> Vec<&ChannelStore> {
+        self.nodes.iter().collect()
+    }
+
+    /// A to D, paying B and C their fees and deltas (less `short_fee_at_c`).
+    fn route(&self, amount_msat: u64, short_fee_at_c: u64) -> Route {
+        let config = self.nodes[1].config();
+        let fee_c = config.forwarding_fee_msat(amount_msat) - short_fee_at_c;
+        let fee_b = config.forwarding_fee_msat(amount_msat + fee_c);
+        let delta = u32::from(config.cltv_expiry_delta);
+        let hop = |n: usize, fee_msat, cltv_expiry_delta| RouteHop {
+            node_id: self.nodes[n].node_id(),
+            short_channel_id: self.scids[n - 1],
+            fee_msat,
+            cltv_expiry_delta,
+        };
+        Route {
+            hops: vec![hop(1, fee_b, delta), hop(2, fee_c, delta), hop(3, 0, 0)],
+        }
+    }
+}
+
+#[test]
+fn a_failure_three_hops_away_is_attributed_to_its_node() {
+    let l = line4();
+    let [a, _, c, d] = &l.nodes;
+    // D, three hops away, refuses the payment.
+    let p = preimage(0x22, 0);
+    let route = l.route(2_000_000, 0);
+    a.send_payment(
+        &route,
+        p.payment_hash(),
+        2_000_000,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&l.all());
+    assert_eq!(events(d).len(), 1);
+    d.fail_htlc_backwards(&p.payment_hash()).unwrap();
+    deliver_all(&l.all());
+    assert_eq!(events(a), vec![unknown_to(d, p.payment_hash(), 2_000_000)]);
+    // C, two hops away, is paid a fee too small.
+    let p = preimage(0x22, 1);
+    let route = l.route(2_000_000, 1);
+    a.send_payment(
+        &route,
+        p.payment_hash(),
+        2_000_000,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&l.all());
+    assert_eq!(
+        events(a),
+        vec![failed_by(
+            c,
+            p.payment_hash(),
+            FailureCode::FeeInsufficient,
+            vec![]
+        )]
+    );
+    for n in l.all() {
+        n.check_value_conserved().unwrap();
+    }
+}
+
+#[test]
+fn an_onion_the_next_hop_cannot_read_is_failed_by_the_hop_before() {
+    let l = line(1_000_000, 1_000_000, 0);
+    let p = preimage(0x23, 0);
+    queue_forward(&l, &p, 1_000_000);
+    l.b.process_pending_forwards();
+    // B's add to C arrives with a flipped byte: C cannot check the HMAC.
+    let mut spoiled = None;
+    deliver_edited(&l.b, &l.c, |m| {
+        if let Message::UpdateAddHtlc(add) = m {
+            add.onion_routing_packet.0[200] ^= 1;
+            spoiled = Some(add.onion_routing_packet.clone());
+        }
+    });
+    deliver_all(&l.nodes());
+    // C says so with update_fail_malformed_htlc; B turns it into a failure
+    // of its own, with the onion's hash (BOLT 4): A learns it at B.
+    let sha = bitcoin::hashes::sha256::Hash::hash(&spoiled.unwrap().0[..]).to_byte_array();
+    assert_eq!(
+        events(&l.a),
+        vec![failed_by(
+            &l.b,
+            p.payment_hash(),
+            FailureCode::InvalidOnionHmac,
+            sha.to_vec()
+        )]
+    );
+    assert_eq!(events(&l.c), vec![]);
+    l.assert_settled();
+}
+
+#[test]
+fn a_failure_spoiled_on_the_way_back_is_unreadable_not_misattributed() {
+    let l = line(1_000_000, 1_000_000, 0);
+    let p = preimage(0x24, 0);
+    let route = l.route(1_000_000);
+    l.a.send_payment(
+        &route,
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&l.nodes());
+    l.c.fail_htlc_backwards(&p.payment_hash()).unwrap();
+    // C's failure onion is changed before B wraps it.
+    deliver_edited(&l.c, &l.b, |m| {
+        if let Message::UpdateFailHtlc(fail) = m {
+            fail.reason[40] ^= 0x80;
+        }
+    });
+    deliver_all(&l.nodes());
+    assert_eq!(
+        events(&l.a),
+        vec![Event::PaymentFailed {
+            payment_hash: p.payment_hash(),
+            failure: FailureCode::Unreadable,
+            failing_node: None,
+            failure_data: vec![],
+        }]
+    );
+    l.assert_settled();
 }

@@ -99,12 +99,18 @@ impl Net {
     fn pay_to_c(&self, n: u16, amount_msat: u64) -> PaymentPreimage {
         let p = preimage(0xc, n);
         self.a
-            .send_payment(&self.route(amount_msat), p.payment_hash(), amount_msat)
+            .send_payment(
+                &self.route(amount_msat),
+                p.payment_hash(),
+                amount_msat,
+                invoice(&self.route(amount_msat), p.payment_hash()),
+            )
             .unwrap();
         deliver_all(&self.nodes());
         assert!(events(&self.c).contains(&Event::PaymentReceived {
             payment_hash: p.payment_hash(),
-            amount_msat
+            amount_msat,
+            payment_preimage: None,
         }));
         p
     }
@@ -201,10 +207,13 @@ fn restart_keeps_incoming_htlc_whose_outgoing_channel_closed() {
                 Event::HtlcForwarded { .. }
             )));
         } else {
-            assert!(a_events.contains(&Event::PaymentFailed {
-                payment_hash: p.payment_hash(),
-                failure: FailureCode::PermanentChannelFailure
-            }));
+            // B timed it out on chain: B decided the failure.
+            assert!(a_events.contains(&failed_by(
+                &net.b,
+                p.payment_hash(),
+                FailureCode::PermanentChannelFailure,
+                vec![]
+            )));
         }
         assert_eq!(net.pending(&net.a, &net.ab), 0);
         // A second report is refused: the HTLC is settled.
@@ -379,8 +388,13 @@ fn crash_at_any_batch_never_loses_payment_received() {
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(4, 0);
     let start = pb.len();
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 3_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        3_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     for k in start..=pb.len() {
         let restored = durable(2, StoreConfig::default(), &Recording::from_prefix(&pb, k));
@@ -392,7 +406,8 @@ fn crash_at_any_batch_never_loses_payment_received() {
     }
     assert!(events(&b).contains(&Event::PaymentReceived {
         payment_hash: p.payment_hash(),
-        amount_msat: 3_000_000
+        amount_msat: 3_000_000,
+        payment_preimage: None,
     }));
 }
 
@@ -412,13 +427,15 @@ fn refused_final_htlc_never_becomes_claimable_after_restart() {
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(4, 1);
     let start = pb.len();
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 1_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
-    assert!(events(&a).contains(&Event::PaymentFailed {
-        payment_hash: p.payment_hash(),
-        failure: FailureCode::IncorrectOrUnknownPaymentDetails
-    }));
+    assert!(events(&a).contains(&unknown_to(&b, p.payment_hash(), 1_000_000)));
     assert!(events(&b).is_empty(), "no PaymentReceived");
     for k in start..=pb.len() {
         let restored = durable(2, strict.clone(), &Recording::from_prefix(&pb, k));
@@ -501,7 +518,12 @@ fn forward_to_channel_closed_before_commit_fails_back() {
     net.b.peer_connected(net.c.node_id());
     let p = preimage(6, 0);
     net.a
-        .send_payment(&net.route(5_000_000), p.payment_hash(), 5_000_000)
+        .send_payment(
+            &net.route(5_000_000),
+            p.payment_hash(),
+            5_000_000,
+            invoice(&net.route(5_000_000), p.payment_hash()),
+        )
         .unwrap();
     let to_a_and_b = |n: &ChannelStore| {
         n.get_and_clear_pending_msg_events()
@@ -539,10 +561,12 @@ fn forward_to_channel_closed_before_commit_fails_back() {
     }
     let a_events = events(&net.a);
     assert!(
-        a_events.contains(&Event::PaymentFailed {
-            payment_hash: p.payment_hash(),
-            failure: FailureCode::PermanentChannelFailure
-        }),
+        a_events.contains(&failed_by(
+            &net.b,
+            p.payment_hash(),
+            FailureCode::PermanentChannelFailure,
+            vec![]
+        )),
         "{a_events:?}"
     );
     assert_eq!(net.pending(&net.a, &net.ab), 0);
@@ -564,7 +588,12 @@ fn forward_signed_into_the_peers_commitment_waits_for_the_chain() {
     let net = Net::new();
     let p = preimage(6, 1);
     net.a
-        .send_payment(&net.route(5_000_000), p.payment_hash(), 5_000_000)
+        .send_payment(
+            &net.route(5_000_000),
+            p.payment_hash(),
+            5_000_000,
+            invoice(&net.route(5_000_000), p.payment_hash()),
+        )
         .unwrap();
     // Deliver, dropping everything B sends C (its add and commitment_signed).
     loop {
@@ -603,6 +632,7 @@ fn unsigned_updates_are_never_written() {
     let (batches, bytes) = (pb.len(), pb.bytes());
     for n in 0..483u64 {
         let add = craft_add(
+            &b,
             id,
             n,
             1_000,
@@ -629,7 +659,12 @@ fn bytes_to_forward_one(background: u16) -> (usize, usize) {
     // grow the figure.
     for i in 0..background {
         net.a
-            .send_payment(&net.route(400_000), preimage(8, i).payment_hash(), 400_000)
+            .send_payment(
+                &net.route(400_000),
+                preimage(8, i).payment_hash(),
+                400_000,
+                invoice(&net.route(400_000), preimage(8, i).payment_hash()),
+            )
             .unwrap();
     }
     deliver_all(&net.nodes());
@@ -809,6 +844,7 @@ fn retransmitted_shutdown_is_accepted_and_close_completes() {
         &route_to(&b, scid),
         preimage(9, 0).payment_hash(),
         1_000_000,
+        invoice(&route_to(&b, scid), preimage(9, 0).payment_hash()),
     )
     .unwrap();
     deliver_all(&[&a, &b]);
@@ -935,14 +971,20 @@ fn dust_exposure_is_capped() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 500_000_000);
     // 100 sat HTLCs are dust: A may send 20 (2M msat), not 21.
     for i in 0..20 {
-        a.send_payment(&route_to(&b, scid), preimage(13, i).payment_hash(), 100_000)
-            .unwrap();
+        a.send_payment(
+            &route_to(&b, scid),
+            preimage(13, i).payment_hash(),
+            100_000,
+            invoice(&route_to(&b, scid), preimage(13, i).payment_hash()),
+        )
+        .unwrap();
     }
     assert!(matches!(
         a.send_payment(
             &route_to(&b, scid),
             preimage(13, 20).payment_hash(),
-            100_000
+            100_000,
+            invoice(&route_to(&b, scid), preimage(13, 20).payment_hash())
         ),
         Err(StoreError::DustExposureExceeded { .. })
     ));
@@ -957,6 +999,7 @@ fn dust_exposure_is_capped() {
             &route_to(&b, scid),
             preimage(14, i).payment_hash(),
             1_000_000,
+            invoice(&route_to(&b, scid), preimage(14, i).payment_hash()),
         )
         .unwrap();
     }
@@ -996,13 +1039,20 @@ fn htlc_expiring_too_far_is_failed_with_expiry_too_far() {
     connect_all(&[&a, &b]);
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(13, 1);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 1_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
-    assert!(events(&a).contains(&Event::PaymentFailed {
-        payment_hash: p.payment_hash(),
-        failure: FailureCode::ExpiryTooFar
-    }));
+    assert!(events(&a).contains(&failed_by(
+        &b,
+        p.payment_hash(),
+        FailureCode::ExpiryTooFar,
+        vec![]
+    )));
     assert!(events(&b).is_empty());
 }
 
@@ -1043,6 +1093,7 @@ fn shutdown_refused_while_peer_has_unsigned_removals_or_fee() {
         &route_to(&b, scid),
         preimage(13, 2).payment_hash(),
         1_000_000,
+        invoice(&route_to(&b, scid), preimage(13, 2).payment_hash()),
     )
     .unwrap();
     deliver_all(&[&a, &b]);
@@ -1140,8 +1191,13 @@ fn fail_after_revealed_preimage_reports_payment_sent_only() {
     connect_all(&[&a, &b]);
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(13, 3);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 1_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     events(&b);
     let before_claim = pb.len();
@@ -1227,8 +1283,13 @@ fn revealed_preimage_is_claimed_on_chain_before_expiry() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(14, 0);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 1_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     take_msgs(&b); // A never gets the fulfill
@@ -1261,8 +1322,13 @@ fn unclaimed_payment_is_failed_back_before_expiry() {
         connect_all(&[&a, &b]);
         let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
         let p = preimage(14, 1);
-        a.send_payment(&route_to(&b, scid), p.payment_hash(), 1_000_000)
-            .unwrap();
+        a.send_payment(
+            &route_to(&b, scid),
+            p.payment_hash(),
+            1_000_000,
+            invoice(&route_to(&b, scid), p.payment_hash()),
+        )
+        .unwrap();
         deliver_all(&[&a, &b]);
         events(&b);
         let cltv = HEIGHT + u32::from(StoreConfig::default().min_final_cltv_expiry_delta);
@@ -1303,6 +1369,7 @@ fn funder_peer_add_is_priced_with_our_htlcs() {
             &route_to(&a, scid),
             preimage(15, i).payment_hash(),
             1_000_000,
+            invoice(&route_to(&a, scid), preimage(15, i).payment_hash()),
         )
         .unwrap();
     }
@@ -1317,7 +1384,14 @@ fn funder_peer_add_is_priced_with_our_htlcs() {
     assert!(matches!(
         b.handle_message(
             &a.node_id(),
-            craft_add(id, 0, amount, preimage(15, 99).payment_hash(), HEIGHT + 100)
+            craft_add(
+                &b,
+                id,
+                0,
+                amount,
+                preimage(15, 99).payment_hash(),
+                HEIGHT + 100
+            )
         ),
         Err(StoreError::ReserveViolated { .. })
     ));
@@ -1342,6 +1416,7 @@ fn fundee_adds_cannot_make_the_funder_unable_to_pay() {
     for n in 0..200u64 {
         // Crafted: B's own check would stop earlier.
         let add = craft_add(
+            &a,
             id,
             n,
             3_000_000,
@@ -1376,11 +1451,17 @@ fn racing_adds_never_underfund_a_commitment() {
             &route_to(&a, scid),
             preimage(17, i).payment_hash(),
             2_000_000,
+            invoice(&route_to(&a, scid), preimage(17, i).payment_hash()),
         );
     }
     let max = a.channel_details(&id).unwrap().outbound_capacity_msat;
-    a.send_payment(&route_to(&b, scid), preimage(17, 99).payment_hash(), max)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        preimage(17, 99).payment_hash(),
+        max,
+        invoice(&route_to(&b, scid), preimage(17, 99).payment_hash()),
+    )
+    .unwrap();
     // Deliver everything; a refusal (the channel failing) is allowed, an
     // underfunded commitment is not.
     for _ in 0..50 {
@@ -1501,6 +1582,7 @@ fn retransmitted_shutdown_precedes_updates_sent_after_it() {
             &route_to(&b, scid),
             preimage(9, 10 + i).payment_hash(),
             1_000_000,
+            invoice(&route_to(&b, scid), preimage(9, 10 + i).payment_hash()),
         )
         .unwrap();
     }

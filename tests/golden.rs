@@ -42,6 +42,12 @@ fn regenerate_golden_files() {
         },
         PaymentPreimage([0x11; 32]).payment_hash(),
         7_000_000,
+        invoice(
+            &Route {
+                hops: vec![hop(&b, scid_ab, 0)],
+            },
+            PaymentPreimage([0x11; 32]).payment_hash(),
+        ),
     )
     .unwrap();
     b.send_payment(
@@ -50,6 +56,12 @@ fn regenerate_golden_files() {
         },
         PaymentPreimage([0x22; 32]).payment_hash(),
         3_000_000,
+        invoice(
+            &Route {
+                hops: vec![hop(&a, scid_ab, 0)],
+            },
+            PaymentPreimage([0x22; 32]).payment_hash(),
+        ),
     )
     .unwrap();
     let fee = b.config().forwarding_fee_msat(5_000_000);
@@ -59,6 +71,12 @@ fn regenerate_golden_files() {
         },
         PaymentPreimage([0x33; 32]).payment_hash(),
         5_000_000,
+        invoice(
+            &Route {
+                hops: vec![hop(&b, scid_ab, fee), hop(&c, scid_bc, 0)],
+            },
+            PaymentPreimage([0x33; 32]).payment_hash(),
+        ),
     )
     .unwrap();
     // Deliver, but never let B forward: the forward stays queued.
@@ -120,7 +138,8 @@ fn v1_store_reads_back_the_scenario() {
     let events = store.get_and_clear_pending_events();
     assert!(events.contains(&Event::PaymentReceived {
         payment_hash: PaymentPreimage([0x11; 32]).payment_hash(),
-        amount_msat: 7_000_000
+        amount_msat: 7_000_000,
+        payment_preimage: None,
     }));
     store.check_value_conserved().unwrap();
     store.check_indexes().unwrap();

@@ -82,7 +82,8 @@ fn queued_forwards_per_peer_are_capped() {
         .map(|i| PaymentPreimage([i + 40; 32]).payment_hash())
         .collect();
     for h in &hashes {
-        a.send_payment(&route, *h, amount).unwrap();
+        a.send_payment(&route, *h, amount, invoice(&route, *h))
+            .unwrap();
     }
     // Commit all three at B without letting B drain its queue.
     loop {
@@ -107,6 +108,7 @@ fn queued_forwards_per_peer_are_capped() {
             Event::PaymentFailed {
                 payment_hash,
                 failure,
+                ..
             } => Some((payment_hash, failure)),
             _ => None,
         })
@@ -119,8 +121,13 @@ fn queued_forwards_per_peer_are_capped() {
         .count();
     assert_eq!(received, 2);
     // Once drained, the peer may queue forwards again.
-    a.send_payment(&route, PaymentPreimage([99; 32]).payment_hash(), amount)
-        .unwrap();
+    a.send_payment(
+        &route,
+        PaymentPreimage([99; 32]).payment_hash(),
+        amount,
+        invoice(&route, PaymentPreimage([99; 32]).payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b, &c]);
     assert!(events(&c)
         .iter()

@@ -12,14 +12,14 @@ use bitcoin::{ScriptBuf, Txid};
 use chanstore::message::{
     AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
     FundingCreated, FundingSigned, OnionPacket, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
-    UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc, ONION_PACKET_LEN,
+    UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc, ONION_PACKET_LEN,
 };
 use chanstore::{ChannelId, DecodeError, Message, PaymentPreimage};
 use proptest::prelude::*;
 
 /// Every type number this crate decodes, from BOLT 1 (`error`) and BOLT 2.
-const KNOWN_TYPES: [u16; 15] = [
-    17, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 136,
+const KNOWN_TYPES: [u16; 16] = [
+    17, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136,
 ];
 
 static SECP: LazyLock<Secp256k1<secp256k1::All>> = LazyLock::new(Secp256k1::new);
@@ -196,6 +196,13 @@ fn samples() -> Vec<Message> {
             data: Vec::new(),
         }
         .into(),
+        UpdateFailMalformedHtlc {
+            channel_id: cid,
+            id: 7,
+            sha256_of_onion: bytes32(0x33),
+            failure_code: 0xc005,
+        }
+        .into(),
     ]
 }
 
@@ -223,6 +230,7 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::UpdateAddHtlc(_) => 32 + 8 + 8 + 32 + 4 + 1366,
         Message::UpdateFulfillHtlc(_) => 32 + 8 + 32,
         Message::UpdateFailHtlc(m) => 32 + 8 + 2 + m.reason.len(),
+        Message::UpdateFailMalformedHtlc(_) => 32 + 8 + 32 + 2,
         Message::CommitmentSigned(m) => 32 + SIG + 2 + SIG * m.htlc_signatures.len(),
         Message::RevokeAndAck(_) => 32 + 32 + POINT,
         Message::UpdateFee(_) => 32 + 4,
@@ -246,6 +254,7 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::CommitmentSigned(_) => (132, "commitment_signed"),
         Message::RevokeAndAck(_) => (133, "revoke_and_ack"),
         Message::UpdateFee(_) => (134, "update_fee"),
+        Message::UpdateFailMalformedHtlc(_) => (135, "update_fail_malformed_htlc"),
         Message::ChannelReestablish(_) => (136, "channel_reestablish"),
     };
     (type_id, name, 2 + body)
@@ -405,9 +414,9 @@ fn invalid_signatures_are_named() {
 
 #[test]
 fn unknown_types_are_reported_odd_and_even() {
-    // 16 init (even), 1 warning (odd), 135 update_fail_malformed_htlc (odd),
+    // 16 init (even), 1 warning (odd), 137 (odd, unassigned),
     // 258 channel_update (even), 32768/65535 custom range, 0.
-    for t in [0u16, 1, 16, 135, 200, 258, 32_768, 65_535] {
+    for t in [0u16, 1, 16, 137, 200, 258, 32_768, 65_535] {
         assert!(!KNOWN_TYPES.contains(&t));
         let mut bytes = t.to_be_bytes().to_vec();
         assert_eq!(

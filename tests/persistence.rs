@@ -57,8 +57,13 @@ fn restart_mid_payment_completes_once() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let preimage = PaymentPreimage([3; 32]);
-    a.send_payment(&route(&[(&b, scid, 0)]), preimage.payment_hash(), 5_000_000)
-        .unwrap();
+    a.send_payment(
+        &route(&[(&b, scid, 0)]),
+        preimage.payment_hash(),
+        5_000_000,
+        invoice(&route(&[(&b, scid, 0)]), preimage.payment_hash()),
+    )
+    .unwrap();
     // Deliver the add and the first commitment_signed only; then both crash.
     for (_, m) in a.get_and_clear_pending_msg_events() {
         b.handle_message(&a.node_id(), m).unwrap();
@@ -69,7 +74,8 @@ fn restart_mid_payment_completes_once() {
     deliver_all(&[&a, &b]);
     assert!(events(&b).contains(&Event::PaymentReceived {
         payment_hash: preimage.payment_hash(),
-        amount_msat: 5_000_000
+        amount_msat: 5_000_000,
+        payment_preimage: None,
     }));
     b.claim_funds(preimage).unwrap();
     deliver_all(&[&a, &b]);
@@ -131,6 +137,10 @@ fn forward_queued_at_a_crash_is_applied_once() {
             &route(&[(&b, ab, fee), (&c, bc, 0)]),
             preimage.payment_hash(),
             amount,
+            invoice(
+                &route(&[(&b, ab, fee), (&c, bc, 0)]),
+                preimage.payment_hash(),
+            ),
         )
         .unwrap();
         deliver_without_forwarding(&[&a, &b, &c]);
@@ -176,6 +186,10 @@ fn fulfill_not_yet_passed_upstream_is_passed_after_restart() {
             &route(&[(&b, ab, fee), (&c, bc, 0)]),
             preimage.payment_hash(),
             amount,
+            invoice(
+                &route(&[(&b, ab, fee), (&c, bc, 0)]),
+                preimage.payment_hash(),
+            ),
         )
         .unwrap();
         deliver_all(&[&a, &b, &c]);
@@ -211,6 +225,10 @@ fn write_read_round_trip_is_stable() {
             &route(&[(&b, scid, 0)]),
             PaymentPreimage([i; 32]).payment_hash(),
             1_000_000,
+            invoice(
+                &route(&[(&b, scid, 0)]),
+                PaymentPreimage([i; 32]).payment_hash(),
+            ),
         )
         .unwrap();
     }

@@ -88,7 +88,12 @@ fn pay_with_cut(payer: usize, cut: usize) {
         }],
     };
     sender
-        .send_payment(&route, preimage.payment_hash(), amount)
+        .send_payment(
+            &route,
+            preimage.payment_hash(),
+            amount,
+            invoice(&route, preimage.payment_hash()),
+        )
         .unwrap();
 
     let mut wire = Wire::new(&a, &b);
@@ -207,7 +212,12 @@ fn messages_between_disconnect_and_reestablish_are_refused() {
         }],
     };
     assert!(matches!(
-        a.send_payment(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000),
+        a.send_payment(
+            &route,
+            PaymentPreimage([1; 32]).payment_hash(),
+            1_000,
+            invoice(&route, PaymentPreimage([1; 32]).payment_hash())
+        ),
         Err(StoreError::AwaitingReestablish {
             action: "update_add_htlc",
             ..
@@ -227,8 +237,13 @@ fn messages_between_disconnect_and_reestablish_are_refused() {
     );
     assert_eq!(b.debug_state(), before);
     deliver_all(&[&a, &b]);
-    a.send_payment(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000)
-        .unwrap();
+    a.send_payment(
+        &route,
+        PaymentPreimage([1; 32]).payment_hash(),
+        1_000,
+        invoice(&route, PaymentPreimage([1; 32]).payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
 }
 

@@ -268,7 +268,12 @@ impl Sim {
         let store = &self.nodes[from].store;
         if !self.nodes[from].down
             && store
-                .send_payment(&route, preimage.payment_hash(), amount)
+                .send_payment(
+                    &route,
+                    preimage.payment_hash(),
+                    amount,
+                    invoice(&route, preimage.payment_hash()),
+                )
                 .is_ok()
         {
             self.started.insert(n);
@@ -449,6 +454,7 @@ impl Sim {
                     Event::PaymentFailed {
                         payment_hash,
                         failure,
+                        ..
                     } => {
                         *self.failures.entry(format!("{failure:?}")).or_default() += 1;
                         (payment_hash, false)

@@ -272,6 +272,7 @@ fn peer_events(net: &Net, run: &Run, p: usize) -> usize {
             Event::PaymentReceived {
                 payment_hash,
                 amount_msat,
+                ..
             } => {
                 let (refuse, preimage) = {
                     let mut payments = run.payments.lock().unwrap();
@@ -312,6 +313,7 @@ fn peer_events(net: &Net, run: &Run, p: usize) -> usize {
             Event::PaymentFailed {
                 payment_hash,
                 failure,
+                ..
             } => {
                 let mut payments = run.payments.lock().unwrap();
                 let pay = payments.get_mut(&payment_hash).expect("known payment");
@@ -404,7 +406,7 @@ fn start_payment(net: &Net, run: &Run, rng: &mut Rng, w: usize, n: usize) -> boo
     );
     match net.peers[sender]
         .store
-        .send_payment(&route, hash, amount_msat)
+        .send_payment(&route, hash, amount_msat, invoice(&route, hash))
     {
         Ok(()) => {
             run.started.fetch_add(1, Ordering::SeqCst);
@@ -855,14 +857,16 @@ fn one_forward_through_the_hub() {
             },
         ],
     };
-    a.send_payment(&route, hash, amount_msat).unwrap();
+    a.send_payment(&route, hash, amount_msat, invoice(&route, hash))
+        .unwrap();
     deliver_all(&[&a, &hub, &b]);
     assert_eq!(events(&hub), [], "the hub forwards, it is not paid");
     assert_eq!(
         events(&b),
         [Event::PaymentReceived {
             payment_hash: hash,
-            amount_msat
+            amount_msat,
+            payment_preimage: None,
         }]
     );
     b.claim_funds(preimage).unwrap();
@@ -935,7 +939,7 @@ fn lookups_race_close() {
                         seed[..4].copy_from_slice(&n.to_be_bytes());
                         seed[4] = r as u8;
                         let hash = PaymentPreimage(seed).payment_hash();
-                        match a.send_payment(route, hash, 10_000) {
+                        match a.send_payment(route, hash, 10_000, invoice(route, hash)) {
                             Ok(()) => assert!(!was_closed, "round {round}: paid after close"),
                             Err(
                                 StoreError::UnknownShortChannelId { .. }

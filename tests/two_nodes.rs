@@ -9,10 +9,12 @@ use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::Network;
 use chanstore::message::OnionPacket;
 use chanstore::message::{
-    ClosingSigned, CommitmentSigned, FundingCreated, OpenChannel, RevokeAndAck, UpdateFailHtlc,
-    UpdateFulfillHtlc,
+    ClosingSigned, CommitmentSigned, FundingCreated, OpenChannel, RevokeAndAck, UpdateAddHtlc,
+    UpdateFailHtlc, UpdateFulfillHtlc,
 };
-use chanstore::onion::{build_onion, peel_onion, HopPayload};
+use chanstore::onion::failure::{decode_failure, DecodedFailure};
+use chanstore::onion::packet::{construct_onion, peel_onion, BadOnion, OnionHop, Peeled};
+use chanstore::onion::payload::{HopPayload, PaymentData};
 use chanstore::transactions::commitment_fee_sat;
 use chanstore::{
     ChannelId, ChannelStore, ClosureReason, Event, FailureCode, Message, PaymentPreimage,
@@ -41,13 +43,19 @@ fn pay_and_claim_moves_exact_amount() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let preimage = PaymentPreimage([9; 32]);
-    a.send_payment(&route_to(&b, scid), preimage.payment_hash(), 50_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        preimage.payment_hash(),
+        50_000_000,
+        invoice(&route_to(&b, scid), preimage.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     let received = events(&b);
     assert!(received.contains(&Event::PaymentReceived {
         payment_hash: preimage.payment_hash(),
-        amount_msat: 50_000_000
+        amount_msat: 50_000_000,
+        payment_preimage: None,
     }));
     b.claim_funds(preimage).unwrap();
     deliver_all(&[&a, &b]);
@@ -64,8 +72,13 @@ fn reconnect_mid_payment_completes_once() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let preimage = PaymentPreimage([7; 32]);
-    a.send_payment(&route_to(&b, scid), preimage.payment_hash(), 10_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        preimage.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&b, scid), preimage.payment_hash()),
+    )
+    .unwrap();
     // update_add + commitment_signed are lost in flight.
     let lost = a.get_and_clear_pending_msg_events();
     assert_eq!(lost.len(), 2);
@@ -75,7 +88,8 @@ fn reconnect_mid_payment_completes_once() {
     deliver_all(&[&a, &b]);
     assert!(events(&b).contains(&Event::PaymentReceived {
         payment_hash: preimage.payment_hash(),
-        amount_msat: 10_000_000
+        amount_msat: 10_000_000,
+        payment_preimage: None,
     }));
     b.claim_funds(preimage).unwrap();
     deliver_all(&[&a, &b]);
@@ -94,14 +108,20 @@ fn fail_back_reports_payment_failed_and_restores_balances() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(1, 0);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 50_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        50_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     assert_eq!(
         events(&b),
         vec![Event::PaymentReceived {
             payment_hash: p.payment_hash(),
-            amount_msat: 50_000_000
+            amount_msat: 50_000_000,
+            payment_preimage: None,
         }]
     );
     assert_eq!(a.channel_details(&id).unwrap().balance_msat, 950_000_000);
@@ -109,10 +129,7 @@ fn fail_back_reports_payment_failed_and_restores_balances() {
     deliver_all(&[&a, &b]);
     assert_eq!(
         events(&a),
-        vec![Event::PaymentFailed {
-            payment_hash: p.payment_hash(),
-            failure: FailureCode::IncorrectOrUnknownPaymentDetails
-        }]
+        vec![unknown_to(&b, p.payment_hash(), 50_000_000)]
     );
     assert_eq!(events(&b), vec![]);
     for (n, balance) in [(&a, 1_000_000_000), (&b, 0)] {
@@ -245,12 +262,14 @@ fn hundred_htlcs_in_flight_both_directions() {
             &route_to(&b, scid_ab),
             preimage(0xa, i).payment_hash(),
             bulk_amount(i),
+            invoice(&route_to(&b, scid_ab), preimage(0xa, i).payment_hash()),
         )
         .unwrap();
         b.send_payment(
             &route_to(&a, scid_ab),
             preimage(0xb, i).payment_hash(),
             bulk_amount(i),
+            invoice(&route_to(&a, scid_ab), preimage(0xb, i).payment_hash()),
         )
         .unwrap();
     }
@@ -272,6 +291,7 @@ fn hundred_htlcs_in_flight_both_directions() {
             .map(|i| Event::PaymentReceived {
                 payment_hash: preimage(tag, i).payment_hash(),
                 amount_msat: bulk_amount(i),
+                payment_preimage: None,
             })
             .collect();
         expected.sort_by_key(|e| format!("{e:?}"));
@@ -293,16 +313,13 @@ fn hundred_htlcs_in_flight_both_directions() {
     }
     deliver_checked(&a, &b, &id, &mut seed);
 
-    for (n, tag) in [(&a, 0xa), (&b, 0xb)] {
+    for (n, tag, peer) in [(&a, 0xa, &b), (&b, 0xb, &a)] {
         let evs = events(n);
         assert_eq!(evs.len(), 50, "{evs:?}");
         for i in 0..50 {
             let p = preimage(tag, i);
             let expected = if failed(i) {
-                Event::PaymentFailed {
-                    payment_hash: p.payment_hash(),
-                    failure: FailureCode::IncorrectOrUnknownPaymentDetails,
-                }
+                unknown_to(peer, p.payment_hash(), bulk_amount(i))
             } else {
                 Event::PaymentSent {
                     payment_hash: p.payment_hash(),
@@ -328,6 +345,7 @@ fn hundred_htlcs_in_flight_both_directions() {
             &route_to(&b, scid_ab),
             preimage(0xa, i).payment_hash(),
             bulk_amount(i),
+            invoice(&route_to(&b, scid_ab), preimage(0xa, i).payment_hash()),
         )
         .unwrap();
     }
@@ -387,8 +405,13 @@ fn cooperative_close(initiator_is_funder: bool) {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 200_000_000);
     // Move some value first, so both sides have a balance that changed.
     let p = preimage(3, 0);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 1_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     deliver_all(&[&a, &b]);
@@ -427,8 +450,13 @@ fn close_with_htlc_in_flight(claim: bool) {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(4, 0);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 30_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        30_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     a.close_channel(&id).unwrap();
     deliver_all(&[&a, &b]);
     // Both sides shut down, but the HTLC holds the channel open.
@@ -444,7 +472,12 @@ fn close_with_htlc_in_flight(claim: bool) {
     // No new HTLC may start on a closing channel, from either side.
     for (from, to) in [(&a, &b), (&b, &a)] {
         assert!(matches!(
-            from.send_payment(&route_to(to, scid), preimage(4, 1).payment_hash(), 1_000),
+            from.send_payment(
+                &route_to(to, scid),
+                preimage(4, 1).payment_hash(),
+                1_000,
+                invoice(&route_to(to, scid), preimage(4, 1).payment_hash())
+            ),
             Err(StoreError::WrongState { .. })
         ));
     }
@@ -462,10 +495,7 @@ fn close_with_htlc_in_flight(claim: bool) {
             fee_paid_msat: 0,
         }
     } else {
-        Event::PaymentFailed {
-            payment_hash: p.payment_hash(),
-            failure: FailureCode::IncorrectOrUnknownPaymentDetails,
-        }
+        unknown_to(&b, p.payment_hash(), 30_000_000)
     };
     assert!(a_events.contains(&settled), "{a_events:?}");
     let closed = |evs: &[Event]| {
@@ -518,6 +548,7 @@ fn pair(config_b: StoreConfig, funding_sat: u64, push_msat: u64) -> Pair {
         &route_to(&b, other_scid),
         preimage(0xee, 0).payment_hash(),
         2_000_000,
+        invoice(&route_to(&b, other_scid), preimage(0xee, 0).payment_hash()),
     )
     .unwrap();
     deliver_all(&[&a, &b]);
@@ -581,13 +612,19 @@ impl Pair {
     ) {
         let hash = preimage(0x55, 0).payment_hash();
         self.assert_refused(expected, || {
-            from.send_payment(&route_to(to, self.scid), hash, amount_msat)
+            from.send_payment(
+                &route_to(to, self.scid),
+                hash,
+                amount_msat,
+                invoice(&route_to(to, self.scid), hash),
+            )
         });
     }
 
     /// A hand-made add on the main channel.
     fn add(&self, id: u64, amount_msat: u64) -> Message {
         craft_add(
+            &self.b,
             self.id,
             id,
             amount_msat,
@@ -798,10 +835,20 @@ fn refuses_htlc_that_breaks_the_reserve() {
     p.assert_msg_refused(a, b, p.add(0, a_max_received + 1), over(reserve + fee));
     p.assert_msg_refused(b, a, p.add(0, b_max + 1), over(reserve));
     // Exactly the limit passes, on both sides.
-    a.send_payment(&route_to(b, p.scid), preimage(9, 0).payment_hash(), a_max)
-        .unwrap();
-    b.send_payment(&route_to(a, p.scid), preimage(9, 1).payment_hash(), b_max)
-        .unwrap();
+    a.send_payment(
+        &route_to(b, p.scid),
+        preimage(9, 0).payment_hash(),
+        a_max,
+        invoice(&route_to(b, p.scid), preimage(9, 0).payment_hash()),
+    )
+    .unwrap();
+    b.send_payment(
+        &route_to(a, p.scid),
+        preimage(9, 1).payment_hash(),
+        b_max,
+        invoice(&route_to(a, p.scid), preimage(9, 1).payment_hash()),
+    )
+    .unwrap();
     deliver_all(&p.nodes());
     assert_eq!(a.channel_details(&p.id).unwrap().pending_htlcs, 2);
 }
@@ -834,6 +881,7 @@ fn refuses_value_in_flight_above_maximum() {
         &route_to(&p.b, p.scid),
         preimage(9, 0).payment_hash(),
         60_000_000,
+        invoice(&route_to(&p.b, p.scid), preimage(9, 0).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -848,6 +896,7 @@ fn refuses_value_in_flight_above_maximum() {
         &route_to(&p.b, p.scid),
         preimage(9, 1).payment_hash(),
         40_000_000,
+        invoice(&route_to(&p.b, p.scid), preimage(9, 1).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -869,6 +918,7 @@ fn refuses_more_than_max_accepted_htlcs() {
             &route_to(&p.b, p.scid),
             preimage(9, i).payment_hash(),
             1_000_000,
+            invoice(&route_to(&p.b, p.scid), preimage(9, i).payment_hash()),
         )
         .unwrap();
     }
@@ -888,6 +938,7 @@ fn refuses_more_than_max_accepted_htlcs() {
         &route_to(&p.b, p.scid),
         preimage(9, 3).payment_hash(),
         1_000_000,
+        invoice(&route_to(&p.b, p.scid), preimage(9, 3).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -926,8 +977,13 @@ fn refuses_htlc_already_expired() {
     // A (still at HEIGHT) offers an HTLC that expires at HEIGHT + the final
     // delta: B, which has seen more blocks, refuses the real message.
     let pre = preimage(9, 0);
-    p.a.send_payment(&route_to(&p.b, p.scid), pre.payment_hash(), 1_000_000)
-        .unwrap();
+    p.a.send_payment(
+        &route_to(&p.b, p.scid),
+        pre.payment_hash(),
+        1_000_000,
+        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
+    )
+    .unwrap();
     let msgs = take_msgs(&p.a);
     let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
         panic!("{msgs:?}")
@@ -948,10 +1004,10 @@ fn refuses_htlc_already_expired() {
     // Expiring at the best height itself is already too late, and a value
     // above the block-height range is a timestamp, not a height.
     for cltv in [best, 500_000_000] {
-        let add = craft_add(p.id, 0, 1_000_000, pre.payment_hash(), cltv);
+        let add = craft_add(&p.b, p.id, 0, 1_000_000, pre.payment_hash(), cltv);
         p.assert_msg_refused(&p.a, &p.b, add, expired(cltv));
     }
-    let add = craft_add(p.id, 0, 1_000_000, pre.payment_hash(), best + 1);
+    let add = craft_add(&p.b, p.id, 0, 1_000_000, pre.payment_hash(), best + 1);
     p.b.handle_message(&p.a.node_id(), add).unwrap();
 }
 
@@ -977,8 +1033,13 @@ fn refuses_htlc_ids_out_of_order() {
 fn refuses_unknown_htlc_on_fulfill_and_fail() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
-        .unwrap();
+    p.a.send_payment(
+        &route_to(&p.b, p.scid),
+        pre.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&p.nodes());
     let unknown = |htlc_id| StoreError::UnknownHtlc {
         channel_id: p.id,
@@ -995,7 +1056,7 @@ fn refuses_unknown_htlc_on_fulfill_and_fail() {
         Message::UpdateFailHtlc(UpdateFailHtlc {
             channel_id: p.id,
             id,
-            reason: FailureCode::TemporaryChannelFailure.to_reason(),
+            reason: vec![0x10, 0x07],
         })
     };
     // B names an HTLC that A never offered.
@@ -1006,8 +1067,13 @@ fn refuses_unknown_htlc_on_fulfill_and_fail() {
     p.assert_msg_refused(&p.a, &p.b, fail(0), unknown(0));
     // An HTLC that exists but is not irrevocably committed yet cannot be removed.
     let pre1 = preimage(9, 1);
-    p.a.send_payment(&route_to(&p.b, p.scid), pre1.payment_hash(), 10_000_000)
-        .unwrap();
+    p.a.send_payment(
+        &route_to(&p.b, p.scid),
+        pre1.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&p.b, p.scid), pre1.payment_hash()),
+    )
+    .unwrap();
     let msgs = take_msgs(&p.a);
     deliver_one(&p.a, &p.b, msgs[0].1.clone());
     p.assert_msg_refused(&p.b, &p.a, fulfill(1, pre1), unknown(1));
@@ -1027,8 +1093,13 @@ fn refuses_unknown_htlc_on_fulfill_and_fail() {
 fn refuses_fulfill_with_wrong_preimage() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
-        .unwrap();
+    p.a.send_payment(
+        &route_to(&p.b, p.scid),
+        pre.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&p.nodes());
     let wrong = Message::UpdateFulfillHtlc(UpdateFulfillHtlc {
         channel_id: p.id,
@@ -1058,8 +1129,13 @@ fn refuses_fulfill_with_wrong_preimage() {
 fn refuses_commitment_with_invalid_signature() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
-        .unwrap();
+    p.a.send_payment(
+        &route_to(&p.b, p.scid),
+        pre.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
+    )
+    .unwrap();
     let msgs = take_msgs(&p.a);
     let [(_, add), (_, Message::CommitmentSigned(cs))] = &msgs[..] else {
         panic!("{msgs:?}")
@@ -1109,7 +1185,8 @@ fn refuses_commitment_with_invalid_signature() {
     deliver_all(&p.nodes());
     assert!(events(&p.b).contains(&Event::PaymentReceived {
         payment_hash: pre.payment_hash(),
-        amount_msat: 10_000_000
+        amount_msat: 10_000_000,
+        payment_preimage: None,
     }));
 }
 
@@ -1117,8 +1194,13 @@ fn refuses_commitment_with_invalid_signature() {
 fn refuses_invalid_revocation_secret() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
-        .unwrap();
+    p.a.send_payment(
+        &route_to(&p.b, p.scid),
+        pre.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
+    )
+    .unwrap();
     for (_, m) in take_msgs(&p.a) {
         deliver_one(&p.a, &p.b, m);
     }
@@ -1144,7 +1226,8 @@ fn refuses_invalid_revocation_secret() {
     deliver_all(&p.nodes());
     assert!(events(&p.b).contains(&Event::PaymentReceived {
         payment_hash: pre.payment_hash(),
-        amount_msat: 10_000_000
+        amount_msat: 10_000_000,
+        payment_preimage: None,
     }));
 }
 
@@ -1164,6 +1247,7 @@ fn refuses_message_for_another_peers_channel() {
         &route_to(&p.b, p.scid),
         preimage(9, 0).payment_hash(),
         1_000_000,
+        invoice(&route_to(&p.b, p.scid), preimage(9, 0).payment_hash()),
     )
     .unwrap();
     let msgs = take_msgs(&p.a);
@@ -1174,7 +1258,14 @@ fn refuses_message_for_another_peers_channel() {
             .funding_outpoint
             .unwrap();
     let from_c = [
-        craft_add(p.id, 0, 1_000_000, preimage(9, 1).payment_hash(), CLTV),
+        craft_add(
+            &p.b,
+            p.id,
+            0,
+            1_000_000,
+            preimage(9, 1).payment_hash(),
+            CLTV,
+        ),
         from_a[1].clone(),
         Message::RevokeAndAck(RevokeAndAck {
             channel_id: p.id,
@@ -1209,7 +1300,7 @@ fn refuses_message_for_another_peers_channel() {
     assert_eq!(
         p.b.handle_message(
             &c.node_id(),
-            craft_add(nobody, 0, 1_000, preimage(9, 2).payment_hash(), CLTV)
+            craft_add(&p.b, nobody, 0, 1_000, preimage(9, 2).payment_hash(), CLTV)
         ),
         Err(StoreError::UnknownChannel { channel_id: nobody })
     );
@@ -1270,7 +1361,14 @@ fn refuses_messages_in_the_wrong_state() {
     p.assert_msg_refused(
         &p.a,
         &p.b,
-        craft_add(early, 0, 1_000_000, preimage(9, 0).payment_hash(), CLTV),
+        craft_add(
+            &p.b,
+            early,
+            0,
+            1_000_000,
+            preimage(9, 0).payment_hash(),
+            CLTV,
+        ),
         wrong(early, "update_add_htlc", "awaiting_channel_ready"),
     );
 
@@ -1280,6 +1378,7 @@ fn refuses_messages_in_the_wrong_state() {
         &route_to(&p.b, p.scid),
         preimage(9, 1).payment_hash(),
         1_000_000,
+        invoice(&route_to(&p.b, p.scid), preimage(9, 1).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -1313,82 +1412,229 @@ fn payment_onion_carries_the_recipients_payload() {
     connect_all(&[&a, &b]);
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(5, 0);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 7_000_000)
-        .unwrap();
+    let fields = invoice(&route_to(&b, scid), p.payment_hash());
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        7_000_000,
+        fields.clone(),
+    )
+    .unwrap();
     let msgs = take_msgs(&a);
     let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
         panic!("{msgs:?}")
     };
-    let (payload, _) = peel_onion(&add.onion_routing_packet).unwrap();
+    // Only B's key peels it: a BOLT 4 onion, its last layer.
+    let other = SecretKey::from_slice(&[9; 32]).unwrap();
     assert_eq!(
-        payload,
-        HopPayload {
-            short_channel_id: None,
+        peel_onion(&other, &add.onion_routing_packet, &p.payment_hash().0),
+        Err(BadOnion::Hmac)
+    );
+    let peeled = peel_onion(
+        &secret_of(&b.node_id()),
+        &add.onion_routing_packet,
+        &p.payment_hash().0,
+    )
+    .unwrap();
+    let Peeled::Final { payload, .. } = peeled else {
+        panic!("{peeled:?}")
+    };
+    assert_eq!(
+        HopPayload::decode(&payload, true).unwrap(),
+        HopPayload::Receive {
             amt_to_forward: 7_000_000,
             outgoing_cltv_value: add.cltv_expiry,
+            payment_data: Some(PaymentData {
+                payment_secret: fields.payment_secret.unwrap(),
+                total_msat: 7_000_000
+            }),
+            payment_metadata: None,
         }
     );
 }
 
 /// A's real payment to B, with the onion (which no signature covers)
-/// replaced in transit by `tamper(payload)`: B must fail it back with `expected`.
+/// replaced in transit by `tamper(add, payload)`, which returns the new
+/// onion and its shared secret with B. B must fail it back: this returns
+/// the failure B sent (read with that secret, or from its
+/// `update_fail_malformed_htlc`) and A's `PaymentFailed`.
 fn recipient_fails_tampered_onion(
-    tamper: impl Fn(HopPayload) -> OnionPacket,
-    expected: FailureCode,
-) {
+    tamper: impl Fn(&UpdateAddHtlc, HopPayload) -> (OnionPacket, [u8; 32]),
+) -> (FailureCode, Vec<u8>, Event) {
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(5, 1);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 7_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        7_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
+    let mut secret = None;
     for (_, msg) in take_msgs(&a) {
         let msg = match msg {
             Message::UpdateAddHtlc(mut add) => {
-                let (payload, _) = peel_onion(&add.onion_routing_packet).unwrap();
-                add.onion_routing_packet = tamper(payload);
+                let key = secret_of(&b.node_id());
+                let peeled = peel_onion(&key, &add.onion_routing_packet, &add.payment_hash.0);
+                let Ok(Peeled::Final { payload, .. }) = peeled else {
+                    panic!("{peeled:?}")
+                };
+                let payload = HopPayload::decode(&payload, true).unwrap();
+                let (onion, ss) = tamper(&add, payload);
+                add.onion_routing_packet = onion;
+                secret = Some(ss);
                 Message::UpdateAddHtlc(add)
             }
             other => other,
         };
         deliver_one(&a, &b, msg);
     }
-    deliver_all(&[&a, &b]);
+    let mut failure = None;
+    loop {
+        let mut moved = false;
+        for (_, msg) in take_msgs(&b) {
+            match &msg {
+                Message::UpdateFailHtlc(m) => {
+                    failure = Some(decode_failure(&[secret.unwrap()], &m.reason));
+                }
+                Message::UpdateFailMalformedHtlc(m) => {
+                    failure = Some(DecodedFailure::Hop {
+                        index: 0,
+                        code: m.failure_code,
+                        data: vec![],
+                    });
+                }
+                _ => {}
+            }
+            deliver_one(&b, &a, msg);
+            moved = true;
+        }
+        for (_, msg) in take_msgs(&a) {
+            deliver_one(&a, &b, msg);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
     assert_eq!(events(&b), vec![]);
-    assert_eq!(
-        events(&a),
-        vec![Event::PaymentFailed {
-            payment_hash: p.payment_hash(),
-            failure: expected
-        }]
-    );
+    let mut evs = events(&a);
+    assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!(a.channel_details(&id).unwrap().balance_msat, 1_000_000_000);
     assert_eq!(a.channel_details(&id).unwrap().pending_htlcs, 0);
+    a.check_value_conserved().unwrap();
+    b.check_value_conserved().unwrap();
+    let Some(DecodedFailure::Hop { code, data, .. }) = failure else {
+        panic!("B sent no readable failure: {failure:?}")
+    };
+    (FailureCode::from_code(code), data, evs.remove(0))
+}
+
+/// `payload` in a new onion for `b`, and its shared secret with `b`.
+fn rewrap(add: &UpdateAddHtlc, payload: HopPayload, b: &PublicKey) -> (OnionPacket, [u8; 32]) {
+    rewrap_bytes(add, payload.encode(), b)
+}
+
+fn rewrap_bytes(add: &UpdateAddHtlc, payload: Vec<u8>, b: &PublicKey) -> (OnionPacket, [u8; 32]) {
+    let hop = OnionHop {
+        node_id: *b,
+        payload,
+    };
+    let key = SecretKey::from_slice(&[0x42; 32]).unwrap();
+    let (onion, secrets) = construct_onion(&key, &[hop], &add.payment_hash.0).unwrap();
+    (onion, secrets[0])
+}
+
+/// A's `PaymentFailed` for a failure it cannot read: the onion it sent was
+/// replaced on the way, so the reply decodes at no hop of its route.
+fn unreadable(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::PaymentFailed {
+            failure: FailureCode::Unreadable,
+            failing_node: None,
+            ..
+        }
+    )
 }
 
 #[test]
 fn recipient_checks_the_onion_payload() {
-    let onion = |payload| build_onion(&[payload]).unwrap();
-    recipient_fails_tampered_onion(
-        |mut payload| {
-            payload.amt_to_forward += 1;
-            onion(payload)
-        },
-        FailureCode::FinalIncorrectHtlcAmount,
-    );
-    recipient_fails_tampered_onion(
-        |mut payload| {
-            payload.outgoing_cltv_value += 1;
-            onion(payload)
-        },
-        FailureCode::FinalIncorrectCltvExpiry,
-    );
-    recipient_fails_tampered_onion(
-        |payload| {
-            let mut packet = onion(payload);
-            packet.0[0] = 1;
-            packet
-        },
-        FailureCode::InvalidOnionVersion,
-    );
+    let b = node(2).node_id();
+    // Amount and expiry must match what the HTLC carries.
+    let (code, data, at_a) = recipient_fails_tampered_onion(|add, mut payload| {
+        if let HopPayload::Receive { amt_to_forward, .. } = &mut payload {
+            *amt_to_forward += 1;
+        }
+        rewrap(add, payload, &b)
+    });
+    assert_eq!(code, FailureCode::FinalIncorrectHtlcAmount);
+    assert_eq!(data, 7_000_000u64.to_be_bytes());
+    assert!(unreadable(&at_a), "{at_a:?}");
+    let (code, data, _) = recipient_fails_tampered_onion(|add, mut payload| {
+        if let HopPayload::Receive {
+            outgoing_cltv_value,
+            ..
+        } = &mut payload
+        {
+            *outgoing_cltv_value += 1;
+        }
+        rewrap(add, payload, &b)
+    });
+    assert_eq!(code, FailureCode::FinalIncorrectCltvExpiry);
+    assert_eq!(data.len(), 4);
+    // The invoice's secret: missing, or wrong.
+    for secret in [None, Some([0x77; 32])] {
+        let (code, data, _) = recipient_fails_tampered_onion(|add, mut payload| {
+            if let HopPayload::Receive { payment_data, .. } = &mut payload {
+                *payment_data = secret.map(|s| PaymentData {
+                    payment_secret: chanstore::PaymentSecret(s),
+                    total_msat: add.amount_msat,
+                });
+            }
+            rewrap(add, payload, &b)
+        });
+        assert_eq!(code, FailureCode::IncorrectOrUnknownPaymentDetails);
+        assert_eq!(data[..8], 7_000_000u64.to_be_bytes());
+    }
+    // A payload with an unknown even record: invalid_onion_payload, naming it.
+    let (code, data, _) = recipient_fails_tampered_onion(|add, payload| {
+        let mut bytes = payload.encode();
+        bytes.extend_from_slice(&[100, 1, 0]);
+        rewrap_bytes(add, bytes, &b)
+    });
+    assert_eq!(code, FailureCode::InvalidOnionPayload);
+    assert_eq!(data[0], 100, "the record's type, then its offset");
+}
+
+#[test]
+fn unreadable_onions_are_failed_as_malformed() {
+    let b = node(2).node_id();
+    // Version, HMAC, key: update_fail_malformed_htlc, which A attributes
+    // to B (its first hop) with the code B sent.
+    type Spoil = fn(&mut OnionPacket);
+    let cases: [(Spoil, FailureCode); 3] = [
+        (|p| p.0[0] = 1, FailureCode::InvalidOnionVersion),
+        (|p| p.0[100] ^= 1, FailureCode::InvalidOnionHmac),
+        (|p| p.0[1] = 0x05, FailureCode::InvalidOnionKey),
+    ];
+    for (spoil, expected) in cases {
+        let (code, data, at_a) = recipient_fails_tampered_onion(|add, payload| {
+            let (mut packet, ss) = rewrap(add, payload, &b);
+            spoil(&mut packet);
+            (packet, ss)
+        });
+        assert_eq!((code, data), (expected, vec![]));
+        let Event::PaymentFailed {
+            failure,
+            failing_node,
+            ..
+        } = at_a
+        else {
+            panic!("{at_a:?}")
+        };
+        assert_eq!((failure, failing_node), (expected, Some(b)));
+    }
 }

@@ -38,8 +38,13 @@ fn funder_fee_update_applies_on_both_sides() {
     );
     // Payments still work: both sides sign and check commitments at the new feerate.
     let p = PaymentPreimage([5; 32]);
-    a.send_payment(&route_to(&b, scid), p.payment_hash(), 10_000_000)
-        .unwrap();
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     deliver_all(&[&a, &b]);

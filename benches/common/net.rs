@@ -791,9 +791,15 @@ impl<C: Container> Worker<C> {
         }
         stats.ends.insert(hash, 0);
         stats.sent += 1;
+        // The recipient's invoice: its secret, made statelessly from its key.
+        let secret = net.peers[to]
+            .store
+            .create_inbound_payment_for_hash(hash, None, 3600)
+            .expect("an invoice");
+        let invoice = chanstore::RecipientOnionFields::secret_only(secret);
         net.peers[from]
             .store
-            .send_payment(&route, hash, amount)
+            .send_payment(&route, hash, amount, invoice)
             .unwrap_or_else(|e| panic!("peer {from} cannot send {amount} msat: {e}"));
     }
 

@@ -24,7 +24,7 @@ use crate::onchain::{
     ClosedChannelDetails, HtlcDirection, OnChainAction, OnChainHtlc, SpendableOutput,
     SpendableOutputKind,
 };
-use crate::onion::FailureCode;
+use crate::onion::{Failure, FailureCode};
 use crate::transactions::{
     commitment_sighash, funding_redeemscript, funding_spend_witness, sign, to_local_script,
     ChannelPublicKeys,
@@ -360,9 +360,9 @@ impl Closing {
                             source: source.clone(),
                             payment_hash: h.payment_hash,
                             amount_msat: h.amount_msat,
-                            outcome: Outcome::Failed(
-                                FailureCode::PermanentChannelFailure.to_reason(),
-                            ),
+                            outcome: Outcome::Failed(Failure::local(
+                                FailureCode::PermanentChannelFailure,
+                            )),
                         });
                         continue;
                     }
@@ -378,8 +378,7 @@ impl Closing {
                     )
                 }
                 HtlcKind::Received(inbound) => {
-                    let pays_us =
-                        matches!(inbound, Inbound::Payload(p) if p.short_channel_id.is_none());
+                    let pays_us = inbound.pays_us();
                     let route = HtlcRoute::Received { pays_us };
                     match (&h.removal, h.state) {
                         (Some(Removal::Fulfill(p)), _) => (
@@ -391,9 +390,9 @@ impl Closing {
                         // Failed, or never irrevocably committed (so never
                         // forwarded nor offered to the user): nothing we
                         // can claim.
-                        (Some(Removal::Fail(_)), _) => continue,
+                        (Some(Removal::Fail(_) | Removal::Malformed { .. }), _) => continue,
                         (None, HtlcState::RcvdAddAckRevocation)
-                            if !matches!(inbound, Inbound::Fail(_)) =>
+                            if matches!(inbound, Inbound::Payload { .. }) =>
                         {
                             (
                                 HtlcDirection::Received,

@@ -14,6 +14,7 @@ use super::{Channel, Effects, IncomingHtlc, OutboundResolved, Outcome, Phase};
 use crate::error::StoreError;
 use crate::keys::{derive_private_key, per_commitment_point, INITIAL_COMMITMENT_INDEX};
 use crate::message::{CommitmentSigned, RevokeAndAck};
+use crate::onion::Failure;
 use crate::transactions::{
     build_commitment_transaction, build_htlc_transaction, commitment_sighash, funding_redeemscript,
     htlc_sighash, obscure_factor, sign, verify, CommitmentParams, CommitmentTransaction,
@@ -416,19 +417,30 @@ impl Channel {
                     // on arrival. A fail after the peer revealed the preimage
                     // (across a reconnection) is not reported: the payment is
                     // proven, and its value simply stays with us.
+                    let failure = match h.removal {
+                        Some(Removal::Fail(reason)) => Some(Failure::Onion(reason)),
+                        Some(Removal::Malformed {
+                            code,
+                            sha256_of_onion,
+                        }) => Some(Failure::Malformed {
+                            code,
+                            sha256_of_onion,
+                        }),
+                        _ => None,
+                    };
                     if let (
                         HtlcKind::Offered {
                             source,
                             fulfill_reported: false,
                         },
-                        Some(Removal::Fail(reason)),
-                    ) = (h.kind, h.removal)
+                        Some(failure),
+                    ) = (h.kind, failure)
                     {
                         effects.resolved.push(OutboundResolved {
                             source,
                             payment_hash: h.payment_hash,
                             amount_msat: h.amount_msat,
-                            outcome: Outcome::Failed(reason),
+                            outcome: Outcome::Failed(failure),
                         });
                     }
                 }

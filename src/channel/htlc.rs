@@ -15,8 +15,11 @@
 //! received `revoke_and_ack` always acknowledges every update in a
 //! `*Commit` state.
 
+use bitcoin::secp256k1::{PublicKey, SecretKey};
+
 use crate::message::OnionPacket;
-use crate::onion::{FailureCode, HopPayload};
+use crate::onion::payload::HopPayload;
+use crate::onion::FailureCode;
 use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
 
 /// Where an HTLC stands in the commitment round trips. `Sent*` and `Rcvd*`
@@ -315,8 +318,16 @@ pub(crate) enum Removal {
     /// Claimed with the preimage: the value goes to the receiver.
     Fulfill(PaymentPreimage),
     /// Failed: the value returns to the offerer. The bytes are the
-    /// `update_fail_htlc` reason.
+    /// `update_fail_htlc` reason (a failure onion).
     Fail(Vec<u8>),
+    /// Failed because the receiver could not read the onion
+    /// (`update_fail_malformed_htlc`): the value returns to the offerer.
+    Malformed {
+        /// A BADONION failure code.
+        code: u16,
+        /// SHA256 of the onion that could not be read.
+        sha256_of_onion: [u8; 32],
+    },
 }
 
 /// Why we offered an HTLC: our own payment or a forward of an incoming one.
@@ -326,9 +337,23 @@ pub(crate) enum HtlcSource {
     Local {
         /// Total routing fees included in the amount.
         fee_msat: u64,
+        /// What reads a failure onion that comes back: the session key the
+        /// onion was built with and the route's nodes (every hop's shared
+        /// secret follows from them). `None` for a payment stored by
+        /// version 0.1, whose failures were plaintext codes.
+        onion_keys: Option<SessionKeys>,
     },
     /// A forward of an HTLC that came in on another channel.
     Forwarded(PrevHop),
+}
+
+/// A local payment's onion session key and route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionKeys {
+    /// The onion's session key.
+    pub(crate) session_key: SecretKey,
+    /// The node of every hop, first hop first.
+    pub(crate) path: Vec<PublicKey>,
 }
 
 /// The incoming side of a forwarded HTLC, where its resolution must go.
@@ -344,16 +369,61 @@ pub(crate) struct PrevHop {
     pub(crate) amount_msat: u64,
 }
 
-/// What we know about an HTLC offered by the peer.
+/// What we know about an HTLC offered by the peer: what its onion told us,
+/// kept small (its payload and shared secret, never the 1366-byte packet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Inbound {
     /// Its onion's payload for us, read when it arrived. The onion to pass
     /// on, if it is a forward, is the HTLC's [`Htlc::onion`].
-    Payload(HopPayload),
-    /// It will be failed back with this code once irrevocably committed:
-    /// its onion could not be read, or taking it would break one of our
-    /// limits that the peer cannot know (dust exposure).
-    Fail(FailureCode),
+    Payload {
+        /// The decoded payload (`payment_metadata` is not kept).
+        payload: HopPayload,
+        /// The shared secret with the sender, to build or wrap a failure
+        /// onion with; `None` for an HTLC stored by version 0.1.
+        shared_secret: Option<[u8; 32]>,
+    },
+    /// It will be failed back with this failure once irrevocably
+    /// committed: its payload is not valid, or taking it would break one
+    /// of our limits that the peer cannot know (dust exposure).
+    Fail {
+        /// The failure code.
+        code: FailureCode,
+        /// Its data.
+        data: Vec<u8>,
+        /// As in [`Inbound::Payload`].
+        shared_secret: Option<[u8; 32]>,
+    },
+    /// Its onion could not be read (version, key or HMAC): it will be
+    /// failed back with `update_fail_malformed_htlc` once committed.
+    Malformed {
+        /// The BADONION code.
+        code: u16,
+        /// SHA256 of the onion.
+        sha256_of_onion: [u8; 32],
+    },
+}
+
+impl Inbound {
+    /// Whether it is a payment to us.
+    pub(crate) fn pays_us(&self) -> bool {
+        matches!(
+            self,
+            Inbound::Payload {
+                payload: HopPayload::Receive { .. },
+                ..
+            }
+        )
+    }
+
+    /// The shared secret with the sender, if we have one.
+    pub(crate) fn shared_secret(&self) -> Option<&[u8; 32]> {
+        match self {
+            Inbound::Payload { shared_secret, .. } | Inbound::Fail { shared_secret, .. } => {
+                shared_secret.as_ref()
+            }
+            Inbound::Malformed { .. } => None,
+        }
+    }
 }
 
 /// Direction-specific details of an HTLC.
@@ -431,6 +501,7 @@ impl Htlc {
             None => 0,
             Some(Removal::Fulfill(_)) => 1,
             Some(Removal::Fail(_)) => 2,
+            Some(Removal::Malformed { .. }) => 3,
         };
         let reported = matches!(
             self.kind,
@@ -442,8 +513,8 @@ impl Htlc {
         Some(
             u32::from(state.to_u8())
                 | removal_tag << 8
-                | u32::from(reported) << 10
-                | u32::from(self.onion.is_some()) << 11,
+                | u32::from(reported) << 11
+                | u32::from(self.onion.is_some()) << 12,
         )
     }
 }

@@ -39,7 +39,7 @@ use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
 
 pub(crate) use closed::ClosedChannel;
 use htlc::HtlcState;
-pub(crate) use htlc::{Htlc, HtlcSource, Inbound, PrevHop};
+pub(crate) use htlc::{Htlc, HtlcSource, Inbound, PrevHop, SessionKeys};
 
 /// Where a channel is in its life. Each phase is named by, and documented
 /// with, the BOLT 2 message that leads into it; `tests` pins the order.
@@ -148,8 +148,9 @@ pub(crate) struct IncomingHtlc {
 pub(crate) enum Outcome {
     /// The peer revealed the preimage (reported as soon as it arrives).
     Fulfilled(PaymentPreimage),
-    /// The peer failed it and the removal is irrevocably committed.
-    Failed(Vec<u8>),
+    /// The peer failed it (or it timed out on chain) and the removal is
+    /// irrevocably committed.
+    Failed(crate::onion::Failure),
 }
 
 /// An HTLC we offered was resolved: pass it upstream or report it.

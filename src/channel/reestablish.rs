@@ -25,7 +25,7 @@ use crate::event::ClosureReason;
 use crate::keys::INITIAL_COMMITMENT_INDEX;
 use crate::message::{
     ChannelReady, ChannelReestablish, CommitmentSigned, Message, RevokeAndAck, Shutdown,
-    UpdateAddHtlc, UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc,
+    UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc,
 };
 
 impl Channel {
@@ -232,6 +232,15 @@ impl Channel {
                     channel_id: id,
                     id: h.id,
                     reason: reason.clone(),
+                }),
+                Some(Removal::Malformed {
+                    code,
+                    sha256_of_onion,
+                }) => Message::UpdateFailMalformedHtlc(UpdateFailMalformedHtlc {
+                    channel_id: id,
+                    id: h.id,
+                    sha256_of_onion: *sha256_of_onion,
+                    failure_code: *code,
                 }),
                 None => continue,
             });

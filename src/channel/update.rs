@@ -7,8 +7,15 @@ use super::htlc::{Htlc, HtlcKind, HtlcSource, HtlcState, Inbound, Removal};
 use super::{Channel, FeeUpdate, OutboundResolved, Outcome, Phase};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::message::{OnionPacket, UpdateAddHtlc, UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc};
-use crate::onion::{peel_onion, FailureCode};
+use bitcoin::secp256k1::SecretKey;
+
+use crate::message::{
+    Message, OnionPacket, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee,
+    UpdateFulfillHtlc,
+};
+use crate::onion::packet::{peel_onion, BadOnion, Peeled};
+use crate::onion::payload::HopPayload;
+use crate::onion::{sha256_of_onion, Failure, FailureCode};
 use crate::types::{PaymentHash, PaymentPreimage};
 
 /// Block heights stop here; above it `cltv_expiry` would be a timestamp.
@@ -54,12 +61,16 @@ impl Channel {
         Ok(msg)
     }
 
-    /// The peer offers an HTLC.
+    /// The peer offers an HTLC. Its onion is peeled here, with
+    /// `node_secret`: what it says is kept with the HTLC (see [`Inbound`]),
+    /// and an onion that cannot be read is no protocol error: the HTLC is
+    /// failed back once committed.
     pub(crate) fn handle_update_add_htlc(
         &mut self,
         config: &StoreConfig,
         msg: &UpdateAddHtlc,
         best_height: u32,
+        node_secret: &SecretKey,
     ) -> Result<(), StoreError> {
         // After the peer's shutdown it may add nothing (BOLT 2).
         if self.phase != Phase::Normal
@@ -83,19 +94,16 @@ impl Channel {
         }
         let within_dust_limit =
             self.check_their_add(msg.amount_msat, config.max_dust_htlc_exposure_msat)?;
-        // A bad onion is not a protocol error: the HTLC is failed back once
-        // committed. So is one over our dust limit (BOLT 2).
-        let (inbound, onion) = match peel_onion(&msg.onion_routing_packet) {
-            Err(_) => (Inbound::Fail(FailureCode::InvalidOnionVersion), None),
-            Ok(_) if !within_dust_limit => {
-                (Inbound::Fail(FailureCode::TemporaryChannelFailure), None)
-            }
-            Ok((payload, next)) => {
-                // Only a forward needs the onion for the next hop.
-                let onion = payload.short_channel_id.map(|_| next);
-                (Inbound::Payload(payload), onion)
-            }
-        };
+        let (mut inbound, onion) = read_onion(msg, node_secret);
+        // One over our dust limit is failed back too (BOLT 2).
+        if !within_dust_limit && !matches!(inbound, Inbound::Malformed { .. }) {
+            inbound = Inbound::Fail {
+                code: FailureCode::TemporaryChannelFailure,
+                data: Vec::new(),
+                shared_secret: inbound.shared_secret().copied(),
+            };
+        }
+        let onion = onion.filter(|_| matches!(inbound, Inbound::Payload { .. }));
         self.htlcs.push(Htlc {
             id: msg.id,
             amount_msat: msg.amount_msat,
@@ -161,22 +169,51 @@ impl Channel {
         })
     }
 
-    /// We fail an HTLC the peer offered.
+    /// We fail an HTLC the peer offered, with `failure` built into a
+    /// failure onion with its shared secret; one whose onion we could not
+    /// read is failed with `update_fail_malformed_htlc` instead.
     pub(crate) fn fail_htlc(
         &mut self,
         htlc_id: u64,
-        reason: Vec<u8>,
-    ) -> Result<UpdateFailHtlc, StoreError> {
+        failure: &Failure,
+    ) -> Result<Message, StoreError> {
         self.can_remove("update_fail_htlc")?;
         let i = self.removable_received(htlc_id)?;
         let h = &mut self.htlcs[i];
-        h.removal = Some(Removal::Fail(reason.clone()));
+        let HtlcKind::Received(inbound) = &h.kind else {
+            unreachable!("removable_received found a received htlc")
+        };
+        let (removal, msg) = match inbound {
+            Inbound::Malformed {
+                code,
+                sha256_of_onion,
+            } => (
+                Removal::Malformed {
+                    code: *code,
+                    sha256_of_onion: *sha256_of_onion,
+                },
+                Message::UpdateFailMalformedHtlc(UpdateFailMalformedHtlc {
+                    channel_id: self.channel_id,
+                    id: htlc_id,
+                    sha256_of_onion: *sha256_of_onion,
+                    failure_code: *code,
+                }),
+            ),
+            _ => {
+                let reason = failure.reason(inbound.shared_secret());
+                (
+                    Removal::Fail(reason.clone()),
+                    Message::UpdateFailHtlc(UpdateFailHtlc {
+                        channel_id: self.channel_id,
+                        id: htlc_id,
+                        reason,
+                    }),
+                )
+            }
+        };
+        h.removal = Some(removal);
         h.state = HtlcState::SentRemoveHtlc;
-        Ok(UpdateFailHtlc {
-            channel_id: self.channel_id,
-            id: htlc_id,
-            reason,
-        })
+        Ok(msg)
     }
 
     /// The peer claims an HTLC we offered. The preimage is passed on at once
@@ -225,6 +262,30 @@ impl Channel {
         let i = self.removable_offered(msg.id)?;
         let h = &mut self.htlcs[i];
         h.removal = Some(Removal::Fail(msg.reason.clone()));
+        h.state = HtlcState::RcvdRemoveHtlc;
+        Ok(())
+    }
+
+    /// The peer could not read the onion of an HTLC we offered. Its code
+    /// must have the BADONION bit (BOLT 2); it is passed on once
+    /// irrevocably removed.
+    pub(crate) fn handle_update_fail_malformed_htlc(
+        &mut self,
+        msg: &UpdateFailMalformedHtlc,
+    ) -> Result<(), StoreError> {
+        self.can_remove("update_fail_malformed_htlc")?;
+        if !FailureCode::from_code(msg.failure_code).is_bad_onion() {
+            return Err(StoreError::MalformedWithoutBadOnion {
+                channel_id: self.channel_id,
+                failure_code: msg.failure_code,
+            });
+        }
+        let i = self.removable_offered(msg.id)?;
+        let h = &mut self.htlcs[i];
+        h.removal = Some(Removal::Malformed {
+            code: msg.failure_code,
+            sha256_of_onion: msg.sha256_of_onion,
+        });
         h.state = HtlcState::RcvdRemoveHtlc;
         Ok(())
     }
@@ -323,5 +384,66 @@ impl Channel {
         {
             self.pending_fee = None;
         }
+    }
+}
+
+/// Peels the onion of an `update_add_htlc` and reads our payload: what the
+/// HTLC becomes, and the packet for the next hop if it is a forward.
+fn read_onion(msg: &UpdateAddHtlc, node_secret: &SecretKey) -> (Inbound, Option<OnionPacket>) {
+    let packet = &msg.onion_routing_packet;
+    let (bytes, is_final, next, shared_secret) =
+        match peel_onion(node_secret, packet, &msg.payment_hash.0) {
+            Ok(Peeled::Forward {
+                payload,
+                next,
+                shared_secret,
+            }) => (payload, false, Some(next), shared_secret),
+            Ok(Peeled::Final {
+                payload,
+                shared_secret,
+            }) => (payload, true, None, shared_secret),
+            Err(BadOnion::Payload { shared_secret }) => {
+                return (
+                    Inbound::Fail {
+                        code: FailureCode::InvalidOnionPayload,
+                        data: Vec::new(),
+                        shared_secret: Some(shared_secret),
+                    },
+                    None,
+                )
+            }
+            Err(bad) => {
+                return (
+                    Inbound::Malformed {
+                        code: bad.failure_code(),
+                        sha256_of_onion: sha256_of_onion(packet),
+                    },
+                    None,
+                )
+            }
+        };
+    match HopPayload::decode(&bytes, is_final) {
+        Ok(mut payload) => {
+            if let HopPayload::Receive {
+                payment_metadata, ..
+            } = &mut payload
+            {
+                // Not kept: nothing reads it, and it may be large.
+                *payment_metadata = None;
+            }
+            let inbound = Inbound::Payload {
+                payload,
+                shared_secret: Some(shared_secret),
+            };
+            (inbound, next)
+        }
+        Err(invalid) => (
+            Inbound::Fail {
+                code: FailureCode::InvalidOnionPayload,
+                data: invalid.failure_data(),
+                shared_secret: Some(shared_secret),
+            },
+            None,
+        ),
     }
 }

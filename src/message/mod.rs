@@ -21,6 +21,7 @@
 //! | 132 | `commitment_signed` | [`CommitmentSigned`] | `update.rs` |
 //! | 133 | `revoke_and_ack` | [`RevokeAndAck`] | `update.rs` |
 //! | 134 | `update_fee` | [`UpdateFee`] | `update.rs` |
+//! | 135 | `update_fail_malformed_htlc` | [`UpdateFailMalformedHtlc`] | `update.rs` |
 //! | 136 | `channel_reestablish` | [`ChannelReestablish`] | `control.rs` |
 //!
 //! The codec enforces the format only: lengths, valid compressed points and
@@ -41,8 +42,8 @@ mod wire;
 pub use control::{ChannelReestablish, ClosingSigned, ErrorMessage, Shutdown};
 pub use setup::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
 pub use update::{
-    CommitmentSigned, OnionPacket, RevokeAndAck, UpdateAddHtlc, UpdateFailHtlc, UpdateFee,
-    UpdateFulfillHtlc, ONION_PACKET_LEN,
+    CommitmentSigned, OnionPacket, RevokeAndAck, UpdateAddHtlc, UpdateFailHtlc,
+    UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc, ONION_PACKET_LEN,
 };
 
 use crate::error::DecodeError;
@@ -93,6 +94,8 @@ pub enum Message {
     RevokeAndAck(RevokeAndAck),
     /// `update_fee` (type 134).
     UpdateFee(UpdateFee),
+    /// `update_fail_malformed_htlc` (type 135).
+    UpdateFailMalformedHtlc(UpdateFailMalformedHtlc),
     /// `shutdown` (type 38).
     Shutdown(Shutdown),
     /// `closing_signed` (type 39).
@@ -206,6 +209,7 @@ message_table! {
     CommitmentSigned(CommitmentSigned) = 132, "commitment_signed", channel_id;
     RevokeAndAck(RevokeAndAck) = 133, "revoke_and_ack", channel_id;
     UpdateFee(UpdateFee) = 134, "update_fee", channel_id;
+    UpdateFailMalformedHtlc(UpdateFailMalformedHtlc) = 135, "update_fail_malformed_htlc", channel_id;
     ChannelReestablish(ChannelReestablish) = 136, "channel_reestablish", channel_id;
 }
 
@@ -227,6 +231,7 @@ mod tests {
         assert_eq!(CommitmentSigned::FIXED_LEN, 98);
         assert_eq!(RevokeAndAck::FIXED_LEN, 97);
         assert_eq!(UpdateFee::FIXED_LEN, 36);
+        assert_eq!(UpdateFailMalformedHtlc::FIXED_LEN, 74);
         assert_eq!(Shutdown::FIXED_LEN, 34);
         assert_eq!(ClosingSigned::FIXED_LEN, 104);
         assert_eq!(ChannelReestablish::FIXED_LEN, 113);

@@ -183,6 +183,45 @@ impl UpdateFailHtlc {
     }
 }
 
+/// `update_fail_malformed_htlc` (type 135): fail an HTLC whose onion the
+/// sender of this message could not read (BOLT 2). There is no failure
+/// onion: the hop before it builds one with `failure_code` and
+/// `sha256_of_onion` as its data (BOLT 4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateFailMalformedHtlc {
+    /// The channel.
+    pub channel_id: ChannelId,
+    /// The id of the HTLC being failed.
+    pub id: u64,
+    /// SHA256 of the onion that could not be read.
+    pub sha256_of_onion: [u8; 32],
+    /// A BOLT 4 failure code with the BADONION bit (0x8000) set; the store
+    /// refuses one without it.
+    pub failure_code: u16,
+}
+
+impl UpdateFailMalformedHtlc {
+    /// Length of the fixed-width fields, without the type and without
+    /// extensions.
+    pub(crate) const FIXED_LEN: usize = 32 + 8 + 32 + 2;
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(UpdateFailMalformedHtlc {
+            channel_id: ChannelId(r.read_array("update_fail_malformed_htlc.channel_id")?),
+            id: r.read_u64("update_fail_malformed_htlc.id")?,
+            sha256_of_onion: r.read_array("update_fail_malformed_htlc.sha256_of_onion")?,
+            failure_code: r.read_u16("update_fail_malformed_htlc.failure_code")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.write_bytes(self.channel_id.as_bytes());
+        w.write_u64(self.id);
+        w.write_bytes(&self.sha256_of_onion);
+        w.write_u16(self.failure_code);
+    }
+}
+
 /// `commitment_signed` (type 132): sign the peer's next commitment and each of
 /// its untrimmed HTLC transactions.
 ///

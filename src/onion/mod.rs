@@ -1,19 +1,6 @@
-//! Per-hop routing payloads carried in `update_add_htlc`'s onion, and the
-//! failure codes sent back in `update_fail_htlc`.
-//!
-//! **Simplified against BOLT 4:** the payloads are not Sphinx-encrypted. The
-//! 1366-byte onion keeps its BOLT 4 size and version byte, but the hop
-//! payloads sit in plain text, one fixed 20-byte record per hop (next short
-//! channel id, amount to forward, outgoing cltv), and each hop shifts its own
-//! record out. Failure reasons are likewise a plain 2-byte BOLT 4 failure
-//! code. Every routing rule (fees, cltv deltas, amounts, unknown next
-//! channel) is enforced exactly as with real onions; only privacy is missing.
-//!
-//! # The BOLT 4 Sphinx layer
-//!
-//! The submodules build and read real BOLT 4 onions, on their own (nothing
-//! else in the crate uses them yet; the plaintext API above stays until the
-//! store is switched over):
+//! BOLT 4 onion routing: the Sphinx packet each `update_add_htlc` carries,
+//! the TLV hop payloads inside it, the failure onions that travel back, and
+//! the failure codes they carry.
 //!
 //! - [`keys`]: the per-hop keys (`rho`, `mu`, `um`, `pad`, `ammag`) derived
 //!   from a shared secret ("Key Generation"), and the ChaCha20 stream they
@@ -27,13 +14,17 @@
 //! - [`failure`]: failure onions ("Returning Errors"): built by the failing
 //!   node, re-obfuscated by each hop back, attributed by the origin.
 //!
-//! A sender calls [`packet::construct_onion`] with the encoded
-//! [`payload::HopPayload`] of each hop and keeps the shared secrets it
-//! returns; each hop calls [`packet::peel_onion`], decodes its payload with
-//! [`payload::HopPayload::decode`] and keeps the shared secret it gets, so
-//! that a failure ([`failure::build_failure`] at the failing hop,
-//! [`failure::wrap_failure`] at each hop back) can be read by the sender with
-//! [`failure::decode_failure`].
+//! How the store uses them: `send_payment` builds the onion with a fresh
+//! session key and keeps the key and the route's node ids with its HTLC
+//! (enough to recompute every hop's shared secret if a failure comes back).
+//! A hop peels its layer when the `update_add_htlc` arrives (the HMAC is
+//! checked before anything is used) and keeps only its decoded payload and
+//! the 32-byte shared secret with the HTLC; a forward also keeps the peeled
+//! packet for the next hop until the forward is decided. A failure decided
+//! at a hop is built into a failure onion with that secret when it is sent;
+//! one coming back from downstream is wrapped with it. An onion that cannot
+//! be read at all is answered with `update_fail_malformed_htlc`, which the
+//! hop before turns into a failure onion of its own (BOLT 4).
 
 pub mod failure;
 pub mod keys;
@@ -41,87 +32,9 @@ pub mod packet;
 pub mod payload;
 mod tlv;
 
-use crate::message::{OnionPacket, ONION_PACKET_LEN};
-use crate::types::ShortChannelId;
+use bitcoin::hashes::{sha256, Hash};
 
-/// First byte of the packet (BOLT 4 version 0).
-const VERSION: u8 = 0;
-/// Where the hop payloads start: after the version byte and the 33-byte
-/// ephemeral key (zero here).
-const PAYLOADS_START: usize = 1 + 33;
-/// Size of the hop payload area (BOLT 4).
-const PAYLOADS_LEN: usize = 1300;
-/// One plaintext hop record: scid (8), amount (8), cltv (4).
-const HOP_LEN: usize = 20;
-/// Most hops a plaintext onion can carry.
-pub const MAX_HOPS: usize = PAYLOADS_LEN / HOP_LEN;
-
-/// What one hop must do with an HTLC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HopPayload {
-    /// The channel to forward on, or `None` when this hop is the recipient.
-    pub short_channel_id: Option<ShortChannelId>,
-    /// Amount to forward (or, for the recipient, the amount it must receive).
-    pub amt_to_forward: u64,
-    /// `cltv_expiry` of the outgoing HTLC (or, for the recipient, the expiry
-    /// the incoming HTLC must have).
-    pub outgoing_cltv_value: u32,
-}
-
-/// Why an onion could not be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum OnionError {
-    /// Version byte other than 0.
-    #[error("unknown onion version {0}")]
-    Version(u8),
-    /// More hops than fit.
-    #[error("route of {0} hops exceeds the onion's {MAX_HOPS}")]
-    TooManyHops(usize),
-}
-
-/// Packs `hops` (first hop first) into an onion.
-pub fn build_onion(hops: &[HopPayload]) -> Result<OnionPacket, OnionError> {
-    if hops.len() > MAX_HOPS {
-        return Err(OnionError::TooManyHops(hops.len()));
-    }
-    let mut packet = OnionPacket::default();
-    packet.0[0] = VERSION;
-    for (i, hop) in hops.iter().enumerate() {
-        let at = PAYLOADS_START + i * HOP_LEN;
-        let record = &mut packet.0[at..at + HOP_LEN];
-        record[..8].copy_from_slice(
-            &hop.short_channel_id
-                .map_or(0, ShortChannelId::to_u64)
-                .to_be_bytes(),
-        );
-        record[8..16].copy_from_slice(&hop.amt_to_forward.to_be_bytes());
-        record[16..].copy_from_slice(&hop.outgoing_cltv_value.to_be_bytes());
-    }
-    Ok(packet)
-}
-
-/// Reads this hop's payload and returns it with the onion for the next hop.
-pub fn peel_onion(packet: &OnionPacket) -> Result<(HopPayload, OnionPacket), OnionError> {
-    let bytes = &packet.0;
-    if bytes[0] != VERSION {
-        return Err(OnionError::Version(bytes[0]));
-    }
-    let record = &bytes[PAYLOADS_START..PAYLOADS_START + HOP_LEN];
-    let scid = u64::from_be_bytes(record[..8].try_into().expect("8 bytes"));
-    let payload = HopPayload {
-        short_channel_id: (scid != 0).then(|| ShortChannelId::from_u64(scid)),
-        amt_to_forward: u64::from_be_bytes(record[8..16].try_into().expect("8 bytes")),
-        outgoing_cltv_value: u32::from_be_bytes(record[16..].try_into().expect("4 bytes")),
-    };
-    let mut next = OnionPacket::default();
-    next.0[0] = VERSION;
-    let area_end = PAYLOADS_START + PAYLOADS_LEN;
-    next.0[PAYLOADS_START..area_end - HOP_LEN]
-        .copy_from_slice(&bytes[PAYLOADS_START + HOP_LEN..area_end]);
-    debug_assert_eq!(next.0.len(), ONION_PACKET_LEN);
-    Ok((payload, next))
-}
+use crate::message::OnionPacket;
 
 /// BOLT 4 failure codes this store produces or understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +42,14 @@ pub fn peel_onion(packet: &OnionPacket) -> Result<(HopPayload, OnionPacket), Oni
 pub enum FailureCode {
     /// The onion's version byte is unknown (BADONION|PERM|4).
     InvalidOnionVersion,
+    /// The onion's HMAC does not match (BADONION|PERM|5).
+    InvalidOnionHmac,
+    /// The onion's ephemeral key does not parse (BADONION|PERM|6).
+    InvalidOnionKey,
+    /// The hop's payload is not valid (PERM|22); the data names the record.
+    InvalidOnionPayload,
+    /// The parts of a multi-part payment did not all arrive in time (23).
+    MppTimeout,
     /// The channel closed before the HTLC could be settled on it (PERM|8).
     PermanentChannelFailure,
     /// No channel with the next short channel id (PERM|10).
@@ -155,6 +76,10 @@ pub enum FailureCode {
     ExpiryTooFar,
     /// A code this crate does not name.
     Other(u16),
+    /// Not a BOLT 4 code: a failure onion that decoded at no hop of the
+    /// route, or whose failing hop's message could not be read
+    /// ([`FailureCode::code`] is 0).
+    Unreadable,
 }
 
 const BADONION: u16 = 0x8000;
@@ -166,6 +91,10 @@ impl FailureCode {
     pub fn code(self) -> u16 {
         match self {
             FailureCode::InvalidOnionVersion => BADONION | PERM | 4,
+            FailureCode::InvalidOnionHmac => BADONION | PERM | 5,
+            FailureCode::InvalidOnionKey => BADONION | PERM | 6,
+            FailureCode::InvalidOnionPayload => PERM | 22,
+            FailureCode::MppTimeout => 23,
             FailureCode::PermanentChannelFailure => PERM | 8,
             FailureCode::UnknownNextPeer => PERM | 10,
             FailureCode::TemporaryChannelFailure => UPDATE | 7,
@@ -179,13 +108,21 @@ impl FailureCode {
             FailureCode::ChannelDisabled => UPDATE | 20,
             FailureCode::ExpiryTooFar => 21,
             FailureCode::Other(code) => code,
+            FailureCode::Unreadable => 0,
         }
     }
 
-    /// The failure for a numeric code.
+    /// The failure for a numeric code (0 is [`FailureCode::Unreadable`]).
     pub fn from_code(code: u16) -> Self {
+        if code == 0 {
+            return FailureCode::Unreadable;
+        }
         [
             FailureCode::InvalidOnionVersion,
+            FailureCode::InvalidOnionHmac,
+            FailureCode::InvalidOnionKey,
+            FailureCode::InvalidOnionPayload,
+            FailureCode::MppTimeout,
             FailureCode::PermanentChannelFailure,
             FailureCode::UnknownNextPeer,
             FailureCode::TemporaryChannelFailure,
@@ -204,71 +141,84 @@ impl FailureCode {
         .unwrap_or(FailureCode::Other(code))
     }
 
-    /// The `update_fail_htlc` reason bytes (plaintext: the 2-byte code).
-    pub fn to_reason(self) -> Vec<u8> {
-        self.code().to_be_bytes().to_vec()
+    /// Whether the BADONION bit is set: the code of an
+    /// `update_fail_malformed_htlc`.
+    pub fn is_bad_onion(self) -> bool {
+        self.code() & BADONION != 0
     }
+}
 
-    /// Reads a reason written by [`FailureCode::to_reason`]; anything else is
-    /// reported as `Other(0)`.
-    pub fn from_reason(reason: &[u8]) -> Self {
-        match reason {
-            [hi, lo, ..] => FailureCode::from_code(u16::from_be_bytes([*hi, *lo])),
-            _ => FailureCode::Other(0),
+/// Why an HTLC is failed back, as it travels from where that was decided to
+/// the incoming channel, where it becomes the bytes the peer is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Decided here: a failure onion is built with the incoming HTLC's
+    /// shared secret from this code and data.
+    Local {
+        /// The failure code.
+        code: FailureCode,
+        /// Its data (BOLT 4 defines it per code; empty for most).
+        data: Vec<u8>,
+    },
+    /// The failure onion an outgoing HTLC's peer returned
+    /// (`update_fail_htlc.reason`), wrapped with our layer when passed on.
+    Onion(Vec<u8>),
+    /// The outgoing HTLC's peer could not read our onion
+    /// (`update_fail_malformed_htlc`): passed on as a failure of ours with
+    /// this code and the onion's hash as its data (BOLT 4).
+    Malformed {
+        /// A BADONION code.
+        code: u16,
+        /// SHA256 of the onion the peer could not read.
+        sha256_of_onion: [u8; 32],
+    },
+}
+
+impl Failure {
+    /// A failure decided here, without data.
+    pub(crate) fn local(code: FailureCode) -> Self {
+        Failure::Local {
+            code,
+            data: Vec::new(),
         }
     }
+
+    /// The `update_fail_htlc` reason for an incoming HTLC whose shared
+    /// secret is `shared_secret`. Without one (an HTLC stored by version
+    /// 0.1, which spoke plaintext onions) the reason is the bare 2-byte
+    /// code, as 0.1 sent it.
+    pub(crate) fn reason(&self, shared_secret: Option<&[u8; 32]>) -> Vec<u8> {
+        match (self, shared_secret) {
+            (Failure::Local { code, data }, Some(ss)) => {
+                failure::build_failure(ss, code.code(), data)
+            }
+            (
+                Failure::Malformed {
+                    code,
+                    sha256_of_onion,
+                },
+                Some(ss),
+            ) => failure::build_failure(ss, *code, sha256_of_onion),
+            (Failure::Onion(bytes), Some(ss)) => {
+                let mut bytes = bytes.clone();
+                failure::wrap_failure(ss, &mut bytes);
+                bytes
+            }
+            (Failure::Local { code, .. }, None) => code.code().to_be_bytes().to_vec(),
+            (Failure::Malformed { code, .. }, None) => code.to_be_bytes().to_vec(),
+            (Failure::Onion(bytes), None) => bytes.clone(),
+        }
+    }
+}
+
+/// SHA256 of a packet, as `update_fail_malformed_htlc` names it.
+pub(crate) fn sha256_of_onion(packet: &OnionPacket) -> [u8; 32] {
+    sha256::Hash::hash(&packet.0[..]).to_byte_array()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn three_hops_peel_in_order() {
-        let scid = |n| Some(ShortChannelId::new(n, 1, 0).unwrap());
-        let hops = [
-            HopPayload {
-                short_channel_id: scid(10),
-                amt_to_forward: 3_000,
-                outgoing_cltv_value: 300,
-            },
-            HopPayload {
-                short_channel_id: scid(11),
-                amt_to_forward: 2_000,
-                outgoing_cltv_value: 200,
-            },
-            HopPayload {
-                short_channel_id: None,
-                amt_to_forward: 1_000,
-                outgoing_cltv_value: 100,
-            },
-        ];
-        let mut onion = build_onion(&hops).unwrap();
-        for hop in hops {
-            let (payload, next) = peel_onion(&onion).unwrap();
-            assert_eq!(payload, hop);
-            onion = next;
-        }
-        // Past the last hop the onion is empty: a final-looking zero payload.
-        assert_eq!(peel_onion(&onion).unwrap().0.amt_to_forward, 0);
-    }
-
-    #[test]
-    fn bad_version_and_too_many_hops_are_errors() {
-        let mut onion = OnionPacket::default();
-        onion.0[0] = 1;
-        assert_eq!(peel_onion(&onion), Err(OnionError::Version(1)));
-        let hop = HopPayload {
-            short_channel_id: None,
-            amt_to_forward: 1,
-            outgoing_cltv_value: 1,
-        };
-        assert!(build_onion(&vec![hop; MAX_HOPS]).is_ok());
-        assert_eq!(
-            build_onion(&vec![hop; MAX_HOPS + 1]),
-            Err(OnionError::TooManyHops(MAX_HOPS + 1))
-        );
-    }
 
     #[test]
     fn failure_codes_round_trip() {
@@ -278,16 +228,55 @@ mod tests {
             0x100c,
             0x400f,
             18,
+            23,
+            0x4016,
             0x1014,
             0x8004 | 0x4000,
+            0x8005 | 0x4000,
+            0x8006 | 0x4000,
             77,
         ] {
             assert_eq!(FailureCode::from_code(code).code(), code);
-            assert_eq!(
-                FailureCode::from_reason(&FailureCode::from_code(code).to_reason()).code(),
-                code
-            );
         }
-        assert_eq!(FailureCode::from_reason(&[1]), FailureCode::Other(0));
+        assert!(!matches!(
+            FailureCode::from_code(0xc005),
+            FailureCode::Other(_)
+        ));
+        assert_eq!(FailureCode::from_code(0), FailureCode::Unreadable);
+        assert!(FailureCode::InvalidOnionKey.is_bad_onion());
+        assert!(!FailureCode::InvalidOnionPayload.is_bad_onion());
+    }
+
+    #[test]
+    fn a_local_failure_is_built_into_an_onion_the_sender_can_read() {
+        let ss = [7u8; 32];
+        let failure = Failure::Local {
+            code: FailureCode::FeeInsufficient,
+            data: vec![1, 2, 3],
+        };
+        let reason = failure.reason(Some(&ss));
+        // hmac, failure_len, 256 bytes of failuremsg and pad, pad_len.
+        assert_eq!(reason.len(), 32 + 2 + 256 + 2);
+        assert_eq!(
+            failure::decode_failure(&[ss], &reason),
+            failure::DecodedFailure::Hop {
+                index: 0,
+                code: FailureCode::FeeInsufficient.code(),
+                data: vec![1, 2, 3]
+            }
+        );
+        // A downstream failure is wrapped, and decodes one hop further.
+        let downstream = Failure::Onion(failure::build_failure(&[8; 32], 0x400f, &[]));
+        let wrapped = downstream.reason(Some(&ss));
+        assert_eq!(
+            failure::decode_failure(&[ss, [8; 32]], &wrapped),
+            failure::DecodedFailure::Hop {
+                index: 1,
+                code: 0x400f,
+                data: vec![]
+            }
+        );
+        // Without a secret (a 0.1 record) the bare code goes back.
+        assert_eq!(failure.reason(None), vec![0x10, 0x0c]);
     }
 }

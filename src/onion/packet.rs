@@ -187,6 +187,31 @@ fn filler(secrets: &[[u8; 32]], sizes: &[usize]) -> Vec<u8> {
     filler
 }
 
+/// The shared secret of every node of `path` (first hop first) for an
+/// onion built with `session_key` ("Shared Secret", "Blinding Ephemeral
+/// Onion Keys"): what [`construct_onion`] returns, recomputed by a sender
+/// that kept only the session key and the route. Costs one ECDH per hop
+/// and one blinding (two EC multiplications) per hop but the last.
+pub fn shared_secrets(
+    session_key: &SecretKey,
+    path: &[PublicKey],
+) -> Result<Vec<[u8; 32]>, OnionBuildError> {
+    let mut secrets = Vec::with_capacity(path.len());
+    let (mut ek, mut epk) = (*session_key, PublicKey::from_secret_key(&SECP, session_key));
+    for (i, node_id) in path.iter().enumerate() {
+        let ss = SharedSecret::new(node_id, &ek).secret_bytes();
+        secrets.push(ss);
+        if i + 1 < path.len() {
+            let factor = blinding_factor(&epk, &ss).ok_or(OnionBuildError::Blinding)?;
+            ek = ek
+                .mul_tweak(&factor)
+                .map_err(|_| OnionBuildError::Blinding)?;
+            epk = PublicKey::from_secret_key(&SECP, &ek);
+        }
+    }
+    Ok(secrets)
+}
+
 /// Builds the onion for `hops` (first hop first) with `session_key` (fresh
 /// and random for every payment), committing to `associated_data` (the
 /// payment hash). Returns it with the shared secret of every hop, in route
@@ -212,21 +237,9 @@ pub fn construct_onion(
         return Err(OnionBuildError::TooLarge { needed });
     }
 
-    // Ephemeral keys and shared secrets, first hop first.
-    let mut secrets = Vec::with_capacity(hops.len());
+    let path: Vec<PublicKey> = hops.iter().map(|h| h.node_id).collect();
+    let secrets = shared_secrets(session_key, &path)?;
     let first_key = PublicKey::from_secret_key(&SECP, session_key);
-    let (mut ek, mut epk) = (*session_key, first_key);
-    for (i, hop) in hops.iter().enumerate() {
-        let ss = SharedSecret::new(&hop.node_id, &ek).secret_bytes();
-        secrets.push(ss);
-        if i + 1 < hops.len() {
-            let factor = blinding_factor(&epk, &ss).ok_or(OnionBuildError::Blinding)?;
-            ek = ek
-                .mul_tweak(&factor)
-                .map_err(|_| OnionBuildError::Blinding)?;
-            epk = PublicKey::from_secret_key(&SECP, &ek);
-        }
-    }
 
     // Layers, last hop first, over a start of pseudo-random bytes.
     let n = hops.len();

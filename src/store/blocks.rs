@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use super::{ChannelStore, Container};
 use crate::event::Event;
 use crate::forward::Resolution;
-use crate::onion::FailureCode;
+use crate::onion::{Failure, FailureCode};
 use crate::types::ChannelId;
+use crate::types::PaymentHash;
 
 impl<C: Container> ChannelStore<C> {
     /// A new block: the best height is `height`. Channels that a deadline
@@ -55,20 +56,24 @@ impl<C: Container> ChannelStore<C> {
             });
         }
         let limit = height.saturating_add(config.htlc_fail_back_buffer_blocks);
-        let expiring: Vec<(crate::types::PaymentHash, u64)> = self
+        let expiring: Vec<PaymentHash> = self
             .claimables
             .iter()
-            .filter(|e| e.value().iter().any(|c| c.cltv_expiry <= limit))
-            .map(|e| (*e.key(), e.value().iter().map(|c| c.amount_msat).sum()))
+            .filter(|e| e.value().parts.iter().any(|c| c.cltv_expiry <= limit))
+            .map(|e| *e.key())
             .collect();
-        for (hash, amount_msat) in expiring {
-            let reason = FailureCode::IncorrectOrUnknownPaymentDetails.to_reason();
-            // The event is written with the first fail-back it causes.
-            let event = Event::PaymentClaimExpired {
-                payment_hash: hash,
-                amount_msat,
+        for hash in expiring {
+            let failure = Failure::local(FailureCode::IncorrectOrUnknownPaymentDetails);
+            // A payment the user was told of is reported when it goes; the
+            // event is written with the first fail-back it causes.
+            let Some((_, set)) = self.claimables.remove(&hash) else {
+                continue;
             };
-            let _ = self.resolve_claimable(hash, Resolution::Fail(reason), Some(event));
+            let event = set.complete.then(|| Event::PaymentClaimExpired {
+                payment_hash: hash,
+                amount_msat: set.amount_msat(),
+            });
+            self.resolve_set(set, Resolution::Fail(failure), event);
         }
     }
 }

@@ -119,11 +119,8 @@ impl<C: Container> ChannelStore<C> {
                 channel_id: id,
                 data: data.to_vec(),
             }));
-            return if closed {
-                Ok(())
-            } else {
-                Err(StoreError::UnknownChannel { channel_id: id })
-            };
+            // Answered, not refused: the error is the answer BOLT 1 asks for.
+            return Ok(());
         }
         match msg {
             Message::OpenChannel(m) => {
@@ -176,9 +173,9 @@ impl<C: Container> ChannelStore<C> {
                 Ok(())
             }),
             Message::UpdateAddHtlc(m) => {
-                let config = &self.config;
+                let (config, secret) = (&self.config, &self.node_secret);
                 s.on_channel(&id, true, |c, _| {
-                    c.handle_update_add_htlc(config, &m, height)
+                    c.handle_update_add_htlc(config, &m, height, secret)
                 })
             }
             Message::UpdateFulfillHtlc(m) => s.on_channel(&id, true, |c, e| {
@@ -189,6 +186,9 @@ impl<C: Container> ChannelStore<C> {
             }),
             Message::UpdateFailHtlc(m) => {
                 s.on_channel(&id, true, |c, _| c.handle_update_fail_htlc(&m))
+            }
+            Message::UpdateFailMalformedHtlc(m) => {
+                s.on_channel(&id, true, |c, _| c.handle_update_fail_malformed_htlc(&m))
             }
             Message::CommitmentSigned(m) => s.on_channel(&id, true, |c, e| {
                 let revoke = c.handle_commitment_signed(&m, e)?;

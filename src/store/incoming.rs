@@ -11,21 +11,24 @@
 //! never left undecided on disk, and restart re-decides nothing
 //! (issue 11, point 4).
 
-use super::section::{fail_back, Section};
-use super::Claimable;
+use super::claimables::{add_part, Added, Claimable, PartOf};
+use super::payments::{unix_now, unknown_payment_data};
+use super::section::{fail_back_with, Section};
 use crate::channel::{Inbound, IncomingHtlc, PrevHop};
 use crate::event::Event;
 use crate::forward::{HtlcForward, HtlcResolution, NextHop, Resolution, Work};
+use crate::inbound_payment;
 use crate::message::Message;
-use crate::onion::FailureCode;
-use crate::types::{ChannelId, NodeId, PaymentHash};
+use crate::onion::payload::HopPayload;
+use crate::onion::{Failure, FailureCode};
+use crate::types::{ChannelId, NodeId};
 
 /// Where an irrevocably committed incoming HTLC goes.
 // A short-lived return value, moved once: boxing the big variant would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Routed {
-    /// It pays us.
-    Claimable,
+    /// It pays us: a part of this payment.
+    Claimable(PartOf),
     /// Forward it.
     Forward(HtlcForward),
 }
@@ -44,87 +47,179 @@ impl Section<'_> {
         };
         let routed = self.route_incoming(prev, &htlc);
         match routed {
-            Ok(Routed::Claimable) => {
-                let total = add_claimable(
-                    self.ctx.claimables,
-                    htlc.payment_hash,
-                    Claimable {
-                        node_id: node,
-                        channel_id,
-                        htlc_id: htlc.htlc_id,
-                        amount_msat: htlc.amount_msat,
-                        cltv_expiry: htlc.cltv_expiry,
-                    },
-                );
-                self.event(Event::PaymentReceived {
-                    payment_hash: htlc.payment_hash,
-                    amount_msat: total,
-                });
+            Ok(Routed::Claimable(of)) => {
+                let part = Claimable {
+                    node_id: node,
+                    channel_id,
+                    htlc_id: htlc.htlc_id,
+                    amount_msat: htlc.amount_msat,
+                    cltv_expiry: htlc.cltv_expiry,
+                };
+                match add_part(self.ctx.claimables, htlc.payment_hash, part, of) {
+                    Added::Complete {
+                        amount_msat,
+                        preimage,
+                    } => self.event(Event::PaymentReceived {
+                        payment_hash: htlc.payment_hash,
+                        amount_msat,
+                        payment_preimage: preimage,
+                    }),
+                    Added::Waiting | Added::Known => {}
+                    Added::Refused => {
+                        let data = unknown_payment_data(htlc.amount_msat, self.ctx.height);
+                        self.fail_here(
+                            &prev,
+                            Failure::Local {
+                                code: FailureCode::IncorrectOrUnknownPaymentDetails,
+                                data,
+                            },
+                        )
+                    }
+                }
             }
             Ok(Routed::Forward(forward)) => {
                 if count_queued_forward(self, node) {
                     // Sharded by the incoming peer until it is routed.
                     self.work(node, Work::Forward(forward));
                 } else {
-                    self.fail_here(&prev, FailureCode::TemporaryChannelFailure);
+                    self.fail_here(&prev, Failure::local(FailureCode::TemporaryChannelFailure));
                 }
             }
-            Err(code) => self.fail_here(&prev, code),
+            Err(failure) => self.fail_here(&prev, failure),
         }
     }
 
     /// Fails an HTLC of this peer's channel back now.
-    fn fail_here(&mut self, prev: &PrevHop, code: FailureCode) {
-        let Work::Resolve(r) = fail_back(prev, code) else {
+    fn fail_here(&mut self, prev: &PrevHop, failure: Failure) {
+        let Work::Resolve(r) = fail_back_with(prev, failure) else {
             unreachable!("fail_back makes a resolution")
         };
         self.resolve(&r);
     }
 
-    fn route_incoming(&self, prev: PrevHop, htlc: &IncomingHtlc) -> Result<Routed, FailureCode> {
+    /// Where an irrevocably committed HTLC goes, by BOLT 4's rules for the
+    /// final node and for forwarding; the failure to return if nowhere.
+    fn route_incoming(&self, prev: PrevHop, htlc: &IncomingHtlc) -> Result<Routed, Failure> {
         let config = self.ctx.config;
         let height = self.ctx.height;
+        let local = |code| Err(Failure::local(code));
         let payload = match &htlc.inbound {
-            Inbound::Fail(code) => return Err(*code),
-            Inbound::Payload(payload) => payload,
+            Inbound::Fail { code, data, .. } => {
+                return Err(Failure::Local {
+                    code: *code,
+                    data: data.clone(),
+                })
+            }
+            // Failed with update_fail_malformed_htlc whatever we pass.
+            Inbound::Malformed { .. } => return local(FailureCode::InvalidOnionHmac),
+            Inbound::Payload { payload, .. } => payload,
         };
         if htlc.cltv_expiry > height.saturating_add(config.max_cltv_expiry_delta) {
-            return Err(FailureCode::ExpiryTooFar);
+            return local(FailureCode::ExpiryTooFar);
         }
-        let Some(scid) = payload.short_channel_id else {
-            // The payment is for us.
-            if htlc.amount_msat < payload.amt_to_forward {
-                return Err(FailureCode::FinalIncorrectHtlcAmount);
+        let (scid, amt_to_forward, outgoing_cltv_value) = match payload {
+            HopPayload::Receive {
+                amt_to_forward,
+                outgoing_cltv_value,
+                payment_data,
+                ..
+            } => {
+                return self.check_payment_to_us(
+                    htlc,
+                    *amt_to_forward,
+                    *outgoing_cltv_value,
+                    payment_data.as_ref(),
+                )
             }
-            if htlc.cltv_expiry < payload.outgoing_cltv_value {
-                return Err(FailureCode::FinalIncorrectCltvExpiry);
-            }
-            if htlc.cltv_expiry < height.saturating_add(config.min_final_cltv_expiry_delta.into()) {
-                return Err(FailureCode::IncorrectOrUnknownPaymentDetails);
-            }
-            return Ok(Routed::Claimable);
+            HopPayload::Forward {
+                short_channel_id,
+                amt_to_forward,
+                outgoing_cltv_value,
+            } => (*short_channel_id, *amt_to_forward, *outgoing_cltv_value),
         };
-        let fee = config.forwarding_fee_msat(payload.amt_to_forward);
-        if htlc.amount_msat < payload.amt_to_forward
-            || htlc.amount_msat - payload.amt_to_forward < fee
-        {
-            return Err(FailureCode::FeeInsufficient);
+        let fee = config.forwarding_fee_msat(amt_to_forward);
+        if htlc.amount_msat < amt_to_forward || htlc.amount_msat - amt_to_forward < fee {
+            return local(FailureCode::FeeInsufficient);
         }
         let delta = u32::from(config.cltv_expiry_delta);
-        if htlc.cltv_expiry < payload.outgoing_cltv_value.saturating_add(delta) {
-            return Err(FailureCode::IncorrectCltvExpiry);
+        if htlc.cltv_expiry < outgoing_cltv_value.saturating_add(delta) {
+            return local(FailureCode::IncorrectCltvExpiry);
         }
-        if payload.outgoing_cltv_value <= height {
-            return Err(FailureCode::ExpiryTooSoon);
+        if outgoing_cltv_value <= height {
+            return local(FailureCode::ExpiryTooSoon);
         }
-        let onion = htlc.onion.clone().ok_or(FailureCode::InvalidOnionVersion)?;
+        let Some(onion) = htlc.onion.clone() else {
+            return local(FailureCode::InvalidOnionPayload);
+        };
         Ok(Routed::Forward(HtlcForward {
             prev,
             next: NextHop::Scid(scid),
-            amount_msat: payload.amt_to_forward,
-            cltv_expiry: payload.outgoing_cltv_value,
+            amount_msat: amt_to_forward,
+            cltv_expiry: outgoing_cltv_value,
             payment_hash: htlc.payment_hash,
             onion,
+        }))
+    }
+
+    /// BOLT 4's checks of a payment to us: amount and expiry against the
+    /// onion and our final CLTV delta, then its secret, total and expiry
+    /// against the invoice (stateless: [`crate::inbound_payment`]). An HTLC
+    /// stored by version 0.1 has no `payment_data` and no shared secret:
+    /// it is taken as it was then, as a whole payment.
+    fn check_payment_to_us(
+        &self,
+        htlc: &IncomingHtlc,
+        amt_to_forward: u64,
+        outgoing_cltv_value: u32,
+        payment_data: Option<&crate::onion::payload::PaymentData>,
+    ) -> Result<Routed, Failure> {
+        let config = self.ctx.config;
+        let height = self.ctx.height;
+        if htlc.amount_msat < amt_to_forward {
+            return Err(Failure::Local {
+                code: FailureCode::FinalIncorrectHtlcAmount,
+                data: htlc.amount_msat.to_be_bytes().to_vec(),
+            });
+        }
+        if htlc.cltv_expiry < outgoing_cltv_value {
+            return Err(Failure::Local {
+                code: FailureCode::FinalIncorrectCltvExpiry,
+                data: htlc.cltv_expiry.to_be_bytes().to_vec(),
+            });
+        }
+        let unknown = || Failure::Local {
+            code: FailureCode::IncorrectOrUnknownPaymentDetails,
+            data: unknown_payment_data(htlc.amount_msat, height),
+        };
+        if htlc.cltv_expiry < height.saturating_add(config.min_final_cltv_expiry_delta.into()) {
+            return Err(unknown());
+        }
+        let legacy = htlc.inbound.shared_secret().is_none();
+        let Some(data) = payment_data else {
+            if legacy {
+                return Ok(Routed::Claimable(PartOf {
+                    payment_secret: None,
+                    total_msat: htlc.amount_msat,
+                    preimage: None,
+                }));
+            }
+            return Err(unknown());
+        };
+        if amt_to_forward > data.total_msat {
+            return Err(unknown());
+        }
+        let preimage = inbound_payment::verify(
+            self.ctx.inbound_key,
+            &htlc.payment_hash,
+            &data.payment_secret,
+            data.total_msat,
+            unix_now(),
+        )
+        .map_err(|_| unknown())?;
+        Ok(Routed::Claimable(PartOf {
+            payment_secret: Some(data.payment_secret),
+            total_msat: data.total_msat,
+            preimage,
         }))
     }
 
@@ -140,9 +235,7 @@ impl Section<'_> {
                     Resolution::Fulfill(p) => {
                         Message::UpdateFulfillHtlc(c.fulfill_htlc(r.htlc_id, *p)?)
                     }
-                    Resolution::Fail(reason) => {
-                        Message::UpdateFailHtlc(c.fail_htlc(r.htlc_id, reason.clone())?)
-                    }
+                    Resolution::Fail(failure) => c.fail_htlc(r.htlc_id, failure)?,
                 });
                 Ok(())
             });
@@ -156,19 +249,6 @@ impl Section<'_> {
             self.event(event);
         }
     }
-}
-
-/// Records an HTLC paying us; returns the payment's total so far.
-pub(crate) fn add_claimable(
-    claimables: &dashmap::DashMap<PaymentHash, Vec<Claimable>>,
-    hash: PaymentHash,
-    claimable: Claimable,
-) -> u64 {
-    let mut entry = claimables.entry(hash).or_default();
-    if !entry.contains(&claimable) {
-        entry.push(claimable);
-    }
-    entry.iter().map(|c| c.amount_msat).sum()
 }
 
 /// Counts one more queued forward from `peer`; false (and nothing counted)

@@ -49,6 +49,7 @@
 //! on disk (`restore.rs`).
 
 mod blocks;
+mod claimables;
 mod container;
 mod durable;
 mod handle;
@@ -83,10 +84,12 @@ use crate::channel::Channel;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::event::{ChannelDetails, Event};
+use crate::inbound_payment::ExpandedKey;
 use crate::message::Message;
 use crate::persist::{Key, Persister};
 use crate::secp::SECP;
 use crate::types::{ChannelId, NodeId, PaymentHash, ShortChannelId};
+pub(crate) use claimables::{Claimable, ClaimableSet};
 #[cfg(feature = "baselines")]
 pub(crate) use container::apply_index_ops;
 pub(crate) use container::IndexOp;
@@ -95,18 +98,6 @@ use section::{Context, Outcome, Section, Sequences};
 /// A channel's snapshot cell: written under the peer lock after each
 /// change, read by `list_channels` without any peer lock.
 pub(crate) type SnapshotCell = Arc<ArcSwap<ChannelDetails>>;
-
-/// An HTLC paying us, waiting for `claim_funds` or `fail_htlc_backwards`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Claimable {
-    pub(crate) node_id: NodeId,
-    pub(crate) channel_id: ChannelId,
-    pub(crate) htlc_id: u64,
-    pub(crate) amount_msat: u64,
-    /// When its offerer may take it back: it is failed back
-    /// `htlc_fail_back_buffer_blocks` before.
-    pub(crate) cltv_expiry: u32,
-}
 
 /// The channel store of a Lightning node.
 ///
@@ -138,7 +129,9 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// Events for the user, from every thread, with their persister keys.
     events: SegQueue<(u64, Event)>,
     /// HTLCs paying us, by payment hash.
-    pub(crate) claimables: DashMap<PaymentHash, Vec<Claimable>>,
+    pub(crate) claimables: DashMap<PaymentHash, ClaimableSet>,
+    /// Derives and checks our invoices' payment secrets.
+    pub(crate) inbound_key: ExpandedKey,
     /// Per incoming peer: its HTLCs waiting in the forward queues
     /// (`StoreConfig::max_pending_forwards_per_peer`). Only touched outside
     /// peer locks.
@@ -185,6 +178,7 @@ impl<C: Container> ChannelStore<C> {
             best_height: AtomicU32::new(best_height),
             events: SegQueue::new(),
             claimables: DashMap::new(),
+            inbound_key: ExpandedKey::new(&node_secret),
             queued_forwards: DashMap::new(),
             persister: None,
             seq: Sequences::default(),
@@ -251,6 +245,8 @@ impl<C: Container> ChannelStore<C> {
             height: self.best_height(),
             seq: &self.seq,
             claimables: &self.claimables,
+            node_id: self.node_id,
+            inbound_key: &self.inbound_key,
             queued_forwards: &self.queued_forwards,
             inbound_unfunded: &self.inbound_unfunded,
             durable: self.persister.is_some(),

@@ -5,6 +5,7 @@
 
 use bitcoin::secp256k1::SecretKey;
 
+use super::claimables::remove_part;
 use super::{ChannelStore, Container};
 use crate::channel::closed::HtlcRoute;
 use crate::channel::signer::ChannelSigner;
@@ -14,7 +15,7 @@ use crate::keys::derive_private_key;
 use crate::onchain::{
     ClosedChannelDetails, HtlcDirection, OnChainOutcome, SpendableOutput, SpendableOutputKind,
 };
-use crate::onion::FailureCode;
+use crate::onion::{Failure, FailureCode};
 use crate::types::ChannelId;
 
 impl<C: Container> ChannelStore<C> {
@@ -92,20 +93,16 @@ impl<C: Container> ChannelStore<C> {
                         amount_msat: htlc.info.amount_msat,
                         outcome: match outcome {
                             OnChainOutcome::Fulfilled(p) => Outcome::Fulfilled(p),
-                            OnChainOutcome::Failed => {
-                                Outcome::Failed(FailureCode::PermanentChannelFailure.to_reason())
-                            }
+                            OnChainOutcome::Failed => Outcome::Failed(Failure::local(
+                                FailureCode::PermanentChannelFailure,
+                            )),
                         },
                     },
                 ),
                 HtlcRoute::Received { pays_us } => {
                     if pays_us {
                         let hash = htlc.info.payment_hash;
-                        s.ctx.claimables.remove_if_mut(&hash, |_, parts| {
-                            parts
-                                .retain(|c| !(c.channel_id == *channel_id && c.htlc_id == htlc_id));
-                            parts.is_empty()
-                        });
+                        remove_part(s.ctx.claimables, &hash, channel_id, htlc_id);
                     }
                 }
             }

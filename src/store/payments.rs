@@ -2,36 +2,72 @@
 //! `fail_htlc_backwards`, and the cross-peer queues behind
 //! `process_pending_forwards`.
 
+use bitcoin::secp256k1::SecretKey;
+
+use super::claimables::ClaimableSet;
 use super::section::fail_back;
 use super::{ChannelStore, Container, Section};
-use crate::channel::HtlcSource;
+use crate::channel::{HtlcSource, SessionKeys};
 use crate::error::StoreError;
 use crate::forward::{Addressed, HtlcForward, HtlcResolution, NextHop, Resolution, Work};
+use crate::inbound_payment;
 use crate::message::Message;
-use crate::onion::{build_onion, FailureCode};
+use crate::onion::packet::{construct_onion, OnionHop};
+use crate::onion::{Failure, FailureCode};
 use crate::persist::{codec, frame, Key};
-use crate::route::Route;
-use crate::types::{NodeId, PaymentHash, PaymentPreimage};
+use crate::route::{RecipientOnionFields, Route};
+use crate::types::{NodeId, PaymentHash, PaymentPreimage, PaymentSecret};
 
 /// Most queued items one `process_pending_forwards` pass takes at once.
 const BATCH: usize = 512;
 
 impl<C: Container> ChannelStore<C> {
     /// Sends `amount_msat` to the last hop of `route`, locked to
-    /// `payment_hash`. The HTLC is offered on our channel `route.hops[0]`;
-    /// `PaymentSent` or `PaymentFailed` reports how it ended.
+    /// `payment_hash`, with what the recipient's invoice asked for in
+    /// `recipient` (its payment secret). The HTLC is offered on our channel
+    /// `route.hops[0]` with a BOLT 4 onion built for the route with a fresh
+    /// session key; `PaymentSent` or `PaymentFailed` reports how it ended.
     ///
-    /// **Locking behaviour:** index lookups, then the first hop's peer lock once.
+    /// **Locking behaviour:** index lookups, then the first hop's peer lock
+    /// once. The onion is built before the lock (one ECDH and one blinding
+    /// per hop).
     pub fn send_payment(
         &self,
         route: &Route,
         payment_hash: PaymentHash,
         amount_msat: u64,
+        recipient: RecipientOnionFields,
     ) -> Result<(), StoreError> {
+        self.send_payment_part(route, payment_hash, amount_msat, amount_msat, recipient)
+    }
+
+    /// Sends one part, of `amount_msat`, of a multi-part payment of
+    /// `total_msat` (BOLT 4 `basic_mpp`): the recipient waits for parts
+    /// with the same hash and secret until they add up to `total_msat`.
+    /// Splitting the payment and choosing each part's route is the
+    /// caller's; each part ends with its own `PaymentSent` or
+    /// `PaymentFailed`.
+    ///
+    /// **Locking behaviour:** as [`ChannelStore::send_payment`].
+    pub fn send_payment_part(
+        &self,
+        route: &Route,
+        payment_hash: PaymentHash,
+        amount_msat: u64,
+        total_msat: u64,
+        recipient: RecipientOnionFields,
+    ) -> Result<(), StoreError> {
+        if total_msat < amount_msat {
+            return Err(StoreError::InvalidRoute {
+                reason: "a part is larger than its payment's total",
+            });
+        }
         let plan = route.plan(
             amount_msat,
             self.best_height(),
             self.config.min_final_cltv_expiry_delta.into(),
+            &recipient,
+            total_msat,
         )?;
         let first = &route.hops[0];
         let channel_id = self.usable_scid(first)?;
@@ -39,9 +75,25 @@ impl<C: Container> ChannelStore<C> {
         // hop i, so the onion carries all of them: hop 0's node is the first
         // to peel it. Our own part (amount and expiry on our channel) is
         // `first_amount_msat`/`first_cltv_expiry`, not a payload.
-        let onion = build_onion(&plan.payloads).map_err(|_| StoreError::InvalidRoute {
-            reason: "too many hops",
+        let hops: Vec<OnionHop> = route
+            .hops
+            .iter()
+            .zip(&plan.payloads)
+            .map(|(hop, payload)| OnionHop {
+                node_id: hop.node_id,
+                payload: payload.encode(),
+            })
+            .collect();
+        let session_key = SecretKey::new(&mut bitcoin::secp256k1::rand::thread_rng());
+        let (onion, _) = construct_onion(&session_key, &hops, &payment_hash.0).map_err(|_| {
+            StoreError::InvalidRoute {
+                reason: "the route's payloads do not fit in the onion",
+            }
         })?;
+        let onion_keys = SessionKeys {
+            session_key,
+            path: hops.iter().map(|h| h.node_id).collect(),
+        };
         let config = &self.config;
         self.with_section(&NodeId::from(&first.node_id), |s| {
             if !s.ps.connected {
@@ -66,6 +118,7 @@ impl<C: Container> ChannelStore<C> {
                     onion,
                     HtlcSource::Local {
                         fee_msat: plan.fee_msat,
+                        onion_keys: Some(onion_keys),
                     },
                 )?;
                 e.msgs.push(Message::UpdateAddHtlc(add));
@@ -92,42 +145,101 @@ impl<C: Container> ChannelStore<C> {
         }
     }
 
-    /// Claims every HTLC paying `payment_preimage`'s hash. Each is fulfilled
-    /// under its own peer's lock, one peer at a time; an HTLC whose channel
-    /// closed meanwhile becomes an on-chain claim
-    /// (`Event::OnChainResolutionRequired`).
+    /// A payment hash and secret for an invoice, with a preimage we derive
+    /// (see [`crate::inbound_payment`]: nothing is stored per invoice). A
+    /// payment to it must carry the secret, total at least
+    /// `min_amount_msat` and arrive within `expiry_secs`; its
+    /// `PaymentReceived` then carries the preimage to claim it with.
+    pub fn create_inbound_payment(
+        &self,
+        min_amount_msat: Option<u64>,
+        expiry_secs: u32,
+    ) -> Result<(PaymentHash, PaymentSecret), StoreError> {
+        let mut random = [0u8; 16];
+        bitcoin::secp256k1::rand::RngCore::fill_bytes(
+            &mut bitcoin::secp256k1::rand::thread_rng(),
+            &mut random,
+        );
+        inbound_payment::create(
+            &self.inbound_key,
+            min_amount_msat,
+            expiry_secs,
+            unix_now(),
+            random,
+        )
+        .map_err(StoreError::InboundPayment)
+    }
+
+    /// A payment secret for an invoice whose preimage the caller holds (and
+    /// gives to `claim_funds` after `PaymentReceived`).
+    pub fn create_inbound_payment_for_hash(
+        &self,
+        payment_hash: PaymentHash,
+        min_amount_msat: Option<u64>,
+        expiry_secs: u32,
+    ) -> Result<PaymentSecret, StoreError> {
+        inbound_payment::create_from_hash(
+            &self.inbound_key,
+            payment_hash,
+            min_amount_msat,
+            expiry_secs,
+            unix_now(),
+        )
+        .map_err(StoreError::InboundPayment)
+    }
+
+    /// Claims every part of the payment to `payment_preimage`'s hash that
+    /// `PaymentReceived` announced. Each is fulfilled under its own peer's
+    /// lock, one peer at a time; an HTLC whose channel closed meanwhile
+    /// becomes an on-chain claim (`Event::OnChainResolutionRequired`). A
+    /// payment whose parts have not all arrived cannot be claimed.
     ///
     /// **Locking behaviour:** one claimables shard, then each paying peer's lock once.
     pub fn claim_funds(&self, payment_preimage: PaymentPreimage) -> Result<(), StoreError> {
         let hash = payment_preimage.payment_hash();
-        self.resolve_claimable(hash, Resolution::Fulfill(payment_preimage), None)
+        self.resolve_parts(
+            hash,
+            |set| set.complete,
+            Resolution::Fulfill(payment_preimage),
+            None,
+        )
     }
 
-    /// Fails every HTLC paying `payment_hash` back to its sender.
+    /// Fails every HTLC paying `payment_hash` back to its sender, with
+    /// `incorrect_or_unknown_payment_details`.
     ///
     /// **Locking behaviour:** as [`ChannelStore::claim_funds`].
     pub fn fail_htlc_backwards(&self, payment_hash: &PaymentHash) -> Result<(), StoreError> {
-        let reason = FailureCode::IncorrectOrUnknownPaymentDetails.to_reason();
-        self.resolve_claimable(*payment_hash, Resolution::Fail(reason), None)
+        let failure = Failure::local(FailureCode::IncorrectOrUnknownPaymentDetails);
+        self.resolve_parts(*payment_hash, |_| true, Resolution::Fail(failure), None)
     }
 
-    /// Resolves every HTLC of a payment to us, each under its own peer's
-    /// lock; `event` is recorded with the first.
-    pub(crate) fn resolve_claimable(
+    /// Resolves every part of a payment to us, each under its own peer's
+    /// lock; `event` is recorded with the first. An
+    /// `incorrect_or_unknown_payment_details` gets, per part, the data
+    /// BOLT 4 asks for: the part's amount and our best height.
+    pub(crate) fn resolve_set(
         &self,
-        hash: PaymentHash,
+        set: ClaimableSet,
         resolution: Resolution,
         mut event: Option<crate::event::Event>,
-    ) -> Result<(), StoreError> {
-        let (_, htlcs) = self
-            .claimables
-            .remove(&hash)
-            .ok_or(StoreError::UnknownPayment { payment_hash: hash })?;
-        for h in htlcs {
+    ) {
+        let height = self.best_height();
+        for h in set.parts {
+            let resolution = match &resolution {
+                Resolution::Fail(Failure::Local {
+                    code: code @ FailureCode::IncorrectOrUnknownPaymentDetails,
+                    ..
+                }) => Resolution::Fail(Failure::Local {
+                    code: *code,
+                    data: unknown_payment_data(h.amount_msat, height),
+                }),
+                other => other.clone(),
+            };
             let item = HtlcResolution {
                 channel_id: h.channel_id,
                 htlc_id: h.htlc_id,
-                resolution: resolution.clone(),
+                resolution,
             };
             // Applied at once: the channel change itself is what is persisted (id 0).
             self.apply_work(
@@ -140,7 +252,6 @@ impl<C: Container> ChannelStore<C> {
                 event.take(),
             );
         }
-        Ok(())
     }
 
     /// Applies queued forwards and resolutions, each under the lock of the
@@ -314,4 +425,19 @@ fn add_forward(s: &mut Section<'_>, f: &HtlcForward) -> Result<(), FailureCode> 
         StoreError::HtlcBelowMinimum { .. } => FailureCode::AmountBelowMinimum,
         _ => FailureCode::TemporaryChannelFailure,
     })
+}
+
+/// Seconds since the Unix epoch, as invoices count them.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The data of `incorrect_or_unknown_payment_details` (BOLT 4): the HTLC's
+/// amount and our best height.
+pub(crate) fn unknown_payment_data(amount_msat: u64, height: u32) -> Vec<u8> {
+    let mut data = amount_msat.to_be_bytes().to_vec();
+    data.extend_from_slice(&height.to_be_bytes());
+    data
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 
+use super::claimables::{add_part, join_part, PartOf};
 use super::{ChannelStore, Claimable, Container, Sharded};
 use crate::channel::closed::HtlcRoute;
 use crate::channel::htlc::{HtlcKind, HtlcState, Inbound};
@@ -39,8 +40,10 @@ use crate::config::StoreConfig;
 use crate::error::{DecodeError, StoreError};
 use crate::event::{ClosureReason, Event};
 use crate::forward::{Addressed, Work};
+use crate::inbound_payment;
 use crate::message::{OnionPacket, ONION_PACKET_LEN};
 use crate::onchain::OnChainAction;
+use crate::onion::payload::HopPayload;
 use crate::persist::codec::{
     decode_channel, decode_channel_record, decode_closed, decode_event, decode_htlc,
     decode_signatures, decode_work, encode_channel, encode_closed, encode_event, encode_work,
@@ -428,14 +431,14 @@ impl<C: Container> ChannelStore<C> {
                 if h.route == (HtlcRoute::Received { pays_us: true })
                     && h.info.action == OnChainAction::AwaitPreimage
                 {
-                    self.add_restored_claimable(
-                        node,
-                        id,
-                        h.info.htlc_id,
-                        h.info.amount_msat,
-                        h.info.cltv_expiry,
-                        h.info.payment_hash,
-                    );
+                    let part = Claimable {
+                        node_id: node,
+                        channel_id: id,
+                        htlc_id: h.info.htlc_id,
+                        amount_msat: h.info.amount_msat,
+                        cltv_expiry: h.info.cltv_expiry,
+                    };
+                    join_part(&self.claimables, h.info.payment_hash, part);
                 }
             }
             self.container.insert_peer(pk);
@@ -482,47 +485,49 @@ impl<C: Container> ChannelStore<C> {
         Ok(())
     }
 
-    /// Payments to us in a live channel that the user was told of and has
-    /// not resolved.
+    /// Payments to us in a live channel that are neither claimed nor
+    /// failed: their sets are rebuilt (a set whose parts reach its total was
+    /// announced before the restart, in the batch that completed it, and is
+    /// not announced again).
     fn restore_claimables(&self, channel: &Channel) {
         let node = NodeId::from(&channel.counterparty);
         for h in &channel.htlcs {
-            let pays_us = matches!(
-                &h.kind,
-                HtlcKind::Received(Inbound::Payload(p)) if p.short_channel_id.is_none()
-            );
-            if pays_us && h.state == HtlcState::RcvdAddAckRevocation && h.removal.is_none() {
-                self.add_restored_claimable(
-                    node,
-                    channel.channel_id,
-                    h.id,
-                    h.amount_msat,
-                    h.cltv_expiry,
-                    h.payment_hash,
-                );
+            let HtlcKind::Received(Inbound::Payload {
+                payload: HopPayload::Receive { payment_data, .. },
+                ..
+            }) = &h.kind
+            else {
+                continue;
+            };
+            if h.state != HtlcState::RcvdAddAckRevocation || h.removal.is_some() {
+                continue;
             }
+            let of = match payment_data {
+                Some(d) => PartOf {
+                    payment_secret: Some(d.payment_secret),
+                    total_msat: d.total_msat,
+                    preimage: inbound_payment::get_payment_preimage(
+                        &self.inbound_key,
+                        &h.payment_hash,
+                        &d.payment_secret,
+                    )
+                    .ok(),
+                },
+                // Version 0.1: no secret, a payment in one part.
+                None => PartOf {
+                    payment_secret: None,
+                    total_msat: h.amount_msat,
+                    preimage: None,
+                },
+            };
+            let part = Claimable {
+                node_id: node,
+                channel_id: channel.channel_id,
+                htlc_id: h.id,
+                amount_msat: h.amount_msat,
+                cltv_expiry: h.cltv_expiry,
+            };
+            add_part(&self.claimables, h.payment_hash, part, of);
         }
-    }
-
-    fn add_restored_claimable(
-        &self,
-        node_id: NodeId,
-        channel_id: ChannelId,
-        htlc_id: u64,
-        amount_msat: u64,
-        cltv_expiry: u32,
-        hash: crate::types::PaymentHash,
-    ) {
-        super::incoming::add_claimable(
-            &self.claimables,
-            hash,
-            Claimable {
-                node_id,
-                channel_id,
-                htlc_id,
-                amount_msat,
-                cltv_expiry,
-            },
-        );
     }
 }

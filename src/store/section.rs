@@ -23,7 +23,8 @@ use dashmap::DashMap;
 
 use super::container::IndexOp;
 use super::peer::PeerState;
-use super::Claimable;
+use super::ClaimableSet;
+use crate::channel::SessionKeys;
 use crate::channel::{
     Channel, ClosedChannel, Effects, HtlcSource, OutboundResolved, Outcome as HtlcOutcome, Phase,
 };
@@ -32,7 +33,7 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::forward::{Addressed, HtlcResolution, Resolution, Work};
 use crate::message::Message;
-use crate::onion::FailureCode;
+use crate::onion::{Failure, FailureCode};
 use crate::persist::Key;
 use crate::types::{ChannelId, NodeId, PaymentHash};
 
@@ -68,7 +69,11 @@ pub(crate) struct Context<'a> {
     /// The best block height when the section began.
     pub(crate) height: u32,
     pub(crate) seq: &'a Sequences,
-    pub(crate) claimables: &'a DashMap<PaymentHash, Vec<Claimable>>,
+    pub(crate) claimables: &'a DashMap<PaymentHash, ClaimableSet>,
+    /// Our node id (a failure we decide for our own payment names us).
+    pub(crate) node_id: bitcoin::secp256k1::PublicKey,
+    /// Checks the payment secrets of payments to us.
+    pub(crate) inbound_key: &'a crate::inbound_payment::ExpandedKey,
     pub(crate) queued_forwards: &'a DashMap<NodeId, usize>,
     /// Channels peers opened to us that are not funded yet, store-wide.
     pub(crate) inbound_unfunded: &'a AtomicUsize,
@@ -198,18 +203,22 @@ impl<'a> Section<'a> {
     pub(crate) fn pass_back(&mut self, channel_id: ChannelId, resolved: OutboundResolved) {
         let hash = resolved.payment_hash;
         let (prev, resolution) = match (resolved.source, resolved.outcome) {
-            (HtlcSource::Local { fee_msat }, HtlcOutcome::Fulfilled(preimage)) => {
+            (HtlcSource::Local { fee_msat, .. }, HtlcOutcome::Fulfilled(preimage)) => {
                 return self.event(Event::PaymentSent {
                     payment_hash: hash,
                     payment_preimage: preimage,
                     fee_paid_msat: fee_msat,
                 })
             }
-            (HtlcSource::Local { .. }, HtlcOutcome::Failed(reason)) => {
+            (HtlcSource::Local { onion_keys, .. }, HtlcOutcome::Failed(failure)) => {
+                let (failing_node, failure, failure_data) =
+                    attribute_failure(self.ctx.node_id, onion_keys.as_ref(), failure);
                 return self.event(Event::PaymentFailed {
                     payment_hash: hash,
-                    failure: FailureCode::from_reason(&reason),
-                })
+                    failure,
+                    failing_node,
+                    failure_data,
+                });
             }
             (HtlcSource::Forwarded(prev), HtlcOutcome::Fulfilled(preimage)) => {
                 self.event(Event::HtlcForwarded {
@@ -221,8 +230,8 @@ impl<'a> Section<'a> {
                 });
                 (prev, Resolution::Fulfill(preimage))
             }
-            (HtlcSource::Forwarded(prev), HtlcOutcome::Failed(reason)) => {
-                (prev, Resolution::Fail(reason))
+            (HtlcSource::Forwarded(prev), HtlcOutcome::Failed(failure)) => {
+                (prev, Resolution::Fail(failure))
             }
         };
         let work = Work::Resolve(HtlcResolution {
@@ -435,9 +444,59 @@ impl<'a> Section<'a> {
 
 /// The work that fails an incoming HTLC back with `code`.
 pub(crate) fn fail_back(prev: &crate::channel::PrevHop, code: FailureCode) -> Work {
+    fail_back_with(prev, Failure::local(code))
+}
+
+/// The work that fails an incoming HTLC back with `failure`.
+pub(crate) fn fail_back_with(prev: &crate::channel::PrevHop, failure: Failure) -> Work {
     Work::Resolve(HtlcResolution {
         channel_id: prev.channel_id,
         htlc_id: prev.htlc_id,
-        resolution: Resolution::Fail(code.to_reason()),
+        resolution: Resolution::Fail(failure),
     })
+}
+
+/// Who failed a payment of ours, with which code and data: read from the
+/// failure onion with the route's shared secrets (recomputed from the
+/// session key), or from the first hop's `update_fail_malformed_htlc`, or
+/// decided here (`us`).
+fn attribute_failure(
+    us: bitcoin::secp256k1::PublicKey,
+    keys: Option<&SessionKeys>,
+    failure: Failure,
+) -> (Option<bitcoin::secp256k1::PublicKey>, FailureCode, Vec<u8>) {
+    use crate::onion::failure::{decode_failure, DecodedFailure};
+    match (failure, keys) {
+        (Failure::Local { code, data }, _) => (Some(us), code, data),
+        (Failure::Malformed { code, .. }, keys) => (
+            keys.and_then(|k| k.path.first().copied()),
+            FailureCode::from_code(code),
+            Vec::new(),
+        ),
+        (Failure::Onion(reason), Some(keys)) => {
+            let secrets = crate::onion::packet::shared_secrets(&keys.session_key, &keys.path)
+                .unwrap_or_default();
+            match decode_failure(&secrets, &reason) {
+                DecodedFailure::Hop { index, code, data } => (
+                    keys.path.get(index).copied(),
+                    FailureCode::from_code(code),
+                    data,
+                ),
+                DecodedFailure::Malformed { index } => (
+                    keys.path.get(index).copied(),
+                    FailureCode::Unreadable,
+                    Vec::new(),
+                ),
+                _ => (None, FailureCode::Unreadable, Vec::new()),
+            }
+        }
+        // A payment stored by version 0.1: plaintext codes.
+        (Failure::Onion(reason), None) => {
+            let code = match reason[..] {
+                [hi, lo, ..] => FailureCode::from_code(u16::from_be_bytes([hi, lo])),
+                _ => FailureCode::Unreadable,
+            };
+            (None, code, Vec::new())
+        }
+    }
 }

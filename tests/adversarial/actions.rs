@@ -10,9 +10,11 @@ use bitcoin::{Network, OutPoint, ScriptBuf, Txid};
 use chanstore::message::{
     AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
     FundingCreated, FundingSigned, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
-    UpdateFailHtlc, UpdateFee, UpdateFulfillHtlc,
+    UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc,
 };
-use chanstore::onion::{build_onion, HopPayload};
+use chanstore::onion::payload::{HopPayload, PaymentData};
+
+use crate::common::{onion_for, secret_for};
 use chanstore::{ChannelId, Message, PaymentPreimage, ShortChannelId};
 
 use crate::world::{World, A, AH, B, C, CH, HB, HEIGHT, HM, HUB, M, MH};
@@ -189,6 +191,12 @@ pub enum Forged {
         id: u64,
         reason_len: u8,
     },
+    /// `update_fail_malformed_htlc`, its code with or without BADONION.
+    FailMalformed {
+        chan: Target,
+        id: u64,
+        code: u16,
+    },
     /// Signatures that are valid, but by the wrong key on the wrong message.
     CommitmentSigned {
         chan: Target,
@@ -356,8 +364,14 @@ impl World {
                     3 => HEIGHT + 300,
                     _ => HEIGHT + 40,
                 };
-                let hop = |scid: Option<ShortChannelId>, amt_to_forward| HopPayload {
-                    short_channel_id: scid,
+                let payment_hash = match self.known_preimage(hash as usize) {
+                    Some(p) if hash % 2 == 0 => p.payment_hash(),
+                    _ => PaymentPreimage([hash; 32]).payment_hash(),
+                };
+                let hop = |scid: Option<ShortChannelId>, amt_to_forward| HopPayload::Forward {
+                    // An unknown channel when `None`.
+                    short_channel_id: scid
+                        .unwrap_or_else(|| ShortChannelId::new(9_999, 9, 9).unwrap()),
                     amt_to_forward,
                     outgoing_cltv_value: cltv_expiry.saturating_sub(80),
                 };
@@ -375,21 +389,21 @@ impl World {
                     2 => hop(Some(hm), 0),
                     3 => hop(Some(mh), amount_msat),
                     4 => hop(ShortChannelId::new(9_999, 9, 9), half),
-                    // For the hub.
-                    _ => HopPayload {
-                        short_channel_id: None,
+                    // For the hub: with its invoice's secret, or (7) without.
+                    _ => HopPayload::Receive {
                         amt_to_forward: amount_msat,
                         outgoing_cltv_value: cltv_expiry,
+                        payment_data: (onion % 8 != 7).then(|| PaymentData {
+                            payment_secret: secret_for(&self.ids[HUB], payment_hash),
+                            total_msat: amount_msat,
+                        }),
+                        payment_metadata: None,
                     },
                 };
-                let mut packet = build_onion(&[payload]).expect("one hop fits");
+                let mut packet = onion_for(&[(self.ids[HUB], payload)], payment_hash);
                 if onion % 8 == 5 {
                     packet.0[0] = 0xff; // unknown version
                 }
-                let payment_hash = match self.known_preimage(hash as usize) {
-                    Some(p) if hash % 2 == 0 => p.payment_hash(),
-                    _ => PaymentPreimage([hash; 32]).payment_hash(),
-                };
                 Message::UpdateAddHtlc(UpdateAddHtlc {
                     channel_id: self.target(chan),
                     id,
@@ -419,6 +433,14 @@ impl World {
                 id,
                 reason: vec![0x40; usize::from(reason_len) * 8],
             }),
+            Forged::FailMalformed { chan, id, code } => {
+                Message::UpdateFailMalformedHtlc(UpdateFailMalformedHtlc {
+                    channel_id: self.target(chan),
+                    id,
+                    sha256_of_onion: [0x5c; 32],
+                    failure_code: code,
+                })
+            }
             Forged::CommitmentSigned { chan, htlc_sigs } => {
                 Message::CommitmentSigned(CommitmentSigned {
                     channel_id: self.target(chan),
@@ -490,6 +512,7 @@ fn retarget(mut msg: Message, id: ChannelId) -> Message {
         Message::FundingCreated(m) => m.temporary_channel_id = id,
         Message::FundingSigned(m) => m.channel_id = id,
         Message::ChannelReady(m) => m.channel_id = id,
+        Message::UpdateFailMalformedHtlc(m) => m.channel_id = id,
         Message::UpdateAddHtlc(m) => m.channel_id = id,
         Message::UpdateFulfillHtlc(m) => m.channel_id = id,
         Message::UpdateFailHtlc(m) => m.channel_id = id,

@@ -188,7 +188,7 @@ impl Bytes<'_> {
     }
 
     fn forged(&mut self) -> Forged {
-        match self.u8() % 15 {
+        match self.u8() % 16 {
             0 => Forged::Open {
                 temp: self.target(),
                 funding_sat: self.funding(),
@@ -252,6 +252,11 @@ impl Bytes<'_> {
                 next_commitment_number: self.id(),
                 next_revocation_number: self.id(),
                 secret: self.u8(),
+            },
+            14 => Forged::FailMalformed {
+                chan: self.target(),
+                id: self.id(),
+                code: self.u32() as u16,
             },
             _ => Forged::Error {
                 chan: self.target(),

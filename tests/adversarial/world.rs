@@ -20,6 +20,8 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::{OutPoint, Txid};
+
+use crate::common::invoice;
 use chanstore::{
     ChannelId, ChannelStore, Event, Message, PaymentHash, PaymentPreimage, Route, RouteHop,
     ShortChannelId, StoreConfig,
@@ -546,7 +548,7 @@ impl World {
         let preimage = self.new_preimage();
         let hash = preimage.payment_hash();
         let before = self.nodes[payer].debug_state();
-        match self.nodes[payer].send_payment(route, hash, amount) {
+        match self.nodes[payer].send_payment(route, hash, amount, invoice(route, hash)) {
             Ok(()) => {
                 if track {
                     self.started.insert(hash, payer);
@@ -771,7 +773,12 @@ impl World {
                 hops: vec![self.hop(payee, k, 0, 0)],
             };
             self.nodes[payer]
-                .send_payment(&route, preimage.payment_hash(), 1_000_000)
+                .send_payment(
+                    &route,
+                    preimage.payment_hash(),
+                    1_000_000,
+                    invoice(&route, preimage.payment_hash()),
+                )
                 .unwrap_or_else(|e| panic!("honest payment on {}: {e}", chan.id));
             self.started.insert(preimage.payment_hash(), payer);
             last.push(preimage.payment_hash());

@@ -8,7 +8,13 @@ pub mod recording;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{OutPoint, Txid};
-use chanstore::{ChannelId, ChannelStore, Event, Message, ShortChannelId, StoreConfig};
+use chanstore::inbound_payment::{self, ExpandedKey};
+use chanstore::onion::packet::{construct_onion, OnionHop};
+use chanstore::onion::payload::{HopPayload, PaymentData};
+use chanstore::{
+    ChannelId, ChannelStore, Event, Message, PaymentHash, PaymentSecret, RecipientOnionFields,
+    Route, ShortChannelId, StoreConfig,
+};
 
 pub const HEIGHT: u32 = 800_000;
 
@@ -132,21 +138,91 @@ pub fn preimage(tag: u8, n: u16) -> chanstore::PaymentPreimage {
     chanstore::PaymentPreimage(bytes)
 }
 
+/// `PaymentFailed` for `hash`, failed by `by` with `code` and `data`.
+pub fn failed_by(
+    by: &ChannelStore,
+    hash: PaymentHash,
+    code: chanstore::FailureCode,
+    data: Vec<u8>,
+) -> Event {
+    Event::PaymentFailed {
+        payment_hash: hash,
+        failure: code,
+        failing_node: Some(by.node_id()),
+        failure_data: data,
+    }
+}
+
+/// `PaymentFailed` for a payment of `amount_msat` its recipient `by` did
+/// not know or refused (`incorrect_or_unknown_payment_details`, whose data
+/// is the amount and the recipient's best height).
+pub fn unknown_to(by: &ChannelStore, hash: PaymentHash, amount_msat: u64) -> Event {
+    let mut data = amount_msat.to_be_bytes().to_vec();
+    data.extend_from_slice(&by.best_height().to_be_bytes());
+    failed_by(
+        by,
+        hash,
+        chanstore::FailureCode::IncorrectOrUnknownPaymentDetails,
+        data,
+    )
+}
+
+/// The node secret of a test node (`node(seed)` uses `[seed; 32]`), found
+/// from its id.
+pub fn secret_of(node_id: &PublicKey) -> SecretKey {
+    static KEYS: std::sync::OnceLock<Vec<(PublicKey, SecretKey)>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+        // [0xff; 32] is no scalar: above the group order.
+        (1..=255u8)
+            .filter_map(|seed| SecretKey::from_slice(&[seed; 32]).ok())
+            .map(|sk| (PublicKey::from_secret_key(&secp, &sk), sk))
+            .collect()
+    });
+    keys.iter()
+        .find(|(pk, _)| pk == node_id)
+        .map(|(_, sk)| *sk)
+        .expect("a test node made by node(seed)")
+}
+
+/// The payment secret `node`'s invoice for `hash` carries (stateless: its
+/// key makes it, for any amount, for a day).
+pub fn secret_for(node: &PublicKey, hash: PaymentHash) -> PaymentSecret {
+    let key = ExpandedKey::new(&secret_of(node));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    inbound_payment::create_from_hash(&key, hash, None, 86_400, now).unwrap()
+}
+
+/// What the recipient of `route` (its last hop) put in its invoice for
+/// `hash`: the payment secret, which it checks.
+pub fn invoice(route: &Route, hash: PaymentHash) -> RecipientOnionFields {
+    let recipient = route.hops.last().expect("a route has hops").node_id;
+    RecipientOnionFields::secret_only(secret_for(&recipient, hash))
+}
+
 /// An `update_add_htlc` built by hand, as a peer that skips its own checks
-/// would send it: a one-hop onion paying the receiver.
+/// would send it: a one-hop onion paying `to`, with its invoice's secret.
 pub fn craft_add(
+    to: &ChannelStore,
     channel_id: ChannelId,
     id: u64,
     amount_msat: u64,
-    payment_hash: chanstore::PaymentHash,
+    payment_hash: PaymentHash,
     cltv_expiry: u32,
 ) -> Message {
-    let onion = chanstore::onion::build_onion(&[chanstore::onion::HopPayload {
-        short_channel_id: None,
+    let payload = HopPayload::Receive {
         amt_to_forward: amount_msat,
         outgoing_cltv_value: cltv_expiry,
-    }])
-    .expect("one hop fits");
+        payment_data: Some(PaymentData {
+            payment_secret: secret_for(&to.node_id(), payment_hash),
+            total_msat: amount_msat,
+        }),
+        payment_metadata: None,
+    };
+    let onion = onion_for(&[(to.node_id(), payload)], payment_hash);
     Message::UpdateAddHtlc(chanstore::message::UpdateAddHtlc {
         channel_id,
         id,
@@ -155,6 +231,24 @@ pub fn craft_add(
         cltv_expiry,
         onion_routing_packet: onion,
     })
+}
+
+/// A BOLT 4 onion for `hops` (node, payload), with a fixed session key.
+pub fn onion_for(
+    hops: &[(PublicKey, HopPayload)],
+    payment_hash: PaymentHash,
+) -> chanstore::message::OnionPacket {
+    let hops: Vec<OnionHop> = hops
+        .iter()
+        .map(|(node_id, payload)| OnionHop {
+            node_id: *node_id,
+            payload: payload.encode(),
+        })
+        .collect();
+    let session_key = SecretKey::from_slice(&[0x41; 32]).unwrap();
+    construct_onion(&session_key, &hops, &payment_hash.0)
+        .expect("the route fits")
+        .0
 }
 
 /// Everything observable about some stores, taken before a message that must

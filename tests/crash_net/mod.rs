@@ -539,7 +539,11 @@ impl Payer {
                 hops: vec![hop(0, scid_in, fee), hop(receiver, scid_out, 0)],
             };
             // Refused at once (e.g. channel not yet reestablished): no HTLC exists.
-            match net.nodes[sender].send_payment(&route, p.payment_hash(), amount) {
+            let secret = net.nodes[receiver]
+                .create_inbound_payment_for_hash(p.payment_hash(), None, 86_400)
+                .unwrap();
+            let invoice = chanstore::RecipientOnionFields::secret_only(secret);
+            match net.nodes[sender].send_payment(&route, p.payment_hash(), amount, invoice) {
                 Ok(()) => journal_append(dir, &format!("started {next}")),
                 Err(_) => journal_append(dir, &format!("refused {next}")),
             }

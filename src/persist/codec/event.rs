@@ -1,14 +1,16 @@
 //! A pending event (`Key::Event`): record 0, a kind byte then its fields.
 //! Kind 6 is version 0.1's `OnChainResolutionRequired` (channel, HTLC id,
-//! optional preimage); today's (kind 9) carries the whole HTLC.
+//! optional preimage); today's (kind 9) carries the whole HTLC. Kinds 2 and
+//! 4 are 0.1's `PaymentReceived` and `PaymentFailed`; today's (13 and 14)
+//! add the preimage, and the failing node with the failure's data.
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{OutPoint, ScriptBuf, Txid};
 
 use super::fields::{
-    get_hash, get_opt_preimage, get_pubkey, get_reason, get_transaction, put_pubkey, put_reason,
-    put_transaction,
+    get_hash, get_opt_preimage, get_opt_pubkey, get_pubkey, get_reason, get_transaction,
+    put_opt_preimage, put_opt_pubkey, put_pubkey, put_reason, put_transaction,
 };
 use crate::error::DecodeError;
 use crate::event::Event;
@@ -47,10 +49,12 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
         Event::PaymentReceived {
             payment_hash,
             amount_msat,
+            payment_preimage,
         } => {
-            out.push(2);
+            out.push(13);
             out.extend_from_slice(&payment_hash.0);
             out.extend_from_slice(&amount_msat.to_be_bytes());
+            put_opt_preimage(&mut out, payment_preimage);
         }
         Event::PaymentSent {
             payment_hash,
@@ -65,10 +69,14 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
         Event::PaymentFailed {
             payment_hash,
             failure,
+            failing_node,
+            failure_data,
         } => {
-            out.push(4);
+            out.push(14);
             out.extend_from_slice(&payment_hash.0);
             out.extend_from_slice(&failure.code().to_be_bytes());
+            put_opt_pubkey(&mut out, failing_node);
+            put_bytes(&mut out, failure_data);
         }
         Event::HtlcForwarded {
             prev_channel_id,
@@ -152,6 +160,12 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
         2 => Event::PaymentReceived {
             payment_hash: PaymentHash(c.array()?),
             amount_msat: c.u64()?,
+            payment_preimage: None,
+        },
+        13 => Event::PaymentReceived {
+            payment_hash: PaymentHash(c.array()?),
+            amount_msat: c.u64()?,
+            payment_preimage: get_opt_preimage(&mut c)?,
         },
         3 => Event::PaymentSent {
             payment_hash: PaymentHash(c.array()?),
@@ -161,6 +175,14 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
         4 => Event::PaymentFailed {
             payment_hash: PaymentHash(c.array()?),
             failure: FailureCode::from_code(c.u16()?),
+            failing_node: None,
+            failure_data: Vec::new(),
+        },
+        14 => Event::PaymentFailed {
+            payment_hash: PaymentHash(c.array()?),
+            failure: FailureCode::from_code(c.u16()?),
+            failing_node: get_opt_pubkey(&mut c, "event.failing_node")?,
+            failure_data: c.bytes()?.to_vec(),
         },
         5 => Event::HtlcForwarded {
             prev_channel_id: ChannelId(c.array()?),

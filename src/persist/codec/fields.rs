@@ -3,14 +3,15 @@
 
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::secp256k1::ecdsa::Signature;
-use bitcoin::secp256k1::PublicKey;
+use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{ScriptBuf, Transaction};
 
-use crate::channel::htlc::{HtlcSource, PrevHop, Removal};
+use crate::channel::htlc::{HtlcSource, PrevHop, Removal, SessionKeys};
 use crate::channel::SideParams;
 use crate::error::DecodeError;
 use crate::event::ClosureReason;
 use crate::message::{OnionPacket, ONION_PACKET_LEN};
+use crate::onion::{Failure, FailureCode};
 use crate::persist::tlv::{put_bytes, Cursor};
 use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage};
 
@@ -86,11 +87,28 @@ pub(super) fn get_prev_hop(c: &mut Cursor<'_>) -> Result<PrevHop, DecodeError> {
     })
 }
 
+/// Source kinds: 0 is version 0.1's local payment (fee only); 2 today's
+/// (fee, then the onion's session key and route); 1 a forward.
 pub(super) fn put_source(out: &mut Vec<u8>, source: &HtlcSource) {
     match source {
-        HtlcSource::Local { fee_msat } => {
+        HtlcSource::Local {
+            fee_msat,
+            onion_keys: None,
+        } => {
             out.push(0);
             out.extend_from_slice(&fee_msat.to_be_bytes());
+        }
+        HtlcSource::Local {
+            fee_msat,
+            onion_keys: Some(keys),
+        } => {
+            out.push(2);
+            out.extend_from_slice(&fee_msat.to_be_bytes());
+            out.extend_from_slice(&keys.session_key.secret_bytes());
+            out.extend_from_slice(&(keys.path.len() as u16).to_be_bytes());
+            for node in &keys.path {
+                put_pubkey(out, node);
+            }
         }
         HtlcSource::Forwarded(prev) => {
             out.push(1);
@@ -101,8 +119,27 @@ pub(super) fn put_source(out: &mut Vec<u8>, source: &HtlcSource) {
 
 pub(super) fn get_source(c: &mut Cursor<'_>) -> Result<HtlcSource, DecodeError> {
     match c.u8()? {
-        0 => Ok(HtlcSource::Local { fee_msat: c.u64()? }),
+        0 => Ok(HtlcSource::Local {
+            fee_msat: c.u64()?,
+            onion_keys: None,
+        }),
         1 => Ok(HtlcSource::Forwarded(get_prev_hop(c)?)),
+        2 => {
+            let fee_msat = c.u64()?;
+            let session_key = SecretKey::from_slice(&c.array::<32>()?).map_err(|_| {
+                DecodeError::InvalidValue {
+                    field: "htlc.source.session_key",
+                }
+            })?;
+            let hops = c.u16()?;
+            let path = (0..hops)
+                .map(|_| get_pubkey(c, "htlc.source.path"))
+                .collect::<Result<_, _>>()?;
+            Ok(HtlcSource::Local {
+                fee_msat,
+                onion_keys: Some(SessionKeys { session_key, path }),
+            })
+        }
         _ => Err(DecodeError::InvalidValue {
             field: "htlc.source",
         }),
@@ -163,6 +200,14 @@ pub(super) fn put_removal(out: &mut Vec<u8>, r: &Removal) {
             out.push(1);
             put_bytes(out, reason);
         }
+        Removal::Malformed {
+            code,
+            sha256_of_onion,
+        } => {
+            out.push(2);
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(sha256_of_onion);
+        }
     }
 }
 
@@ -170,9 +215,53 @@ pub(super) fn get_removal(c: &mut Cursor<'_>) -> Result<Removal, DecodeError> {
     match c.u8()? {
         0 => Ok(Removal::Fulfill(PaymentPreimage(c.array()?))),
         1 => Ok(Removal::Fail(c.bytes()?.to_vec())),
+        2 => Ok(Removal::Malformed {
+            code: c.u16()?,
+            sha256_of_onion: c.array()?,
+        }),
         _ => Err(DecodeError::InvalidValue {
             field: "htlc.removal",
         }),
+    }
+}
+
+/// A failure on its way back (kinds: 0 one decided here, with its code and
+/// data; 1 a failure onion from downstream; 2 a downstream
+/// `update_fail_malformed_htlc`).
+pub(super) fn put_failure(out: &mut Vec<u8>, f: &Failure) {
+    match f {
+        Failure::Local { code, data } => {
+            out.push(0);
+            out.extend_from_slice(&code.code().to_be_bytes());
+            put_bytes(out, data);
+        }
+        Failure::Onion(bytes) => {
+            out.push(1);
+            put_bytes(out, bytes);
+        }
+        Failure::Malformed {
+            code,
+            sha256_of_onion,
+        } => {
+            out.push(2);
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(sha256_of_onion);
+        }
+    }
+}
+
+pub(super) fn get_failure(c: &mut Cursor<'_>) -> Result<Failure, DecodeError> {
+    match c.u8()? {
+        0 => Ok(Failure::Local {
+            code: FailureCode::from_code(c.u16()?),
+            data: c.bytes()?.to_vec(),
+        }),
+        1 => Ok(Failure::Onion(c.bytes()?.to_vec())),
+        2 => Ok(Failure::Malformed {
+            code: c.u16()?,
+            sha256_of_onion: c.array()?,
+        }),
+        _ => Err(DecodeError::InvalidValue { field: "failure" }),
     }
 }
 

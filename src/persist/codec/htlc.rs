@@ -5,14 +5,15 @@
 //! and flags; for one the peer offered, what its onion told us. Its onion
 //! (the one we sent, or the one to forward) is inline in whole-channel
 //! records and in its own `Key::Onion` record in a persister; a flag says
-//! which. Version 0.1 records (inline onions, plaintext payload kinds 0 and
-//! 1) still decode.
+//! which. Records of version 0.1 (inbound kinds 0 to 3: plaintext onions,
+//! no shared secret) still decode; today's kinds are 4 to 7.
 
 use crate::channel::htlc::{Htlc, HtlcKind, HtlcState, Inbound};
 use crate::error::DecodeError;
-use crate::onion::{FailureCode, HopPayload};
+use crate::onion::payload::{HopPayload, PaymentData};
+use crate::onion::FailureCode;
 use crate::persist::tlv::{Cursor, TlvReader, TlvWriter};
-use crate::types::{PaymentHash, ShortChannelId};
+use crate::types::{PaymentHash, PaymentSecret, ShortChannelId};
 
 use super::fields::{get_onion, get_removal, get_source, put_onion, put_removal, put_source};
 
@@ -32,12 +33,18 @@ const ONION_NONE: u8 = 0;
 const ONION_INLINE: u8 = 1;
 const ONION_SEPARATE: u8 = 2;
 
-/// Inbound kinds: 0 and 1 are version 0.1's (bad onion; plaintext payload
-/// with its next onion inline), 2 and 3 today's.
+/// Inbound kinds: 0 to 3 are version 0.1's (bad onion; plaintext payload
+/// with its next onion inline; failure code; plaintext payload), 4 to 7
+/// today's (forward, payment to us, failure with its data, malformed
+/// onion), each with the shared secret where there is one.
 const INBOUND_V0_BAD_ONION: u8 = 0;
 const INBOUND_V0_PAYLOAD: u8 = 1;
-const INBOUND_FAIL: u8 = 2;
-const INBOUND_PAYLOAD: u8 = 3;
+const INBOUND_V0_FAIL: u8 = 2;
+const INBOUND_V0_PLAIN_PAYLOAD: u8 = 3;
+const INBOUND_FORWARD: u8 = 4;
+const INBOUND_RECEIVE: u8 = 5;
+const INBOUND_FAIL: u8 = 6;
+const INBOUND_MALFORMED: u8 = 7;
 
 /// Where a decoded HTLC's onion is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,18 +66,201 @@ fn put_onion_flag(out: &mut Vec<u8>, h: &Htlc, separate: bool) {
     }
 }
 
-fn put_payload(out: &mut Vec<u8>, p: &HopPayload) {
-    out.extend_from_slice(&p.short_channel_id.map_or(0, |s| s.to_u64()).to_be_bytes());
-    out.extend_from_slice(&p.amt_to_forward.to_be_bytes());
-    out.extend_from_slice(&p.outgoing_cltv_value.to_be_bytes());
+fn put_secret(out: &mut Vec<u8>, ss: &Option<[u8; 32]>) {
+    match ss {
+        Some(ss) => {
+            out.push(1);
+            out.extend_from_slice(ss);
+        }
+        None => out.push(0),
+    }
 }
 
-fn get_payload(c: &mut Cursor<'_>) -> Result<HopPayload, DecodeError> {
+fn get_secret(c: &mut Cursor<'_>) -> Result<Option<[u8; 32]>, DecodeError> {
+    Ok(if c.bool()? { Some(c.array()?) } else { None })
+}
+
+fn put_inbound(out: &mut Vec<u8>, inbound: &Inbound) {
+    match inbound {
+        Inbound::Payload {
+            payload:
+                HopPayload::Forward {
+                    short_channel_id,
+                    amt_to_forward,
+                    outgoing_cltv_value,
+                },
+            shared_secret,
+        } => {
+            out.push(INBOUND_FORWARD);
+            put_secret(out, shared_secret);
+            out.extend_from_slice(&short_channel_id.to_u64().to_be_bytes());
+            out.extend_from_slice(&amt_to_forward.to_be_bytes());
+            out.extend_from_slice(&outgoing_cltv_value.to_be_bytes());
+        }
+        Inbound::Payload {
+            payload:
+                HopPayload::Receive {
+                    amt_to_forward,
+                    outgoing_cltv_value,
+                    payment_data,
+                    ..
+                },
+            shared_secret,
+        } => {
+            out.push(INBOUND_RECEIVE);
+            put_secret(out, shared_secret);
+            out.extend_from_slice(&amt_to_forward.to_be_bytes());
+            out.extend_from_slice(&outgoing_cltv_value.to_be_bytes());
+            match payment_data {
+                Some(d) => {
+                    out.push(1);
+                    out.extend_from_slice(&d.payment_secret.0);
+                    out.extend_from_slice(&d.total_msat.to_be_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+        Inbound::Fail {
+            code,
+            data,
+            shared_secret,
+        } => {
+            out.push(INBOUND_FAIL);
+            put_secret(out, shared_secret);
+            out.extend_from_slice(&code.code().to_be_bytes());
+            crate::persist::tlv::put_bytes(out, data);
+        }
+        Inbound::Malformed {
+            code,
+            sha256_of_onion,
+        } => {
+            out.push(INBOUND_MALFORMED);
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(sha256_of_onion);
+        }
+    }
+}
+
+/// A version 0.1 plaintext payload: scid (0 for us), amount, cltv.
+fn get_plain_payload(c: &mut Cursor<'_>) -> Result<HopPayload, DecodeError> {
     let scid = c.u64()?;
-    Ok(HopPayload {
-        short_channel_id: (scid != 0).then(|| ShortChannelId::from_u64(scid)),
-        amt_to_forward: c.u64()?,
-        outgoing_cltv_value: c.u32()?,
+    let (amt_to_forward, outgoing_cltv_value) = (c.u64()?, c.u32()?);
+    Ok(if scid == 0 {
+        HopPayload::Receive {
+            amt_to_forward,
+            outgoing_cltv_value,
+            payment_data: None,
+            payment_metadata: None,
+        }
+    } else {
+        HopPayload::Forward {
+            short_channel_id: ShortChannelId::from_u64(scid),
+            amt_to_forward,
+            outgoing_cltv_value,
+        }
+    })
+}
+
+/// Reads an inbound record of `kind`; a 0.1 kind-1 record's inline onion
+/// comes back with it.
+fn get_inbound(
+    c: &mut Cursor<'_>,
+    kind: u8,
+) -> Result<(Inbound, Option<crate::message::OnionPacket>), DecodeError> {
+    let legacy = |payload| Inbound::Payload {
+        payload,
+        shared_secret: None,
+    };
+    Ok(match kind {
+        INBOUND_V0_BAD_ONION => (
+            Inbound::Fail {
+                code: FailureCode::InvalidOnionVersion,
+                data: Vec::new(),
+                shared_secret: None,
+            },
+            None,
+        ),
+        INBOUND_V0_PAYLOAD => {
+            let payload = get_plain_payload(c)?;
+            let next = get_onion(c)?;
+            // Only a forward needs the onion it carried.
+            let onion = matches!(payload, HopPayload::Forward { .. }).then_some(next);
+            (legacy(payload), onion)
+        }
+        INBOUND_V0_FAIL => (
+            Inbound::Fail {
+                code: FailureCode::from_code(c.u16()?),
+                data: Vec::new(),
+                shared_secret: None,
+            },
+            None,
+        ),
+        INBOUND_V0_PLAIN_PAYLOAD => (legacy(get_plain_payload(c)?), None),
+        INBOUND_FORWARD => {
+            let shared_secret = get_secret(c)?;
+            let payload = HopPayload::Forward {
+                short_channel_id: ShortChannelId::from_u64(c.u64()?),
+                amt_to_forward: c.u64()?,
+                outgoing_cltv_value: c.u32()?,
+            };
+            (
+                Inbound::Payload {
+                    payload,
+                    shared_secret,
+                },
+                None,
+            )
+        }
+        INBOUND_RECEIVE => {
+            let shared_secret = get_secret(c)?;
+            let (amt_to_forward, outgoing_cltv_value) = (c.u64()?, c.u32()?);
+            let payment_data = if c.bool()? {
+                Some(PaymentData {
+                    payment_secret: PaymentSecret(c.array()?),
+                    total_msat: c.u64()?,
+                })
+            } else {
+                None
+            };
+            let payload = HopPayload::Receive {
+                amt_to_forward,
+                outgoing_cltv_value,
+                payment_data,
+                payment_metadata: None,
+            };
+            (
+                Inbound::Payload {
+                    payload,
+                    shared_secret,
+                },
+                None,
+            )
+        }
+        INBOUND_FAIL => {
+            let shared_secret = get_secret(c)?;
+            let code = FailureCode::from_code(c.u16()?);
+            let data = c.bytes()?.to_vec();
+            (
+                Inbound::Fail {
+                    code,
+                    data,
+                    shared_secret,
+                },
+                None,
+            )
+        }
+        INBOUND_MALFORMED => (
+            Inbound::Malformed {
+                code: c.u16()?,
+                sha256_of_onion: c.array()?,
+            },
+            None,
+        ),
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "htlc.inbound",
+            })
+        }
     })
 }
 
@@ -100,16 +290,7 @@ pub(crate) fn encode_htlc(h: &Htlc, separate_onion: bool) -> Vec<u8> {
             }
             HtlcKind::Received(inbound) => {
                 out.push(1);
-                match inbound {
-                    Inbound::Fail(code) => {
-                        out.push(INBOUND_FAIL);
-                        out.extend_from_slice(&code.code().to_be_bytes());
-                    }
-                    Inbound::Payload(payload) => {
-                        out.push(INBOUND_PAYLOAD);
-                        put_payload(out, payload);
-                    }
-                }
+                put_inbound(out, inbound);
                 put_onion_flag(out, h, separate_onion);
             }
         });
@@ -158,39 +339,18 @@ pub(crate) fn decode_htlc(bytes: &[u8], context: &str) -> Result<(Htlc, OnionPla
                 place,
             )
         }
-        1 => match k.u8()? {
-            INBOUND_V0_BAD_ONION => (
-                HtlcKind::Received(Inbound::Fail(FailureCode::InvalidOnionVersion)),
-                None,
-                OnionPlace::Here,
-            ),
-            INBOUND_V0_PAYLOAD => {
-                let payload = get_payload(&mut k)?;
-                let next = get_onion(&mut k)?;
-                // Only a forward needs the onion it carried.
-                let onion = payload.short_channel_id.map(|_| next);
-                (
-                    HtlcKind::Received(Inbound::Payload(payload)),
-                    onion,
-                    OnionPlace::Here,
-                )
-            }
-            INBOUND_FAIL => {
-                let code = FailureCode::from_code(k.u16()?);
-                let (onion, place) = get_onion_flag(&mut k)?;
-                (HtlcKind::Received(Inbound::Fail(code)), onion, place)
-            }
-            INBOUND_PAYLOAD => {
-                let payload = get_payload(&mut k)?;
-                let (onion, place) = get_onion_flag(&mut k)?;
-                (HtlcKind::Received(Inbound::Payload(payload)), onion, place)
-            }
-            _ => {
-                return Err(DecodeError::InvalidValue {
-                    field: "htlc.inbound",
-                })
-            }
-        },
+        1 => {
+            let kind = k.u8()?;
+            let (inbound, inline) = get_inbound(&mut k, kind)?;
+            let (onion, place) = if kind == INBOUND_V0_PAYLOAD {
+                (inline, OnionPlace::Here)
+            } else if kind == INBOUND_V0_BAD_ONION {
+                (None, OnionPlace::Here)
+            } else {
+                get_onion_flag(&mut k)?
+            };
+            (HtlcKind::Received(inbound), onion, place)
+        }
         _ => return Err(DecodeError::InvalidValue { field: "htlc.kind" }),
     };
     k.end()?;

@@ -1,11 +1,16 @@
 //! A queued cross-peer work item (`Key::Work`): 0 the peer it is addressed
 //! to, 2 the forward or resolution. Forwards kind 0 (by channel id) are
-//! version 0.1's; today's name the short channel id (kind 2).
+//! version 0.1's; today's name the short channel id (kind 2). A failing
+//! resolution of kind 1 is 0.1's plaintext reason; today's (kind 2) is the
+//! failure to build or wrap at the incoming channel.
 
-use super::fields::{get_node, get_onion, get_prev_hop, put_onion, put_prev_hop};
+use super::fields::{
+    get_failure, get_node, get_onion, get_prev_hop, put_failure, put_onion, put_prev_hop,
+};
 use crate::error::DecodeError;
 use crate::forward::{Addressed, HtlcForward, HtlcResolution, NextHop, Resolution, Work};
-use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
+use crate::onion::Failure;
+use crate::persist::tlv::{Cursor, TlvReader, TlvWriter};
 use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
 
 mod work_type {
@@ -50,9 +55,9 @@ pub(crate) fn encode_work(a: &Addressed) -> Vec<u8> {
                         out.push(0);
                         out.extend_from_slice(&p.0);
                     }
-                    Resolution::Fail(reason) => {
-                        out.push(1);
-                        put_bytes(out, reason);
+                    Resolution::Fail(failure) => {
+                        out.push(2);
+                        put_failure(out, failure);
                     }
                 }
             }
@@ -92,7 +97,9 @@ pub(crate) fn decode_work(bytes: &[u8]) -> Result<Addressed, DecodeError> {
             htlc_id: c.u64()?,
             resolution: match c.u8()? {
                 0 => Resolution::Fulfill(PaymentPreimage(c.array()?)),
-                1 => Resolution::Fail(c.bytes()?.to_vec()),
+                // Version 0.1: the plaintext reason, sent as it is.
+                1 => Resolution::Fail(Failure::Onion(c.bytes()?.to_vec())),
+                2 => Resolution::Fail(get_failure(&mut c)?),
                 _ => {
                     return Err(DecodeError::InvalidValue {
                         field: "work.resolution",

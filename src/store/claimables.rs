@@ -1,0 +1,202 @@
+//! Payments to us: the HTLCs that pay one payment hash, gathered until
+//! their sum reaches the `total_msat` their onions name (BOLT 4 basic
+//! multi-part payments), then announced once with `PaymentReceived`.
+//!
+//! A set lives in memory only: it is rebuilt on restart from the HTLCs
+//! themselves (each keeps its `payment_data`), so nothing about it is
+//! written. Parts are added under their own peer's lock; the set's
+//! `DashMap` entry is the one lock taken inside it, for a few
+//! instructions. Parts that wait more than `StoreConfig::mpp_timeout_ticks`
+//! calls of [`ChannelStore::timer_tick_occurred`] are failed back with
+//! `mpp_timeout`.
+
+use dashmap::DashMap;
+
+use super::{ChannelStore, Container};
+use crate::event::Event;
+use crate::forward::Resolution;
+use crate::onion::{Failure, FailureCode};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage, PaymentSecret};
+
+/// One HTLC paying us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Claimable {
+    pub(crate) node_id: NodeId,
+    pub(crate) channel_id: ChannelId,
+    pub(crate) htlc_id: u64,
+    pub(crate) amount_msat: u64,
+    /// When its offerer may take it back: it is failed back
+    /// `htlc_fail_back_buffer_blocks` before.
+    pub(crate) cltv_expiry: u32,
+}
+
+/// The parts of one payment to us.
+#[derive(Debug)]
+pub(crate) struct ClaimableSet {
+    pub(crate) parts: Vec<Claimable>,
+    /// The secret every part must carry (`None` only for HTLCs stored by
+    /// version 0.1, which had none).
+    pub(crate) payment_secret: Option<PaymentSecret>,
+    /// The total every part must name.
+    pub(crate) total_msat: u64,
+    /// The preimage, when we derived it (`create_inbound_payment`).
+    pub(crate) preimage: Option<PaymentPreimage>,
+    /// The parts reached `total_msat` and `PaymentReceived` was recorded.
+    pub(crate) complete: bool,
+    /// Timer ticks it has waited incomplete.
+    pub(crate) ticks: u32,
+}
+
+impl ClaimableSet {
+    /// What its parts add up to.
+    pub(crate) fn amount_msat(&self) -> u64 {
+        self.parts.iter().map(|c| c.amount_msat).sum()
+    }
+}
+
+/// What a part's onion said about the payment it belongs to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PartOf {
+    pub(crate) payment_secret: Option<PaymentSecret>,
+    pub(crate) total_msat: u64,
+    pub(crate) preimage: Option<PaymentPreimage>,
+}
+
+/// What adding a part did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Added {
+    /// The set waits for more parts.
+    Waiting,
+    /// This part completed it: announce it with this total.
+    Complete {
+        amount_msat: u64,
+        preimage: Option<PaymentPreimage>,
+    },
+    /// This part was there already, or the set was complete before (a
+    /// restored set): nothing to announce.
+    Known,
+    /// It does not belong with the parts there (another secret or total),
+    /// or came after the set was complete: fail it back.
+    Refused,
+}
+
+/// Adds `part` of the payment `hash` to its set.
+pub(crate) fn add_part(
+    claimables: &DashMap<PaymentHash, ClaimableSet>,
+    hash: PaymentHash,
+    part: Claimable,
+    of: PartOf,
+) -> Added {
+    let mut set = claimables.entry(hash).or_insert_with(|| ClaimableSet {
+        parts: Vec::new(),
+        payment_secret: of.payment_secret,
+        total_msat: of.total_msat,
+        preimage: of.preimage,
+        complete: false,
+        ticks: 0,
+    });
+    if set.parts.contains(&part) {
+        return Added::Known;
+    }
+    if set.payment_secret != of.payment_secret || set.total_msat != of.total_msat || set.complete {
+        return Added::Refused;
+    }
+    set.parts.push(part);
+    let amount_msat = set.amount_msat();
+    if amount_msat < set.total_msat {
+        return Added::Waiting;
+    }
+    set.complete = true;
+    Added::Complete {
+        amount_msat,
+        preimage: set.preimage,
+    }
+}
+
+/// Adds a part that went on chain while waiting to be claimed (a closed
+/// channel's record keeps no `payment_data`): it joins its payment's set,
+/// or makes one that counts as announced (it was irrevocably committed
+/// and its payment complete or not, the user claims it only after
+/// `PaymentReceived`).
+pub(crate) fn join_part(
+    claimables: &DashMap<PaymentHash, ClaimableSet>,
+    hash: PaymentHash,
+    part: Claimable,
+) {
+    let mut set = claimables.entry(hash).or_insert_with(|| ClaimableSet {
+        parts: Vec::new(),
+        payment_secret: None,
+        total_msat: 0,
+        preimage: None,
+        complete: true,
+        ticks: 0,
+    });
+    if !set.parts.contains(&part) {
+        set.parts.push(part);
+    }
+    if set.payment_secret.is_none() {
+        set.total_msat = set.amount_msat();
+    }
+}
+
+/// Takes an HTLC out of its set (it was resolved on chain); the set goes
+/// with its last part.
+pub(crate) fn remove_part(
+    claimables: &DashMap<PaymentHash, ClaimableSet>,
+    hash: &PaymentHash,
+    channel_id: &ChannelId,
+    htlc_id: u64,
+) {
+    claimables.remove_if_mut(hash, |_, set| {
+        set.parts
+            .retain(|c| !(c.channel_id == *channel_id && c.htlc_id == htlc_id));
+        set.parts.is_empty()
+    });
+}
+
+impl<C: Container> ChannelStore<C> {
+    /// Call about once a minute: the parts of multi-part payments to us
+    /// that have waited `StoreConfig::mpp_timeout_ticks` ticks for the
+    /// rest are failed back with `mpp_timeout` (BOLT 4).
+    ///
+    /// **Locking behaviour:** the claimables' shards in turn, then each
+    /// timed-out payment's peers one at a time.
+    pub fn timer_tick_occurred(&self) {
+        let limit = self.config.mpp_timeout_ticks;
+        let mut timed_out = Vec::new();
+        for mut set in self.claimables.iter_mut() {
+            if !set.complete {
+                set.ticks += 1;
+                if set.ticks >= limit {
+                    timed_out.push(*set.key());
+                }
+            }
+        }
+        for hash in timed_out {
+            let _ = self.resolve_parts(
+                hash,
+                |set| !set.complete,
+                Resolution::Fail(Failure::local(FailureCode::MppTimeout)),
+                None,
+            );
+        }
+    }
+
+    /// Resolves every part of the payment `hash` if its set passes
+    /// `take`, each under its own peer's lock; `event` is recorded with the
+    /// first.
+    pub(crate) fn resolve_parts(
+        &self,
+        hash: PaymentHash,
+        take: impl FnOnce(&ClaimableSet) -> bool,
+        resolution: Resolution,
+        event: Option<Event>,
+    ) -> Result<(), crate::error::StoreError> {
+        let (_, set) = self
+            .claimables
+            .remove_if(&hash, |_, set| take(set))
+            .ok_or(crate::error::StoreError::UnknownPayment { payment_hash: hash })?;
+        self.resolve_set(set, resolution, event);
+        Ok(())
+    }
+}
