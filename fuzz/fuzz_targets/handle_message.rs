@@ -18,6 +18,9 @@
 
 #[path = "../../tests/adversarial/actions.rs"]
 mod actions;
+#[path = "../../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 #[path = "../../tests/adversarial/decode.rs"]
 mod decode;
 #[path = "../../tests/adversarial/world.rs"]

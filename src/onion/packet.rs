@@ -196,8 +196,17 @@ pub fn shared_secrets(
     session_key: &SecretKey,
     path: &[PublicKey],
 ) -> Result<Vec<[u8; 32]>, OnionBuildError> {
+    Ok(secrets_and_first_key(session_key, path)?.0)
+}
+
+/// [`shared_secrets`], with the first ephemeral public key (the packet's).
+fn secrets_and_first_key(
+    session_key: &SecretKey,
+    path: &[PublicKey],
+) -> Result<(Vec<[u8; 32]>, PublicKey), OnionBuildError> {
+    let first_key = PublicKey::from_secret_key(&SECP, session_key);
     let mut secrets = Vec::with_capacity(path.len());
-    let (mut ek, mut epk) = (*session_key, PublicKey::from_secret_key(&SECP, session_key));
+    let (mut ek, mut epk) = (*session_key, first_key);
     for (i, node_id) in path.iter().enumerate() {
         let ss = SharedSecret::new(node_id, &ek).secret_bytes();
         secrets.push(ss);
@@ -209,7 +218,7 @@ pub fn shared_secrets(
             epk = PublicKey::from_secret_key(&SECP, &ek);
         }
     }
-    Ok(secrets)
+    Ok((secrets, first_key))
 }
 
 /// Builds the onion for `hops` (first hop first) with `session_key` (fresh
@@ -238,8 +247,7 @@ pub fn construct_onion(
     }
 
     let path: Vec<PublicKey> = hops.iter().map(|h| h.node_id).collect();
-    let secrets = shared_secrets(session_key, &path)?;
-    let first_key = PublicKey::from_secret_key(&SECP, session_key);
+    let (secrets, first_key) = secrets_and_first_key(session_key, &path)?;
 
     // Layers, last hop first, over a start of pseudo-random bytes.
     let n = hops.len();
