@@ -20,7 +20,8 @@ pub struct Shims {
     pub fake_init: bool,
     /// F2: chanstore's `open_channel`/`accept_channel` carry no
     /// `channel_type` TLV: the harness appends `channel_type` =
-    /// `option_static_remotekey` (TLV 1, `0x1000`).
+    /// `option_static_remotekey` (TLV 1, `0x1000`) and, as BOLT 2 requires
+    /// of a message with TLVs, an empty `upfront_shutdown_script` (TLV 0).
     pub channel_type: bool,
     /// F3: chanstore cannot decode `channel_update` (258, even): the
     /// harness drops LDK's instead of failing the connection as BOLT 1
@@ -137,6 +138,11 @@ pub fn from_chanstore(shims: Shims, bytes: Vec<u8>) -> Vec<u8> {
                 if let Some(mut tlvs) = parse_tlvs(tail) {
                     if !tlvs.iter().any(|(ty, _)| *ty == 1) {
                         tlvs.push((1, STATIC_REMOTEKEY_TYPE.to_vec()));
+                        // bolt02 "if it includes open_channel_tlvs: MUST
+                        // include upfront_shutdown_script" (zero-length: none).
+                        if !tlvs.iter().any(|(ty, _)| *ty == 0) {
+                            tlvs.push((0, Vec::new()));
+                        }
                         tlvs.sort_by_key(|(ty, _)| *ty);
                         count(2);
                         let mut out = head.to_vec();
