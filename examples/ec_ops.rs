@@ -1,5 +1,7 @@
 //! A - B - C in one process, then `--payments N` payments from A to C
-//! through B, each claimed: the load to count libsecp256k1 calls on
+//! through B, each claimed (or, with `--pair`, LDK's `bench_sends` load:
+//! payments alternately A to B and B to A over one channel, dust-sized, so
+//! a send pair is two payments): the load to count libsecp256k1 calls on
 //! (`docs/BENCHMARKS.md`, "What a payment costs in EC operations"). Run it
 //! with N and with N + 10 under `perf stat` with uprobes on the library's
 //! functions; the difference over 10 is one payment's.
@@ -38,7 +40,10 @@ fn deliver(nodes: &[&ChannelStore]) {
 }
 
 fn open(a: &ChannelStore, b: &ChannelStore, n: u8) -> ShortChannelId {
-    let temp = a.create_channel(b.node_id(), 1_000_000, 0).unwrap();
+    // Half pushed, so payments can go either way.
+    let temp = a
+        .create_channel(b.node_id(), 1_000_000, 500_000_000)
+        .unwrap();
     deliver(&[a, b]);
     let outpoint = OutPoint::new(Txid::from_byte_array([n; 32]), 0);
     let id = a
@@ -89,6 +94,43 @@ fn main() {
         ],
     };
     let nodes = [&a, &b, &c];
+    if std::env::args().any(|a| a == "--pair") {
+        // A <-> B over A-B: 10,000 msat, below the dust limit.
+        for i in 0..payments {
+            let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let mut bytes = [9u8; 32];
+            bytes[..2].copy_from_slice(&i.to_be_bytes());
+            let preimage = PaymentPreimage(bytes);
+            let hash = preimage.payment_hash();
+            let secret = to
+                .create_inbound_payment_for_hash(hash, None, 3600)
+                .unwrap();
+            let route = Route {
+                hops: vec![RouteHop {
+                    node_id: to.node_id(),
+                    short_channel_id: ab,
+                    fee_msat: 0,
+                    cltv_expiry_delta: 0,
+                }],
+            };
+            from.send_payment(
+                &route,
+                hash,
+                10_000,
+                RecipientOnionFields::secret_only(secret),
+            )
+            .unwrap();
+            deliver(&nodes);
+            to.claim_funds(preimage).unwrap();
+            deliver(&nodes);
+            assert!(from
+                .get_and_clear_pending_events()
+                .iter()
+                .any(|e| matches!(e, Event::PaymentSent { .. })));
+        }
+        println!("{payments} payments A <-> B");
+        return;
+    }
     for i in 0..payments {
         let mut bytes = [7u8; 32];
         bytes[..2].copy_from_slice(&i.to_be_bytes());

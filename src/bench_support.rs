@@ -57,10 +57,13 @@ pub fn store_op<C: Container>(
     scratch: &mut OpScratch,
 ) -> usize {
     let changed = store.container.with_peer(&peer.0, |ps| {
-        ps.outbox.push(Message::UpdateFee(UpdateFee {
-            channel_id: ChannelId([0; 32]),
-            feerate_per_kw: 253,
-        }));
+        ps.outbox.push((
+            0,
+            Message::UpdateFee(UpdateFee {
+                channel_id: ChannelId([0; 32]),
+                feerate_per_kw: 253,
+            }),
+        ));
         ps.outbox.pop().is_some()
     });
     debug_assert_eq!(changed, Some(true), "store_op on an unknown peer");

@@ -125,7 +125,19 @@ pub fn derive_public_key(basepoint: &PublicKey, per_commitment_point: &PublicKey
 /// Panics only with probability about 2^-128 (see the module docs).
 pub fn derive_private_key(base_secret: &SecretKey, per_commitment_point: &PublicKey) -> SecretKey {
     let basepoint = PublicKey::from_secret_key(&SECP, base_secret);
-    let t = tweak(per_commitment_point, &basepoint);
+    derive_private_key_from(base_secret, &basepoint, per_commitment_point)
+}
+
+/// [`derive_private_key`] for a caller that already has the basepoint
+/// (`base_secret * G`): no EC operation at all, only a hash and a scalar
+/// addition.
+pub fn derive_private_key_from(
+    base_secret: &SecretKey,
+    basepoint: &PublicKey,
+    per_commitment_point: &PublicKey,
+) -> SecretKey {
+    debug_assert_eq!(*basepoint, PublicKey::from_secret_key(&SECP, base_secret));
+    let t = tweak(per_commitment_point, basepoint);
     // Fails only if the sum is zero mod n, the private-key twin of the case
     // in derive_public_key.
     base_secret

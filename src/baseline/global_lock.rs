@@ -175,7 +175,7 @@ impl Container for GlobalLock {
         self.inner.lock().outbox_ready.len()
     }
 
-    fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes(&self, durable: u64) -> Vec<(PublicKey, Message)> {
         let mut inner = self.inner.lock();
         let Inner {
             peers,
@@ -183,16 +183,22 @@ impl Container for GlobalLock {
             ..
         } = &mut *inner;
         let mut out = Vec::new();
+        let mut waiting = Vec::new();
         for node in outbox_ready.drain() {
             if let Some(ps) = peers.get_mut(&node) {
                 let pk = ps.node;
-                out.extend(ps.take_outbox().into_iter().map(|m| (pk, m)));
+                let (msgs, left) = ps.take_outbox(durable);
+                out.extend(msgs.into_iter().map(|m| (pk, m)));
+                if left {
+                    waiting.push(node);
+                }
             }
         }
+        outbox_ready.extend(waiting);
         out
     }
 
-    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes_of(&self, nodes: &[PublicKey], durable: u64) -> Vec<(PublicKey, Message)> {
         // One lock for the whole set, as one drain of LDK's single vector.
         let mut inner = self.inner.lock();
         let mut out = Vec::new();
@@ -200,7 +206,11 @@ impl Container for GlobalLock {
             let node_id = NodeId::from(node);
             inner.outbox_ready.remove(&node_id);
             if let Some(ps) = inner.peers.get_mut(&node_id) {
-                out.extend(ps.take_outbox().into_iter().map(|m| (*node, m)));
+                let (msgs, left) = ps.take_outbox(durable);
+                out.extend(msgs.into_iter().map(|m| (*node, m)));
+                if left {
+                    inner.outbox_ready.insert(node_id);
+                }
             }
         }
         out

@@ -197,7 +197,7 @@ impl Container for RwLockPeers {
         0
     }
 
-    fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes(&self, durable: u64) -> Vec<(PublicKey, Message)> {
         // LDK's get_and_clear_pending_msg_events: every peer, one at a time.
         let peers = self.per_peer_state.read();
         let mut out = Vec::new();
@@ -205,18 +205,18 @@ impl Container for RwLockPeers {
             let mut state = peer.lock();
             if !state.outbox.is_empty() {
                 let pk = state.node;
-                out.extend(state.take_outbox().into_iter().map(|m| (pk, m)));
+                out.extend(state.take_outbox(durable).0.into_iter().map(|m| (pk, m)));
             }
         }
         out
     }
 
-    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes_of(&self, nodes: &[PublicKey], durable: u64) -> Vec<(PublicKey, Message)> {
         let peers = self.per_peer_state.read();
         let mut out = Vec::new();
         for node in nodes {
             if let Some(peer) = peers.get(&NodeId::from(node)) {
-                let msgs = peer.lock().take_outbox();
+                let (msgs, _) = peer.lock().take_outbox(durable);
                 out.extend(msgs.into_iter().map(|m| (*node, m)));
             }
         }

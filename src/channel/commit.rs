@@ -12,13 +12,13 @@ use bitcoin::secp256k1::PublicKey;
 use super::htlc::{HtlcKind, HtlcState, Presence, Removal, Step};
 use super::{Channel, Effects, IncomingHtlc, OutboundResolved, Outcome, Phase};
 use crate::error::StoreError;
-use crate::keys::{derive_private_key, per_commitment_point, INITIAL_COMMITMENT_INDEX};
+use crate::keys::{derive_private_key_from, per_commitment_point, INITIAL_COMMITMENT_INDEX};
 use crate::message::{CommitmentSigned, RevokeAndAck};
 use crate::onion::Failure;
 use crate::transactions::{
     build_commitment_transaction, build_htlc_transaction, commitment_sighash, funding_redeemscript,
-    htlc_sighash, obscure_factor, sign, verify, CommitmentParams, CommitmentTransaction,
-    HtlcOutputInCommitment, TxCreationKeys,
+    htlc_sighash, is_trimmed, obscure_factor, sign, verify, CommitmentParams,
+    CommitmentTransaction, HtlcOutputInCommitment, TxCreationKeys,
 };
 
 /// The transition "nothing happens": the commitment as it stands.
@@ -122,7 +122,22 @@ impl Channel {
         } else {
             (their_keys, our_keys)
         };
-        let keys = TxCreationKeys::derive(point, broadcaster, countersignatory);
+        // The HTLC keys serve HTLC outputs only: a commitment whose HTLCs
+        // are all trimmed (or that has none) does without them, which saves
+        // two of its three key derivations.
+        let dust_limit_for_trim = if local {
+            self.ours.dust_limit_sat
+        } else {
+            self.theirs.dust_limit_sat
+        };
+        let any_htlc_output = htlcs
+            .iter()
+            .any(|h| !is_trimmed(h, feerate_per_kw, dust_limit_for_trim, false));
+        let keys = if any_htlc_output {
+            TxCreationKeys::derive(point, broadcaster, countersignatory)
+        } else {
+            TxCreationKeys::derive_without_htlc_keys(point, broadcaster, countersignatory)
+        };
         let (funder, fundee) = if self.is_outbound {
             (our_keys, their_keys)
         } else {
@@ -152,6 +167,11 @@ impl Channel {
             htlcs: &htlcs,
         };
         let tx = build_commitment_transaction(&params);
+        debug_assert_eq!(
+            tx.htlc_output_index.iter().any(Option::is_some),
+            any_htlc_output,
+            "the HTLC keys were derived exactly when HTLC outputs need them"
+        );
         let mut outputs: Vec<(HtlcOutputInCommitment, u32, usize)> = htlcs
             .iter()
             .zip(&tx.htlc_output_index)
@@ -188,8 +208,14 @@ impl Channel {
     ) -> Result<(Signature, Vec<Signature>), StoreError> {
         let sighash = commitment_sighash(&built.tx.tx, &self.funding_script()?, self.funding_sat);
         let signature = sign(&sighash, &self.signer.funding_key);
-        let htlc_key =
-            derive_private_key(&self.signer.htlc_base_key, &built.keys.per_commitment_point);
+        if built.htlc_outputs.is_empty() {
+            return Ok((signature, Vec::new()));
+        }
+        let htlc_key = derive_private_key_from(
+            &self.signer.htlc_base_key,
+            &self.signer.pubkeys.htlc_basepoint,
+            &built.keys.per_commitment_point,
+        );
         let htlc_signatures = built
             .htlc_sighashes()
             .map(|m| sign(&m, &htlc_key))
@@ -318,12 +344,9 @@ impl Channel {
             return Err(self.wrong_state("commitment_signed"));
         }
         let number = self.local_commitment_number + 1;
-        let built = self.build_commitment(
-            true,
-            number,
-            &self.signer.commitment_point(number),
-            HtlcState::on_recv_commit,
-        )?;
+        // Announced in our last revoke_and_ack: computed then, not again.
+        let point = self.signer.point(number);
+        let built = self.build_commitment(true, number, &point, HtlcState::on_recv_commit)?;
         self.verify_local(&built, &msg.signature, &msg.htlc_signatures)?;
         self.set_holder_signatures(msg.signature, msg.htlc_signatures.clone());
         self.apply(HtlcState::on_recv_commit, effects);
@@ -331,7 +354,7 @@ impl Channel {
         let revoke = RevokeAndAck {
             channel_id: self.channel_id,
             per_commitment_secret: self.signer.commitment_secret(number - 1),
-            next_per_commitment_point: self.signer.commitment_point(number + 1),
+            next_per_commitment_point: self.signer.point(number + 1),
         };
         self.apply(HtlcState::on_send_revoke, effects);
         self.cs_after_raa = false;

@@ -19,6 +19,11 @@ pub(crate) struct ChannelSigner {
     commitment_seed: [u8; 32],
     /// The public halves, as sent in open_channel/accept_channel.
     pub(crate) pubkeys: ChannelPublicKeys,
+    /// The last commitment point computed through [`ChannelSigner::point`]:
+    /// the next one we announce in `revoke_and_ack` is the one the peer's
+    /// next `commitment_signed` signs, so it is computed once, not twice.
+    /// Memory only: a restart computes it again.
+    last_point: Option<(u64, PublicKey)>,
 }
 
 impl core::fmt::Debug for ChannelSigner {
@@ -78,6 +83,7 @@ impl ChannelSigner {
             htlc_base_key,
             commitment_seed,
             pubkeys,
+            last_point: None,
         }
     }
 
@@ -108,6 +114,19 @@ impl ChannelSigner {
     /// The secret of our commitment number `n` (BOLT 3: index counts down from 2^48 - 1).
     pub(crate) fn commitment_secret(&self, n: u64) -> [u8; 32] {
         per_commitment_secret(&self.commitment_seed, INITIAL_COMMITMENT_INDEX - n)
+    }
+
+    /// [`ChannelSigner::commitment_point`], remembered: asking for the
+    /// point computed last costs no EC operation.
+    pub(crate) fn point(&mut self, n: u64) -> PublicKey {
+        match self.last_point {
+            Some((m, point)) if m == n => point,
+            _ => {
+                let point = self.commitment_point(n);
+                self.last_point = Some((n, point));
+                point
+            }
+        }
     }
 
     /// The point of our commitment number `n`.

@@ -26,6 +26,8 @@ impl<C: Container> ChannelStore<C> {
     pub fn best_block_updated(&self, height: u32) {
         self.best_height.store(height, Ordering::Relaxed);
         self.enforce_deadlines();
+        // A failed commit stops the store; the next call reports it.
+        let _ = self.flush();
     }
 
     /// Closes every channel a deadline requires to close at the best height,

@@ -180,6 +180,7 @@ impl<C: Container> ChannelStore<C> {
                 None,
             );
         }
+        let _ = self.flush();
     }
 
     /// Resolves every part of the payment `hash` if its set passes

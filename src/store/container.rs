@@ -155,20 +155,26 @@ pub trait Container: Send + Sync + Sealed + 'static {
     fn note_outbox(&self, node: &NodeId);
     /// How many peers are listed as having messages (for tests of bounds).
     fn ready_outboxes(&self) -> usize;
-    /// Takes every peer's queued messages.
-    fn drain_outboxes(&self) -> Vec<(PublicKey, Message)>;
-    /// Takes the queued messages of `nodes` only, in order per peer.
+    /// Takes every peer's queued messages whose journal batch is durable
+    /// (numbered up to `durable`); a peer with messages still waiting stays
+    /// listed.
+    fn drain_outboxes(&self, durable: u64) -> Vec<(PublicKey, Message)>;
+    /// Takes the queued messages of `nodes` only, in order per peer, up to
+    /// `durable` as [`Container::drain_outboxes`].
     ///
     /// The peers stay listed (`PeerState::listed` is left as it is), so the
     /// design is not told about them again: a design that keeps a list of
     /// peers with messages keeps at most one entry per peer, which a later
     /// `drain_outboxes` clears.
-    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes_of(&self, nodes: &[PublicKey], durable: u64) -> Vec<(PublicKey, Message)> {
         let mut out = Vec::new();
         for node in nodes {
-            if let Some(msgs) =
-                self.with_peer(&NodeId::from(node), |ps| std::mem::take(&mut ps.outbox))
-            {
+            if let Some(msgs) = self.with_peer(&NodeId::from(node), |ps| {
+                let listed = ps.listed;
+                let (msgs, _) = ps.take_outbox(durable);
+                ps.listed = listed;
+                msgs
+            }) {
                 out.extend(msgs.into_iter().map(|m| (*node, m)));
             }
         }

@@ -39,9 +39,11 @@
 //!
 //! Every durable consequence of a section (channel records, decided
 //! forwards and fail-backs, consumed work items, events, closed-channel
-//! records) is written as one atomic batch before its peer lock is
-//! released, and messages and events leave only after that (see
-//! `section.rs`). An HTLC is decided (forwarded, offered to the user, or
+//! records) is one batch, appended to the journal before its peer lock is
+//! released; batches become durable in the order they were appended, in
+//! group commits that nobody holding a lock waits for, and the section's
+//! messages and events leave only once its batch is durable (see
+//! `section.rs` and `journal.rs`). An HTLC is decided (forwarded, offered to the user, or
 //! failed) in the section that makes it irrevocably committed on the
 //! incoming channel (the peer's `revoke_and_ack`); its fulfill is passed
 //! upstream as soon as the preimage arrives; a failure only once
@@ -54,6 +56,7 @@ mod container;
 mod durable;
 mod handle;
 mod incoming;
+mod journal;
 mod onchain;
 mod payments;
 mod peer;
@@ -126,8 +129,11 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// Best block height. Relaxed: it is a clock read for expiry checks, not
     /// a flag that publishes other memory.
     best_height: AtomicU32,
-    /// Events for the user, from every thread, with their persister keys.
+    /// Events for the user, from every thread, with their persister keys:
+    /// only those whose batch is durable.
     events: SegQueue<(u64, Event)>,
+    /// Sections' batches waiting for the persister, in order.
+    journal: journal::Journal,
     /// HTLCs paying us, by payment hash.
     pub(crate) claimables: DashMap<PaymentHash, ClaimableSet>,
     /// Derives and checks our invoices' payment secrets.
@@ -177,6 +183,7 @@ impl<C: Container> ChannelStore<C> {
             node_secret,
             best_height: AtomicU32::new(best_height),
             events: SegQueue::new(),
+            journal: journal::Journal::default(),
             claimables: DashMap::new(),
             inbound_key: ExpandedKey::new(&node_secret),
             queued_forwards: DashMap::new(),
@@ -184,21 +191,6 @@ impl<C: Container> ChannelStore<C> {
             seq: Sequences::default(),
             inbound_unfunded: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
-        })
-    }
-
-    /// Makes `batch` durable (no-op without a persister). On failure the
-    /// store stops taking work.
-    pub(crate) fn persist(&self, batch: &[(Key, Option<Vec<u8>>)]) -> Result<(), StoreError> {
-        let Some(p) = &self.persister else {
-            return Ok(());
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        p.write_batch(batch).map_err(|e| {
-            self.failed.store(true, Ordering::Relaxed);
-            StoreError::Persist(e.to_string())
         })
     }
 
@@ -253,9 +245,10 @@ impl<C: Container> ChannelStore<C> {
         }
     }
 
-    /// Runs `f` in a critical section of `node`'s lock: its writes are made
-    /// durable, its index changes applied and its events queued before the
-    /// lock is released; its work is queued after. `Err(PeerNotConnected)`
+    /// Runs `f` in a critical section of `node`'s lock: its writes and
+    /// events are appended to the journal and its index changes applied
+    /// before the lock is released; its work is queued after. Its messages
+    /// and events leave once its batch is durable. `Err(PeerNotConnected)`
     /// if the peer is unknown.
     pub(crate) fn with_section<T>(
         &self,
@@ -270,18 +263,14 @@ impl<C: Container> ChannelStore<C> {
                 let result = f(&mut section);
                 let start = section.outbox_start();
                 let mut outcome = section.finish();
-                // Persist before the lock is released: no message this
-                // section queued can leave before the state it depends on
-                // is durable. If that fails, the messages are withdrawn.
-                if let Err(e) = self.persist(&std::mem::take(&mut outcome.writes)) {
-                    Section::withdraw_messages(ps, start);
-                    return ((Err(e), None), Vec::new());
-                }
-                // Queued under the lock, so a peer's events come out in the
-                // order of its sections.
-                for event in outcome.events.drain(..) {
-                    self.events.push(event);
-                }
+                // Appended before the lock is released, so a peer's batches
+                // are numbered in the order of its sections; its messages
+                // and events leave only once that number is durable
+                // (`journal.rs`). Nobody waits for the disk here.
+                let writes = std::mem::take(&mut outcome.writes);
+                let events = std::mem::take(&mut outcome.events);
+                let seq = self.append_section(writes, events);
+                ps.seal(start, seq);
                 let index = std::mem::take(&mut outcome.index);
                 ((result, Some(outcome)), index)
             })
@@ -292,6 +281,20 @@ impl<C: Container> ChannelStore<C> {
             self.after_section(node, outcome);
         }
         result
+    }
+
+    /// [`ChannelStore::with_section`] for a call the user makes: on `Ok`
+    /// its batch is durable before the call returns (`flush`), so what the
+    /// user was told happened cannot be undone by a crash. Peer messages
+    /// and forwards do not wait: their effects simply leave later.
+    pub(crate) fn with_user_section<T>(
+        &self,
+        node: &NodeId,
+        f: impl FnOnce(&mut Section<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let value = self.with_section(node, f)?;
+        self.flush()?;
+        Ok(value)
     }
 
     /// What a section leaves for after its lock: telling the container the
@@ -400,7 +403,7 @@ impl<C: Container> ChannelStore<C> {
         let signer = ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
         let (channel, open) =
             Channel::new_outbound(&self.config, peer, funding_sat, push_msat, signer)?;
-        self.with_section(&NodeId::from(&peer), |s| {
+        self.with_user_section(&NodeId::from(&peer), |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected { node_id: peer });
             }
@@ -436,7 +439,7 @@ impl<C: Container> ChannelStore<C> {
         let id = ChannelId::from_funding_outpoint(&outpoint);
         let node = NodeId::from(peer);
         self.claim_id(id, node, peer)?;
-        let result = self.with_section(&node, |s| {
+        let result = self.with_user_section(&node, |s| {
             let temp = *temporary_channel_id;
             let created = s
                 .channel(&temp, false)?
@@ -480,7 +483,7 @@ impl<C: Container> ChannelStore<C> {
         scid: ShortChannelId,
     ) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
-        self.with_section(&peer, |s| {
+        self.with_user_section(&peer, |s| {
             s.on_channel(channel_id, true, |c, e| {
                 *e = c.funding_confirmed(scid)?;
                 Ok(())
@@ -500,7 +503,7 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** takes the channel's peer lock once.
     pub fn close_channel(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
-        self.with_section(&peer, |s| {
+        self.with_user_section(&peer, |s| {
             s.on_channel(channel_id, true, |c, e| {
                 *e = c.close()?;
                 Ok(())
@@ -516,7 +519,7 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** takes the channel's peer lock once.
     pub fn force_close_channel(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
-        self.with_section(&peer, |s| {
+        self.with_user_section(&peer, |s| {
             s.on_channel(channel_id, true, |c, e| {
                 *e = c.force_close();
                 Ok(())
@@ -535,7 +538,7 @@ impl<C: Container> ChannelStore<C> {
     ) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
         let config = &self.config;
-        self.with_section(&peer, |s| {
+        self.with_user_section(&peer, |s| {
             s.on_channel(channel_id, true, |c, e| {
                 e.msgs.push(Message::UpdateFee(
                     c.send_update_fee(config, feerate_per_kw)?,
@@ -551,7 +554,9 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** takes, one at a time, the lock of each peer
     /// that has messages.
     pub fn get_and_clear_pending_msg_events(&self) -> Vec<(PublicKey, Message)> {
-        self.container.drain_outboxes()
+        // A failed commit leaves what depended on it in the outboxes, unsent.
+        let _ = self.flush();
+        self.container.drain_outboxes(self.releasable())
     }
 
     /// Takes the messages waiting to be sent to `peers` only, with the peer
@@ -570,7 +575,8 @@ impl<C: Container> ChannelStore<C> {
         &self,
         peers: &[PublicKey],
     ) -> Vec<(PublicKey, Message)> {
-        self.container.drain_outboxes_of(peers)
+        let _ = self.flush();
+        self.container.drain_outboxes_of(peers, self.releasable())
     }
 
     /// Takes every pending event. With a persister, the events are deleted
@@ -620,6 +626,8 @@ impl<C: Container> ChannelStore<C> {
     }
 
     fn take_events(&self) -> Vec<(u64, Event)> {
+        // Events wait in the journal until their batch is durable.
+        let _ = self.flush();
         let mut out = Vec::with_capacity(self.events.len());
         while let Some(e) = self.events.pop() {
             out.push(e);
@@ -632,6 +640,6 @@ impl<C: Container> ChannelStore<C> {
             .iter()
             .map(|(seq, _)| (Key::Event(*seq), None))
             .collect();
-        self.persist(&batch)
+        self.persist_now(batch)
     }
 }

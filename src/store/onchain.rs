@@ -66,7 +66,7 @@ impl<C: Container> ChannelStore<C> {
             channel_id: *channel_id,
             htlc_id,
         };
-        self.with_section(&peer, |s| {
+        self.with_user_section(&peer, |s| {
             let record = s.closed_mut(channel_id).ok_or(StoreError::UnknownChannel {
                 channel_id: *channel_id,
             })?;
@@ -117,7 +117,7 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** an index lookup, then that peer's lock once.
     pub fn spendable_outputs_swept(&self, channel_id: &ChannelId) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
-        self.with_section(&peer, |s| {
+        self.with_user_section(&peer, |s| {
             let record = s.closed_mut(channel_id).ok_or(StoreError::UnknownChannel {
                 channel_id: *channel_id,
             })?;

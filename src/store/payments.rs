@@ -95,7 +95,7 @@ impl<C: Container> ChannelStore<C> {
             path: hops.iter().map(|h| h.node_id).collect(),
         };
         let config = &self.config;
-        self.with_section(&NodeId::from(&first.node_id), |s| {
+        self.with_user_section(&NodeId::from(&first.node_id), |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected {
                     node_id: first.node_id,
@@ -202,7 +202,8 @@ impl<C: Container> ChannelStore<C> {
             |set| set.complete,
             Resolution::Fulfill(payment_preimage),
             None,
-        )
+        )?;
+        self.flush()
     }
 
     /// Fails every HTLC paying `payment_hash` back to its sender, with
@@ -211,7 +212,8 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** as [`ChannelStore::claim_funds`].
     pub fn fail_htlc_backwards(&self, payment_hash: &PaymentHash) -> Result<(), StoreError> {
         let failure = Failure::local(FailureCode::IncorrectOrUnknownPaymentDetails);
-        self.resolve_parts(*payment_hash, |_| true, Resolution::Fail(failure), None)
+        self.resolve_parts(*payment_hash, |_| true, Resolution::Fail(failure), None)?;
+        self.flush()
     }
 
     /// Resolves every part of a payment to us, each under its own peer's
@@ -378,7 +380,7 @@ impl<C: Container> ChannelStore<C> {
                     work.push(back);
                 }
             }
-            if self.persist(&batch).is_ok() {
+            if self.persist_now(batch).is_ok() {
                 for item in work {
                     self.container.push_work(item);
                 }

@@ -7,6 +7,10 @@ use crate::channel::{Channel, ClosedChannel};
 use crate::message::Message;
 use crate::types::ChannelId;
 
+/// The tag of a message whose section has not ended yet (never seen outside
+/// its peer lock).
+const UNSEALED: u64 = u64::MAX;
+
 /// One peer's channels and the messages waiting to be sent to it.
 ///
 /// Lock rule: a `PeerState` is only reached through its container's
@@ -26,8 +30,10 @@ pub struct PeerState {
     /// Closed channels that still have outputs to sweep or HTLCs to settle
     /// on chain (kept until the user is done with them).
     pub(crate) closed: HashMap<ChannelId, Box<ClosedChannel>>,
-    /// Messages for the peer, in the order they must be sent.
-    pub(crate) outbox: Vec<Message>,
+    /// Messages for the peer, in the order they must be sent, each with the
+    /// journal number its section waits for (`journal.rs`): a message
+    /// leaves only once that batch is durable.
+    pub(crate) outbox: Vec<(u64, Message)>,
     /// Whether the container has been told this peer has messages (so it is
     /// told once per batch, not once per message).
     pub(crate) listed: bool,
@@ -54,17 +60,36 @@ impl PeerState {
         }
     }
 
-    /// Queues a message; returns true if the peer was not listed as having
-    /// messages and now must be.
+    /// Queues a message (its journal number is set when its section ends,
+    /// [`PeerState::seal`]); returns true if the peer was not listed as
+    /// having messages and now must be.
     pub(crate) fn send(&mut self, msg: Message) -> bool {
-        self.outbox.push(msg);
+        self.outbox.push((UNSEALED, msg));
         !std::mem::replace(&mut self.listed, true)
     }
 
-    /// Takes every queued message.
-    pub(crate) fn take_outbox(&mut self) -> Vec<Message> {
-        self.listed = false;
-        std::mem::take(&mut self.outbox)
+    /// Gives the messages queued from `from` on the journal number of the
+    /// section that queued them.
+    pub(crate) fn seal(&mut self, from: usize, seq: u64) {
+        let from = from.min(self.outbox.len());
+        for (tag, _) in &mut self.outbox[from..] {
+            *tag = seq;
+        }
+    }
+
+    /// Takes the messages whose batches are durable (numbers up to
+    /// `durable`), in order; says whether any are left waiting (the peer
+    /// then stays listed).
+    pub(crate) fn take_outbox(&mut self, durable: u64) -> (Vec<Message>, bool) {
+        let ready = self
+            .outbox
+            .iter()
+            .position(|(seq, _)| *seq > durable)
+            .unwrap_or(self.outbox.len());
+        let msgs = self.outbox.drain(..ready).map(|(_, m)| m).collect();
+        let left = !self.outbox.is_empty();
+        self.listed = left;
+        (msgs, left)
     }
 
     /// Number of channels, funded or not.

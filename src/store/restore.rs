@@ -478,7 +478,7 @@ impl<C: Container> ChannelStore<C> {
             batch.push((Key::Event(event.0), Some(frame(&encode_event(&event.1)))));
             events.push(event);
         }
-        self.persist(&batch)?;
+        self.persist_now(batch)?;
         for event in events {
             self.push_loaded_event(event);
         }

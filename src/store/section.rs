@@ -12,10 +12,10 @@
 //! consequence of a section — the channel records it changed, the forwards
 //! and fail-backs it decided, the work items it consumed, its events, the
 //! closed-channel records — is in the one batch [`Section::finish`]
-//! returns, which the store writes before the peer lock is released and
-//! before any message or event of the section can leave. Nothing is decided
-//! after the lock from state that could be gone; restart is a pure function
-//! of what is on disk.
+//! returns, which the store appends to its journal before the peer lock is
+//! released; no message or event of the section leaves before that batch
+//! is durable (`journal.rs`). Nothing is decided after the lock from state
+//! that could be gone; restart is a pure function of what is on disk.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -94,7 +94,7 @@ pub(crate) struct Outcome {
     pub(crate) consumed: Vec<u64>,
     /// The outbox went from empty to not: the container must be told.
     pub(crate) newly_listed: bool,
-    /// Writes to make durable before the lock is released.
+    /// Writes to append to the journal before the lock is released.
     pub(crate) writes: Vec<(Key, Option<Vec<u8>>)>,
     /// The peer's state may now be idle (a closed-channel record went away).
     pub(crate) maybe_idle: bool,
@@ -105,8 +105,8 @@ pub(crate) struct Section<'a> {
     pub(crate) ps: &'a mut PeerState,
     pub(crate) out: Outcome,
     pub(crate) ctx: Context<'a>,
-    /// Outbox length when the section began (to withdraw its messages if
-    /// they cannot be made durable).
+    /// Outbox length when the section began: the messages from there on
+    /// are this section's, and wait for its journal batch.
     outbox_start: usize,
     /// Channels to poll at the end: (current id, is it in the funded map).
     touched: Vec<(ChannelId, bool)>,
@@ -257,13 +257,6 @@ impl<'a> Section<'a> {
     /// Queues a message for this peer.
     pub(crate) fn send(&mut self, msg: Message) {
         self.out.newly_listed |= self.ps.send(msg);
-    }
-
-    /// Takes back the messages this section queued (they depended on writes
-    /// that failed). The peer stays listed as having messages: an empty
-    /// outbox drains to nothing.
-    pub(crate) fn withdraw_messages(ps: &mut PeerState, from: usize) {
-        ps.outbox.truncate(from);
     }
 
     pub(crate) fn outbox_start(&self) -> usize {

@@ -59,12 +59,18 @@ impl Sharded {
     /// Takes the outboxes of `nodes`. Each leaves the ready set before its
     /// lock is taken: a message queued after the drain took the outbox
     /// finds `listed` false and puts the peer back.
-    fn drain_outboxes_of_nodes(&self, nodes: &[NodeId]) -> Vec<(PublicKey, Message)> {
+    /// Messages whose batch is not durable yet stay, and so does the peer
+    /// in the ready set.
+    fn drain_outboxes_of_nodes(&self, nodes: &[NodeId], durable: u64) -> Vec<(PublicKey, Message)> {
         let mut out = Vec::new();
         for node in nodes {
             self.outbox_ready.remove(node);
-            if let Some((pk, msgs)) = self.with_peer(node, |ps| (ps.node, ps.take_outbox())) {
+            let taken = self.with_peer(node, |ps| (ps.node, ps.take_outbox(durable)));
+            if let Some((pk, (msgs, left))) = taken {
                 out.extend(msgs.into_iter().map(|m| (pk, m)));
+                if left {
+                    self.outbox_ready.insert(*node, ());
+                }
             }
         }
         out
@@ -203,16 +209,16 @@ impl Container for Sharded {
         self.outbox_ready.len()
     }
 
-    fn drain_outboxes(&self) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes(&self, durable: u64) -> Vec<(PublicKey, Message)> {
         // Copy the keys out first: a shard's read guard must not be held
         // while the same shard is written below.
         let ready: Vec<NodeId> = self.outbox_ready.iter().map(|e| *e.key()).collect();
-        self.drain_outboxes_of_nodes(&ready)
+        self.drain_outboxes_of_nodes(&ready, durable)
     }
 
-    fn drain_outboxes_of(&self, nodes: &[PublicKey]) -> Vec<(PublicKey, Message)> {
+    fn drain_outboxes_of(&self, nodes: &[PublicKey], durable: u64) -> Vec<(PublicKey, Message)> {
         let nodes: Vec<NodeId> = nodes.iter().map(NodeId::from).collect();
-        self.drain_outboxes_of_nodes(&nodes)
+        self.drain_outboxes_of_nodes(&nodes, durable)
     }
 
     fn snapshot_register(&self, node: NodeId, id: ChannelId, cell: SnapshotCell) {

@@ -70,4 +70,29 @@ impl TxCreationKeys {
             ),
         }
     }
+
+    /// The keys of a commitment that has no HTLC output (every HTLC trimmed,
+    /// or none): the revocation and delayed keys are derived, and the two
+    /// HTLC keys, which only HTLC outputs use, are not. They hold the two
+    /// HTLC *basepoints* instead, which no script of such a commitment
+    /// reads; never pass these keys to a commitment with an untrimmed HTLC.
+    pub fn derive_without_htlc_keys(
+        per_commitment_point: &PublicKey,
+        broadcaster: &ChannelPublicKeys,
+        countersignatory: &ChannelPublicKeys,
+    ) -> Self {
+        TxCreationKeys {
+            per_commitment_point: *per_commitment_point,
+            revocation_key: derive_revocation_public_key(
+                &countersignatory.revocation_basepoint,
+                per_commitment_point,
+            ),
+            broadcaster_htlc_key: broadcaster.htlc_basepoint,
+            countersignatory_htlc_key: countersignatory.htlc_basepoint,
+            broadcaster_delayed_payment_key: derive_public_key(
+                &broadcaster.delayed_payment_basepoint,
+                per_commitment_point,
+            ),
+        }
+    }
 }

@@ -1,0 +1,177 @@
+//! The journal: where a section's writes wait, in order, for the persister,
+//! so that no thread holds a peer lock, or waits at all, while the disk
+//! works.
+//!
+//! **The rule** (with the one of `section.rs`): every durable consequence
+//! of a section is *appended* here as one batch, with the next sequence
+//! number, before the section's peer lock is released; batches become
+//! durable in sequence order (a commit writes every batch appended so far,
+//! as one atomic `write_batch`); and nothing a section produced (its
+//! messages, its events) leaves the store before its batch is durable.
+//! Messages carry their section's number in the peer's outbox and are
+//! handed out only once it is durable; events wait here and are released by
+//! the commit that makes them durable.
+//!
+//! Whatever another section derives from this one (a forward it queued, a
+//! resolution it passed back) is applied later, in a section that appends
+//! later, so it becomes durable no earlier: a crash keeps a prefix of the
+//! batches, and a prefix is always a state the network could be in.
+//!
+//! **Who waits.** Nobody in a section. A commit is run by whoever needs
+//! durability: taking messages or events (`get_and_clear_pending_msg_events`,
+//! `get_and_clear_pending_events`, `process_pending_events`) or
+//! [`ChannelStore::flush`]. One commit runs at a time; the batches appended
+//! while it runs share the next one (group commit across every peer and
+//! thread). LDK's asynchronous `ChannelMonitor` updates, which hold a
+//! channel's messages until its update completes, are the same idea.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::{ChannelStore, Container};
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::persist::Key;
+
+/// One section's writes.
+type Batch = Vec<(Key, Option<Vec<u8>>)>;
+
+/// What is appended and not yet durable.
+#[derive(Default)]
+struct Pending {
+    /// The number the next appended batch gets (the first is 1).
+    next: u64,
+    batches: Vec<Batch>,
+    /// Events waiting for their batch, with its number.
+    events: Vec<(u64, (u64, Event))>,
+}
+
+/// Batches appended under peer locks, committed in order.
+#[derive(Default)]
+pub(crate) struct Journal {
+    pending: Mutex<Pending>,
+    /// Every batch numbered up to this is durable. Release: a reader that
+    /// sees it also sees the outbox tags it covers (they were written under
+    /// peer locks before the batch was appended).
+    durable: AtomicU64,
+    /// Held by the one thread committing.
+    commit: Mutex<()>,
+}
+
+impl Journal {
+    /// Appends a section's writes and events: returns the number its
+    /// messages wait for. A section with nothing to write waits for the
+    /// last batch appended (its messages may depend on any of them).
+    /// Called under the section's peer lock; the journal's lock is a leaf.
+    pub(crate) fn append(&self, writes: Batch, events: Vec<(u64, Event)>) -> u64 {
+        let mut p = self.pending.lock();
+        if p.next == 0 {
+            p.next = 1;
+        }
+        if writes.is_empty() && events.is_empty() {
+            return p.next - 1;
+        }
+        let seq = p.next;
+        p.next += 1;
+        p.batches.push(writes);
+        p.events.extend(events.into_iter().map(|e| (seq, e)));
+        seq
+    }
+
+    /// The number of the last batch appended (0: none).
+    fn last_appended(&self) -> u64 {
+        self.pending.lock().next.saturating_sub(1)
+    }
+
+    /// Every batch up to this number is durable.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+}
+
+impl<C: Container> ChannelStore<C> {
+    /// Makes everything done so far durable: commits every batch appended
+    /// before the call (and any appended meanwhile), then releases the
+    /// events they carry. Without a persister there is nothing to do.
+    /// Messages and events are handed out only after their batch is
+    /// durable, so taking them calls this; call it yourself to bound how
+    /// much a crash could undo.
+    ///
+    /// **Locking behaviour:** no peer lock. One commit runs at a time:
+    /// a caller that finds one running waits for it, then commits what is
+    /// left, if anything.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let Some(persister) = &self.persister else {
+            return Ok(());
+        };
+        let journal = &self.journal;
+        let target = journal.last_appended();
+        if journal.durable() >= target {
+            return Ok(());
+        }
+        let _committing = journal.commit.lock();
+        if journal.durable() >= target {
+            return Ok(());
+        }
+        self.check_not_failed()?;
+        let (upto, batches, events) = {
+            let mut p = journal.pending.lock();
+            let upto = p.next.saturating_sub(1);
+            (
+                upto,
+                std::mem::take(&mut p.batches),
+                std::mem::take(&mut p.events),
+            )
+        };
+        let group: Batch = batches.into_iter().flatten().collect();
+        if !group.is_empty() {
+            if let Err(e) = persister.write_batch(&group) {
+                // Memory is ahead of the disk now: refuse all work. What
+                // depended on these batches never leaves.
+                self.failed.store(true, Ordering::Relaxed);
+                return Err(StoreError::Persist(e.to_string()));
+            }
+        }
+        journal.durable.store(upto, Ordering::Release);
+        for (_, event) in events {
+            self.events.push(event);
+        }
+        Ok(())
+    }
+
+    /// Appends a batch that no section made (a restore's clean-up, a
+    /// forward to a peer that is gone) and commits it: on return it is
+    /// durable.
+    pub(crate) fn persist_now(&self, batch: Batch) -> Result<(), StoreError> {
+        self.check_not_failed()?;
+        if self.persister.is_none() {
+            return Ok(());
+        }
+        self.journal.append(batch, Vec::new());
+        self.flush()
+    }
+
+    /// Queues a section's durable consequences (see the module doc);
+    /// returns the number its messages wait for. Without a persister its
+    /// events go out at once.
+    pub(crate) fn append_section(&self, writes: Batch, events: Vec<(u64, Event)>) -> u64 {
+        if self.persister.is_none() {
+            for event in events {
+                self.events.push(event);
+            }
+            return 0;
+        }
+        self.journal.append(writes, events)
+    }
+
+    /// The number up to which messages may leave (everything, without a
+    /// persister).
+    pub(crate) fn releasable(&self) -> u64 {
+        if self.persister.is_none() {
+            u64::MAX
+        } else {
+            self.journal.durable()
+        }
+    }
+}
