@@ -104,6 +104,8 @@ mod tests {
         let (a, b) = (key(2), key(3));
         store.peer_connected(a);
         store.peer_connected(b);
+        // The two `init`s the connections queued.
+        assert_eq!(store.get_and_clear_pending_msg_events().len(), 2);
         let (a, b) = (BenchNode::new(&a), BenchNode::new(&b));
         let mut scratch = OpScratch::default();
         let mut popped = 0;

@@ -245,6 +245,35 @@ pub enum StoreError {
         /// The id.
         channel_id: ChannelId,
     },
+    /// An `open_channel` or `accept_channel` names a `channel_type` other
+    /// than `option_static_remotekey`, the one commitment format this crate
+    /// builds (or an `accept_channel`'s differs from our `open_channel`'s).
+    #[error("channel {channel_id}: unsupported channel_type {bits:?}")]
+    UnsupportedChannelType {
+        /// The channel (its temporary id).
+        channel_id: ChannelId,
+        /// The feature bits the peer's `channel_type` sets.
+        bits: Vec<u32>,
+    },
+    /// The peer sent a message before its `init` (BOLT 1: `init` comes
+    /// first on every connection).
+    #[error("peer {node_id} sent {message} before init")]
+    InitRequired {
+        /// The peer.
+        node_id: PublicKey,
+        /// The message it sent.
+        message: &'static str,
+    },
+    /// The peer's `init` rules out talking to it: it requires a feature we
+    /// do not know, lacks one we require, or names only other chains. The
+    /// connection should be closed.
+    #[error("peer {node_id} is incompatible: {reason}")]
+    IncompatiblePeer {
+        /// The peer.
+        node_id: PublicKey,
+        /// What does not match.
+        reason: String,
+    },
     /// The peer is not connected (or was never seen).
     #[error("peer {node_id} is not connected")]
     PeerNotConnected {
@@ -341,6 +370,22 @@ pub enum DecodeError {
     InvalidValue {
         /// The field.
         field: &'static str,
+    },
+    /// A message's TLV extension is not a valid BOLT 1 stream (a record cut
+    /// short, a non-minimal `bigsize`, types not strictly increasing).
+    #[error("malformed TLV stream in {message}")]
+    InvalidTlvStream {
+        /// The message.
+        message: &'static str,
+    },
+    /// A message's TLV extension holds an even (required) type this crate
+    /// does not know (BOLT 1: the message must be refused).
+    #[error("unknown even TLV type {tlv_type} in {message}")]
+    UnknownEvenTlv {
+        /// The message.
+        message: &'static str,
+        /// The record's type.
+        tlv_type: u64,
     },
     /// A stored-state format version this crate cannot read.
     #[error("unsupported format version {0}")]

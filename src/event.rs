@@ -131,6 +131,18 @@ pub enum Event {
         /// What its HTLCs carried.
         amount_msat: u64,
     },
+    /// A peer sent a BOLT 1 `warning`: something it disliked, short of
+    /// failing a channel (nothing was closed). At most one per connection
+    /// is reported, so a peer cannot make the store write for free.
+    PeerWarning {
+        /// The peer.
+        counterparty_node_id: PublicKey,
+        /// The channel it named (all zero: the connection as a whole).
+        channel_id: ChannelId,
+        /// Its text, printable ASCII only (other bytes as `?`), at most
+        /// [`PEER_WARNING_MAX_LEN`] characters.
+        message: String,
+    },
     /// A channel closed.
     ChannelClosed {
         /// The channel.
@@ -140,6 +152,24 @@ pub enum Event {
         /// Why.
         reason: ClosureReason,
     },
+}
+
+/// The longest `PeerWarning::message` kept; the rest is cut.
+pub const PEER_WARNING_MAX_LEN: usize = 256;
+
+/// A peer's free-form bytes as safe text: printable ASCII kept, anything
+/// else `?`, at most [`PEER_WARNING_MAX_LEN`] characters.
+pub(crate) fn printable(data: &[u8]) -> String {
+    data.iter()
+        .take(PEER_WARNING_MAX_LEN)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Why a channel closed.

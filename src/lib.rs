@@ -14,6 +14,7 @@ mod channel;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod features;
 mod forward;
 pub mod inbound_payment;
 pub mod keys;

@@ -150,6 +150,8 @@ fn scenario<C: Container>() -> Outcome {
         x.peer_connected(y.node_id());
         y.peer_connected(x.node_id());
     }
+    // The inits cross.
+    deliver_all(&[&a, &b, &c]);
     let (ab, ab_scid) = open(&a, &b, 1);
     let (bc, bc_scid) = open(&b, &c, 2);
     for n in [&a, &b, &c] {

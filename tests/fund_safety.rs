@@ -122,8 +122,7 @@ impl Net {
         }
         self.b = durable(2, self.config.clone(), &self.pb);
         for n in [&self.a, &self.c] {
-            n.peer_connected(self.b.node_id());
-            self.b.peer_connected(n.node_id());
+            connect(n, &self.b);
         }
     }
 
@@ -742,7 +741,7 @@ fn unfunded_inbound_channels_are_capped_and_cost_nothing_durable() {
     let funder = open_template();
     let peers: Vec<ChannelStore> = (0..3).map(|i| node(20 + i)).collect();
     for p in &peers {
-        hub.peer_connected(p.node_id());
+        greet(&hub, p.node_id());
     }
     let from = |i: usize| peers[i].node_id();
     hub.handle_message(&from(0), open_msg(1, &funder)).unwrap();
@@ -766,7 +765,7 @@ fn unfunded_inbound_channels_are_capped_and_cost_nothing_durable() {
     let written = pb.len();
     for _ in 0..50 {
         hub.peer_disconnected(&from(0));
-        hub.peer_connected(from(0));
+        greet(&hub, from(0));
         hub.handle_message(&from(0), open_msg(1, &funder)).unwrap();
     }
     hub.peer_disconnected(&from(0));
@@ -902,7 +901,7 @@ fn racing_open_and_disconnect_leaves_no_ghost() {
         .map(|i| open_msg((i % 250) as u8 + 1, &funder))
         .collect();
     for open in opens {
-        hub.peer_connected(peer);
+        greet(&hub, peer);
         let h = hub.clone();
         let t = std::thread::spawn(move || {
             let _ = h.handle_message(&peer, open);
@@ -1145,29 +1144,41 @@ fn shutdown_refused_while_peer_has_unsigned_removals_or_fee() {
 
 /// Point 13: our `channel_reestablish` goes out whatever the peer does
 /// between its connection and ours: a peer's messages are refused until the
-/// section that marks it connected has queued ours.
+/// section that takes its `init` has queued ours.
 #[test]
 fn reestablish_is_sent_even_when_the_peer_races_us() {
     let (a, b) = (Arc::new(node(1)), node(2));
     connect_all(&[&a, &b]);
     let (_, _) = open_channel(&a, &b, 1_000_000, 0);
+    deliver_all(&[&a, &b]);
     for _ in 0..100 {
         a.peer_disconnected(&b.node_id());
         b.peer_disconnected(&a.node_id());
+        a.peer_connected(b.node_id());
         b.peer_connected(a.node_id());
+        // A's init reaches B, which answers with its reestablish.
+        for (_, m) in take_msgs(&a) {
+            deliver_one(&a, &b, m);
+        }
         let theirs = take_msgs(&b);
-        assert_eq!(theirs.len(), 1);
-        let reestablish = theirs[0].1.clone();
+        let [(_, init @ Message::Init(_)), (_, reestablish @ Message::ChannelReestablish(_))] =
+            &theirs[..]
+        else {
+            panic!("{theirs:?}");
+        };
+        let (init, reestablish) = (init.clone(), reestablish.clone());
+        // The reestablish races the init it follows (which a transport
+        // never lets it do).
         let a2 = a.clone();
         let from = b.node_id();
         let racing = reestablish.clone();
         let t = std::thread::spawn(move || a2.handle_message(&from, racing));
-        a.peer_connected(b.node_id());
+        a.handle_message(&b.node_id(), init).unwrap();
         let result = t.join().unwrap();
-        // Either refused (A was not connected yet, as a transport would not
-        // deliver it) or taken after A's section queued A's reestablish.
+        // Either refused (before B's init) or taken after A's section
+        // queued A's reestablish.
         if let Err(e) = &result {
-            assert!(matches!(e, StoreError::PeerNotConnected { .. }), "{e}");
+            assert!(matches!(e, StoreError::InitRequired { .. }), "{e}");
             deliver_one(&b, &a, reestablish);
         }
         let ours = take_msgs(&a);

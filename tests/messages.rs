@@ -9,17 +9,19 @@ use bitcoin::constants::ChainHash;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{self, ecdsa::Signature, PublicKey, Secp256k1, SecretKey};
 use bitcoin::{ScriptBuf, Txid};
+use chanstore::features::Features;
 use chanstore::message::{
     AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
-    FundingCreated, FundingSigned, OnionPacket, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
-    UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc, ONION_PACKET_LEN,
+    FundingCreated, FundingSigned, Init, OnionPacket, OpenChannel, Ping, Pong, RevokeAndAck,
+    Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc,
+    Warning, ONION_PACKET_LEN,
 };
 use chanstore::{ChannelId, DecodeError, Message, PaymentPreimage};
 use proptest::prelude::*;
 
-/// Every type number this crate decodes, from BOLT 1 (`error`) and BOLT 2.
-const KNOWN_TYPES: [u16; 16] = [
-    17, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136,
+/// Every type number this crate decodes, from BOLT 1 and BOLT 2.
+const KNOWN_TYPES: [u16; 20] = [
+    1, 16, 17, 18, 19, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136,
 ];
 
 static SECP: LazyLock<Secp256k1<secp256k1::All>> = LazyLock::new(Secp256k1::new);
@@ -70,6 +72,8 @@ fn open_channel() -> OpenChannel {
         htlc_basepoint: key(5),
         first_per_commitment_point: key(6),
         channel_flags: 1,
+        shutdown_scriptpubkey: None,
+        channel_type: None,
     }
 }
 
@@ -89,6 +93,8 @@ fn accept_channel() -> AcceptChannel {
         delayed_payment_basepoint: key(14),
         htlc_basepoint: key(15),
         first_per_commitment_point: key(16),
+        shutdown_scriptpubkey: None,
+        channel_type: None,
     }
 }
 
@@ -203,6 +209,43 @@ fn samples() -> Vec<Message> {
             failure_code: 0xc005,
         }
         .into(),
+        // Appended, so the indices above stay what other tests use.
+        OpenChannel {
+            shutdown_scriptpubkey: Some(ScriptBuf::new()),
+            channel_type: Some(Features::static_remotekey_channel()),
+            ..open_channel()
+        }
+        .into(),
+        AcceptChannel {
+            shutdown_scriptpubkey: Some(ScriptBuf::from_bytes(vec![0x00, 0x14, 7, 7, 7])),
+            channel_type: Some(Features::from_wire(&[0x00, 0x10, 0x00])),
+            ..accept_channel()
+        }
+        .into(),
+        Init::ours(ChainHash::TESTNET3).into(),
+        Init {
+            global_features: Features::empty(),
+            features: Features::from_wire(&[0, 0x02, 0x00]),
+            networks: None,
+        }
+        .into(),
+        Init {
+            global_features: Features::from_bits(&[0]),
+            features: Features::from_bits(&[9, 12, 45]),
+            networks: Some(vec![ChainHash::BITCOIN, ChainHash::SIGNET]),
+        }
+        .into(),
+        Warning {
+            channel_id: cid,
+            data: b"fee too low".to_vec(),
+        }
+        .into(),
+        Ping {
+            num_pong_bytes: 12,
+            ignored: vec![0; 3],
+        }
+        .into(),
+        Pong { ignored: vec![] }.into(),
     ]
 }
 
@@ -216,12 +259,36 @@ static SAMPLES: LazyLock<Vec<(Message, Vec<u8>)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Length of a TLV record holding `len` bytes (one-byte type and length).
+fn record(len: usize) -> usize {
+    assert!(len < 0xfd);
+    2 + len
+}
+
+/// Length of the TLV extension of a sample: the records its fields write.
+fn extension_len(msg: &Message) -> usize {
+    let setup = |script: &Option<ScriptBuf>, t: &Option<Features>| {
+        script.as_ref().map_or(0, |s| record(s.len()))
+            + t.as_ref().map_or(0, |t| record(t.as_wire().len()))
+    };
+    match msg {
+        Message::OpenChannel(m) => setup(&m.shutdown_scriptpubkey, &m.channel_type),
+        Message::AcceptChannel(m) => setup(&m.shutdown_scriptpubkey, &m.channel_type),
+        Message::Init(m) => m.networks.as_ref().map_or(0, |n| record(32 * n.len())),
+        _ => 0,
+    }
+}
+
 /// The BOLT type, name and exact encoded length (type included, no
 /// extension) of a sample, summed from the spec's field widths.
 fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
     const POINT: usize = 33;
     const SIG: usize = 64;
     let body = match msg {
+        Message::Warning(m) => 32 + 2 + m.data.len(),
+        Message::Init(m) => 2 + m.global_features.as_wire().len() + 2 + m.features.as_wire().len(),
+        Message::Ping(m) => 2 + 2 + m.ignored.len(),
+        Message::Pong(m) => 2 + m.ignored.len(),
         Message::OpenChannel(_) => 32 + 32 + 8 * 6 + 4 + 2 + 2 + POINT * 6 + 1,
         Message::AcceptChannel(_) => 32 + 8 * 4 + 4 + 2 + 2 + POINT * 6,
         Message::FundingCreated(_) => 32 + 32 + 2 + SIG,
@@ -240,6 +307,10 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::Error(m) => 32 + 2 + m.data.len(),
     };
     let (type_id, name) = match msg {
+        Message::Warning(_) => (1, "warning"),
+        Message::Init(_) => (16, "init"),
+        Message::Ping(_) => (18, "ping"),
+        Message::Pong(_) => (19, "pong"),
         Message::Error(_) => (17, "error"),
         Message::OpenChannel(_) => (32, "open_channel"),
         Message::AcceptChannel(_) => (33, "accept_channel"),
@@ -275,7 +346,7 @@ fn encoding_has_the_bolt_type_name_and_length() {
         assert_eq!(msg.type_id(), type_id, "{name}");
         assert_eq!(msg.name(), name);
         assert_eq!(bytes[..2], type_id.to_be_bytes(), "{name}");
-        assert_eq!(bytes.len(), len, "{name}");
+        assert_eq!(bytes.len(), len + extension_len(msg), "{name}");
         seen.push(type_id);
     }
     seen.sort_unstable();
@@ -319,6 +390,7 @@ fn channel_id_is_the_one_the_message_names() {
                 ChannelId(bytes32(1))
             }
             Message::Error(m) => m.channel_id,
+            Message::Init(_) | Message::Ping(_) | Message::Pong(_) => ChannelId([0; 32]),
             _ => ChannelId(bytes32(0x40)),
         };
         assert_eq!(msg.channel_id(), expected, "{}", msg.name());
@@ -326,15 +398,30 @@ fn channel_id_is_the_one_the_message_names() {
 }
 
 #[test]
-fn every_strict_prefix_is_an_error() {
+fn every_strict_prefix_is_an_error_or_another_message() {
     for (msg, bytes) in SAMPLES.iter() {
+        let fixed = expected_wire(msg).2;
         for len in 0..bytes.len() {
             let result = Message::decode(&bytes[..len]);
-            assert!(
-                matches!(result, Err(DecodeError::ShortRead { .. })),
-                "{} cut to {len} bytes gave {result:?}",
-                msg.name()
-            );
+            if len < fixed {
+                assert!(
+                    matches!(result, Err(DecodeError::ShortRead { .. })),
+                    "{} cut to {len} bytes gave {result:?}",
+                    msg.name()
+                );
+            } else {
+                // Inside the extension: cut at a record boundary it is the
+                // message without the later records, else a broken stream.
+                match result {
+                    Ok(other) => assert_ne!(&other, msg, "{} cut to {len}", msg.name()),
+                    Err(e) => assert_eq!(
+                        e,
+                        DecodeError::InvalidTlvStream {
+                            message: msg.name()
+                        }
+                    ),
+                }
+            }
         }
     }
 }
@@ -414,9 +501,9 @@ fn invalid_signatures_are_named() {
 
 #[test]
 fn unknown_types_are_reported_odd_and_even() {
-    // 16 init (even), 1 warning (odd), 137 (odd, unassigned),
-    // 258 channel_update (even), 32768/65535 custom range, 0.
-    for t in [0u16, 1, 16, 137, 200, 258, 32_768, 65_535] {
+    // 137 (odd, unassigned), 258 channel_update (even), 32768/65535 custom
+    // range, 0.
+    for t in [0u16, 2, 137, 200, 258, 32_768, 65_535] {
         assert!(!KNOWN_TYPES.contains(&t));
         let mut bytes = t.to_be_bytes().to_vec();
         assert_eq!(
@@ -432,21 +519,90 @@ fn unknown_types_are_reported_odd_and_even() {
 }
 
 #[test]
-fn trailing_bytes_are_ignored() {
-    // Two odd TLV records (BOLT 1 Appendix C), then arbitrary junk: the codec
-    // does not parse the extension at all.
-    for tail in [&[0xc9, 0x01, 0x2a, 0xcb, 0x01, 0x04][..], &[0xff; 1000][..]] {
-        for (msg, bytes) in SAMPLES.iter() {
+fn odd_tlv_records_are_skipped_even_ones_and_junk_refused() {
+    for (msg, bytes) in SAMPLES.iter() {
+        let name = msg.name();
+        let with = |tail: &[u8]| {
             let mut extended = bytes.clone();
             extended.extend_from_slice(tail);
-            assert_eq!(
-                Message::decode(&extended).as_ref(),
-                Ok(msg),
-                "{}",
-                msg.name()
-            );
-        }
+            Message::decode(&extended)
+        };
+        // Two odd records (BOLT 1 Appendix C), after any the sample has.
+        assert_eq!(
+            with(&[0xc9, 0x01, 0x2a, 0xcb, 0x01, 0x04]).as_ref(),
+            Ok(msg),
+            "{name}"
+        );
+        // An even one of a type no message knows.
+        assert_eq!(
+            with(&[0xca, 0x00]),
+            Err(DecodeError::UnknownEvenTlv {
+                message: name,
+                tlv_type: 0xca
+            }),
+            "{name}"
+        );
+        // Bytes that are no TLV stream at all.
+        assert_eq!(
+            with(&[0xff; 1000]),
+            Err(DecodeError::InvalidTlvStream { message: name }),
+            "{name}"
+        );
+        // A record out of order.
+        assert_eq!(
+            with(&[0xcb, 0x00, 0xc9, 0x00]),
+            Err(DecodeError::InvalidTlvStream { message: name }),
+            "{name}"
+        );
     }
+}
+
+#[test]
+fn setup_tlvs_and_init_networks_are_read() {
+    let open = Message::from(OpenChannel {
+        shutdown_scriptpubkey: Some(ScriptBuf::new()),
+        channel_type: Some(Features::static_remotekey_channel()),
+        ..open_channel()
+    });
+    let bytes = open.encode();
+    // After the 319-byte body: TLV 0 (empty script), TLV 1 = 0x1000.
+    assert_eq!(&bytes[2 + 319..], &[0x00, 0x00, 0x01, 0x02, 0x10, 0x00]);
+    // An even record other than 0 in open_channel is refused.
+    let mut two = bytes[..2 + 319].to_vec();
+    two.extend_from_slice(&[0x02, 0x00]);
+    assert_eq!(
+        Message::decode(&two),
+        Err(DecodeError::UnknownEvenTlv {
+            message: "open_channel",
+            tlv_type: 2
+        })
+    );
+    // init's networks: a multiple of 32 bytes.
+    let mut init = vec![0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x01, 0x05];
+    init.extend_from_slice(&[0; 5]);
+    assert_eq!(
+        Message::decode(&init),
+        Err(DecodeError::InvalidValue {
+            field: "init.networks"
+        })
+    );
+}
+
+#[test]
+fn ping_is_answered_by_bolt1_rules() {
+    let ping = |n| Ping {
+        num_pong_bytes: n,
+        ignored: vec![],
+    };
+    assert_eq!(
+        ping(5).answer(),
+        Some(Pong {
+            ignored: vec![0; 5]
+        })
+    );
+    assert_eq!(ping(65531).answer().map(|p| p.ignored.len()), Some(65531));
+    assert_eq!(ping(65532).answer(), None);
+    assert_eq!(ping(u16::MAX).answer(), None);
 }
 
 #[test]

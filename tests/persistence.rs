@@ -27,10 +27,10 @@ fn reconnect(nodes: &[&ChannelStore]) {
         for b in nodes {
             if a.node_id() != b.node_id() {
                 a.peer_disconnected(&b.node_id());
-                a.peer_connected(b.node_id());
             }
         }
     }
+    connect_all(nodes);
 }
 
 fn route(hops: &[(&ChannelStore, chanstore::ShortChannelId, u64)]) -> Route {

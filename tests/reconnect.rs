@@ -200,8 +200,7 @@ fn messages_between_disconnect_and_reestablish_are_refused() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     a.peer_disconnected(&b.node_id());
     b.peer_disconnected(&a.node_id());
-    a.peer_connected(b.node_id());
-    b.peer_connected(a.node_id());
+    connect(&a, &b);
     // Before b's channel_reestablish reaches a, an update for the channel is refused.
     let route = Route {
         hops: vec![RouteHop {
@@ -253,7 +252,7 @@ fn peer_claiming_a_newer_state_fails_the_channel() {
     connect_all(&[&a, &b]);
     let (id, _) = open_channel(&a, &b, 1_000_000, 0);
     a.peer_disconnected(&b.node_id());
-    a.peer_connected(b.node_id());
+    greet(&a, b.node_id());
     let lie = Message::ChannelReestablish(chanstore::message::ChannelReestablish {
         channel_id: id,
         next_commitment_number: 5,

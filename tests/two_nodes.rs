@@ -670,6 +670,8 @@ fn open_msg(funding_satoshis: u64, push_msat: u64) -> Message {
         htlc_basepoint: pk(15),
         first_per_commitment_point: pk(16),
         channel_flags: 0,
+        shutdown_scriptpubkey: None,
+        channel_type: None,
     })
 }
 

@@ -14,6 +14,7 @@ use super::{Channel, Effects, Phase, SideParams};
 use crate::config::{StoreConfig, MAX_ACCEPTED_HTLCS_LIMIT};
 use crate::error::StoreError;
 use crate::event::Event;
+use crate::features::Features;
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::message::{
     AcceptChannel, ChannelReady, FundingCreated, FundingSigned, Message, OpenChannel,
@@ -49,6 +50,23 @@ macro_rules! announced {
 const MIN_DUST_LIMIT_SAT: u64 = 354;
 /// Most confirmations we agree to wait for.
 const MAX_MINIMUM_DEPTH: u32 = 2016;
+
+/// A peer's `channel_type` must be `option_static_remotekey` exactly, the
+/// type we propose and the only one we build; when absent (a peer without
+/// `option_channel_type`), BOLT 2 derives the type from the `init`
+/// features, and `init` already made sure both sides have
+/// `option_static_remotekey`.
+fn check_channel_type(channel_id: ChannelId, t: Option<&Features>) -> Result<(), StoreError> {
+    match t {
+        Some(t) if !t.bits().eq(Features::static_remotekey_channel().bits()) => {
+            Err(StoreError::UnsupportedChannelType {
+                channel_id,
+                bits: t.bits().collect(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Returns `UnacceptableParameter` unless `ok`.
 fn require(
@@ -299,6 +317,9 @@ impl Channel {
             htlc_basepoint: keys.htlc_basepoint,
             first_per_commitment_point: channel.signer.commitment_point(0),
             channel_flags: 0,
+            // BOLT 2: with `open_channel_tlvs`, an empty script (none).
+            shutdown_scriptpubkey: Some(bitcoin::ScriptBuf::new()),
+            channel_type: Some(Features::static_remotekey_channel()),
         };
         Ok((channel, open))
     }
@@ -315,6 +336,7 @@ impl Channel {
             return Err(StoreError::WrongChain { channel_id: id });
         }
         check_funding(config, id, msg.funding_satoshis, msg.push_msat)?;
+        check_channel_type(id, msg.channel_type.as_ref())?;
         let feerate = u64::from(msg.feerate_per_kw);
         require(
             feerate >= u64::from(config.min_feerate_per_kw),
@@ -402,6 +424,9 @@ impl Channel {
             delayed_payment_basepoint: keys.delayed_payment_basepoint,
             htlc_basepoint: keys.htlc_basepoint,
             first_per_commitment_point: channel.signer.commitment_point(0),
+            shutdown_scriptpubkey: Some(bitcoin::ScriptBuf::new()),
+            // BOLT 2: "MUST set it to the channel_type from open_channel".
+            channel_type: msg.channel_type.clone(),
         };
         channel.publish();
         Ok((channel, accept))
@@ -417,6 +442,7 @@ impl Channel {
             return Err(self.wrong_state("accept_channel"));
         }
         let id = self.channel_id;
+        check_channel_type(id, msg.channel_type.as_ref())?;
         let theirs = announced!(msg).0;
         check_side_params(
             config,

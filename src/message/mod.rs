@@ -7,7 +7,11 @@
 //!
 //! | type | message | struct | file |
 //! |---:|---|---|---|
+//! | 1 | `warning` | [`Warning`] | `connection.rs` |
+//! | 16 | `init` | [`Init`] | `connection.rs` |
 //! | 17 | `error` | [`ErrorMessage`] | `control.rs` |
+//! | 18 | `ping` | [`Ping`] | `connection.rs` |
+//! | 19 | `pong` | [`Pong`] | `connection.rs` |
 //! | 32 | `open_channel` | [`OpenChannel`] | `setup.rs` |
 //! | 33 | `accept_channel` | [`AcceptChannel`] | `setup.rs` |
 //! | 34 | `funding_created` | [`FundingCreated`] | `setup.rs` |
@@ -28,17 +32,23 @@
 //! valid compact signatures. Whether values are acceptable (amounts, fee
 //! rates, expiries, signature counts) is the channel state machine's business.
 //!
-//! **Extensions are ignored.** Per BOLT 1 a receiver MAY ignore the
-//! `extension` TLV stream, so [`Message::decode`] accepts and drops any bytes
-//! after the last fixed field, without parsing them. As a consequence
-//! `encode(decode(bytes))` is the prefix of `bytes` up to that field, and
-//! [`Message::encode`] never writes an extension.
+//! **Extensions are TLV streams, read by BOLT 1's rules.** The bytes after a
+//! message's last fixed field must be a well-formed TLV stream (`tlv.rs`):
+//! records of unknown odd types are skipped, an unknown even type is
+//! refused ([`DecodeError::UnknownEvenTlv`]). The records this crate uses
+//! are fields of their message (`open_channel`/`accept_channel`:
+//! `upfront_shutdown_script` and `channel_type`; `init`: `networks`) and are
+//! written back; skipped ones are not, so `encode(decode(bytes))` is a
+//! prefix of `bytes` whenever the skipped records come last.
 
+mod connection;
 mod control;
 mod setup;
+mod tlv;
 mod update;
 mod wire;
 
+pub use connection::{Init, Ping, Pong, Warning, PING_NO_PONG};
 pub use control::{ChannelReestablish, ClosingSigned, ErrorMessage, Shutdown};
 pub use setup::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
 pub use update::{
@@ -64,10 +74,13 @@ use wire::{Reader, Writer};
 /// assert_eq!(bytes.len(), 2 + 32 + 4);
 /// assert_eq!(msg.name(), "update_fee");
 ///
-/// // Trailing bytes (a TLV extension) are ignored.
+/// // A TLV extension of an unknown odd type is skipped; an even one refused.
 /// let mut extended = bytes.clone();
 /// extended.extend_from_slice(&[0x01, 0x00]);
 /// assert_eq!(Message::decode(&extended), Ok(msg));
+/// let mut required = bytes.clone();
+/// required.extend_from_slice(&[0x02, 0x00]);
+/// assert!(Message::decode(&required).is_err());
 /// assert!(Message::decode(&bytes[..bytes.len() - 1]).is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,13 +117,21 @@ pub enum Message {
     ChannelReestablish(ChannelReestablish),
     /// `error` (type 17, BOLT 1).
     Error(ErrorMessage),
+    /// `warning` (type 1, BOLT 1).
+    Warning(Warning),
+    /// `init` (type 16, BOLT 1).
+    Init(Init),
+    /// `ping` (type 18, BOLT 1).
+    Ping(Ping),
+    /// `pong` (type 19, BOLT 1).
+    Pong(Pong),
 }
 
 /// Generates the per-variant dispatch of [`Message`] from one table, so that
 /// a type number, a name and a codec can never drift apart (a variant missing
 /// from the table is a non-exhaustive match, a compile error).
 macro_rules! message_table {
-    ($( $variant:ident($ty:ident) = $type_id:literal, $name:literal, $id_field:ident; )*) => {
+    ($( $variant:ident($ty:ident) = $type_id:literal, $name:literal, $id:ident $(($($no:tt)*))?; )*) => {
         impl Message {
             /// The message's BOLT type number (the first two bytes on the wire).
             pub fn type_id(&self) -> u16 {
@@ -132,7 +153,7 @@ macro_rules! message_table {
             /// every channel).
             pub fn channel_id(&self) -> ChannelId {
                 match self {
-                    $( Message::$variant(m) => m.$id_field, )*
+                    $( Message::$variant(m) => m.$id $(($($no)*))?, )*
                 }
             }
 
@@ -159,8 +180,8 @@ macro_rules! message_table {
 
             /// Parses one message (type included) from `bytes`.
             ///
-            /// Bytes after the message's last field (a BOLT 1 TLV
-            /// `extension`) are accepted and ignored.
+            /// Bytes after the message's last field must be a BOLT 1 TLV
+            /// `extension`: unknown odd records are skipped.
             ///
             /// # Errors
             ///
@@ -170,6 +191,9 @@ macro_rules! message_table {
             ///   caller's.
             /// - [`DecodeError::ShortRead`] when the input ends inside a field
             ///   (or a length or count promises more bytes than remain).
+            /// - [`DecodeError::InvalidTlvStream`] for a malformed extension,
+            ///   [`DecodeError::UnknownEvenTlv`] for an even record this
+            ///   message does not know.
             /// - [`DecodeError::InvalidPublicKey`] or
             ///   [`DecodeError::InvalidSignature`] for a point or signature
             ///   that is not valid.
@@ -178,7 +202,13 @@ macro_rules! message_table {
             pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
                 let mut r = Reader::new(bytes);
                 match r.read_u16("type")? {
-                    $( $type_id => $ty::read(&mut r).map(Message::$variant), )*
+                    $( $type_id => {
+                        let msg = $ty::read(&mut r)?;
+                        // What a message did not read itself is its TLV
+                        // stream, checked by BOLT 1's rules.
+                        tlv::read_stream(&mut r, $name, &[])?;
+                        Ok(Message::$variant(msg))
+                    } )*
                     other => Err(DecodeError::UnknownMessageType(other)),
                 }
             }
@@ -195,7 +225,11 @@ macro_rules! message_table {
 }
 
 message_table! {
+    Warning(Warning) = 1, "warning", channel_id;
+    Init(Init) = 16, "init", no_channel();
     Error(ErrorMessage) = 17, "error", channel_id;
+    Ping(Ping) = 18, "ping", no_channel();
+    Pong(Pong) = 19, "pong", no_channel();
     OpenChannel(OpenChannel) = 32, "open_channel", temporary_channel_id;
     AcceptChannel(AcceptChannel) = 33, "accept_channel", temporary_channel_id;
     FundingCreated(FundingCreated) = 34, "funding_created", temporary_channel_id;

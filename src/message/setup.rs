@@ -9,16 +9,18 @@
 use bitcoin::constants::ChainHash;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{ecdsa::Signature, PublicKey};
-use bitcoin::Txid;
+use bitcoin::{ScriptBuf, Txid};
 
+use super::tlv;
 use super::wire::{Reader, Writer, POINT_LEN, SIGNATURE_LEN};
 use crate::error::DecodeError;
+use crate::features::Features;
 use crate::types::ChannelId;
 
 /// `open_channel` (type 32): the funder proposes a channel and its parameters.
 ///
-/// Trailing `open_channel_tlvs` (`upfront_shutdown_script`, `channel_type`)
-/// are not decoded; they are ignored like any BOLT 1 extension.
+/// `open_channel_tlvs` carries `upfront_shutdown_script` (type 0) and
+/// `channel_type` (type 1); other odd records are skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenChannel {
     /// Genesis block hash of the chain the channel is to be opened on.
@@ -58,6 +60,33 @@ pub struct OpenChannel {
     pub first_per_commitment_point: PublicKey,
     /// Bit 0: `announce_channel`; other bits reserved.
     pub channel_flags: u8,
+    /// `upfront_shutdown_script` (TLV 0): `None` when absent, an empty
+    /// script when the sender names none.
+    pub shutdown_scriptpubkey: Option<ScriptBuf>,
+    /// `channel_type` (TLV 1): the commitment format proposed.
+    pub channel_type: Option<Features>,
+}
+
+/// The two records `open_channel` and `accept_channel` share:
+/// `upfront_shutdown_script` (0) and `channel_type` (1).
+fn read_setup_tlvs(
+    r: &mut Reader<'_>,
+    message: &'static str,
+) -> Result<(Option<ScriptBuf>, Option<Features>), DecodeError> {
+    let records = tlv::read_stream(r, message, &[0])?;
+    Ok((
+        tlv::find(&records, 0).map(|v| ScriptBuf::from_bytes(v.to_vec())),
+        tlv::find(&records, 1).map(Features::from_wire),
+    ))
+}
+
+fn write_setup_tlvs(w: &mut Writer, script: &Option<ScriptBuf>, channel_type: &Option<Features>) {
+    if let Some(script) = script {
+        tlv::write_record(w, 0, script.as_bytes());
+    }
+    if let Some(t) = channel_type {
+        tlv::write_record(w, 1, t.as_wire());
+    }
 }
 
 impl OpenChannel {
@@ -86,6 +115,12 @@ impl OpenChannel {
             htlc_basepoint: r.read_pubkey("open_channel.htlc_basepoint")?,
             first_per_commitment_point: r.read_pubkey("open_channel.first_per_commitment_point")?,
             channel_flags: r.read_u8("open_channel.channel_flags")?,
+            shutdown_scriptpubkey: None,
+            channel_type: None,
+        })
+        .and_then(|mut m| {
+            (m.shutdown_scriptpubkey, m.channel_type) = read_setup_tlvs(r, "open_channel")?;
+            Ok(m)
         })
     }
 
@@ -108,14 +143,15 @@ impl OpenChannel {
         w.write_pubkey(&self.htlc_basepoint);
         w.write_pubkey(&self.first_per_commitment_point);
         w.write_u8(self.channel_flags);
+        write_setup_tlvs(w, &self.shutdown_scriptpubkey, &self.channel_type);
     }
 }
 
 /// `accept_channel` (type 33): the fundee accepts an `open_channel` and states
 /// its own parameters.
 ///
-/// Trailing `accept_channel_tlvs` are not decoded; they are ignored like any
-/// BOLT 1 extension.
+/// `accept_channel_tlvs` carries `upfront_shutdown_script` (type 0) and
+/// `channel_type` (type 1); other odd records are skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcceptChannel {
     /// The `temporary_channel_id` of the `open_channel` being accepted.
@@ -146,6 +182,11 @@ pub struct AcceptChannel {
     pub htlc_basepoint: PublicKey,
     /// Per-commitment point of the fundee's first commitment.
     pub first_per_commitment_point: PublicKey,
+    /// `upfront_shutdown_script` (TLV 0): `None` when absent, an empty
+    /// script when the sender names none.
+    pub shutdown_scriptpubkey: Option<ScriptBuf>,
+    /// `channel_type` (TLV 1): must equal the one in `open_channel`.
+    pub channel_type: Option<Features>,
 }
 
 impl AcceptChannel {
@@ -171,6 +212,12 @@ impl AcceptChannel {
             htlc_basepoint: r.read_pubkey("accept_channel.htlc_basepoint")?,
             first_per_commitment_point: r
                 .read_pubkey("accept_channel.first_per_commitment_point")?,
+            shutdown_scriptpubkey: None,
+            channel_type: None,
+        })
+        .and_then(|mut m| {
+            (m.shutdown_scriptpubkey, m.channel_type) = read_setup_tlvs(r, "accept_channel")?;
+            Ok(m)
         })
     }
 
@@ -189,6 +236,7 @@ impl AcceptChannel {
         w.write_pubkey(&self.delayed_payment_basepoint);
         w.write_pubkey(&self.htlc_basepoint);
         w.write_pubkey(&self.first_per_commitment_point);
+        write_setup_tlvs(w, &self.shutdown_scriptpubkey, &self.channel_type);
     }
 }
 
@@ -259,8 +307,8 @@ impl FundingSigned {
 /// `channel_ready` (type 36): the funding transaction is deep enough for the
 /// sender; it gives the point for its second commitment.
 ///
-/// Trailing `channel_ready_tlvs` (`short_channel_id` alias) are not decoded;
-/// they are ignored like any BOLT 1 extension.
+/// Trailing `channel_ready_tlvs` (`short_channel_id` alias, odd) are
+/// skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChannelReady {
     /// The channel.

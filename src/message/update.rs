@@ -56,8 +56,8 @@ impl fmt::Debug for OnionPacket {
 
 /// `update_add_htlc` (type 128): offer an HTLC to the peer.
 ///
-/// Trailing `update_add_htlc_tlvs` (`blinded_path`) are not decoded; they are
-/// ignored like any BOLT 1 extension.
+/// Trailing `update_add_htlc_tlvs`: odd records are skipped; `blinding_point`
+/// (type 0, route blinding, which this crate does not offer) is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdateAddHtlc {
     /// The channel.
@@ -113,8 +113,8 @@ impl UpdateAddHtlc {
 
 /// `update_fulfill_htlc` (type 130): claim an HTLC with its preimage.
 ///
-/// Trailing `update_fulfill_htlc_tlvs` (`attribution_data`) are not decoded;
-/// they are ignored like any BOLT 1 extension.
+/// Trailing `update_fulfill_htlc_tlvs` (`attribution_data`, odd) are
+/// skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdateFulfillHtlc {
     /// The channel.
@@ -150,8 +150,7 @@ impl UpdateFulfillHtlc {
 /// `update_fail_htlc` (type 131): fail an HTLC, with an encrypted reason for
 /// its origin.
 ///
-/// Trailing `update_fail_htlc_tlvs` (`attribution_data`) are not decoded; they
-/// are ignored like any BOLT 1 extension.
+/// Trailing `update_fail_htlc_tlvs` (`attribution_data`, odd) are skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdateFailHtlc {
     /// The channel.
@@ -225,8 +224,8 @@ impl UpdateFailMalformedHtlc {
 /// `commitment_signed` (type 132): sign the peer's next commitment and each of
 /// its untrimmed HTLC transactions.
 ///
-/// Trailing `commitment_signed_tlvs` (`funding_txid`, for splicing) are not
-/// decoded; they are ignored like any BOLT 1 extension.
+/// Trailing `commitment_signed_tlvs` (`funding_txid`, odd, for splicing) are
+/// skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitmentSigned {
     /// The channel.

@@ -31,6 +31,11 @@ impl<'a> Reader<'a> {
         Reader { rest: bytes }
     }
 
+    /// Everything not read yet (the reader is then empty).
+    pub(crate) fn take_rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
+    }
+
     /// How many bytes are left to read.
     pub(crate) fn remaining(&self) -> usize {
         self.rest.len()

@@ -40,6 +40,12 @@ impl<C: Container> ChannelStore<C> {
                     if !s.ps.connected {
                         return Err(StoreError::PeerNotConnected { node_id: *from });
                     }
+                    if s.ps.their_features.is_none() {
+                        return Err(StoreError::InitRequired {
+                            node_id: *from,
+                            message: "funding_created",
+                        });
+                    }
                     let temp = m.temporary_channel_id;
                     s.channel(&temp, false)?;
                     // Nor may the permanent id be another unfunded channel's
@@ -62,7 +68,10 @@ impl<C: Container> ChannelStore<C> {
                 if !s.ps.connected {
                     return Err(StoreError::PeerNotConnected { node_id: *from });
                 }
-                self.dispatch(s, msg)
+                match self.connection_message(s, msg)? {
+                    Some(msg) => self.dispatch(s, msg),
+                    None => Ok(()),
+                }
             }),
         };
         // A channel this peer does not have: say whose it is, if anyone's.
@@ -163,6 +172,9 @@ impl<C: Container> ChannelStore<C> {
                 })
             }
             Message::FundingCreated(_) => unreachable!("handled before dispatch"),
+            Message::Init(_) | Message::Ping(_) | Message::Pong(_) | Message::Warning(_) => {
+                unreachable!("connection messages are taken before dispatch")
+            }
             Message::FundingSigned(m) => s.on_channel(&id, true, |c, e| {
                 c.handle_funding_signed(&m)?;
                 e.events.push(channel_pending(c));

@@ -52,6 +52,7 @@
 
 mod blocks;
 mod claimables;
+mod connection;
 mod container;
 mod durable;
 mod handle;
@@ -311,30 +312,24 @@ impl<C: Container> ChannelStore<C> {
         }
     }
 
-    /// A peer connected (or reconnected). After a reconnection every
-    /// channel with it sends `channel_reestablish` and waits for the peer's.
+    /// A peer connected (or reconnected): the store queues its `init`
+    /// (BOLT 1: the first message on every connection) and takes nothing
+    /// else from the peer before the peer's `init`. Once that arrives (and
+    /// is compatible), every channel with the peer that was paused by a
+    /// disconnection sends `channel_reestablish` and waits for the peer's.
     ///
     /// **Locking behaviour:** takes that peer's lock once (twice if it races
     /// the removal of the peer's idle state).
     pub fn peer_connected(&self, peer: PublicKey) {
         let node = NodeId::from(&peer);
+        let chain = bitcoin::constants::ChainHash::using_genesis_block(self.config.network);
         loop {
             self.container.insert_peer(peer);
-            // One section marks the peer connected and sends every
-            // reestablish: a peer message handled in between could
-            // otherwise unpause a channel before ours is sent.
             let result = self.with_section(&node, |s| {
                 s.ps.connected = true;
-                let paused: Vec<ChannelId> =
-                    s.ps.channels
-                        .iter()
-                        .filter(|(_, c)| c.paused)
-                        .map(|(id, _)| *id)
-                        .collect();
-                for id in paused {
-                    let msg = s.channel(&id, true)?.reestablish_message();
-                    s.send(Message::ChannelReestablish(msg));
-                }
+                s.ps.their_features = None;
+                s.ps.warned = false;
+                s.send(Message::Init(crate::message::Init::ours(chain)));
                 Ok(())
             });
             // The state was dropped between the two calls: make it again.
@@ -355,6 +350,7 @@ impl<C: Container> ChannelStore<C> {
         let node = NodeId::from(peer);
         let _ = self.with_section(&node, |s| {
             s.ps.connected = false;
+            s.ps.their_features = None;
             let ids: Vec<ChannelId> = s.ps.channels.keys().copied().collect();
             for id in ids {
                 s.on_channel(&id, true, |c, e| {

@@ -39,6 +39,13 @@ pub struct PeerState {
     pub(crate) listed: bool,
     /// Whether the peer is connected.
     pub(crate) connected: bool,
+    /// The features of the peer's `init` on this connection (`globalfeatures`
+    /// OR `features`); `None` until it arrives, and no other message is
+    /// taken before it (BOLT 1).
+    pub(crate) their_features: Option<crate::features::Features>,
+    /// A `warning` from the peer was reported on this connection (later
+    /// ones are not: one event per connection at most).
+    pub(crate) warned: bool,
     /// This state was dropped from the container (the peer left and nothing
     /// of it remained). A thread that cloned its `Arc` before the removal
     /// and locks it afterwards must treat the peer as unknown.
@@ -56,6 +63,8 @@ impl PeerState {
             outbox: Vec::new(),
             listed: false,
             connected: false,
+            their_features: None,
+            warned: false,
             removed: false,
         }
     }

@@ -7,6 +7,7 @@
 use bitcoin::constants::ChainHash;
 use bitcoin::hashes::Hash;
 use bitcoin::{Network, OutPoint, ScriptBuf, Txid};
+use chanstore::features::Features;
 use chanstore::message::{
     AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
     FundingCreated, FundingSigned, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
@@ -315,6 +316,13 @@ impl World {
                 htlc_basepoint: key(4),
                 first_per_commitment_point: key(5),
                 channel_flags: bad,
+                shutdown_scriptpubkey: Some(ScriptBuf::new()),
+                channel_type: Some(if bad == 10 {
+                    // static_remotekey + anchors: not a type we build.
+                    Features::from_bits(&[12, 22])
+                } else {
+                    Features::static_remotekey_channel()
+                }),
             }),
             Forged::Accept { temp, bad } => Message::AcceptChannel(AcceptChannel {
                 temporary_channel_id: self.target(temp),
@@ -331,6 +339,8 @@ impl World {
                 delayed_payment_basepoint: key(3),
                 htlc_basepoint: key(4),
                 first_per_commitment_point: key(5),
+                shutdown_scriptpubkey: None,
+                channel_type: (bad == 5).then(|| Features::from_bits(&[])),
             }),
             Forged::FundingCreated { temp, outpoint } => {
                 let outpoint = self.outpoint(outpoint);
@@ -523,6 +533,8 @@ fn retarget(mut msg: Message, id: ChannelId) -> Message {
         Message::ClosingSigned(m) => m.channel_id = id,
         Message::ChannelReestablish(m) => m.channel_id = id,
         Message::Error(m) => m.channel_id = id,
+        Message::Warning(m) => m.channel_id = id,
+        Message::Init(_) | Message::Ping(_) | Message::Pong(_) => {}
     }
     msg
 }

@@ -276,7 +276,17 @@ impl World {
             self.nodes[HUB].peer_connected(self.ids[peer]);
             self.nodes[peer].peer_connected(self.ids[HUB]);
         }
-        self.nodes[HUB].peer_connected(self.eve);
+        self.eve_connects();
+    }
+
+    /// Eve (no store of her own) connects to the hub and sends her `init`,
+    /// so that what she forges afterwards reaches the channel logic.
+    fn eve_connects(&self) {
+        let hub = &self.nodes[HUB];
+        hub.peer_connected(self.eve);
+        let chain = bitcoin::constants::ChainHash::using_genesis_block(hub.config().network);
+        let init = Message::Init(chanstore::message::Init::ours(chain));
+        hub.handle_message(&self.eve, init).expect("Eve's init");
     }
 
     pub fn hub(&self) -> &ChannelStore {
@@ -571,7 +581,7 @@ impl World {
         self.collect();
         let Some(peer) = peer else {
             self.nodes[HUB].peer_disconnected(&self.eve);
-            self.nodes[HUB].peer_connected(self.eve);
+            self.eve_connects();
             return;
         };
         if peer == M {

@@ -27,15 +27,49 @@ pub fn node_with(seed: u8, config: StoreConfig) -> ChannelStore {
     ChannelStore::new(config, SecretKey::from_slice(&[seed; 32]).unwrap(), HEIGHT).unwrap()
 }
 
-/// Connects every pair of the given stores.
+/// Connects every pair of the given stores ([`connect`]).
 pub fn connect_all(nodes: &[&ChannelStore]) {
-    for a in nodes {
-        for b in nodes {
-            if a.node_id() != b.node_id() {
-                a.peer_connected(b.node_id());
-            }
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            connect(a, b);
         }
     }
+}
+
+/// Connects `a` and `b` as a transport would: both see the connection and
+/// their `init`s cross (as bytes). What the inits trigger (each paused
+/// channel's `channel_reestablish`) is left queued for the test.
+pub fn connect(a: &ChannelStore, b: &ChannelStore) {
+    a.peer_connected(b.node_id());
+    b.peer_connected(a.node_id());
+    let inits = [
+        (a, b, a.get_and_clear_pending_msg_events_for(&[b.node_id()])),
+        (b, a, b.get_and_clear_pending_msg_events_for(&[a.node_id()])),
+    ];
+    for (from, to, msgs) in inits {
+        for (_, msg) in msgs {
+            assert!(
+                matches!(msg, Message::Init(_)),
+                "{} before init",
+                msg.name()
+            );
+            let wire = Message::decode(&msg.encode()).expect("init decodes");
+            to.handle_message(&from.node_id(), wire)
+                .expect("init accepted");
+        }
+    }
+}
+
+/// A peer played by the test (no store behind it) connects to `store`:
+/// the store's `init` is dropped and the peer's (ours, on the store's
+/// chain) delivered.
+pub fn greet(store: &ChannelStore, peer: PublicKey) {
+    store.peer_connected(peer);
+    let _ = store.get_and_clear_pending_msg_events_for(&[peer]);
+    let chain = bitcoin::constants::ChainHash::using_genesis_block(store.config().network);
+    store
+        .handle_message(&peer, Message::Init(chanstore::message::Init::ours(chain)))
+        .expect("init accepted");
 }
 
 /// Delivers messages (encoded and decoded, as on the wire) and processes

@@ -38,7 +38,8 @@ impl Shims {
     };
     /// Every known deviation papered over.
     pub const ALL: Shims = Shims {
-        fake_init: true,
+        // F1 fixed: chanstore sends and takes `init` itself.
+        fake_init: false,
         channel_type: true,
         drop_channel_update: true,
     };

@@ -138,6 +138,16 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
             out.extend_from_slice(&payment_hash.0);
             out.extend_from_slice(&amount_msat.to_be_bytes());
         }
+        Event::PeerWarning {
+            counterparty_node_id,
+            channel_id,
+            message,
+        } => {
+            out.push(15);
+            pk(&mut out, counterparty_node_id);
+            out.extend_from_slice(&channel_id.0);
+            put_bytes(&mut out, message.as_bytes());
+        }
     }
     TlvWriter::new().record(0, &out).finish()
 }
@@ -220,6 +230,15 @@ pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
         12 => Event::PaymentClaimExpired {
             payment_hash: get_hash(&mut c)?,
             amount_msat: c.u64()?,
+        },
+        15 => Event::PeerWarning {
+            counterparty_node_id: get_pubkey(&mut c, "event.node")?,
+            channel_id: ChannelId(c.array()?),
+            message: String::from_utf8(c.bytes()?.to_vec()).map_err(|_| {
+                DecodeError::InvalidValue {
+                    field: "event.message",
+                }
+            })?,
         },
         _ => {
             return Err(DecodeError::InvalidValue {
