@@ -1,14 +1,18 @@
-//! Issue 11: crash the hub after every prefix of its batches.
+//! Issues 11 and 14: crash the hub after every prefix of its batches, on
+//! every backend (memory, file, SQLite, PostgreSQL).
 //!
 //! Nodes A - B - C; A pays C through B. Each scenario is run once to count
-//! the batches B writes, then once more for every batch boundary `k`: B's
-//! persister refuses batch `k + 1` (B is dead from that write on: its
-//! messages from then are never sent, and what it had not sent yet is lost
-//! with it), B restarts from exactly the `k` batches it wrote, reconnects,
-//! and the network runs to quiet. Closed channels are then settled the way
-//! a user watching the chain would: an HTLC whose receiver knows the
-//! preimage is claimed, any other is timed out by its offerer. Then:
+//! the batches B writes (one per group commit: for the SQL backends, one
+//! transaction), then once more for every batch boundary `k`: B dies at
+//! batch `k + 1` (B is dead from that write on: its messages from then are
+//! never sent, and what it had not sent yet is lost with it), B restarts
+//! from what its storage kept, reconnects, and the network runs to quiet.
+//! Closed channels are then settled the way a user watching the chain
+//! would: an HTLC whose receiver knows the preimage is claimed, any other is
+//! timed out by its offerer. Then:
 //!
+//! * the reopened storage holds exactly the first `k` batches, plus batch
+//!   `k + 1` where the crash let it commit (checked by [`dying::Dying`]);
 //! * every payment A started ended exactly once (`PaymentSent` or
 //!   `PaymentFailed`, never both, never neither);
 //! * a preimage known downstream is never lost upstream: C claimed a
@@ -20,109 +24,32 @@
 //! * no HTLC is left in any channel, no closed-channel record is left once
 //!   settled, value is conserved and the indexes agree with the channels.
 //!
-//! With `FilePersister` the crash is also cut *inside* batch `k + 1` (a torn
-//! write) and after it with zeros or garbage appended: the log recovers to a
-//! batch boundary and the same checks hold.
+//! How batch `k + 1` dies depends on the backend ([`dying::Cut`]): never
+//! written (every backend, also after the last batch); torn, a write that
+//! never commits (the file log cut mid-record, SQLite's WAL cut mid-
+//! transaction, a Postgres session terminated mid-transaction); written
+//! whole with zeros or garbage after it (the file log, SQLite's WAL); rolled
+//! back by a failing statement (SQLite); committed with the store dead
+//! before it heard so (memory, Postgres). The PostgreSQL case starts one
+//! cluster for the whole binary (skipped without PostgreSQL unless
+//! `CHANSTORE_REQUIRE_POSTGRES=1`).
 
 mod common;
+mod dying;
+#[cfg(feature = "postgres")]
+mod pg;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
-use chanstore::persist::Key;
 use chanstore::{
-    ChannelId, ChannelStore, Event, FileOptions, FilePersister, HtlcDirection, MemoryPersister,
-    Message, PaymentHash, PaymentPreimage, Persister, Route, RouteHop, ShortChannelId, StoreConfig,
-    StoreError,
+    ChannelId, ChannelStore, Event, HtlcDirection, Message, PaymentHash, PaymentPreimage,
+    Persister, Route, RouteHop, ShortChannelId, StoreConfig, StoreError,
 };
 use common::chain::Chain;
 use common::*;
-use parking_lot::Mutex;
-
-// ---- a persister that dies at a chosen batch ----
-
-/// How B's disk fails at the crash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
-    /// Batch `k + 1` is never written.
-    Clean,
-    /// Batch `k + 1` is half written (file persister only).
-    Torn,
-    /// Batch `k + 1` is written whole, then zeros follow (file persister only).
-    Zeros,
-    /// Batch `k + 1` is written whole, then garbage follows.
-    Garbage,
-}
-
-#[derive(Debug)]
-enum Disk {
-    Memory(MemoryPersister),
-    File(FilePersister, PathBuf),
-}
-
-/// Counts B's batches; from batch number `die_at` on, fails them (after
-/// writing part or all of the first, as `cut` says).
-#[derive(Debug)]
-struct Dying {
-    disk: Disk,
-    written: Mutex<usize>,
-    die_at: Option<usize>,
-    cut: Cut,
-}
-
-impl Dying {
-    fn log_path(&self) -> Option<PathBuf> {
-        match &self.disk {
-            Disk::File(_, dir) => Some(dir.join("chanstore.log")),
-            Disk::Memory(_) => None,
-        }
-    }
-}
-
-impl Persister for Dying {
-    fn write_batch(&self, batch: &[(Key, Option<Vec<u8>>)]) -> std::io::Result<()> {
-        let mut n = self.written.lock();
-        if self.die_at.is_some_and(|d| *n >= d) {
-            if *n == self.die_at.unwrap() && self.cut != Cut::Clean {
-                // The crash happens while (or right after) this batch is written.
-                let path = self.log_path().expect("cut variants need a file");
-                let before = std::fs::metadata(&path).unwrap().len();
-                match &self.disk {
-                    Disk::File(p, _) => p.write_batch(batch)?,
-                    Disk::Memory(_) => unreachable!(),
-                }
-                let after = std::fs::metadata(&path).unwrap().len();
-                if self.cut == Cut::Torn {
-                    let file = OpenOptions::new().write(true).open(&path).unwrap();
-                    file.set_len(before + (after - before) / 2).unwrap();
-                }
-                let mut append = OpenOptions::new().append(true).open(&path).unwrap();
-                match self.cut {
-                    Cut::Zeros => append.write_all(&[0; 700]).unwrap(),
-                    Cut::Garbage => append.write_all(b"CSGR\x00\x00garbage!!!").unwrap(),
-                    _ => {}
-                }
-            }
-            *n += 1;
-            return Err(std::io::Error::other("crashed"));
-        }
-        *n += 1;
-        match &self.disk {
-            Disk::Memory(p) => p.write_batch(batch),
-            Disk::File(p, _) => p.write_batch(batch),
-        }
-    }
-
-    fn load(&self) -> Result<std::collections::BTreeMap<Key, Vec<u8>>, StoreError> {
-        match &self.disk {
-            Disk::Memory(p) => p.load(),
-            Disk::File(p, _) => p.load(),
-        }
-    }
-}
+use dying::{Backend, Cut, Dying};
 
 // ---- the network ----
 
@@ -143,6 +70,8 @@ struct World {
     b: ChannelStore,
     c: ChannelStore,
     disk: Arc<Dying>,
+    /// Batches B wrote during the setup (opening the two channels).
+    setup: usize,
     ab: ChannelId,
     bc: ChannelId,
     scid_ab: ShortChannelId,
@@ -187,25 +116,8 @@ fn route(w: &World, amount: u64) -> Route {
 }
 
 impl World {
-    fn new(die_at: Option<usize>, cut: Cut, file: Option<PathBuf>) -> World {
-        let disk = match &file {
-            Some(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-                let options = FileOptions {
-                    sync: false,
-                    compact_min_bytes: u64::MAX,
-                    ..FileOptions::default()
-                };
-                Disk::File(FilePersister::open(dir, options).unwrap(), dir.clone())
-            }
-            None => Disk::Memory(MemoryPersister::new()),
-        };
-        let disk = Arc::new(Dying {
-            disk,
-            written: Mutex::new(0),
-            die_at,
-            cut,
-        });
+    fn new(backend: &dyn Backend, die_at: Option<usize>, cut: Cut) -> World {
+        let disk = Arc::new(Dying::new(backend, die_at, cut));
         let (a, b, c) = (node(1), hub(disk.clone()), node(3));
         connect_all(&[&a, &b, &c]);
         let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 200_000_000);
@@ -217,6 +129,7 @@ impl World {
             a,
             b,
             c,
+            setup: disk.written(),
             disk,
             ab,
             bc,
@@ -241,7 +154,7 @@ impl World {
     }
 
     fn batches(&self) -> usize {
-        *self.disk.written.lock()
+        self.disk.written()
     }
 
     fn nodes(&self) -> [&ChannelStore; 3] {
@@ -351,26 +264,7 @@ impl World {
         for n in [&self.a, &self.c] {
             n.peer_disconnected(&self.b.node_id());
         }
-        let disk: Arc<dyn Persister> = match &self.disk.disk {
-            Disk::Memory(p) => {
-                let fresh = Arc::new(MemoryPersister::new());
-                let all: Vec<_> = p
-                    .load()
-                    .unwrap()
-                    .into_iter()
-                    .map(|(k, v)| (k, Some(v)))
-                    .collect();
-                fresh.write_batch(&all).unwrap();
-                fresh
-            }
-            Disk::File(_, dir) => {
-                let options = FileOptions {
-                    sync: false,
-                    ..FileOptions::default()
-                };
-                Arc::new(FilePersister::open(dir, options).expect("the log recovers"))
-            }
-        };
+        let disk = self.disk.restart();
         self.b = hub(disk);
         self.dead = false;
         for n in [&self.a, &self.c] {
@@ -636,49 +530,104 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn run_scenario(s: &Scenario, die_at: Option<usize>, cut: Cut, file: Option<PathBuf>) -> usize {
-    let mut w = World::new(die_at, cut, file);
-    let base = w.batches();
+/// One run: the scenario, with B crashing at batch `die_at` (counted from
+/// B's first) cut as `cut`, then restarted, and the network settled and
+/// checked. Returns the batches B wrote in the setup and in the scenario
+/// up to the crash, and whether the crash happened.
+fn run_scenario(
+    backend: &dyn Backend,
+    s: &Scenario,
+    die_at: Option<usize>,
+    cut: Cut,
+) -> (usize, usize, bool) {
+    let mut w = World::new(backend, die_at, cut);
     let mut policy = s.policy;
     let payments = (s.start)(&mut w);
     w.run(&mut policy);
-    let written = w.batches() - base;
+    let written = w.batches() - w.setup;
+    let died = w.disk.died();
     if w.dead || die_at.is_some() {
         w.restart_b();
     }
     w.finish(&mut policy);
     w.take_b_events();
-    let context = format!("{}, crash after batch {die_at:?} ({cut:?})", s.name);
+    let context = format!(
+        "{}: {}, crash at batch {die_at:?} ({cut:?})",
+        backend.name(),
+        s.name
+    );
     w.check(&payments, &context);
-    written
+    (w.setup, written, died)
 }
 
-/// Every scenario, crashed after each of its batches (memory persister).
-#[test]
-fn crash_after_every_batch() {
+/// Every scenario on `backend`, crashed at each of its batches with each
+/// cut the backend can suffer: `Clean` also after the last batch, the
+/// others inside (or right after) each one.
+fn crash_at_every_batch(backend: &dyn Backend) {
+    let started = Instant::now();
+    let mut runs = 0;
     for s in scenarios() {
         // Count the batches the setup and the scenario write.
-        let setup = World::new(None, Cut::Clean, None).batches();
-        let batches = run_scenario(&s, None, Cut::Clean, None);
-        for k in 0..=batches {
-            run_scenario(&s, Some(setup + k), Cut::Clean, None);
-        }
-        eprintln!("{}: {batches} batches, each a crash point", s.name);
-    }
-}
-
-/// The file persister: clean, torn, zero-padded and garbage-padded crashes.
-#[test]
-fn crash_after_every_batch_with_torn_writes() {
-    let dir = std::env::temp_dir().join(format!("chanstore-crash-points-{}", std::process::id()));
-    for s in scenarios().into_iter().take(4) {
-        let setup = World::new(None, Cut::Clean, None).batches();
-        let batches = run_scenario(&s, None, Cut::Clean, Some(dir.clone()));
-        for k in 0..batches {
-            for cut in [Cut::Torn, Cut::Zeros, Cut::Garbage] {
-                run_scenario(&s, Some(setup + k), cut, Some(dir.clone()));
+        let (setup, batches, _) = run_scenario(backend, &s, None, Cut::Clean);
+        for &cut in backend.cuts() {
+            let last = if cut == Cut::Clean {
+                batches
+            } else {
+                batches - 1
+            };
+            for k in 0..=last {
+                let (_, _, died) = run_scenario(backend, &s, Some(setup + k), cut);
+                assert!(
+                    died || k == batches,
+                    "{}: {}: no crash at batch {k} ({cut:?}) of {batches}",
+                    backend.name(),
+                    s.name
+                );
+                runs += 1;
             }
         }
+        eprintln!(
+            "{}: {}: {batches} batches, each a crash point",
+            backend.name(),
+            s.name
+        );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{}: {runs} crash runs ({:?}) in {:.1} s",
+        backend.name(),
+        backend.cuts(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn crash_points_memory() {
+    crash_at_every_batch(&dying::Memory);
+}
+
+#[test]
+fn crash_points_file() {
+    crash_at_every_batch(&dying::File::new());
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn crash_points_sqlite() {
+    crash_at_every_batch(&dying::Sqlite::new());
+}
+
+/// One cluster for every run, a database per run (server fsync off: only
+/// the client ever dies here).
+#[cfg(feature = "postgres")]
+#[test]
+fn crash_points_postgres() {
+    let Some(cluster) = pg::Cluster::start("crash-points", &["fsync = off"]) else {
+        return;
+    };
+    let backend = dying::Postgres::new(&cluster.base_conninfo());
+    crash_at_every_batch(&backend);
+    eprintln!(
+        "postgres: {} database(s) for all the runs",
+        backend.databases()
+    );
 }
