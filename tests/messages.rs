@@ -10,16 +10,18 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{self, ecdsa::Signature, PublicKey, Secp256k1, SecretKey};
 use bitcoin::{ScriptBuf, Txid};
 use chanstore::message::{
-    AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
-    FundingCreated, FundingSigned, OnionPacket, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
-    UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc, ONION_PACKET_LEN,
+    AcceptChannel, ChannelReady, ChannelReestablish, ChannelUpdate, ClosingSigned,
+    CommitmentSigned, ErrorMessage, FundingCreated, FundingSigned, OnionPacket, OpenChannel,
+    RevokeAndAck, Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee,
+    UpdateFulfillHtlc, ONION_PACKET_LEN,
 };
 use chanstore::{ChannelId, DecodeError, Message, PaymentPreimage};
 use proptest::prelude::*;
 
-/// Every type number this crate decodes, from BOLT 1 (`error`) and BOLT 2.
-const KNOWN_TYPES: [u16; 16] = [
-    17, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136,
+/// Every type number this crate decodes, from BOLT 1 (`error`), BOLT 2 and
+/// BOLT 7 (`channel_update`).
+const KNOWN_TYPES: [u16; 17] = [
+    17, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136, 258,
 ];
 
 static SECP: LazyLock<Secp256k1<secp256k1::All>> = LazyLock::new(Secp256k1::new);
@@ -203,7 +205,25 @@ fn samples() -> Vec<Message> {
             failure_code: 0xc005,
         }
         .into(),
+        channel_update().into(),
     ]
+}
+
+fn channel_update() -> ChannelUpdate {
+    let mut u = ChannelUpdate::unsigned(
+        ChainHash::TESTNET3,
+        chanstore::ShortChannelId::new(0x01_0203, 0x04_0506, 0x0708).unwrap(),
+    );
+    u.timestamp = 0x1122_3344;
+    u.message_flags = 3;
+    u.channel_flags = 1;
+    u.cltv_expiry_delta = 144;
+    u.htlc_minimum_msat = 1;
+    u.fee_base_msat = 1000;
+    u.fee_proportional_millionths = 100;
+    u.htlc_maximum_msat = 0x0102_0304_0506_0708;
+    u.sign(&SecretKey::from_slice(&[24; 32]).unwrap());
+    u
 }
 
 static SAMPLES: LazyLock<Vec<(Message, Vec<u8>)>> = LazyLock::new(|| {
@@ -238,6 +258,9 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::ClosingSigned(_) => 32 + 8 + SIG,
         Message::ChannelReestablish(_) => 32 + 8 + 8 + 32 + POINT,
         Message::Error(m) => 32 + 2 + m.data.len(),
+        Message::ChannelUpdate(m) => {
+            SIG + 32 + 8 + 4 + 1 + 1 + 2 + 8 + 4 + 4 + 8 + m.excess_data.len()
+        }
     };
     let (type_id, name) = match msg {
         Message::Error(_) => (17, "error"),
@@ -256,6 +279,7 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::UpdateFee(_) => (134, "update_fee"),
         Message::UpdateFailMalformedHtlc(_) => (135, "update_fail_malformed_htlc"),
         Message::ChannelReestablish(_) => (136, "channel_reestablish"),
+        Message::ChannelUpdate(_) => (258, "channel_update"),
     };
     (type_id, name, 2 + body)
 }
@@ -319,6 +343,8 @@ fn channel_id_is_the_one_the_message_names() {
                 ChannelId(bytes32(1))
             }
             Message::Error(m) => m.channel_id,
+            // Named by short channel id, not by channel id.
+            Message::ChannelUpdate(_) => ChannelId([0; 32]),
             _ => ChannelId(bytes32(0x40)),
         };
         assert_eq!(msg.channel_id(), expected, "{}", msg.name());
@@ -415,8 +441,8 @@ fn invalid_signatures_are_named() {
 #[test]
 fn unknown_types_are_reported_odd_and_even() {
     // 16 init (even), 1 warning (odd), 137 (odd, unassigned),
-    // 258 channel_update (even), 32768/65535 custom range, 0.
-    for t in [0u16, 1, 16, 137, 200, 258, 32_768, 65_535] {
+    // 256 channel_announcement (even), 32768/65535 custom range, 0.
+    for t in [0u16, 1, 16, 137, 200, 256, 32_768, 65_535] {
         assert!(!KNOWN_TYPES.contains(&t));
         let mut bytes = t.to_be_bytes().to_vec();
         assert_eq!(
@@ -434,17 +460,24 @@ fn unknown_types_are_reported_odd_and_even() {
 #[test]
 fn trailing_bytes_are_ignored() {
     // Two odd TLV records (BOLT 1 Appendix C), then arbitrary junk: the codec
-    // does not parse the extension at all.
+    // does not parse the extension at all. channel_update keeps them: they
+    // are signed (BOLT 7), and re-encoded as they came.
     for tail in [&[0xc9, 0x01, 0x2a, 0xcb, 0x01, 0x04][..], &[0xff; 1000][..]] {
         for (msg, bytes) in SAMPLES.iter() {
             let mut extended = bytes.clone();
             extended.extend_from_slice(tail);
-            assert_eq!(
-                Message::decode(&extended).as_ref(),
-                Ok(msg),
-                "{}",
-                msg.name()
-            );
+            let expected = match msg.clone() {
+                Message::ChannelUpdate(mut u) => {
+                    u.excess_data.extend_from_slice(tail);
+                    Message::ChannelUpdate(u)
+                }
+                other => other,
+            };
+            let decoded = Message::decode(&extended);
+            assert_eq!(decoded.as_ref(), Ok(&expected), "{}", msg.name());
+            if let Ok(Message::ChannelUpdate(_)) = decoded {
+                assert_eq!(expected.encode(), extended);
+            }
         }
     }
 }

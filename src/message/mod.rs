@@ -23,6 +23,7 @@
 //! | 134 | `update_fee` | [`UpdateFee`] | `update.rs` |
 //! | 135 | `update_fail_malformed_htlc` | [`UpdateFailMalformedHtlc`] | `update.rs` |
 //! | 136 | `channel_reestablish` | [`ChannelReestablish`] | `control.rs` |
+//! | 258 | `channel_update` (BOLT 7) | [`ChannelUpdate`] | `gossip.rs` |
 //!
 //! The codec enforces the format only: lengths, valid compressed points and
 //! valid compact signatures. Whether values are acceptable (amounts, fee
@@ -32,14 +33,18 @@
 //! `extension` TLV stream, so [`Message::decode`] accepts and drops any bytes
 //! after the last fixed field, without parsing them. As a consequence
 //! `encode(decode(bytes))` is the prefix of `bytes` up to that field, and
-//! [`Message::encode`] never writes an extension.
+//! [`Message::encode`] never writes an extension. `channel_update` is the
+//! exception: it has no extension, and BOLT 7 signs whatever follows its last
+//! field, so those bytes are kept ([`ChannelUpdate::excess_data`]).
 
 mod control;
+pub mod gossip;
 mod setup;
 mod update;
 mod wire;
 
 pub use control::{ChannelReestablish, ClosingSigned, ErrorMessage, Shutdown};
+pub use gossip::ChannelUpdate;
 pub use setup::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
 pub use update::{
     CommitmentSigned, OnionPacket, RevokeAndAck, UpdateAddHtlc, UpdateFailHtlc,
@@ -104,13 +109,23 @@ pub enum Message {
     ChannelReestablish(ChannelReestablish),
     /// `error` (type 17, BOLT 1).
     Error(ErrorMessage),
+    /// `channel_update` (type 258, BOLT 7).
+    ChannelUpdate(ChannelUpdate),
 }
 
 /// Generates the per-variant dispatch of [`Message`] from one table, so that
 /// a type number, a name and a codec can never drift apart (a variant missing
 /// from the table is a non-exhaustive match, a compile error).
 macro_rules! message_table {
-    ($( $variant:ident($ty:ident) = $type_id:literal, $name:literal, $id_field:ident; )*) => {
+    // The id column: a field, or `_` for a message without one.
+    (@id $m:ident, _) => {{
+        let _ = $m;
+        ChannelId([0; 32])
+    }};
+    (@id $m:ident, $field:ident) => {
+        $m.$field
+    };
+    ($( $variant:ident($ty:ident) = $type_id:literal, $name:literal, $id_field:tt; )*) => {
         impl Message {
             /// The message's BOLT type number (the first two bytes on the wire).
             pub fn type_id(&self) -> u16 {
@@ -129,10 +144,11 @@ macro_rules! message_table {
             /// The channel the message is about: the temporary channel id for
             /// `open_channel`, `accept_channel` and `funding_created`, the
             /// permanent one otherwise (all zero in an `error` that concerns
-            /// every channel).
+            /// every channel, and in a message that names no channel by id,
+            /// such as `channel_update`, which names it by short channel id).
             pub fn channel_id(&self) -> ChannelId {
                 match self {
-                    $( Message::$variant(m) => m.$id_field, )*
+                    $( Message::$variant(m) => message_table!(@id m, $id_field), )*
                 }
             }
 
@@ -211,6 +227,7 @@ message_table! {
     UpdateFee(UpdateFee) = 134, "update_fee", channel_id;
     UpdateFailMalformedHtlc(UpdateFailMalformedHtlc) = 135, "update_fail_malformed_htlc", channel_id;
     ChannelReestablish(ChannelReestablish) = 136, "channel_reestablish", channel_id;
+    ChannelUpdate(ChannelUpdate) = 258, "channel_update", _;
 }
 
 #[cfg(test)]

@@ -523,6 +523,8 @@ fn retarget(mut msg: Message, id: ChannelId) -> Message {
         Message::ClosingSigned(m) => m.channel_id = id,
         Message::ChannelReestablish(m) => m.channel_id = id,
         Message::Error(m) => m.channel_id = id,
+        // Names its channel by short channel id (and is signed): replayed as is.
+        Message::ChannelUpdate(_) => {}
     }
     msg
 }
