@@ -509,3 +509,41 @@ fn incorrect_cltv_expiry_at_the_hub_carries_the_expiry_and_its_update() {
     );
     update_in_failure(failure_data, 4, &b, scid_bc);
 }
+
+#[test]
+fn a_dust_htlc_over_the_receivers_limit_fails_with_no_update() {
+    // B takes 4 dust HTLCs of 500 sat (2_000_000 msat); A sends a fifth.
+    let b_config = StoreConfig {
+        max_dust_htlc_exposure_msat: 2_000_000,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node(1), node_with(2, b_config));
+    connect_all(&[&a, &b]);
+    let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
+    for i in 0..5 {
+        let hash = preimage(0x52, i).payment_hash();
+        let route = route_to(&b, scid);
+        a.send_payment(&route, hash, 500_000, invoice(&route, hash))
+            .unwrap();
+    }
+    deliver_all(&[&a, &b]);
+    let evs = events(&a);
+    let failed: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::PaymentFailed {
+                failure,
+                failure_data,
+                ..
+            } => Some((*failure, failure_data.clone())),
+            _ => None,
+        })
+        .collect();
+    // BOLT 4 temporary_channel_failure: `len` 0, since B decides on the
+    // incoming channel, before any outgoing one is known (as LDK does).
+    assert_eq!(
+        failed,
+        vec![(FailureCode::TemporaryChannelFailure, vec![0, 0])],
+        "{evs:?}"
+    );
+}
