@@ -11,8 +11,8 @@
 //!    critical section, on that peer's channels only. A thread holds at
 //!    most one peer lock at a time.
 //! 2. **Leaf locks.** `DashMap` shard guards (primary map, indexes,
-//!    snapshots, claimable payments, queued-forward counts) and the queues'
-//!    internal state. They may be taken while a peer lock is held (a
+//!    snapshots, claimable payments, queued-forward counts, our last
+//!    `channel_update` per channel) and the queues' internal state. They may be taken while a peer lock is held (a
 //!    section updates the indexes and snapshots it changed, and the
 //!    claimable payments, before its lock is released) and are released
 //!    before anything else is taken; no leaf lock is ever held while a peer
