@@ -1748,7 +1748,7 @@ fn scenario_1_policy(shims: Shims) {
                 && p.fee_proportional_millionths == ldk_fees.forwarding_fee_proportional_millionths
                 && p.cltv_expiry_delta == ldk_fees.cltv_expiry_delta
                 && p.htlc_minimum_msat == c.htlc_minimum_msat
-                // channelmanager.rs:5195 get_announced_htlc_max_msat
+                // channelmanager.rs:5199 get_announced_htlc_max_msat
                 // (channel.rs:13114): 90% of the channel, capped by the
                 // in-flight limit we gave LDK.
                 && p.htlc_maximum_msat
