@@ -174,7 +174,7 @@ pub enum StoreError {
     InvalidSignature {
         /// The channel.
         channel_id: ChannelId,
-        /// Which signature: "commitment", "htlc", "closing".
+        /// Which signature: "commitment", "htlc", "closing", "channel_update".
         what: &'static str,
     },
     /// `commitment_signed` carries the wrong number of HTLC signatures.
@@ -213,6 +213,23 @@ pub enum StoreError {
     WrongChain {
         /// The temporary channel id.
         channel_id: ChannelId,
+    },
+    /// A `channel_update` for a chain we are not on.
+    #[error("channel_update for {scid} is for another chain")]
+    ChannelUpdateWrongChain {
+        /// The short channel id it names.
+        scid: ShortChannelId,
+    },
+    /// A peer's `channel_update` whose `direction` bit names our side of
+    /// the channel, not the peer's.
+    #[error(
+        "channel {channel_id}: channel_update for {scid} is for our direction, not the peer's"
+    )]
+    ChannelUpdateWrongDirection {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The short channel id it names.
+        scid: ShortChannelId,
     },
     /// A `shutdown` whose script is not one BOLT 2 allows.
     #[error("channel {channel_id}: shutdown scriptpubkey is not a standard output script")]
@@ -315,7 +332,8 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// No usable channel has this short channel id.
+    /// No usable channel has this short channel id (for a peer's
+    /// `channel_update`: none of that peer's channels has it).
     #[error("no usable channel with short channel id {scid}")]
     UnknownShortChannelId {
         /// The short channel id.

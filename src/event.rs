@@ -269,6 +269,29 @@ pub struct ChannelDetails {
     pub is_usable: bool,
     /// The channel's state, as a short lower-case name.
     pub state: &'static str,
+    /// What the peer charges to forward over the channel towards us, from
+    /// its latest valid `channel_update`; `None` until one arrives.
+    pub counterparty_forwarding_policy: Option<ForwardingPolicy>,
+}
+
+/// A node's policy for forwarding over one channel, as its BOLT 7
+/// `channel_update` states it (signature checked against its node id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardingPolicy {
+    /// Fixed part of its forwarding fee.
+    pub fee_base_msat: u32,
+    /// Proportional part, in millionths of the amount forwarded.
+    pub fee_proportional_millionths: u32,
+    /// Blocks it subtracts from an incoming HTLC's expiry.
+    pub cltv_expiry_delta: u16,
+    /// Smallest HTLC it forwards over the channel.
+    pub htlc_minimum_msat: u64,
+    /// Largest HTLC it forwards over the channel.
+    pub htlc_maximum_msat: u64,
+    /// The `disable` bit is clear.
+    pub enabled: bool,
+    /// The update's `timestamp` (an older or equal one is ignored, BOLT 7).
+    pub timestamp: u32,
 }
 
 impl ChannelDetails {
@@ -289,6 +312,7 @@ impl ChannelDetails {
             feerate_per_kw: 0,
             is_usable: false,
             state: "new",
+            counterparty_forwarding_policy: None,
         }
     }
 }

@@ -30,7 +30,7 @@ pub mod types;
 
 pub use config::StoreConfig;
 pub use error::{DecodeError, StoreError};
-pub use event::{ChannelDetails, ClosureReason, Event};
+pub use event::{ChannelDetails, ClosureReason, Event, ForwardingPolicy};
 pub use message::Message;
 pub use onchain::{
     ClosedChannelDetails, HtlcDirection, OnChainAction, OnChainHtlc, OnChainOutcome,

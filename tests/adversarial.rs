@@ -137,6 +137,18 @@ fn forged() -> impl Strategy<Value = Forged> {
             }
         }),
         1 => (target(), 0u8..8).prop_map(|(chan, data_len)| Forged::Error { chan, data_len }),
+        2 => (target(), 0u8..5, any::<[bool; 2]>(), any::<u32>(), any::<u32>()).prop_map(
+            |(chan, signer, [other_chain, flip_direction], timestamp, fee_base_msat)| {
+                Forged::ChannelUpdate {
+                    chan,
+                    signer,
+                    other_chain,
+                    flip_direction,
+                    timestamp,
+                    fee_base_msat,
+                }
+            }
+        ),
     ]
 }
 

@@ -386,15 +386,10 @@ fn forward_over_channel_shutting_down_meanwhile_fails_back() {
     queue_forward(&l, &p, amount);
     l.b.close_channel(&l.bc).unwrap();
     deliver_all(&l.nodes());
-    assert_eq!(
-        events(&l.a),
-        vec![Event::PaymentFailed {
-            payment_hash: p.payment_hash(),
-            failure: FailureCode::ChannelDisabled,
-            failing_node: Some(l.b.node_id()),
-            failure_data: vec![],
-        }]
-    );
+    // BOLT 4: disabled_flags (none defined), then B's update for B-C, with
+    // its disable bit set.
+    let update = failed_at_b(&l, p.payment_hash(), FailureCode::ChannelDisabled, &[0, 0]);
+    assert!(!update.is_enabled());
     assert_eq!(l.a.channel_details(&l.ab).unwrap().balance_msat, START[0]);
     // B-C went on to close cooperatively; A-B is untouched.
     for (n, peer) in [(&l.b, &l.c), (&l.c, &l.b)] {
@@ -629,15 +624,14 @@ fn forward_to_disconnected_peer_fails_temporarily() {
     )
     .unwrap();
     deliver_all(&[&l.a, &l.b]);
-    assert_eq!(
-        events(&l.a),
-        vec![Event::PaymentFailed {
-            payment_hash: p.payment_hash(),
-            failure: FailureCode::TemporaryChannelFailure,
-            failing_node: Some(l.b.node_id()),
-            failure_data: vec![],
-        }]
+    // BOLT 4: B's (enabled) update for B-C, nothing before it.
+    let update = failed_at_b(
+        &l,
+        p.payment_hash(),
+        FailureCode::TemporaryChannelFailure,
+        &[],
     );
+    assert!(update.is_enabled());
     assert_eq!(l.balances(), before);
     l.assert_settled();
 }
@@ -806,6 +800,33 @@ fn the_hub_learns_only_its_own_payload_and_the_next_hop() {
     assert!(matches!(events(&l.a)[..], [Event::PaymentSent { .. }]));
 }
 
+/// A's one event: `PaymentFailed` with `code` from B, whose data is
+/// `prefix`, `u16 len` and B's `channel_update` for B-C (BOLT 4 UPDATE
+/// failures). Returns the update.
+fn failed_at_b(
+    l: &Line,
+    hash: chanstore::PaymentHash,
+    code: FailureCode,
+    prefix: &[u8],
+) -> chanstore::message::ChannelUpdate {
+    let evs = events(&l.a);
+    let [Event::PaymentFailed {
+        payment_hash,
+        failure,
+        failing_node,
+        failure_data,
+    }] = &evs[..]
+    else {
+        panic!("one PaymentFailed: {evs:?}");
+    };
+    assert_eq!(
+        (*payment_hash, *failure, *failing_node),
+        (hash, code, Some(l.b.node_id()))
+    );
+    assert_eq!(&failure_data[..prefix.len()], prefix);
+    update_in_failure(failure_data, prefix.len(), &l.b, l.scid_bc)
+}
+
 /// A - B - C - D, each channel opened by the left node.
 struct Line4 {
     nodes: [ChannelStore; 4],
@@ -873,15 +894,21 @@ fn a_failure_three_hops_away_is_attributed_to_its_node() {
     )
     .unwrap();
     deliver_all(&l.all());
-    assert_eq!(
-        events(a),
-        vec![failed_by(
-            c,
-            p.payment_hash(),
-            FailureCode::FeeInsufficient,
-            vec![]
-        )]
-    );
+    let evs = events(a);
+    let [Event::PaymentFailed {
+        failure: FailureCode::FeeInsufficient,
+        failing_node: Some(by),
+        failure_data,
+        ..
+    }] = &evs[..]
+    else {
+        panic!("C's fee_insufficient: {evs:?}");
+    };
+    assert_eq!(*by, c.node_id());
+    // BOLT 4: htlc_msat (what reached C), then C's update for C-D.
+    let htlc_msat = 2_000_000 + route.hops[1].fee_msat;
+    assert_eq!(failure_data[..8], htlc_msat.to_be_bytes());
+    update_in_failure(failure_data, 8, c, l.scids[2]);
     for n in l.all() {
         n.check_value_conserved().unwrap();
     }

@@ -155,7 +155,7 @@ fn scenario_1(shims: Shims) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s1_open_both_ways() {
     scenario_1(Shims::NONE);
 }
@@ -274,6 +274,8 @@ struct Ledger {
     ldk_path_failed: Vec<(PaymentHash, Option<u16>, Option<u64>, bool)>,
     /// What LDK's router learned from each path failure (`network_update`).
     ldk_network_updates: Vec<Option<lightning::routing::gossip::NetworkUpdate>>,
+    /// Each path failure's data, as LDK read it (after the failure code).
+    ldk_error_data: Vec<Option<Vec<u8>>>,
     /// LDK `PaymentFailed` hashes.
     ldk_failed: Vec<PaymentHash>,
     /// LDK `PaymentClaimed` (hash, amount).
@@ -339,11 +341,13 @@ fn handle_events(net: &mut Net, ledger: &mut Ledger, claim: bool) -> bool {
                 LdkEvent::PaymentPathFailed {
                     payment_hash,
                     error_code,
+                    error_data,
                     short_channel_id,
                     payment_failed_permanently,
                     failure,
                     ..
                 } => {
+                    ledger.ldk_error_data.push(error_data);
                     ledger.ldk_path_failed.push((
                         PaymentHash(payment_hash.0),
                         error_code,
@@ -476,7 +480,7 @@ fn scenario_2(shims: Shims, ldk_funds: bool) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s2_payments_both_ways_ldk_funds() {
     scenario_2(Shims::NONE, true);
 }
@@ -487,7 +491,7 @@ fn s2_payments_both_ways_ldk_funds_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s2_payments_both_ways_cs_funds() {
     scenario_2(Shims::NONE, false);
 }
@@ -671,7 +675,7 @@ fn scenario_7_force(shims: Shims, funder: Side, closer: Side) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s7_coop_close_ldk_initiates_ldk_funded() {
     scenario_7_coop(Shims::NONE, Side::Ldk, Side::Ldk, None);
 }
@@ -802,7 +806,7 @@ fn scenario_6(shims: Shims, funder: Side, overlapping: bool) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s6_update_fee_from_ldk() {
     scenario_6(Shims::NONE, Side::Ldk, false);
 }
@@ -819,7 +823,7 @@ fn s6_update_fee_from_ldk_overlapping_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s6_update_fee_from_chanstore() {
     scenario_6(Shims::NONE, Side::Cs, false);
 }
@@ -916,7 +920,7 @@ fn scenario_5(shims: Shims, payer: Side) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s5_reconnect_at_every_step_ldk_pays() {
     scenario_5(Shims::NONE, Side::Ldk);
 }
@@ -927,7 +931,7 @@ fn s5_reconnect_at_every_step_ldk_pays_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s5_reconnect_at_every_step_chanstore_pays() {
     scenario_5(Shims::NONE, Side::Cs);
 }
@@ -1112,7 +1116,7 @@ fn scenario_3_through_ldk(shims: Shims) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s3_chanstore_forwards_between_ldk_nodes() {
     scenario_3_through_cs(Shims::NONE);
 }
@@ -1123,7 +1127,7 @@ fn s3_chanstore_forwards_between_ldk_nodes_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s3_ldk_forwards_between_chanstore_nodes() {
     scenario_3_through_ldk(Shims::NONE);
 }
@@ -1303,6 +1307,24 @@ fn scenario_4_through_cs(shims: Shims, case: HubFailure) {
                 ),
                 format!("LDK's router fails the channel, not the node: {ledger:?}"),
             );
+            // BOLT 4: htlc_msat, then len and the hub's channel_update for
+            // its outgoing channel, type 258 first; LDK reads it with its
+            // own reader and its signature is the hub's.
+            let data = ledger.ldk_error_data[0].clone().unwrap_or_default();
+            net.check(
+                data.len() > 12
+                    && data[..8] == (amount + fee - 1).to_be_bytes()
+                    && data[10..12] == [0x01, 0x02],
+                format!("htlc_msat, len, then a channel_update: {data:?}"),
+            );
+            let len = usize::from(u16::from_be_bytes([data[8], data[9]]));
+            let update = ldk::wire::read_ldk_channel_update(&data[10..10 + len]);
+            net.check(
+                update.contents.short_channel_id == cc.scid.to_u64()
+                    && update.contents.fee_base_msat == net.cs[0].config().forwarding_fee_base_msat
+                    && ldk::wire::ldk_update_signed_by(&update, &net.id(Party::Cs(0))),
+                format!("the hub's signed update for its next channel: {update:?}"),
+            );
         }
         HubFailure::UnknownAtRecipient => {
             // Its failure comes back through chanstore, unwrapped by LDK A.
@@ -1422,7 +1444,7 @@ fn scenario_4_through_ldk(shims: Shims) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s4_unknown_payment_both_ways() {
     scenario_4_unknown(Shims::NONE);
 }
@@ -1433,7 +1455,7 @@ fn s4_unknown_payment_both_ways_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s4_unknown_next_at_chanstore_hub() {
     scenario_4_through_cs(Shims::NONE, HubFailure::UnknownNext);
 }
@@ -1444,9 +1466,14 @@ fn s4_unknown_next_at_chanstore_hub_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: BOLT 4 failure data (htlc_msat, len) in chanstore's UPDATE failures (F8)"]
 fn s4_fee_insufficient_at_chanstore_hub_shimmed() {
     scenario_4_through_cs(Shims::ALL, HubFailure::FeeInsufficient);
+    // chanstore decodes LDK's channel_update itself now (F3).
+    assert_eq!(
+        ldk::shims::applied(3),
+        0,
+        "the channel_update shim stayed idle"
+    );
 }
 
 #[test]
@@ -1455,7 +1482,7 @@ fn s4_unknown_payment_beyond_chanstore_hub_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2), channel_update decoding (F3)"]
+#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s4_failures_at_and_beyond_ldk_hub() {
     scenario_4_through_ldk(Shims::NONE);
 }
@@ -1701,15 +1728,52 @@ fn scenario_1_policy(shims: Shims) {
         policy(&net) == Some(want.clone()),
         format!("LDK knows chanstore's policy: {:?}", policy(&net)),
     );
+    // And chanstore LDK's, from LDK's channel_update (checked, kept).
+    let ldk_chan = net.ldk[0]
+        .node
+        .list_channels()
+        .into_iter()
+        .find(|ch| ch.channel_id == ldk_id(chan.id))
+        .unwrap();
+    let ldk_fees = ldk_chan.config.unwrap();
+    let theirs = |net: &Net| {
+        net.cs[0]
+            .channel_details(&chan.id)
+            .and_then(|d| d.counterparty_forwarding_policy)
+    };
+    let got = theirs(&net);
+    net.check(
+        got.is_some_and(|p| {
+            p.fee_base_msat == ldk_fees.forwarding_fee_base_msat
+                && p.fee_proportional_millionths == ldk_fees.forwarding_fee_proportional_millionths
+                && p.cltv_expiry_delta == ldk_fees.cltv_expiry_delta
+                && p.htlc_minimum_msat == c.htlc_minimum_msat
+                // channelmanager.rs:5199 get_announced_htlc_max_msat
+                // (channel.rs:13114): 90% of the channel, capped by the
+                // in-flight limit we gave LDK.
+                && p.htlc_maximum_msat
+                    == (ldk_chan.channel_value_satoshis * 1000 * 9 / 10)
+                        .min(c.max_htlc_value_in_flight_msat)
+                && p.enabled
+        }),
+        format!("chanstore knows LDK's policy: {got:?} (LDK: {ldk_fees:?})"),
+    );
     net.reconnect(0, 0);
     net.run();
     net.check(policy(&net) == Some(want), "still after a reconnect");
+    net.check(theirs(&net) == got, "and LDK's, at chanstore");
+    net.assert_clean("channel_update both ways");
 }
 
 #[test]
-#[ignore = "needs: chanstore sends channel_update on private channels (F3)"]
 fn s1_chanstore_sends_its_channel_update_shimmed() {
     scenario_1_policy(Shims::ALL);
+    // chanstore decodes LDK's channel_update itself now (F3).
+    assert_eq!(
+        ldk::shims::applied(3),
+        0,
+        "the channel_update shim stayed idle"
+    );
 }
 
 /// Two-part payments both ways over two channels (BOLT 4 `basic_mpp`):

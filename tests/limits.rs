@@ -102,19 +102,29 @@ fn queued_forwards_per_peer_are_capped() {
     // the section that committed it (nothing queued for it).
     assert_eq!(b.pending_forwards(), 2, "two forwards are queued");
     deliver_all(&[&a, &b, &c]);
+    let mut last_failure = None;
     let failed: Vec<_> = events(&a)
         .into_iter()
-        .filter_map(|e| match e {
+        .filter_map(|e| match &e {
             Event::PaymentFailed {
                 payment_hash,
                 failure,
                 ..
-            } => Some((payment_hash, failure)),
+            } => {
+                let found = (*payment_hash, *failure);
+                last_failure = Some(e);
+                Some(found)
+            }
             _ => None,
         })
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].1, FailureCode::TemporaryChannelFailure);
+    // BOLT 4: len and B's channel_update for the channel the onion named.
+    let Some(Event::PaymentFailed { failure_data, .. }) = last_failure.take() else {
+        unreachable!("taken above")
+    };
+    update_in_failure(&failure_data, 0, &b, bc);
     let received = events(&c)
         .iter()
         .filter(|e| matches!(e, Event::PaymentReceived { .. }))

@@ -11,17 +11,18 @@ use bitcoin::secp256k1::{self, ecdsa::Signature, PublicKey, Secp256k1, SecretKey
 use bitcoin::{ScriptBuf, Txid};
 use chanstore::features::Features;
 use chanstore::message::{
-    AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
-    FundingCreated, FundingSigned, Init, OnionPacket, OpenChannel, Ping, Pong, RevokeAndAck,
-    Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc,
-    Warning, ONION_PACKET_LEN,
+    AcceptChannel, ChannelReady, ChannelReestablish, ChannelUpdate, ClosingSigned,
+    CommitmentSigned, ErrorMessage, FundingCreated, FundingSigned, Init, OnionPacket, OpenChannel,
+    Ping, Pong, RevokeAndAck, Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc,
+    UpdateFee, UpdateFulfillHtlc, Warning, ONION_PACKET_LEN,
 };
 use chanstore::{ChannelId, DecodeError, Message, PaymentPreimage};
 use proptest::prelude::*;
 
-/// Every type number this crate decodes, from BOLT 1 and BOLT 2.
-const KNOWN_TYPES: [u16; 20] = [
-    1, 16, 17, 18, 19, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136,
+/// Every type number this crate decodes, from BOLT 1, BOLT 2 and BOLT 7
+/// (`channel_update`).
+const KNOWN_TYPES: [u16; 21] = [
+    1, 16, 17, 18, 19, 32, 33, 34, 35, 36, 38, 39, 128, 130, 131, 132, 133, 134, 135, 136, 258,
 ];
 
 static SECP: LazyLock<Secp256k1<secp256k1::All>> = LazyLock::new(Secp256k1::new);
@@ -246,7 +247,25 @@ fn samples() -> Vec<Message> {
         }
         .into(),
         Pong { ignored: vec![] }.into(),
+        channel_update().into(),
     ]
+}
+
+fn channel_update() -> ChannelUpdate {
+    let mut u = ChannelUpdate::unsigned(
+        ChainHash::TESTNET3,
+        chanstore::ShortChannelId::new(0x01_0203, 0x04_0506, 0x0708).unwrap(),
+    );
+    u.timestamp = 0x1122_3344;
+    u.message_flags = 3;
+    u.channel_flags = 1;
+    u.cltv_expiry_delta = 144;
+    u.htlc_minimum_msat = 1;
+    u.fee_base_msat = 1000;
+    u.fee_proportional_millionths = 100;
+    u.htlc_maximum_msat = 0x0102_0304_0506_0708;
+    u.sign(&SecretKey::from_slice(&[24; 32]).unwrap());
+    u
 }
 
 static SAMPLES: LazyLock<Vec<(Message, Vec<u8>)>> = LazyLock::new(|| {
@@ -305,6 +324,9 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::ClosingSigned(_) => 32 + 8 + SIG,
         Message::ChannelReestablish(_) => 32 + 8 + 8 + 32 + POINT,
         Message::Error(m) => 32 + 2 + m.data.len(),
+        Message::ChannelUpdate(m) => {
+            SIG + 32 + 8 + 4 + 1 + 1 + 2 + 8 + 4 + 4 + 8 + m.excess_data.len()
+        }
     };
     let (type_id, name) = match msg {
         Message::Warning(_) => (1, "warning"),
@@ -327,6 +349,7 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::UpdateFee(_) => (134, "update_fee"),
         Message::UpdateFailMalformedHtlc(_) => (135, "update_fail_malformed_htlc"),
         Message::ChannelReestablish(_) => (136, "channel_reestablish"),
+        Message::ChannelUpdate(_) => (258, "channel_update"),
     };
     (type_id, name, 2 + body)
 }
@@ -391,6 +414,8 @@ fn channel_id_is_the_one_the_message_names() {
             }
             Message::Error(m) => m.channel_id,
             Message::Init(_) | Message::Ping(_) | Message::Pong(_) => ChannelId([0; 32]),
+            // Named by short channel id, not by channel id.
+            Message::ChannelUpdate(_) => ChannelId([0; 32]),
             _ => ChannelId(bytes32(0x40)),
         };
         assert_eq!(msg.channel_id(), expected, "{}", msg.name());
@@ -501,9 +526,9 @@ fn invalid_signatures_are_named() {
 
 #[test]
 fn unknown_types_are_reported_odd_and_even() {
-    // 137 (odd, unassigned), 258 channel_update (even), 32768/65535 custom
-    // range, 0.
-    for t in [0u16, 2, 137, 200, 258, 32_768, 65_535] {
+    // 137 (odd, unassigned), 256 channel_announcement (even), 32768/65535
+    // custom range, 0.
+    for t in [0u16, 2, 137, 200, 256, 32_768, 65_535] {
         assert!(!KNOWN_TYPES.contains(&t));
         let mut bytes = t.to_be_bytes().to_vec();
         assert_eq!(
@@ -521,6 +546,17 @@ fn unknown_types_are_reported_odd_and_even() {
 #[test]
 fn odd_tlv_records_are_skipped_even_ones_and_junk_refused() {
     for (msg, bytes) in SAMPLES.iter() {
+        if let Message::ChannelUpdate(u) = msg {
+            // No extension: BOLT 7 signs what follows, kept as it came.
+            let mut extended = bytes.clone();
+            extended.extend_from_slice(&[0xff; 10]);
+            let mut expected = u.clone();
+            expected.excess_data.extend_from_slice(&[0xff; 10]);
+            let expected = Message::ChannelUpdate(expected);
+            assert_eq!(Message::decode(&extended).as_ref(), Ok(&expected));
+            assert_eq!(expected.encode(), extended);
+            continue;
+        }
         let name = msg.name();
         let with = |tail: &[u8]| {
             let mut extended = bytes.clone();

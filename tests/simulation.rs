@@ -185,8 +185,9 @@ impl Sim {
         let sender = self.id(from);
         match self.nodes[to].store.handle_message(&sender, wire) {
             Ok(()) => {}
-            // Crossed the receiver's close: its `error` is on the way.
-            Err(StoreError::UnknownChannel { .. }) => {}
+            // Crossed the receiver's close: its `error` is on the way (a
+            // `channel_update` names the closed channel by short channel id).
+            Err(StoreError::UnknownChannel { .. } | StoreError::UnknownShortChannelId { .. }) => {}
             Err(e) => panic!("node {to} refused {name} from {from}: {e}"),
         }
     }

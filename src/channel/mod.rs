@@ -10,12 +10,14 @@
 //! Files: `open.rs` (open → accept → funding → channel_ready), `update.rs`
 //! (add/fulfill/fail/fee and the balance checks), `commit.rs`
 //! (commitment_signed / revoke_and_ack), `close.rs` (shutdown,
-//! closing_signed, error), `htlc.rs` (an HTLC's life), `signer.rs` (our keys).
+//! closing_signed, error), `htlc.rs` (an HTLC's life), `signer.rs` (our keys),
+//! `gossip.rs` (BOLT 7 `channel_update`, ours and the peer's).
 
 mod close;
 pub(crate) mod closed;
 mod commit;
 mod deadline;
+mod gossip;
 pub(crate) mod htlc;
 mod open;
 mod reestablish;
@@ -31,7 +33,7 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::{OutPoint, ScriptBuf, Transaction};
 
 use crate::error::StoreError;
-use crate::event::{ChannelDetails, ClosureReason, Event};
+use crate::event::{ChannelDetails, ClosureReason, Event, ForwardingPolicy};
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::message::Message;
 use crate::transactions::ChannelPublicKeys;
@@ -215,6 +217,9 @@ pub(crate) struct Effects {
     pub(crate) incoming: Vec<IncomingHtlc>,
     /// HTLCs we offered that were resolved.
     pub(crate) resolved: Vec<OutboundResolved>,
+    /// Send the peer our `channel_update`, after `msgs` (the channel just
+    /// became usable, or was reestablished).
+    pub(crate) send_channel_update: bool,
 }
 
 /// One channel with one peer.
@@ -298,6 +303,8 @@ pub(crate) struct Channel {
     pub(crate) disk: DiskState,
     /// Whether to check the peer's signatures (`StoreConfig::verify_signatures`).
     pub(crate) verify_signatures: bool,
+    /// The peer's forwarding policy, from its latest valid `channel_update`.
+    pub(crate) counterparty_policy: Option<ForwardingPolicy>,
     /// Read by `list_channels` without the peer lock.
     pub(crate) snapshot: Arc<ArcSwap<ChannelDetails>>,
 }
@@ -424,6 +431,7 @@ impl Channel {
             feerate_per_kw: self.feerate_per_kw,
             is_usable: self.is_usable(),
             state: self.phase.name(),
+            counterparty_forwarding_policy: self.counterparty_policy,
         }
     }
 

@@ -252,6 +252,7 @@ impl Channel {
             remote_shutdown_script: None,
             shutdown_requested: false,
             shutdown_sent_at: None,
+            counterparty_policy: None,
             closing: Default::default(),
             closing_tx: None,
             holder_sigs: None,
@@ -611,6 +612,9 @@ impl Channel {
     fn become_normal_if_ready(&mut self, effects: &mut Effects) {
         if self.sent_ready && self.received_ready && self.phase == Phase::AwaitingReady {
             self.phase = Phase::Normal;
+            // BOLT 7: after channel_ready both ways, tell the peer our
+            // policy (LDK does the same, channelmanager.rs:10882-10890).
+            effects.send_channel_update = true;
             effects.events.push(Event::ChannelReady {
                 channel_id: self.channel_id,
                 counterparty_node_id: self.counterparty,

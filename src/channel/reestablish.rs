@@ -186,6 +186,9 @@ impl Channel {
         effects
             .msgs
             .extend(self.updates_in(&[HtlcState::SentAddHtlc, HtlcState::SentRemoveHtlc]));
+        // Our policy again, on a channel that still forwards (as LDK does
+        // after every reestablish, channelmanager.rs:11793-11803).
+        effects.send_channel_update = self.phase == Phase::Normal && !self.shutdown_requested;
         Ok(())
     }
 

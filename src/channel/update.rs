@@ -99,7 +99,10 @@ impl Channel {
         if !within_dust_limit && !matches!(inbound, Inbound::Malformed { .. }) {
             inbound = Inbound::Fail {
                 code: FailureCode::TemporaryChannelFailure,
-                data: Vec::new(),
+                // BOLT 4: `u16 len` and a channel_update; the outgoing
+                // channel is not known yet, so none (len 0, as LDK does for
+                // its incoming channel's failures, channelmanager.rs:8516-8532).
+                data: vec![0, 0],
                 shared_secret: inbound.shared_secret().copied(),
             };
         }

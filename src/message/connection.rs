@@ -85,10 +85,6 @@ impl Init {
         }
     }
 
-    /// `init` concerns no channel.
-    pub(crate) fn no_channel(&self) -> ChannelId {
-        ChannelId([0; 32])
-    }
 }
 
 /// `warning` (type 1): something is wrong but the sender does not fail the
@@ -154,10 +150,6 @@ impl Ping {
         })
     }
 
-    /// `ping` concerns no channel.
-    pub(crate) fn no_channel(&self) -> ChannelId {
-        ChannelId([0; 32])
-    }
 }
 
 /// `pong` (type 19): the answer to a `ping`.
@@ -181,8 +173,4 @@ impl Pong {
         w.write_u16_prefixed(&self.ignored, "pong.ignored");
     }
 
-    /// `pong` concerns no channel.
-    pub(crate) fn no_channel(&self) -> ChannelId {
-        ChannelId([0; 32])
-    }
 }

@@ -27,6 +27,7 @@
 //! | 134 | `update_fee` | [`UpdateFee`] | `update.rs` |
 //! | 135 | `update_fail_malformed_htlc` | [`UpdateFailMalformedHtlc`] | `update.rs` |
 //! | 136 | `channel_reestablish` | [`ChannelReestablish`] | `control.rs` |
+//! | 258 | `channel_update` (BOLT 7) | [`ChannelUpdate`] | `gossip.rs` |
 //!
 //! The codec enforces the format only: lengths, valid compressed points and
 //! valid compact signatures. Whether values are acceptable (amounts, fee
@@ -40,9 +41,12 @@
 //! `upfront_shutdown_script` and `channel_type`; `init`: `networks`) and are
 //! written back; skipped ones are not, so `encode(decode(bytes))` is a
 //! prefix of `bytes` whenever the skipped records come last.
+//! `channel_update` has no extension: BOLT 7 signs whatever follows its
+//! last field, so those bytes are kept ([`ChannelUpdate::excess_data`]).
 
 mod connection;
 mod control;
+pub mod gossip;
 mod setup;
 mod tlv;
 mod update;
@@ -50,6 +54,7 @@ mod wire;
 
 pub use connection::{Init, Ping, Pong, Warning, PING_NO_PONG};
 pub use control::{ChannelReestablish, ClosingSigned, ErrorMessage, Shutdown};
+pub use gossip::ChannelUpdate;
 pub use setup::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
 pub use update::{
     CommitmentSigned, OnionPacket, RevokeAndAck, UpdateAddHtlc, UpdateFailHtlc,
@@ -125,13 +130,23 @@ pub enum Message {
     Ping(Ping),
     /// `pong` (type 19, BOLT 1).
     Pong(Pong),
+    /// `channel_update` (type 258, BOLT 7).
+    ChannelUpdate(ChannelUpdate),
 }
 
 /// Generates the per-variant dispatch of [`Message`] from one table, so that
 /// a type number, a name and a codec can never drift apart (a variant missing
 /// from the table is a non-exhaustive match, a compile error).
 macro_rules! message_table {
-    ($( $variant:ident($ty:ident) = $type_id:literal, $name:literal, $id:ident $(($($no:tt)*))?; )*) => {
+    // The id column: a field, or `_` for a message without one.
+    (@id $m:ident, _) => {{
+        let _ = $m;
+        ChannelId([0; 32])
+    }};
+    (@id $m:ident, $field:ident) => {
+        $m.$field
+    };
+    ($( $variant:ident($ty:ident) = $type_id:literal, $name:literal, $id_field:tt; )*) => {
         impl Message {
             /// The message's BOLT type number (the first two bytes on the wire).
             pub fn type_id(&self) -> u16 {
@@ -150,10 +165,11 @@ macro_rules! message_table {
             /// The channel the message is about: the temporary channel id for
             /// `open_channel`, `accept_channel` and `funding_created`, the
             /// permanent one otherwise (all zero in an `error` that concerns
-            /// every channel).
+            /// every channel, and in a message that names no channel by id,
+            /// such as `channel_update`, which names it by short channel id).
             pub fn channel_id(&self) -> ChannelId {
                 match self {
-                    $( Message::$variant(m) => m.$id $(($($no)*))?, )*
+                    $( Message::$variant(m) => message_table!(@id m, $id_field), )*
                 }
             }
 
@@ -226,10 +242,10 @@ macro_rules! message_table {
 
 message_table! {
     Warning(Warning) = 1, "warning", channel_id;
-    Init(Init) = 16, "init", no_channel();
+    Init(Init) = 16, "init", _;
     Error(ErrorMessage) = 17, "error", channel_id;
-    Ping(Ping) = 18, "ping", no_channel();
-    Pong(Pong) = 19, "pong", no_channel();
+    Ping(Ping) = 18, "ping", _;
+    Pong(Pong) = 19, "pong", _;
     OpenChannel(OpenChannel) = 32, "open_channel", temporary_channel_id;
     AcceptChannel(AcceptChannel) = 33, "accept_channel", temporary_channel_id;
     FundingCreated(FundingCreated) = 34, "funding_created", temporary_channel_id;
@@ -245,6 +261,7 @@ message_table! {
     UpdateFee(UpdateFee) = 134, "update_fee", channel_id;
     UpdateFailMalformedHtlc(UpdateFailMalformedHtlc) = 135, "update_fail_malformed_htlc", channel_id;
     ChannelReestablish(ChannelReestablish) = 136, "channel_reestablish", channel_id;
+    ChannelUpdate(ChannelUpdate) = 258, "channel_update", _;
 }
 
 #[cfg(test)]

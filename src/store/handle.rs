@@ -21,7 +21,8 @@ impl<C: Container> ChannelStore<C> {
     /// changes nothing: not its channel, not any other. Messages a peer sends
     /// for a channel it does not have with us are refused with
     /// [`StoreError::WrongPeer`] (another peer's channel) or
-    /// [`StoreError::UnknownChannel`].
+    /// [`StoreError::UnknownChannel`] ([`StoreError::UnknownShortChannelId`]
+    /// for a `channel_update`, which names its channel by short channel id).
     ///
     /// **Locking behaviour:** takes `from`'s peer lock once; the signature
     /// checks and signing the message needs happen under it.
@@ -83,6 +84,19 @@ impl<C: Container> ChannelStore<C> {
                         sender: *from,
                     }),
                     _ => Err(StoreError::UnknownChannel { channel_id }),
+                }
+            }
+            Err(StoreError::UnknownShortChannelId { scid }) => {
+                let owner = self
+                    .container
+                    .scid_get(&scid)
+                    .and_then(|id| self.container.index_get(&id).map(|n| (id, n)));
+                match owner {
+                    Some((channel_id, owner)) if owner != node => Err(StoreError::WrongPeer {
+                        channel_id,
+                        sender: *from,
+                    }),
+                    _ => Err(StoreError::UnknownShortChannelId { scid }),
                 }
             }
             other => other,
@@ -225,6 +239,9 @@ impl<C: Container> ChannelStore<C> {
             Message::ChannelReestablish(m) => {
                 s.on_channel(&id, true, |c, e| c.handle_channel_reestablish(&m, e))
             }
+            // Named by short channel id; taken even while the channel waits
+            // for channel_reestablish (it changes no commitment).
+            Message::ChannelUpdate(m) => s.handle_channel_update(&m),
             Message::Error(m) => {
                 // BOLT 1: an all-zero channel id means every channel with this peer.
                 let all = id == ChannelId([0; 32]);

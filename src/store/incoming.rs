@@ -12,6 +12,7 @@
 //! (issue 11, point 4).
 
 use super::claimables::{add_part, Added, Claimable, PartOf};
+use super::gossip::failure_with_update;
 use super::payments::{unix_now, unknown_payment_data};
 use super::section::{fail_back_with, Section};
 use crate::channel::{Inbound, IncomingHtlc, PrevHop};
@@ -82,7 +83,16 @@ impl Section<'_> {
                     // Sharded by the incoming peer until it is routed.
                     self.work(node, Work::Forward(forward));
                 } else {
-                    self.fail_here(&prev, Failure::local(FailureCode::TemporaryChannelFailure));
+                    let NextHop::Scid(scid) = forward.next else {
+                        unreachable!("routed by scid until applied")
+                    };
+                    let failure = failure_with_update(
+                        FailureCode::TemporaryChannelFailure,
+                        htlc.amount_msat,
+                        htlc.cltv_expiry,
+                        self.our_update_bytes(Some(scid)),
+                    );
+                    self.fail_here(&prev, failure);
                 }
             }
             Err(failure) => self.fail_here(&prev, failure),
@@ -137,16 +147,26 @@ impl Section<'_> {
                 outgoing_cltv_value,
             } => (*short_channel_id, *amt_to_forward, *outgoing_cltv_value),
         };
+        // BOLT 4 UPDATE failures: the HTLC's amount or expiry, then our
+        // channel_update for the channel the onion names.
+        let update = |code| {
+            Err(failure_with_update(
+                code,
+                htlc.amount_msat,
+                htlc.cltv_expiry,
+                self.our_update_bytes(Some(scid)),
+            ))
+        };
         let fee = config.forwarding_fee_msat(amt_to_forward);
         if htlc.amount_msat < amt_to_forward || htlc.amount_msat - amt_to_forward < fee {
-            return local(FailureCode::FeeInsufficient);
+            return update(FailureCode::FeeInsufficient);
         }
         let delta = u32::from(config.cltv_expiry_delta);
         if htlc.cltv_expiry < outgoing_cltv_value.saturating_add(delta) {
-            return local(FailureCode::IncorrectCltvExpiry);
+            return update(FailureCode::IncorrectCltvExpiry);
         }
         if outgoing_cltv_value <= height {
-            return local(FailureCode::ExpiryTooSoon);
+            return update(FailureCode::ExpiryTooSoon);
         }
         let Some(onion) = htlc.onion.clone() else {
             return local(FailureCode::InvalidOnionPayload);

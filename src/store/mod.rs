@@ -11,8 +11,8 @@
 //!    critical section, on that peer's channels only. A thread holds at
 //!    most one peer lock at a time.
 //! 2. **Leaf locks.** `DashMap` shard guards (primary map, indexes,
-//!    snapshots, claimable payments, queued-forward counts) and the queues'
-//!    internal state. They may be taken while a peer lock is held (a
+//!    snapshots, claimable payments, queued-forward counts, our last
+//!    `channel_update` per channel) and the queues' internal state. They may be taken while a peer lock is held (a
 //!    section updates the indexes and snapshots it changed, and the
 //!    claimable payments, before its lock is released) and are released
 //!    before anything else is taken; no leaf lock is ever held while a peer
@@ -55,6 +55,7 @@ mod claimables;
 mod connection;
 mod container;
 mod durable;
+mod gossip;
 mod handle;
 mod incoming;
 mod journal;
@@ -137,6 +138,12 @@ pub struct ChannelStore<C: Container = Sharded> {
     journal: journal::Journal,
     /// HTLCs paying us, by payment hash.
     pub(crate) claimables: DashMap<PaymentHash, ClaimableSet>,
+    /// The `channel_update` we last sent for each of our channels, by short
+    /// channel id: the one BOLT 4's UPDATE failures carry, read by sections
+    /// of any peer (a leaf lock, taken under a peer lock and released at
+    /// once). Not durable: refilled when channels are reestablished after a
+    /// restart; a failure decided before that carries none (`len` 0).
+    pub(crate) our_updates: DashMap<ShortChannelId, crate::message::ChannelUpdate>,
     /// Derives and checks our invoices' payment secrets.
     pub(crate) inbound_key: ExpandedKey,
     /// Per incoming peer: its HTLCs waiting in the forward queues
@@ -186,6 +193,7 @@ impl<C: Container> ChannelStore<C> {
             events: SegQueue::new(),
             journal: journal::Journal::default(),
             claimables: DashMap::new(),
+            our_updates: DashMap::new(),
             inbound_key: ExpandedKey::new(&node_secret),
             queued_forwards: DashMap::new(),
             persister: None,
@@ -239,6 +247,8 @@ impl<C: Container> ChannelStore<C> {
             seq: &self.seq,
             claimables: &self.claimables,
             node_id: self.node_id,
+            node_secret: &self.node_secret,
+            our_updates: &self.our_updates,
             inbound_key: &self.inbound_key,
             queued_forwards: &self.queued_forwards,
             inbound_unfunded: &self.inbound_unfunded,

@@ -5,7 +5,8 @@
 use bitcoin::secp256k1::SecretKey;
 
 use super::claimables::ClaimableSet;
-use super::section::fail_back;
+use super::gossip::failure_with_update;
+use super::section::{fail_back, fail_back_with};
 use super::{ChannelStore, Container, Section};
 use crate::channel::{HtlcSource, SessionKeys};
 use crate::error::StoreError;
@@ -353,8 +354,8 @@ impl<C: Container> ChannelStore<C> {
                 s.out.consumed.push(item.id);
                 match &item.work {
                     Work::Forward(f) => {
-                        if let Err(code) = add_forward(s, f) {
-                            s.work(f.prev.node_id, fail_back(&f.prev, code));
+                        if let Err(failure) = add_forward(s, f) {
+                            s.work(f.prev.node_id, fail_back_with(&f.prev, failure));
                         }
                     }
                     Work::Resolve(r) => s.resolve(r),
@@ -395,20 +396,40 @@ impl<C: Container> ChannelStore<C> {
     }
 }
 
-/// Offers a forwarded HTLC on its outgoing channel (already routed).
-fn add_forward(s: &mut Section<'_>, f: &HtlcForward) -> Result<(), FailureCode> {
+/// Offers a forwarded HTLC on its outgoing channel (already routed), or
+/// says why not: BOLT 4 UPDATE failures carry the incoming HTLC's amount
+/// and our `channel_update` for the channel.
+fn add_forward(s: &mut Section<'_>, f: &HtlcForward) -> Result<(), Failure> {
+    let scid = match f.next {
+        NextHop::Channel(next) => s.ps.channels.get(&next).and_then(|c| c.short_channel_id),
+        NextHop::Scid(scid) => Some(scid),
+    };
+    let fail = |s: &Section<'_>, code| {
+        failure_with_update(
+            code,
+            f.prev.amount_msat,
+            f.cltv_expiry,
+            s.our_update_bytes(scid),
+        )
+    };
     if !s.ps.connected {
-        return Err(FailureCode::TemporaryChannelFailure);
+        return Err(fail(s, FailureCode::TemporaryChannelFailure));
     }
     let NextHop::Channel(next) = f.next else {
-        return Err(FailureCode::UnknownNextPeer);
+        return Err(Failure::local(FailureCode::UnknownNextPeer));
     };
     let channel = s
         .channel(&next, true)
-        .map_err(|_| FailureCode::UnknownNextPeer)?;
+        .map_err(|_| Failure::local(FailureCode::UnknownNextPeer))?;
     // A connected peer's paused channel takes it; it goes out after reestablish.
     if !channel.accepts_htlcs() {
-        return Err(FailureCode::ChannelDisabled);
+        let update = s.disabled_update_bytes(next);
+        return Err(failure_with_update(
+            FailureCode::ChannelDisabled,
+            f.prev.amount_msat,
+            f.cltv_expiry,
+            update,
+        ));
     }
     let config = s.ctx.config;
     let result = s.on_channel(&next, true, |c, e| {
@@ -424,8 +445,8 @@ fn add_forward(s: &mut Section<'_>, f: &HtlcForward) -> Result<(), FailureCode> 
         Ok(())
     });
     result.map_err(|e| match e {
-        StoreError::HtlcBelowMinimum { .. } => FailureCode::AmountBelowMinimum,
-        _ => FailureCode::TemporaryChannelFailure,
+        StoreError::HtlcBelowMinimum { .. } => fail(s, FailureCode::AmountBelowMinimum),
+        _ => fail(s, FailureCode::TemporaryChannelFailure),
     })
 }
 

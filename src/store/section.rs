@@ -72,6 +72,11 @@ pub(crate) struct Context<'a> {
     pub(crate) claimables: &'a DashMap<PaymentHash, ClaimableSet>,
     /// Our node id (a failure we decide for our own payment names us).
     pub(crate) node_id: bitcoin::secp256k1::PublicKey,
+    /// Our node key, which signs our `channel_update`s.
+    pub(crate) node_secret: &'a bitcoin::secp256k1::SecretKey,
+    /// Our last `channel_update` per short channel id (`ChannelStore::our_updates`).
+    pub(crate) our_updates:
+        &'a DashMap<crate::types::ShortChannelId, crate::message::ChannelUpdate>,
     /// Checks the payment secrets of payments to us.
     pub(crate) inbound_key: &'a crate::inbound_payment::ExpandedKey,
     pub(crate) queued_forwards: &'a DashMap<NodeId, usize>,
@@ -182,6 +187,9 @@ impl<'a> Section<'a> {
             if !paused {
                 self.send(msg);
             }
+        }
+        if effects.send_channel_update && !paused {
+            self.send_channel_update(id);
         }
         for event in effects.events {
             self.event(event);
@@ -356,6 +364,10 @@ impl<'a> Section<'a> {
         let closing = channel.closing();
         if self.ctx.durable && funded {
             super::durable::channel_deletes(&channel, &mut self.out.writes);
+        }
+        if let Some(scid) = channel.short_channel_id {
+            // Leaf lock, released at once.
+            self.ctx.our_updates.remove(&scid);
         }
         self.out.index.push(IndexOp::Closed {
             id,

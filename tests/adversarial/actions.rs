@@ -9,16 +9,16 @@ use bitcoin::hashes::Hash;
 use bitcoin::{Network, OutPoint, ScriptBuf, Txid};
 use chanstore::features::Features;
 use chanstore::message::{
-    AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
-    FundingCreated, FundingSigned, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
-    UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc,
+    AcceptChannel, ChannelReady, ChannelReestablish, ChannelUpdate, ClosingSigned,
+    CommitmentSigned, ErrorMessage, FundingCreated, FundingSigned, OpenChannel, RevokeAndAck,
+    Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc,
 };
 use chanstore::onion::payload::{HopPayload, PaymentData};
 
 use crate::common::{onion_for, secret_for};
 use chanstore::{ChannelId, Message, PaymentPreimage, ShortChannelId};
 
-use crate::world::{World, A, AH, B, C, CH, HB, HEIGHT, HM, HUB, M, MH};
+use crate::world::{secret, World, A, AH, B, C, CH, HB, HEIGHT, HM, HUB, M, MH, SEEDS};
 
 /// One step.
 #[derive(Clone, Debug)]
@@ -228,6 +228,17 @@ pub enum Forged {
     Error {
         chan: Target,
         data_len: u8,
+    },
+    /// `channel_update` naming `chan`'s short channel id, signed by node
+    /// `signer` (Mallory's own key among them), on our chain or not, with
+    /// the direction bit as it should be for the sender or flipped.
+    ChannelUpdate {
+        chan: Target,
+        signer: u8,
+        other_chain: bool,
+        flip_direction: bool,
+        timestamp: u32,
+        fee_base_msat: u32,
     },
 }
 
@@ -501,6 +512,38 @@ impl World {
                 channel_id: self.target(chan),
                 data: vec![b'!'; usize::from(data_len)],
             }),
+            Forged::ChannelUpdate {
+                chan,
+                signer,
+                other_chain,
+                flip_direction,
+                timestamp,
+                fee_base_msat,
+            } => {
+                let id = self.target(chan);
+                let scid = self
+                    .chans
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map_or(ShortChannelId::from_u64(u64::from(id.0[0])), |c| c.scid);
+                let network = if other_chain {
+                    Network::Bitcoin
+                } else {
+                    Network::Regtest
+                };
+                let mut u = ChannelUpdate::unsigned(ChainHash::using_genesis_block(network), scid);
+                u.timestamp = timestamp;
+                u.fee_base_msat = fee_base_msat;
+                u.htlc_maximum_msat = 1_000_000;
+                // Mallory is node_2 when her key is the greater.
+                let mallory_is_2 = self.ids[M].serialize() > self.ids[HUB].serialize();
+                if mallory_is_2 != flip_direction {
+                    u.channel_flags = 1;
+                }
+                let signer = usize::from(signer) % SEEDS.len();
+                u.sign(&secret(SEEDS[signer]));
+                Message::ChannelUpdate(u)
+            }
         }
     }
 }
@@ -535,6 +578,8 @@ fn retarget(mut msg: Message, id: ChannelId) -> Message {
         Message::Error(m) => m.channel_id = id,
         Message::Warning(m) => m.channel_id = id,
         Message::Init(_) | Message::Ping(_) | Message::Pong(_) => {}
+        // Names its channel by short channel id (and is signed): replayed as is.
+        Message::ChannelUpdate(_) => {}
     }
     msg
 }

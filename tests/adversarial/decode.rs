@@ -188,7 +188,7 @@ impl Bytes<'_> {
     }
 
     fn forged(&mut self) -> Forged {
-        match self.u8() % 16 {
+        match self.u8() % 17 {
             0 => Forged::Open {
                 temp: self.target(),
                 funding_sat: self.funding(),
@@ -257,6 +257,14 @@ impl Bytes<'_> {
                 chan: self.target(),
                 id: self.id(),
                 code: self.u32() as u16,
+            },
+            15 => Forged::ChannelUpdate {
+                chan: self.target(),
+                signer: self.u8(),
+                other_chain: self.u8() % 4 == 0,
+                flip_direction: self.u8() % 4 == 0,
+                timestamp: self.u32(),
+                fee_base_msat: self.u32(),
             },
             _ => Forged::Error {
                 chan: self.target(),

@@ -36,7 +36,8 @@ pub const A: usize = 1;
 pub const B: usize = 2;
 pub const C: usize = 3;
 pub const M: usize = 4;
-const SEEDS: [u8; 5] = [10, 1, 2, 3, 4];
+/// Node secrets' seeds, by node index ([`secret`]).
+pub const SEEDS: [u8; 5] = [10, 1, 2, 3, 4];
 
 /// Channel indexes in [`Base::chans`]: the honest ones first.
 pub const AH: usize = 0;

@@ -201,6 +201,41 @@ pub fn unknown_to(by: &ChannelStore, hash: PaymentHash, amount_msat: u64) -> Eve
     )
 }
 
+/// The `channel_update` a BOLT 4 UPDATE failure's data carries after its
+/// first `skip` bytes (`htlc_msat`: 8, `cltv_expiry`: 4, `disabled_flags`:
+/// 2, else 0): `u16 len`, then the update with its type (258), signed by
+/// `by` and naming `scid`. Panics unless it is exactly that.
+pub fn update_in_failure(
+    data: &[u8],
+    skip: usize,
+    by: &ChannelStore,
+    scid: ShortChannelId,
+) -> chanstore::message::ChannelUpdate {
+    let len = usize::from(u16::from_be_bytes([data[skip], data[skip + 1]]));
+    let bytes = &data[skip + 2..];
+    assert_eq!(bytes.len(), len, "len frames the rest: {data:?}");
+    assert_eq!(&bytes[..2], &[0x01, 0x02], "type 258 first");
+    let Ok(Message::ChannelUpdate(u)) = Message::decode(bytes) else {
+        panic!("not a channel_update: {bytes:?}");
+    };
+    assert!(u.verify(&by.node_id()), "signed by the failing node");
+    assert_eq!(u.short_channel_id, scid);
+    let c = by.config();
+    assert_eq!(
+        (
+            u.fee_base_msat,
+            u.fee_proportional_millionths,
+            u.cltv_expiry_delta
+        ),
+        (
+            c.forwarding_fee_base_msat,
+            c.forwarding_fee_proportional_millionths,
+            c.cltv_expiry_delta
+        )
+    );
+    u
+}
+
 /// The node secret of a test node (`node(seed)` uses `[seed; 32]`), found
 /// from its id.
 pub fn secret_of(node_id: &PublicKey) -> SecretKey {

@@ -23,9 +23,11 @@ pub struct Shims {
     /// `option_static_remotekey` (TLV 1, `0x1000`) and, as BOLT 2 requires
     /// of a message with TLVs, an empty `upfront_shutdown_script` (TLV 0).
     pub channel_type: bool,
-    /// F3: chanstore cannot decode `channel_update` (258, even): the
-    /// harness drops LDK's instead of failing the connection as BOLT 1
-    /// requires for an unknown even type.
+    /// F3 (fixed): chanstore could not decode `channel_update` (258,
+    /// even), so the harness dropped LDK's instead of failing the
+    /// connection as BOLT 1 requires for an unknown even type. It drops
+    /// only what chanstore cannot decode, which is nothing now:
+    /// `applied(3)` stays 0 (asserted in `tests/ldk_interop.rs`).
     pub drop_channel_update: bool,
 }
 

@@ -260,6 +260,25 @@ where
     }
 }
 
+/// A `channel_update` (type 258 first, as BOLT 4 failure data carries it)
+/// read with LDK's own reader. Panics if LDK cannot read it.
+pub fn read_ldk_channel_update(bytes: &[u8]) -> msgs::ChannelUpdate {
+    assert_eq!(type_of(bytes), 258, "a channel_update: {}", hex(bytes));
+    read(&bytes[2..], "channel_update").unwrap()
+}
+
+/// Whether `update` is signed by `node_id` as LDK's router checks it: the
+/// double SHA-256 of LDK's own encoding of the signed part
+/// (routing/gossip.rs, `update_channel_internal`; sign/mod.rs:2399-2402).
+pub fn ldk_update_signed_by(update: &msgs::ChannelUpdate, node_id: &PublicKey) -> bool {
+    use bitcoin::hashes::{sha256d, Hash};
+    let digest = sha256d::Hash::hash(&update.contents.encode()).to_byte_array();
+    let msg = bitcoin::secp256k1::Message::from_digest(digest);
+    bitcoin::secp256k1::Secp256k1::verification_only()
+        .verify_ecdsa(&msg, &update.signature, node_id)
+        .is_ok()
+}
+
 /// `hex` of some bytes, for the transcript and the findings.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -294,6 +313,17 @@ pub fn detail(bytes: &[u8]) -> String {
             format!(" fee {fee} sat{range}")
         }
         134 => format!(" feerate {} sat/kw", u32_at(34).unwrap_or(0)),
+        258 => format!(
+            " scid {} flags {:?} cltv_delta {} fee {}+{}ppm",
+            u64_at(98).map_or("?".into(), |s| chanstore::ShortChannelId::from_u64(s)
+                .to_string()),
+            bytes.get(110..112).unwrap_or(&[]),
+            bytes
+                .get(112..114)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+            u32_at(122).unwrap_or(0),
+            u32_at(126).unwrap_or(0),
+        ),
         128 => format!(
             " id {} amount {} msat cltv {}",
             u64_at(34).unwrap_or(0),

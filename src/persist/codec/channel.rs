@@ -25,7 +25,7 @@ use crate::channel::htlc::HtlcState;
 use crate::channel::signer::ChannelSigner;
 use crate::channel::{Channel, FeeUpdate, HolderSignatures, Phase};
 use crate::error::DecodeError;
-use crate::event::ChannelDetails;
+use crate::event::{ChannelDetails, ForwardingPolicy};
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
 use crate::transactions::ChannelPublicKeys;
@@ -58,7 +58,10 @@ mod channel_type {
     pub const FUNDING_HEIGHT: u64 = 37;
     pub const SIGNATURES: u64 = 39;
     pub const SHUTDOWN_SENT_AT: u64 = 41;
-    pub const ALL: [u64; 25] = [
+    /// The peer's forwarding policy (its `channel_update`): optional, an
+    /// older reader loses only what the next update brings back.
+    pub const COUNTERPARTY_POLICY: u64 = 43;
+    pub const ALL: [u64; 26] = [
         CHANNEL_ID,
         TEMPORARY_ID,
         COUNTERPARTY,
@@ -84,6 +87,7 @@ mod channel_type {
         FUNDING_HEIGHT,
         SIGNATURES,
         SHUTDOWN_SENT_AT,
+        COUNTERPARTY_POLICY,
     ];
 }
 
@@ -194,6 +198,44 @@ fn header_writer(c: &Channel) -> TlvWriter {
     w
 }
 
+/// Bit 0 of the policy's flags byte: the peer's `disable` bit was clear.
+const POLICY_ENABLED: u8 = 1 << 0;
+
+fn put_policy(out: &mut Vec<u8>, p: &ForwardingPolicy) {
+    out.extend_from_slice(&p.fee_base_msat.to_be_bytes());
+    out.extend_from_slice(&p.fee_proportional_millionths.to_be_bytes());
+    out.extend_from_slice(&p.cltv_expiry_delta.to_be_bytes());
+    out.extend_from_slice(&p.htlc_minimum_msat.to_be_bytes());
+    out.extend_from_slice(&p.htlc_maximum_msat.to_be_bytes());
+    out.push(if p.enabled { POLICY_ENABLED } else { 0 });
+    out.extend_from_slice(&p.timestamp.to_be_bytes());
+}
+
+fn get_policy(c: &mut Cursor<'_>) -> Result<ForwardingPolicy, DecodeError> {
+    let fee_base_msat = c.u32()?;
+    let fee_proportional_millionths = c.u32()?;
+    let cltv_expiry_delta = c.u16()?;
+    let htlc_minimum_msat = c.u64()?;
+    let htlc_maximum_msat = c.u64()?;
+    let flags = c.u8()?;
+    if flags & !POLICY_ENABLED != 0 {
+        return Err(DecodeError::InvalidValue {
+            field: "counterparty_policy.flags",
+        });
+    }
+    let timestamp = c.u32()?;
+    c.end()?;
+    Ok(ForwardingPolicy {
+        fee_base_msat,
+        fee_proportional_millionths,
+        cltv_expiry_delta,
+        htlc_minimum_msat,
+        htlc_maximum_msat,
+        enabled: flags & POLICY_ENABLED != 0,
+        timestamp,
+    })
+}
+
 fn put_pending_fee_and_shutdown(w: &mut TlvWriter, c: &Channel) {
     use channel_type::*;
     if let Some(fee) = c.pending_fee.filter(|f| f.state != HtlcState::RcvdAddHtlc) {
@@ -216,7 +258,7 @@ pub(crate) fn encode_channel_header(c: &Channel, htlc_records: u32) -> Vec<u8> {
     put_pending_fee_and_shutdown(&mut w, c);
     w.record(HTLC_RECORDS, &htlc_records.to_be_bytes())
         .record(FUNDING_HEIGHT, &c.funding_height.to_be_bytes());
-    put_shutdown_sent_at(&mut w, c);
+    put_last_records(&mut w, c);
     w.finish()
 }
 
@@ -241,13 +283,17 @@ pub(crate) fn encode_channel(c: &Channel) -> Vec<u8> {
     if let Some(sigs) = &c.holder_sigs {
         w.with(SIGNATURES, |out| put_signatures(out, sigs));
     }
-    put_shutdown_sent_at(&mut w, c);
+    put_last_records(&mut w, c);
     w.finish()
 }
 
-fn put_shutdown_sent_at(w: &mut TlvWriter, c: &Channel) {
+/// The last records of both forms: 41, then 43.
+fn put_last_records(w: &mut TlvWriter, c: &Channel) {
     if let Some(at) = c.shutdown_sent_at {
         w.record(channel_type::SHUTDOWN_SENT_AT, &at.to_be_bytes());
+    }
+    if let Some(p) = &c.counterparty_policy {
+        w.with(channel_type::COUNTERPARTY_POLICY, |out| put_policy(out, p));
     }
 }
 
@@ -433,6 +479,10 @@ pub(crate) fn decode_channel_record(
         .optional(SIGNATURES)
         .map(|v| get_signatures(&mut Cursor::new(v, "channel.signatures")))
         .transpose()?;
+    let counterparty_policy = r
+        .optional(COUNTERPARTY_POLICY)
+        .map(|v| get_policy(&mut Cursor::new(v, "channel.counterparty_policy")))
+        .transpose()?;
     let counterparty = get_pubkey(
         &mut r.cursor(COUNTERPARTY, "channel.counterparty")?,
         "channel.counterparty",
@@ -491,6 +541,7 @@ pub(crate) fn decode_channel_record(
         closure: None,
         disk: Default::default(),
         verify_signatures: flag(FLAG_VERIFY_SIGNATURES),
+        counterparty_policy,
         snapshot: Arc::new(ArcSwap::from_pointee(ChannelDetails::placeholder(
             channel_id,
             counterparty,
