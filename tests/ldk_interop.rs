@@ -155,7 +155,6 @@ fn scenario_1(shims: Shims) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s1_open_both_ways() {
     scenario_1(Shims::NONE);
 }
@@ -480,7 +479,6 @@ fn scenario_2(shims: Shims, ldk_funds: bool) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s2_payments_both_ways_ldk_funds() {
     scenario_2(Shims::NONE, true);
 }
@@ -491,7 +489,6 @@ fn s2_payments_both_ways_ldk_funds_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s2_payments_both_ways_cs_funds() {
     scenario_2(Shims::NONE, false);
 }
@@ -675,7 +672,6 @@ fn scenario_7_force(shims: Shims, funder: Side, closer: Side) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s7_coop_close_ldk_initiates_ldk_funded() {
     scenario_7_coop(Shims::NONE, Side::Ldk, Side::Ldk, None);
 }
@@ -806,7 +802,6 @@ fn scenario_6(shims: Shims, funder: Side, overlapping: bool) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s6_update_fee_from_ldk() {
     scenario_6(Shims::NONE, Side::Ldk, false);
 }
@@ -823,7 +818,6 @@ fn s6_update_fee_from_ldk_overlapping_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s6_update_fee_from_chanstore() {
     scenario_6(Shims::NONE, Side::Cs, false);
 }
@@ -920,7 +914,6 @@ fn scenario_5(shims: Shims, payer: Side) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s5_reconnect_at_every_step_ldk_pays() {
     scenario_5(Shims::NONE, Side::Ldk);
 }
@@ -931,7 +924,6 @@ fn s5_reconnect_at_every_step_ldk_pays_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s5_reconnect_at_every_step_chanstore_pays() {
     scenario_5(Shims::NONE, Side::Cs);
 }
@@ -1116,7 +1108,6 @@ fn scenario_3_through_ldk(shims: Shims) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s3_chanstore_forwards_between_ldk_nodes() {
     scenario_3_through_cs(Shims::NONE);
 }
@@ -1127,7 +1118,6 @@ fn s3_chanstore_forwards_between_ldk_nodes_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s3_ldk_forwards_between_chanstore_nodes() {
     scenario_3_through_ldk(Shims::NONE);
 }
@@ -1444,7 +1434,6 @@ fn scenario_4_through_ldk(shims: Shims) {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s4_unknown_payment_both_ways() {
     scenario_4_unknown(Shims::NONE);
 }
@@ -1455,7 +1444,6 @@ fn s4_unknown_payment_both_ways_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s4_unknown_next_at_chanstore_hub() {
     scenario_4_through_cs(Shims::NONE, HubFailure::UnknownNext);
 }
@@ -1482,7 +1470,6 @@ fn s4_unknown_payment_beyond_chanstore_hub_shimmed() {
 }
 
 #[test]
-#[ignore = "needs: init (F1), channel_type in open/accept (F2)"]
 fn s4_failures_at_and_beyond_ldk_hub() {
     scenario_4_through_ldk(Shims::NONE);
 }

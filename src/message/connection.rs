@@ -84,7 +84,6 @@ impl Init {
             tlv::write_record(w, 1, &bytes);
         }
     }
-
 }
 
 /// `warning` (type 1): something is wrong but the sender does not fail the
@@ -149,7 +148,6 @@ impl Ping {
             ignored: vec![0; usize::from(self.num_pong_bytes)],
         })
     }
-
 }
 
 /// `pong` (type 19): the answer to a `ping`.
@@ -172,5 +170,4 @@ impl Pong {
     pub(crate) fn write(&self, w: &mut Writer) {
         w.write_u16_prefixed(&self.ignored, "pong.ignored");
     }
-
 }
