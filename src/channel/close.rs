@@ -115,9 +115,7 @@ impl Channel {
             .htlcs
             .iter()
             .any(|h| matches!(h.state, HtlcState::RcvdAddHtlc | HtlcState::RcvdRemoveHtlc))
-            || self
-                .pending_fee
-                .is_some_and(|f| f.state == HtlcState::RcvdAddHtlc);
+            || self.fee_unsigned_by_peer();
         if unsigned_by_peer {
             return Err(self.wrong_state("shutdown"));
         }
