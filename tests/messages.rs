@@ -10,9 +10,10 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{self, ecdsa::Signature, PublicKey, Secp256k1, SecretKey};
 use bitcoin::{ScriptBuf, Txid};
 use chanstore::message::{
-    AcceptChannel, ChannelReady, ChannelReestablish, ClosingSigned, CommitmentSigned, ErrorMessage,
-    FundingCreated, FundingSigned, OnionPacket, OpenChannel, RevokeAndAck, Shutdown, UpdateAddHtlc,
-    UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee, UpdateFulfillHtlc, ONION_PACKET_LEN,
+    AcceptChannel, ChannelReady, ChannelReestablish, ClosingFeeRange, ClosingSigned,
+    CommitmentSigned, ErrorMessage, FundingCreated, FundingSigned, OnionPacket, OpenChannel,
+    RevokeAndAck, Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee,
+    UpdateFulfillHtlc, ONION_PACKET_LEN,
 };
 use chanstore::{ChannelId, DecodeError, Message, PaymentPreimage};
 use proptest::prelude::*;
@@ -176,6 +177,7 @@ fn samples() -> Vec<Message> {
             channel_id: cid,
             fee_satoshis: 4_321,
             signature: sig(51),
+            fee_range: None,
         }
         .into(),
         ChannelReestablish {
@@ -201,6 +203,17 @@ fn samples() -> Vec<Message> {
             id: 7,
             sha256_of_onion: bytes32(0x33),
             failure_code: 0xc005,
+        }
+        .into(),
+        // Last, so the indices above stay put: with its TLV.
+        ClosingSigned {
+            channel_id: cid,
+            fee_satoshis: 4_321,
+            signature: sig(52),
+            fee_range: Some(ClosingFeeRange {
+                min_fee_satoshis: 0x0102_0304_0506_0708,
+                max_fee_satoshis: u64::MAX,
+            }),
         }
         .into(),
     ]
@@ -235,7 +248,8 @@ fn expected_wire(msg: &Message) -> (u16, &'static str, usize) {
         Message::RevokeAndAck(_) => 32 + 32 + POINT,
         Message::UpdateFee(_) => 32 + 4,
         Message::Shutdown(m) => 32 + 2 + m.scriptpubkey.len(),
-        Message::ClosingSigned(_) => 32 + 8 + SIG,
+        // fee_range: type 1, length 16, two u64.
+        Message::ClosingSigned(m) => 32 + 8 + SIG + if m.fee_range.is_some() { 18 } else { 0 },
         Message::ChannelReestablish(_) => 32 + 8 + 8 + 32 + POINT,
         Message::Error(m) => 32 + 2 + m.data.len(),
     };
@@ -328,7 +342,13 @@ fn channel_id_is_the_one_the_message_names() {
 #[test]
 fn every_strict_prefix_is_an_error() {
     for (msg, bytes) in SAMPLES.iter() {
-        for len in 0..bytes.len() {
+        // A TLV stream may stop after any whole record: prefixes are cut
+        // inside the fixed fields only.
+        let fixed = match msg {
+            Message::ClosingSigned(_) => 2 + 32 + 8 + 64,
+            _ => bytes.len(),
+        };
+        for len in 0..fixed {
             let result = Message::decode(&bytes[..len]);
             assert!(
                 matches!(result, Err(DecodeError::ShortRead { .. })),
@@ -434,18 +454,106 @@ fn unknown_types_are_reported_odd_and_even() {
 #[test]
 fn trailing_bytes_are_ignored() {
     // Two odd TLV records (BOLT 1 Appendix C), then arbitrary junk: the codec
-    // does not parse the extension at all.
+    // does not parse the extension at all, except closing_signed's, which it
+    // reads by BOLT 1's rules (odd records skipped, junk refused).
     for tail in [&[0xc9, 0x01, 0x2a, 0xcb, 0x01, 0x04][..], &[0xff; 1000][..]] {
         for (msg, bytes) in SAMPLES.iter() {
             let mut extended = bytes.clone();
             extended.extend_from_slice(tail);
-            assert_eq!(
-                Message::decode(&extended).as_ref(),
-                Ok(msg),
-                "{}",
-                msg.name()
-            );
+            let want = match msg {
+                Message::ClosingSigned(_) if tail[0] == 0xff => Err(DecodeError::InvalidValue {
+                    field: "closing_signed.tlvs",
+                }),
+                _ => Ok(msg.clone()),
+            };
+            assert_eq!(Message::decode(&extended), want, "{}", msg.name());
         }
+    }
+}
+
+/// `closing_signed_tlvs` by BOLT 1's rules: `fee_range` (type 1) kept and
+/// written back, unknown odd records skipped, unknown even ones and broken
+/// streams refused.
+#[test]
+fn closing_signed_fee_range_tlv() {
+    let msg = ClosingSigned {
+        channel_id: ChannelId([9; 32]),
+        fee_satoshis: 170,
+        signature: sig(7),
+        fee_range: Some(ClosingFeeRange {
+            min_fee_satoshis: 170,
+            max_fee_satoshis: 1_170,
+        }),
+    };
+    let bytes = Message::from(msg.clone()).encode();
+    let fixed = 2 + 32 + 8 + 64;
+    assert_eq!(bytes.len(), fixed + 18);
+    assert_eq!(
+        &bytes[fixed..],
+        &[
+            [0x01, 0x10].as_slice(),
+            &170u64.to_be_bytes(),
+            &1_170u64.to_be_bytes()
+        ]
+        .concat()[..]
+    );
+    let with = |tail: &[u8]| {
+        let mut b = bytes[..fixed].to_vec();
+        b.extend_from_slice(tail);
+        Message::decode(&b)
+    };
+    let range_tlv = &bytes[fixed..];
+    assert_eq!(with(range_tlv), Ok(Message::from(msg.clone())));
+    // An unknown odd record after it is skipped; alone, too.
+    let odd = [range_tlv, &[0x03, 0x02, 0xaa, 0xbb]].concat();
+    assert_eq!(with(&odd), Ok(Message::from(msg.clone())));
+    let no_range = ClosingSigned {
+        fee_range: None,
+        ..msg.clone()
+    };
+    assert_eq!(with(&[0x03, 0x00]), Ok(Message::from(no_range.clone())));
+    assert_eq!(with(&[]), Ok(Message::from(no_range)));
+    // An unknown even record is refused, before or after fee_range.
+    let even = DecodeError::UnknownRequiredRecord {
+        record_type: 2,
+        context: "closing_signed".to_string(),
+    };
+    assert_eq!(
+        with(&[range_tlv, &[0x02, 0x00]].concat()),
+        Err(even.clone())
+    );
+    assert_eq!(
+        with(&[0x00, 0x00]),
+        Err(DecodeError::UnknownRequiredRecord {
+            record_type: 0,
+            context: "closing_signed".to_string(),
+        })
+    );
+    // fee_range of the wrong length.
+    let bad_range = DecodeError::InvalidValue {
+        field: "closing_signed.fee_range",
+    };
+    assert_eq!(
+        with(&range_tlv[..range_tlv.len() - 1]),
+        Err(DecodeError::InvalidValue {
+            field: "closing_signed.tlvs",
+        })
+    );
+    let mut short = vec![0x01, 0x0f];
+    short.extend_from_slice(&[0; 15]);
+    assert_eq!(with(&short), Err(bad_range));
+    // Not a stream: out of order, repeated, non-canonical, truncated.
+    let not_a_stream = DecodeError::InvalidValue {
+        field: "closing_signed.tlvs",
+    };
+    for tail in [
+        [&[0x03, 0x00][..], range_tlv].concat(),
+        [range_tlv, range_tlv].concat(),
+        vec![0xfd, 0x00, 0x01, 0x00],
+        vec![0x03, 0x05, 0x00],
+        vec![0x03],
+    ] {
+        assert_eq!(with(&tail), Err(not_a_stream.clone()), "{tail:02x?}");
     }
 }
 

@@ -10,7 +10,7 @@
 //! Files: `open.rs` (open → accept → funding → channel_ready), `update.rs`
 //! (add/fulfill/fail), `fee.rs` (update_fee), `stats.rs` (the balance,
 //! fee and dust checks), `commit.rs` (commitment_signed / revoke_and_ack),
-//! `close.rs` (shutdown, closing_signed, error), `htlc.rs`
+//! `close.rs` (shutdown, error), `negotiate.rs` (closing_signed), `htlc.rs`
 //! (an HTLC's life), `signer.rs` (our keys).
 
 mod close;
@@ -19,6 +19,7 @@ mod commit;
 mod deadline;
 mod fee;
 pub(crate) mod htlc;
+mod negotiate;
 mod open;
 mod reestablish;
 pub(crate) mod signer;

@@ -44,8 +44,11 @@ impl Shutdown {
 /// `closing_signed` (type 39): propose a closing fee, with the sender's
 /// signature on the closing transaction that pays it.
 ///
-/// Trailing `closing_signed_tlvs` (`fee_range`) are not decoded; they are
-/// ignored like any BOLT 1 extension.
+/// Its `closing_signed_tlvs` stream is read by BOLT 1's rules: `fee_range`
+/// (type 1) is kept, an unknown odd record is skipped, an unknown even one
+/// is refused ([`DecodeError::UnknownRequiredRecord`]), and a stream that is
+/// not well formed (truncated, a non-canonical `BigSize`, types not
+/// strictly increasing) is refused too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosingSigned {
     /// The channel.
@@ -54,11 +57,26 @@ pub struct ClosingSigned {
     pub fee_satoshis: u64,
     /// The sender's signature on the closing transaction with that fee.
     pub signature: Signature,
+    /// The fees the sender accepts (TLV 1); `None` in a legacy negotiation.
+    pub fee_range: Option<ClosingFeeRange>,
 }
 
+/// `fee_range` (TLV 1 of `closing_signed`): the lowest and highest closing
+/// fee the sender accepts. The codec does not check that `min <= max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClosingFeeRange {
+    /// The lowest fee the sender accepts.
+    pub min_fee_satoshis: u64,
+    /// The highest fee the sender accepts.
+    pub max_fee_satoshis: u64,
+}
+
+/// `closing_signed_tlvs` type of `fee_range`.
+const FEE_RANGE_TYPE: u8 = 1;
+
 impl ClosingSigned {
-    /// Length of the fixed-width fields (here the whole body), without the type
-    /// and without extensions.
+    /// Length of the fixed-width fields, without the type and without the
+    /// TLV stream.
     pub(crate) const FIXED_LEN: usize = 32 + 8 + SIGNATURE_LEN;
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -66,6 +84,7 @@ impl ClosingSigned {
             channel_id: ChannelId(r.read_array("closing_signed.channel_id")?),
             fee_satoshis: r.read_u64("closing_signed.fee_satoshis")?,
             signature: r.read_signature("closing_signed.signature")?,
+            fee_range: read_closing_tlvs(r.read_bytes(r.remaining(), "closing_signed.tlvs")?)?,
         })
     }
 
@@ -73,7 +92,46 @@ impl ClosingSigned {
         w.write_bytes(self.channel_id.as_bytes());
         w.write_u64(self.fee_satoshis);
         w.write_signature(&self.signature);
+        if let Some(range) = self.fee_range {
+            // BigSize type 1, BigSize length 16: one byte each.
+            w.write_u8(FEE_RANGE_TYPE);
+            w.write_u8(16);
+            w.write_u64(range.min_fee_satoshis);
+            w.write_u64(range.max_fee_satoshis);
+        }
     }
+}
+
+/// The `closing_signed_tlvs` stream (BOLT 1 rules, see [`ClosingSigned`]).
+fn read_closing_tlvs(stream: &[u8]) -> Result<Option<ClosingFeeRange>, DecodeError> {
+    let records = crate::onion::tlv::records(stream).map_err(|_| DecodeError::InvalidValue {
+        field: "closing_signed.tlvs",
+    })?;
+    let mut fee_range = None;
+    for record in records {
+        match record.ty {
+            1 => {
+                let bad = DecodeError::InvalidValue {
+                    field: "closing_signed.fee_range",
+                };
+                let bytes: [u8; 16] = record.value.try_into().map_err(|_| bad)?;
+                let (min, max) = bytes.split_at(8);
+                fee_range = Some(ClosingFeeRange {
+                    min_fee_satoshis: u64::from_be_bytes(min.try_into().expect("8 bytes")),
+                    max_fee_satoshis: u64::from_be_bytes(max.try_into().expect("8 bytes")),
+                });
+            }
+            ty if ty % 2 == 0 => {
+                return Err(DecodeError::UnknownRequiredRecord {
+                    record_type: ty,
+                    context: "closing_signed".to_string(),
+                })
+            }
+            // BOLT 1: an unknown odd type is skipped.
+            _ => {}
+        }
+    }
+    Ok(fee_range)
 }
 
 /// `error` (type 17, BOLT 1): the sender fails the channel (or, with an all

@@ -39,7 +39,7 @@ mod setup;
 mod update;
 mod wire;
 
-pub use control::{ChannelReestablish, ClosingSigned, ErrorMessage, Shutdown};
+pub use control::{ChannelReestablish, ClosingFeeRange, ClosingSigned, ErrorMessage, Shutdown};
 pub use setup::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
 pub use update::{
     CommitmentSigned, OnionPacket, RevokeAndAck, UpdateAddHtlc, UpdateFailHtlc,

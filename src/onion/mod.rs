@@ -30,7 +30,7 @@ pub mod failure;
 pub mod keys;
 pub mod packet;
 pub mod payload;
-mod tlv;
+pub(crate) mod tlv;
 
 use bitcoin::hashes::{sha256, Hash};
 

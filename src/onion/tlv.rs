@@ -53,18 +53,18 @@ pub(super) fn bigsize_len(v: u64) -> usize {
 
 /// One record of a TLV stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// Where the record (its type) starts in the stream.
-    pub(super) offset: usize,
+    pub(crate) offset: usize,
     /// Its type.
-    pub(super) ty: u64,
+    pub(crate) ty: u64,
     /// Its value.
-    pub(super) value: &'a [u8],
+    pub(crate) value: &'a [u8],
 }
 
 /// Why a TLV stream is not well formed, and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct StreamError {
+pub(crate) struct StreamError {
     /// Where the bad record starts.
     pub(super) offset: usize,
     /// Its type, when it could be read.
@@ -86,7 +86,7 @@ pub(super) enum StreamErrorKind {
 
 /// Splits a TLV stream into its records, checking the framing and the order
 /// of types (not which types are allowed: that is the caller's).
-pub(super) fn records(stream: &[u8]) -> Result<Vec<Record<'_>>, StreamError> {
+pub(crate) fn records(stream: &[u8]) -> Result<Vec<Record<'_>>, StreamError> {
     let mut out = Vec::new();
     let mut at = 0;
     let mut last: Option<u64> = None;
