@@ -61,8 +61,9 @@ mod channel_type {
     /// Pending fee updates after the first (33), oldest first. Even: a
     /// reader that knows only 33 must not load the channel without them.
     pub const MORE_PENDING_FEES: u64 = 42;
-    /// The `minimum_depth` the peer asked for in `accept_channel`.
-    pub const THEIR_MINIMUM_DEPTH: u64 = 43;
+    /// The `minimum_depth` the peer asked for in `accept_channel` (43 is
+    /// taken on main by the peer's channel_update policy).
+    pub const THEIR_MINIMUM_DEPTH: u64 = 45;
     pub const ALL: [u64; 27] = [
         CHANNEL_ID,
         TEMPORARY_ID,
