@@ -48,7 +48,7 @@ fn pay_many(
 /// trimmed at its own dust limit: B's HTLCs of 600 sat are outputs of B's
 /// commitment (dust limit 354) but dust in A's (546). LDK, as funder,
 /// sends up to its balance less the reserve and twice the fee of its own
-/// commitment with one more HTLC (channel.rs:5660-5700); such an add was
+/// commitment with one more HTLC (channel.rs:5664-5690); such an add was
 /// refused with `ReserveViolated`, priced on B's commitment with ten more
 /// outputs.
 #[test]

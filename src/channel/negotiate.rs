@@ -23,15 +23,15 @@
 //!
 //! * we sign the transaction trimmed at our dust limit, and leave out our own
 //!   output when it is not above the peer's limit (the peer would trim it
-//!   anyway; LDK trims at `<=` its limit, lightning 0.2.7 `channel.rs:7219`
-//!   and `7232`, where BOLT 3 says "below");
+//!   anyway; LDK trims at `<=` its limit, lightning 0.2.7 `channel.rs:7217`
+//!   and `7229`, where BOLT 3 says "below");
 //! * a peer's signature is taken if it is over the transaction trimmed at the
 //!   peer's limit (with or without the peer's own output, at `<` or LDK's
 //!   `<=`), or over the transaction *we* sign at that fee: a peer that agrees
 //!   with our fee signs ours. LDK does exactly that: it checks our signature
 //!   against its own transaction, then against it without our output
 //!   (`channel.rs:10638-10665`, `skip_remote_output`), and accepting our fee
-//!   it signs the transaction that matched (`10691-10712`, `propose_fee!`).
+//!   it signs the transaction that matched (`10695-10731`, `propose_fee!`).
 //! * To agree with a peer's fee we sign *its* transaction, but only if it
 //!   keeps nothing our dust limit trims and pays us what ours pays us;
 //!   otherwise the fundee answers with a neighbouring fee (signed over our

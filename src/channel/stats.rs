@@ -27,8 +27,8 @@
 //! * **Whose commitment pays.** The sender of an add must afford, as funder,
 //!   the fee of *its own* next commitment, trimmed at its own dust limit:
 //!   that is where LDK prices its adds as sender and checks its peer's as
-//!   receiver (lightning 0.2.7 `channel.rs:4722-4790`,
-//!   `validate_update_add_htlc`, and `5660-5700`,
+//!   receiver (lightning 0.2.7 `channel.rs:4722-4806`,
+//!   `validate_update_add_htlc`, and `5664-5690`,
 //!   `get_available_balances_for_scope`), and where BOLT 2's sender check
 //!   ("SHOULD NOT offer ... cannot afford") sits. Our own HTLCs between the
 //!   two dust limits are outputs of our commitment and dust in the peer's:
