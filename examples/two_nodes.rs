@@ -62,6 +62,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scid = ShortChannelId::new(HEIGHT + 1, 7, 0).ok_or("bad scid")?;
     alice.funding_confirmed(&channel_id, scid)?;
     bob.funding_confirmed(&channel_id, scid)?;
+    // channel_ready goes once the funding is `confirmations_required` deep
+    // (StoreConfig::minimum_depth, 3): two more blocks.
+    let depth = alice
+        .channel_details(&channel_id)
+        .ok_or("no channel")?
+        .confirmations_required;
+    for node in [&alice, &bob] {
+        node.best_block_updated(HEIGHT + depth);
+    }
     deliver(&nodes)?;
     events(&nodes);
     balances(&nodes, &channel_id);

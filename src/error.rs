@@ -237,6 +237,36 @@ pub enum StoreError {
         /// The channel.
         channel_id: ChannelId,
     },
+    /// A `closing_signed` fee outside the range it must lie in: the sender's
+    /// own `fee_range`, or, when we are the funder, the overlap of both
+    /// ranges (or, once we proposed as fundee, the fee we proposed).
+    #[error(
+        "channel {channel_id}: closing fee of {fee_sat} sat is outside {min_sat}..={max_sat} sat"
+    )]
+    ClosingFeeOutOfRange {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The fee proposed.
+        fee_sat: u64,
+        /// The lowest fee allowed.
+        min_sat: u64,
+        /// The highest fee allowed.
+        max_sat: u64,
+    },
+    /// The peer's closing `fee_range` and ours have no fee in common.
+    #[error("channel {channel_id}: closing fee range {their_min_sat}..={their_max_sat} sat does not meet ours, {our_min_sat}..={our_max_sat} sat")]
+    ClosingFeeRangesDisjoint {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Our lowest fee.
+        our_min_sat: u64,
+        /// Our highest fee.
+        our_max_sat: u64,
+        /// The peer's lowest fee.
+        their_min_sat: u64,
+        /// The peer's highest fee.
+        their_max_sat: u64,
+    },
     /// The message or call is not allowed in the channel's current state.
     #[error("channel {channel_id}: {action} is not allowed while {state}")]
     WrongState {

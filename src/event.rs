@@ -265,6 +265,13 @@ pub struct ChannelDetails {
     /// The committed feerate of the commitment transactions, in sat per
     /// 1000 weight (an `update_fee` counts once its round trip completed).
     pub feerate_per_kw: u32,
+    /// Confirmations the funding transaction needs before we send
+    /// `channel_ready`: `StoreConfig::minimum_depth`, or, for a channel we
+    /// opened, the peer's `minimum_depth` if it asked for more (BOLT 2).
+    pub confirmations_required: u32,
+    /// The `minimum_depth` the peer asked for in `accept_channel`, for a
+    /// channel we opened (`None` otherwise, or before it answered).
+    pub counterparty_minimum_depth: Option<u32>,
     /// `channel_ready` went both ways and the channel is not closing.
     pub is_usable: bool,
     /// The channel's state, as a short lower-case name.
@@ -310,6 +317,8 @@ impl ChannelDetails {
             pending_htlcs: 0,
             is_outbound: false,
             feerate_per_kw: 0,
+            confirmations_required: 0,
+            counterparty_minimum_depth: None,
             is_usable: false,
             state: "new",
             counterparty_forwarding_policy: None,

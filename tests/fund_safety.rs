@@ -1569,6 +1569,17 @@ fn zero_closing_fee_is_never_signed() {
     }
     let mut zero: ClosingSigned = proposal.expect("A proposed a fee");
     zero.fee_satoshis = 0;
+    // Outside the range the message itself names: refused, unchanged.
+    let range = zero.fee_range.expect("A sends fee_range");
+    let before = b.debug_state();
+    assert!(matches!(
+        b.handle_message(&a.node_id(), Message::ClosingSigned(zero.clone())),
+        Err(chanstore::StoreError::ClosingFeeOutOfRange { fee_sat: 0, min_sat, max_sat, .. })
+            if (min_sat, max_sat) == (range.min_fee_satoshis, range.max_fee_satoshis)
+    ));
+    assert_eq!(b.debug_state(), before);
+    // Without fee_range (legacy negotiation): a counter-offer.
+    zero.fee_range = None;
     b.handle_message(&a.node_id(), Message::ClosingSigned(zero))
         .unwrap();
     let replies = take_msgs(&b);

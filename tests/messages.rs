@@ -11,7 +11,7 @@ use bitcoin::secp256k1::{self, ecdsa::Signature, PublicKey, Secp256k1, SecretKey
 use bitcoin::{ScriptBuf, Txid};
 use chanstore::features::Features;
 use chanstore::message::{
-    AcceptChannel, ChannelReady, ChannelReestablish, ChannelUpdate, ClosingSigned,
+    AcceptChannel, ChannelReady, ChannelReestablish, ChannelUpdate, ClosingFeeRange, ClosingSigned,
     CommitmentSigned, ErrorMessage, FundingCreated, FundingSigned, Init, OnionPacket, OpenChannel,
     Ping, Pong, RevokeAndAck, Shutdown, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc,
     UpdateFee, UpdateFulfillHtlc, Warning, ONION_PACKET_LEN,
@@ -183,6 +183,7 @@ fn samples() -> Vec<Message> {
             channel_id: cid,
             fee_satoshis: 4_321,
             signature: sig(51),
+            fee_range: None,
         }
         .into(),
         ChannelReestablish {
@@ -248,6 +249,17 @@ fn samples() -> Vec<Message> {
         .into(),
         Pong { ignored: vec![] }.into(),
         channel_update().into(),
+        // With its TLV.
+        ClosingSigned {
+            channel_id: cid,
+            fee_satoshis: 4_321,
+            signature: sig(52),
+            fee_range: Some(ClosingFeeRange {
+                min_fee_satoshis: 0x0102_0304_0506_0708,
+                max_fee_satoshis: u64::MAX,
+            }),
+        }
+        .into(),
     ]
 }
 
@@ -294,6 +306,8 @@ fn extension_len(msg: &Message) -> usize {
         Message::OpenChannel(m) => setup(&m.shutdown_scriptpubkey, &m.channel_type),
         Message::AcceptChannel(m) => setup(&m.shutdown_scriptpubkey, &m.channel_type),
         Message::Init(m) => m.networks.as_ref().map_or(0, |n| record(32 * n.len())),
+        // fee_range: two u64.
+        Message::ClosingSigned(m) => m.fee_range.map_or(0, |_| record(16)),
         _ => 0,
     }
 }
@@ -590,6 +604,92 @@ fn odd_tlv_records_are_skipped_even_ones_and_junk_refused() {
             Err(DecodeError::InvalidTlvStream { message: name }),
             "{name}"
         );
+    }
+}
+
+/// `closing_signed_tlvs` by BOLT 1's rules: `fee_range` (type 1) kept and
+/// written back, unknown odd records skipped, unknown even ones and broken
+/// streams refused.
+#[test]
+fn closing_signed_fee_range_tlv() {
+    let msg = ClosingSigned {
+        channel_id: ChannelId([9; 32]),
+        fee_satoshis: 170,
+        signature: sig(7),
+        fee_range: Some(ClosingFeeRange {
+            min_fee_satoshis: 170,
+            max_fee_satoshis: 1_170,
+        }),
+    };
+    let bytes = Message::from(msg.clone()).encode();
+    let fixed = 2 + 32 + 8 + 64;
+    assert_eq!(bytes.len(), fixed + 18);
+    assert_eq!(
+        &bytes[fixed..],
+        &[
+            [0x01, 0x10].as_slice(),
+            &170u64.to_be_bytes(),
+            &1_170u64.to_be_bytes()
+        ]
+        .concat()[..]
+    );
+    let with = |tail: &[u8]| {
+        let mut b = bytes[..fixed].to_vec();
+        b.extend_from_slice(tail);
+        Message::decode(&b)
+    };
+    let range_tlv = &bytes[fixed..];
+    assert_eq!(with(range_tlv), Ok(Message::from(msg.clone())));
+    // An unknown odd record after it is skipped; alone, too.
+    let odd = [range_tlv, &[0x03, 0x02, 0xaa, 0xbb]].concat();
+    assert_eq!(with(&odd), Ok(Message::from(msg.clone())));
+    let no_range = ClosingSigned {
+        fee_range: None,
+        ..msg.clone()
+    };
+    assert_eq!(with(&[0x03, 0x00]), Ok(Message::from(no_range.clone())));
+    assert_eq!(with(&[]), Ok(Message::from(no_range)));
+    // An unknown even record is refused, before or after fee_range.
+    let even = DecodeError::UnknownEvenTlv {
+        message: "closing_signed",
+        tlv_type: 2,
+    };
+    assert_eq!(
+        with(&[range_tlv, &[0x02, 0x00]].concat()),
+        Err(even.clone())
+    );
+    assert_eq!(
+        with(&[0x00, 0x00]),
+        Err(DecodeError::UnknownEvenTlv {
+            message: "closing_signed",
+            tlv_type: 0,
+        })
+    );
+    // fee_range of the wrong length.
+    let bad_range = DecodeError::InvalidValue {
+        field: "closing_signed.fee_range",
+    };
+    assert_eq!(
+        with(&range_tlv[..range_tlv.len() - 1]),
+        Err(DecodeError::InvalidTlvStream {
+            message: "closing_signed"
+        })
+    );
+    let mut short = vec![0x01, 0x0f];
+    short.extend_from_slice(&[0; 15]);
+    assert_eq!(with(&short), Err(bad_range));
+    // Not a stream: out of order, repeated, non-canonical, truncated.
+    let not_a_stream = DecodeError::InvalidTlvStream {
+        message: "closing_signed",
+    };
+    for tail in [
+        [&[0x03, 0x00][..], range_tlv].concat(),
+        [range_tlv, range_tlv].concat(),
+        vec![0xfd, 0x00, 0x01, 0x00],
+        vec![0x03, 0x05, 0x00],
+        vec![0x03],
+    ] {
+        assert_eq!(with(&tail), Err(not_a_stream.clone()), "{tail:02x?}");
     }
 }
 

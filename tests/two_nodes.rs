@@ -1343,6 +1343,7 @@ fn refuses_messages_in_the_wrong_state() {
             channel_id: p.id,
             fee_satoshis: 170,
             signature: foreign_signature(),
+            fee_range: None,
         }),
         wrong(p.id, "closing_signed", "normal"),
     );

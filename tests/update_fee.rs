@@ -4,7 +4,7 @@
 
 mod common;
 
-use chanstore::message::UpdateFee;
+use chanstore::message::{CommitmentSigned, RevokeAndAck, UpdateFee};
 use chanstore::{Message, PaymentPreimage, StoreError};
 use common::*;
 
@@ -15,14 +15,12 @@ fn funder_fee_update_applies_on_both_sides() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 100_000_000);
     let before = a.channel_details(&id).unwrap();
     assert_eq!(before.feerate_per_kw, 253);
-    a.update_fee(&id, 2_000).unwrap();
+    a.update_fee(&id, 1_000).unwrap();
     // Not committed yet on either side: the feerate is the old one.
     assert_eq!(a.channel_details(&id).unwrap().feerate_per_kw, 253);
-    // A second one before the first is committed is refused.
-    assert!(matches!(
-        a.update_fee(&id, 3_000),
-        Err(StoreError::WrongState { .. })
-    ));
+    // A second one before any commitment_signed carried the first replaces
+    // it (BOLT 2: the latest wins); the peer gets both and keeps the last.
+    a.update_fee(&id, 2_000).unwrap();
     deliver_all(&[&a, &b]);
     for n in [&a, &b] {
         assert_eq!(n.channel_details(&id).unwrap().feerate_per_kw, 2_000);
@@ -101,4 +99,114 @@ fn fee_updates_outside_the_rules_are_refused() {
         Err(StoreError::WrongState { .. })
     ));
     assert_eq!(a.debug_state(), before);
+}
+
+/// The messages `from` has for its peer, by name.
+fn names(msgs: &[(bitcoin::secp256k1::PublicKey, Message)]) -> Vec<&'static str> {
+    msgs.iter().map(|(_, m)| m.name()).collect()
+}
+
+/// F6 and F7 of the LDK interop harness: the funder's second `update_fee`
+/// while the first still waits for its `revoke_and_ack`, as LDK sends it
+/// (its holding cell frees the second on the first's revocation). The
+/// funder's `update_fee` call is accepted, the fundee takes the message,
+/// both commitments carry the right feerate at every step, and both end at
+/// the second feerate.
+#[test]
+fn second_fee_update_while_the_first_awaits_its_revocation() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.update_fee(&id, 1_000).unwrap();
+    let sent = take_msgs(&a);
+    assert_eq!(names(&sent), ["update_fee", "commitment_signed"]);
+    for (_, m) in sent {
+        b.handle_message(&a.node_id(), m).unwrap();
+    }
+    // B revokes and signs A's next commitment at 1000 sat/kw.
+    let answer = take_msgs(&b);
+    assert_eq!(names(&answer), ["revoke_and_ack", "commitment_signed"]);
+    let mut answer = answer.into_iter().map(|(_, m)| m);
+    let (raa, cs) = (answer.next().unwrap(), answer.next().unwrap());
+    assert!(matches!(raa, Message::RevokeAndAck(RevokeAndAck { .. })));
+    assert!(matches!(
+        cs,
+        Message::CommitmentSigned(CommitmentSigned { .. })
+    ));
+    a.handle_message(&b.node_id(), raa).unwrap();
+    // A's first update is irrevocable on B's side but B still waits for
+    // A's revoke_and_ack: A proposes again (F7), B takes it (F6).
+    a.update_fee(&id, 2_000).unwrap();
+    let second = take_msgs(&a);
+    assert_eq!(names(&second), ["update_fee", "commitment_signed"]);
+    for (_, m) in second {
+        b.handle_message(&a.node_id(), m).unwrap();
+    }
+    // The commitment_signed B sent for the first update arrives only now.
+    a.handle_message(&b.node_id(), cs).unwrap();
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        let d = n.channel_details(&id).unwrap();
+        assert_eq!(d.feerate_per_kw, 2_000, "{d:?}");
+        n.check_value_conserved().unwrap();
+        n.check_commitments_fully_paid().unwrap();
+    }
+    // Both sides sign and check commitments at the new feerate.
+    let p = PaymentPreimage([6; 32]);
+    a.send_payment(
+        &route_to(&b, scid),
+        p.payment_hash(),
+        10_000_000,
+        invoice(&route_to(&b, scid), p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&[&a, &b]);
+    b.claim_funds(p).unwrap();
+    deliver_all(&[&a, &b]);
+    assert_eq!(b.channel_details(&id).unwrap().balance_msat, 110_000_000);
+}
+
+/// A restart and reconnection in the middle of two overlapping fee updates:
+/// the funder's two updates in flight are stored (the second in its own
+/// record) and read back, each side retransmits what the other lost, and
+/// both end at the second feerate.
+#[test]
+fn overlapping_fee_updates_survive_a_restart_and_reconnection() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.update_fee(&id, 1_000).unwrap();
+    for (_, m) in take_msgs(&a) {
+        b.handle_message(&a.node_id(), m).unwrap();
+    }
+    let mut answer = take_msgs(&b).into_iter().map(|(_, m)| m);
+    a.handle_message(&b.node_id(), answer.next().unwrap())
+        .unwrap();
+    a.update_fee(&id, 2_000).unwrap();
+    // B's commitment_signed and A's second update are lost, and A restarts
+    // from what it wrote: both of its updates in flight.
+    drop(answer);
+    drop(take_msgs(&a));
+    let mut bytes = Vec::new();
+    a.write(&mut bytes).unwrap();
+    let a = chanstore::ChannelStore::read(
+        &mut &bytes[..],
+        chanstore::StoreConfig::default(),
+        bitcoin::secp256k1::SecretKey::from_slice(&[1; 32]).unwrap(),
+    )
+    .unwrap();
+    let mut again = Vec::new();
+    a.write(&mut again).unwrap();
+    assert_eq!(bytes, again, "read then write is a fixed point");
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        let d = n.channel_details(&id).unwrap();
+        assert_eq!(d.feerate_per_kw, 2_000, "{d:?}");
+        assert!(d.is_usable);
+        n.check_value_conserved().unwrap();
+        n.check_commitments_fully_paid().unwrap();
+    }
 }

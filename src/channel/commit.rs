@@ -112,10 +112,7 @@ impl Channel {
                 }
             }
         }
-        let feerate_per_kw = match self.pending_fee {
-            Some(fee) if presence(fee.state) == Presence::Present => fee.feerate_per_kw,
-            _ => self.feerate_per_kw,
-        };
+        let feerate_per_kw = self.feerate_where(presence);
         let our_keys = &self.signer.pubkeys;
         let (broadcaster, countersignatory) = if local {
             (our_keys, their_keys)
@@ -293,10 +290,7 @@ impl Channel {
 
     /// Whether our next `commitment_signed` would carry any change.
     pub(crate) fn has_changes_to_sign(&self) -> bool {
-        self.htlcs.iter().any(|h| h.state.awaits_our_commit())
-            || self
-                .pending_fee
-                .is_some_and(|f| f.state.awaits_our_commit())
+        self.htlcs.iter().any(|h| h.state.awaits_our_commit()) || self.fee_awaits_our_commit()
     }
 
     /// Signs the peer's next commitment if there is anything to sign and we
@@ -469,17 +463,6 @@ impl Channel {
                 }
             }
         }
-        if let Some(fee) = &mut self.pending_fee {
-            if let Step::Now(next) = step(fee.state) {
-                fee.state = next;
-            }
-            if matches!(
-                fee.state,
-                HtlcState::SentAddAckRevocation | HtlcState::RcvdAddAckRevocation
-            ) {
-                self.feerate_per_kw = fee.feerate_per_kw;
-                self.pending_fee = None;
-            }
-        }
+        self.step_fees(step);
     }
 }

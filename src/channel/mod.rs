@@ -8,17 +8,20 @@
 //! keeps the channel free of locks and I/O.
 //!
 //! Files: `open.rs` (open → accept → funding → channel_ready), `update.rs`
-//! (add/fulfill/fail/fee and the balance checks), `commit.rs`
-//! (commitment_signed / revoke_and_ack), `close.rs` (shutdown,
-//! closing_signed, error), `htlc.rs` (an HTLC's life), `signer.rs` (our keys),
-//! `gossip.rs` (BOLT 7 `channel_update`, ours and the peer's).
+//! (add/fulfill/fail), `fee.rs` (update_fee), `stats.rs` (the balance,
+//! fee and dust checks), `commit.rs` (commitment_signed / revoke_and_ack),
+//! `close.rs` (shutdown, error), `negotiate.rs` (closing_signed), `htlc.rs`
+//! (an HTLC's life), `signer.rs` (our keys), `gossip.rs` (BOLT 7
+//! `channel_update`, ours and the peer's).
 
 mod close;
 pub(crate) mod closed;
 mod commit;
 mod deadline;
+mod fee;
 mod gossip;
 pub(crate) mod htlc;
+mod negotiate;
 mod open;
 mod reestablish;
 pub(crate) mod signer;
@@ -40,6 +43,7 @@ use crate::transactions::ChannelPublicKeys;
 use crate::types::{ChannelId, PaymentHash, PaymentPreimage, ShortChannelId};
 
 pub(crate) use closed::ClosedChannel;
+pub(crate) use fee::MAX_PENDING_FEES;
 use htlc::HtlcState;
 pub(crate) use htlc::{Htlc, HtlcSource, Inbound, PrevHop, SessionKeys};
 
@@ -125,7 +129,7 @@ pub(crate) struct SideParams {
 }
 
 /// A pending `update_fee`, moving through the same round trips as an add
-/// offered by the funder.
+/// offered by the funder (see `fee.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FeeUpdate {
     pub(crate) feerate_per_kw: u32,
@@ -243,10 +247,16 @@ pub(crate) struct Channel {
     pub(crate) ours: SideParams,
     /// Limits the peer imposes on us.
     pub(crate) theirs: SideParams,
+    /// Confirmations the funding needs before we send `channel_ready`: ours
+    /// (`StoreConfig::minimum_depth`, sent in `accept_channel` as fundee),
+    /// or as funder the larger of ours and the peer's.
     pub(crate) minimum_depth: u32,
+    /// The `minimum_depth` the peer asked for in `accept_channel` (we opened).
+    pub(crate) their_minimum_depth: Option<u32>,
     /// The committed feerate.
     pub(crate) feerate_per_kw: u32,
-    pub(crate) pending_fee: Option<FeeUpdate>,
+    /// `update_fee`s in flight, oldest first, at most one per state (`fee.rs`).
+    pub(crate) pending_fees: Vec<FeeUpdate>,
     /// Number of our latest commitment (signed by the peer).
     pub(crate) local_commitment_number: u64,
     /// Number of the peer's latest commitment (signed by us).
@@ -357,7 +367,7 @@ impl Channel {
 
     /// Whether any HTLC or fee update is still in flight.
     pub(crate) fn has_pending_updates(&self) -> bool {
-        !self.htlcs.is_empty() || self.pending_fee.is_some()
+        !self.htlcs.is_empty() || !self.pending_fees.is_empty()
     }
 
     /// Value conservation: settled balances always add up to the capacity
@@ -403,6 +413,9 @@ impl Channel {
                 return Err("channel.their_keys");
             }
         }
+        if !self.fees_are_consistent() {
+            return Err("channel.pending_fee");
+        }
         if self.awaiting_revoke && self.their_prev_point.is_none() {
             return Err("channel.their_points");
         }
@@ -429,6 +442,8 @@ impl Channel {
             pending_htlcs: self.htlcs.len(),
             is_outbound: self.is_outbound,
             feerate_per_kw: self.feerate_per_kw,
+            confirmations_required: self.minimum_depth.max(1),
+            counterparty_minimum_depth: self.their_minimum_depth,
             is_usable: self.is_usable(),
             state: self.phase.name(),
             counterparty_forwarding_policy: self.counterparty_policy,

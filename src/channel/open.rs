@@ -229,8 +229,9 @@ impl Channel {
             ours,
             theirs: SideParams::default(),
             minimum_depth: config.minimum_depth,
+            their_minimum_depth: None,
             feerate_per_kw,
-            pending_fee: None,
+            pending_fees: Vec::new(),
             local_commitment_number: 0,
             remote_commitment_number: 0,
             their_prev_point: None,
@@ -463,7 +464,10 @@ impl Channel {
         )?;
         let their_keys = announced!(msg).1;
         self.theirs = theirs;
-        self.minimum_depth = msg.minimum_depth;
+        // BOLT 2: the funder waits for the depth the fundee asked for (LDK
+        // as fundee asks for 6); we keep our own too, if it is more.
+        self.their_minimum_depth = Some(msg.minimum_depth);
+        self.minimum_depth = self.minimum_depth.max(msg.minimum_depth);
         self.their_keys = Some(their_keys);
         self.their_current_point = Some(msg.first_per_commitment_point);
         self.phase = Phase::AwaitingFundingTx;
@@ -570,24 +574,50 @@ impl Channel {
         Ok(())
     }
 
-    /// The funding transaction reached its depth: send `channel_ready`.
+    /// The funding transaction confirmed in block `scid.block_height()`:
+    /// `channel_ready` goes once it is `minimum_depth` deep at the best
+    /// height (now, or from a later `best_block_updated`).
     pub(crate) fn funding_confirmed(
         &mut self,
         scid: ShortChannelId,
+        best_height: u32,
     ) -> Result<Effects, StoreError> {
         if self.phase != Phase::AwaitingReady || self.funding_confirmed {
             return Err(self.wrong_state("funding_confirmed"));
         }
         self.funding_confirmed = true;
         self.short_channel_id = Some(scid);
-        self.sent_ready = true;
+        Ok(self.send_ready_if_deep(best_height))
+    }
+
+    /// Confirmations of the funding transaction at `best_height` (0 until
+    /// the user reported it confirmed).
+    pub(crate) fn funding_depth(&self, best_height: u32) -> u32 {
+        match (self.funding_confirmed, self.short_channel_id) {
+            (true, Some(scid)) => (best_height + 1).saturating_sub(scid.block_height()),
+            _ => 0,
+        }
+    }
+
+    /// Whether `channel_ready` waits only for the funding to get deeper.
+    pub(crate) fn awaits_depth(&self) -> bool {
+        self.phase == Phase::AwaitingReady && self.funding_confirmed && !self.sent_ready
+    }
+
+    /// Sends `channel_ready` if the funding is deep enough at `best_height`
+    /// (BOLT 2: not before `minimum_depth`; see `minimum_depth`).
+    pub(crate) fn send_ready_if_deep(&mut self, best_height: u32) -> Effects {
         let mut effects = Effects::default();
+        if !self.awaits_depth() || self.funding_depth(best_height) < self.minimum_depth.max(1) {
+            return effects;
+        }
+        self.sent_ready = true;
         effects.msgs.push(Message::ChannelReady(ChannelReady {
             channel_id: self.channel_id,
             second_per_commitment_point: self.signer.commitment_point(1),
         }));
         self.become_normal_if_ready(&mut effects);
-        Ok(effects)
+        effects
     }
 
     /// The peer's `channel_ready`: its second per-commitment point.

@@ -248,8 +248,9 @@ impl Channel {
                 None => continue,
             });
         }
-        if let Some(fee) = self
-            .pending_fee
+        for fee in self
+            .pending_fees
+            .iter()
             .filter(|f| self.is_outbound && states.contains(&f.state))
         {
             msgs.push(Message::UpdateFee(UpdateFee {

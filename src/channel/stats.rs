@@ -17,11 +17,23 @@
 //!   view counts the sender's HTLCs still in the receiver's commitment and
 //!   the receiver's own HTLCs the sender has provably seen (it revoked a
 //!   commitment after receiving them), a subset of the strict one.
-//! * **Trimming and price.** The strict view trims at the lowest feerate the
-//!   commitment may have and prices at the highest (a higher feerate trims
-//!   more HTLCs, so the fee is not monotonic in the feerate; this pairing
-//!   bounds every combination). The lenient view trims and prices at the
-//!   feerate the sender knows the commitment will have.
+//! * **Trimming and price.** A commitment is always priced at the feerate it
+//!   trims at: an HTLC trimmed from a commitment is no output of it, and
+//!   costs it nothing. The strict view takes the worst of every feerate the
+//!   commitment may have (the committed one, or a pending update's: a
+//!   higher feerate trims more HTLCs, so the fee is not monotonic in the
+//!   feerate); the lenient view the feerate the sender knows the commitment
+//!   will have (the one it last proposed, if it is the funder).
+//! * **Whose commitment pays.** The sender of an add must afford, as funder,
+//!   the fee of *its own* next commitment, trimmed at its own dust limit:
+//!   that is where LDK prices its adds as sender and checks its peer's as
+//!   receiver (lightning 0.2.7 `channel.rs:4722-4806`,
+//!   `validate_update_add_htlc`, and `5664-5690`,
+//!   `get_available_balances_for_scope`), and where BOLT 2's sender check
+//!   ("SHOULD NOT offer ... cannot afford") sits. Our own HTLCs between the
+//!   two dust limits are outputs of our commitment and dust in the peer's:
+//!   priced in ours, a valid add of a funder peer would be refused. The
+//!   strict view prices both commitments.
 //! * **Balances.** Both count a live HTLC against its offerer until it has
 //!   ended on their own side, and credit nothing before; the receiver of an
 //!   HTLC ends it no later than its offerer (see `commit.rs`).
@@ -81,27 +93,6 @@ pub(crate) enum Counted {
 }
 
 impl Channel {
-    /// The committed feerate and, if an `update_fee` is pending, the lowest
-    /// and highest feerate the next commitments may have.
-    pub(crate) fn feerate_bounds(&self) -> (u32, u32) {
-        match self.pending_fee {
-            Some(f) => (
-                self.feerate_per_kw.min(f.feerate_per_kw),
-                self.feerate_per_kw.max(f.feerate_per_kw),
-            ),
-            None => (self.feerate_per_kw, self.feerate_per_kw),
-        }
-    }
-
-    /// The feerate the peer knows our next commitment will have: a pending
-    /// fee counts if the peer proposed it (it is the funder).
-    fn feerate_known_to_peer(&self) -> u32 {
-        match self.pending_fee {
-            Some(f) if !self.is_outbound => self.feerate_per_kw.max(f.feerate_per_kw),
-            _ => self.feerate_per_kw,
-        }
-    }
-
     fn counts(h: &Htlc, counted: Counted) -> bool {
         use HtlcState::*;
         match counted {
@@ -155,6 +146,13 @@ impl Channel {
             }
         }
         p
+    }
+
+    /// Both commitments (`true`: ours) with each feerate they may have.
+    fn commitment_feerates(&self) -> impl Iterator<Item = (bool, u32)> + '_ {
+        [true, false]
+            .into_iter()
+            .flat_map(move |local| self.possible_feerates().map(move |f| (local, f)))
     }
 
     /// Our balance and the peer's, each less the live HTLCs it offered (the
@@ -233,14 +231,15 @@ impl Channel {
                 available_msat: our_msat,
             });
         }
-        let (low, high) = self.feerate_bounds();
-        for local in [true, false] {
-            let p = self.project(local, low, Counted::All, Some((true, amount_msat)));
+        for (local, feerate) in self.commitment_feerates() {
+            let p = self.project(local, feerate, Counted::All, Some((true, amount_msat)));
             self.check_dust(p.dust_msat, max_dust_msat)?;
-            let fee = 1000 * commitment_fee_sat(high, p.untrimmed, false);
+            let fee = 1000 * commitment_fee_sat(feerate, p.untrimmed, false);
+            // LDK checks it as receiver: twice the fee with one more HTLC,
+            // trimmed at the commitment's feerate (channel.rs:5128-5219).
             let spike = 1000
                 * commitment_fee_sat(
-                    high.saturating_mul(FEE_SPIKE_MULTIPLE),
+                    feerate.saturating_mul(FEE_SPIKE_MULTIPLE),
                     p.untrimmed + 1,
                     false,
                 );
@@ -306,9 +305,11 @@ impl Channel {
                 available_msat: their_msat,
             });
         }
+        // A funder peer pays the fee of its own commitment (see "Whose
+        // commitment pays" above), at the feerate it last proposed.
         let feerate = self.feerate_known_to_peer();
         let known = self.project(
-            true,
+            false,
             feerate,
             Counted::KnownToPeer,
             Some((false, amount_msat)),
@@ -324,17 +325,18 @@ impl Channel {
             // We pay the fee of whatever our next commitment carries, our own
             // adds the peer has not seen yet included: never sign one we
             // cannot pay for.
-            let (low, high) = self.feerate_bounds();
-            let all = self.project(true, low, Counted::All, Some((false, amount_msat)));
-            let fee = 1000 * commitment_fee_sat(high, all.untrimmed, false);
-            let needed = self.funder_reserve_msat() + fee;
-            if i128::from(our_msat) < i128::from(needed) {
-                return Err(self.reserve_violated(our_msat.into(), needed));
+            // Each feerate it may have, priced as it trims.
+            for feerate in self.possible_feerates() {
+                let all = self.project(true, feerate, Counted::All, Some((false, amount_msat)));
+                let fee = 1000 * commitment_fee_sat(feerate, all.untrimmed, false);
+                let needed = self.funder_reserve_msat() + fee;
+                if i128::from(our_msat) < i128::from(needed) {
+                    return Err(self.reserve_violated(our_msat.into(), needed));
+                }
             }
         }
-        let (low, _) = self.feerate_bounds();
-        let within_dust_limit = [true, false].iter().all(|&local| {
-            self.project(local, low, Counted::All, Some((false, amount_msat)))
+        let within_dust_limit = self.commitment_feerates().all(|(local, feerate)| {
+            self.project(local, feerate, Counted::All, Some((false, amount_msat)))
                 .dust_msat
                 <= max_dust_msat
         });
@@ -396,13 +398,8 @@ impl Channel {
         };
         let sides: &[bool] = if by_us { &[true, false] } else { &[true] };
         for &local in sides {
-            // The strict view trims at the lower of the two feerates.
-            let trim = if by_us {
-                feerate.min(self.feerate_per_kw)
-            } else {
-                feerate
-            };
-            let p = self.project(local, trim, counted, None);
+            // A commitment with this update has its feerate, and trims at it.
+            let p = self.project(local, feerate, counted, None);
             let needed =
                 self.funder_reserve_msat() + 1000 * commitment_fee_sat(feerate, p.untrimmed, false);
             if i128::from(funder_msat) < i128::from(needed) {
@@ -429,16 +426,18 @@ impl Channel {
         if !self.is_outbound {
             return our_msat.saturating_sub(reserve);
         }
-        let (low, high) = self.feerate_bounds();
-        let untrimmed = self
-            .project(true, low, Counted::All, None)
-            .untrimmed
-            .max(self.project(false, low, Counted::All, None).untrimmed);
-        let fee = commitment_fee_sat(high, untrimmed + 1, false).max(commitment_fee_sat(
-            high.saturating_mul(FEE_SPIKE_MULTIPLE),
-            untrimmed + 2,
-            false,
-        ));
+        let fee = self
+            .commitment_feerates()
+            .map(|(local, feerate)| {
+                let untrimmed = self.project(local, feerate, Counted::All, None).untrimmed;
+                commitment_fee_sat(feerate, untrimmed + 1, false).max(commitment_fee_sat(
+                    feerate.saturating_mul(FEE_SPIKE_MULTIPLE),
+                    untrimmed + 2,
+                    false,
+                ))
+            })
+            .max()
+            .unwrap_or(0);
         our_msat.saturating_sub(reserve + 1000 * fee)
     }
 }

@@ -1,17 +1,16 @@
 //! Updates: `update_add_htlc`, `update_fulfill_htlc`, `update_fail_htlc`,
-//! `update_fee`, sent or received. The balance, fee and dust checks they
+//! sent or received (`update_fee` is in `fee.rs`). The balance, fee and dust checks they
 //! need are in `stats.rs` (which explains why an honest sender is never
 //! refused).
 
 use super::htlc::{Htlc, HtlcKind, HtlcSource, HtlcState, Inbound, Removal};
-use super::{Channel, FeeUpdate, OutboundResolved, Outcome, Phase};
+use super::{Channel, OutboundResolved, Outcome, Phase};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use bitcoin::secp256k1::SecretKey;
 
 use crate::message::{
-    Message, OnionPacket, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee,
-    UpdateFulfillHtlc,
+    Message, OnionPacket, UpdateAddHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFulfillHtlc,
 };
 use crate::onion::packet::{peel_onion, BadOnion, Peeled};
 use crate::onion::payload::HopPayload;
@@ -292,71 +291,6 @@ impl Channel {
         h.state = HtlcState::RcvdRemoveHtlc;
         Ok(())
     }
-
-    /// The funder proposes a new feerate.
-    pub(crate) fn send_update_fee(
-        &mut self,
-        config: &StoreConfig,
-        feerate_per_kw: u32,
-    ) -> Result<UpdateFee, StoreError> {
-        if !self.is_outbound || !self.is_usable() || self.pending_fee.is_some() {
-            return Err(self.wrong_state("update_fee"));
-        }
-        self.check_feerate(config, feerate_per_kw)?;
-        self.check_new_feerate(feerate_per_kw, true, config.max_dust_htlc_exposure_msat)?;
-        self.pending_fee = Some(FeeUpdate {
-            feerate_per_kw,
-            state: HtlcState::SentAddHtlc,
-        });
-        Ok(UpdateFee {
-            channel_id: self.channel_id,
-            feerate_per_kw,
-        })
-    }
-
-    /// The funder's `update_fee`. Only the funder may send it; a second one
-    /// before the first is committed replaces it.
-    pub(crate) fn handle_update_fee(
-        &mut self,
-        config: &StoreConfig,
-        msg: &UpdateFee,
-    ) -> Result<(), StoreError> {
-        let replaceable = match self.pending_fee {
-            None => true,
-            Some(f) => f.state == HtlcState::RcvdAddHtlc,
-        };
-        if self.is_outbound
-            || !matches!(self.phase, Phase::Normal | Phase::ShuttingDown)
-            || !replaceable
-        {
-            return Err(self.wrong_state("update_fee"));
-        }
-        self.check_feerate(config, msg.feerate_per_kw)?;
-        self.check_new_feerate(
-            msg.feerate_per_kw,
-            false,
-            config.max_dust_htlc_exposure_msat,
-        )?;
-        self.pending_fee = Some(FeeUpdate {
-            feerate_per_kw: msg.feerate_per_kw,
-            state: HtlcState::RcvdAddHtlc,
-        });
-        Ok(())
-    }
-
-    fn check_feerate(&self, config: &StoreConfig, feerate: u32) -> Result<(), StoreError> {
-        let (min, max) = (config.min_feerate_per_kw, config.max_feerate_per_kw);
-        if feerate < min || feerate > max {
-            let limit = if feerate < min { min } else { max };
-            return Err(StoreError::UnacceptableParameter {
-                channel_id: self.channel_id,
-                parameter: "feerate_per_kw",
-                value: feerate.into(),
-                limit: limit.into(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Channel {
@@ -381,12 +315,8 @@ impl Channel {
                 h.removal = None;
             }
         }
-        if self
-            .pending_fee
-            .is_some_and(|f| f.state == HtlcState::RcvdAddHtlc)
-        {
-            self.pending_fee = None;
-        }
+        self.pending_fees
+            .retain(|f| f.state != HtlcState::RcvdAddHtlc);
     }
 }
 

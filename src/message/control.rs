@@ -8,6 +8,7 @@
 use bitcoin::secp256k1::{ecdsa::Signature, PublicKey};
 use bitcoin::ScriptBuf;
 
+use super::tlv;
 use super::wire::{Reader, Writer, POINT_LEN, SIGNATURE_LEN};
 use crate::error::DecodeError;
 use crate::types::ChannelId;
@@ -44,8 +45,11 @@ impl Shutdown {
 /// `closing_signed` (type 39): propose a closing fee, with the sender's
 /// signature on the closing transaction that pays it.
 ///
-/// Trailing `closing_signed_tlvs` (`fee_range`) are not decoded; they are
-/// ignored like any BOLT 1 extension.
+/// Its `closing_signed_tlvs` stream is read by BOLT 1's rules: `fee_range`
+/// (type 1) is kept, an unknown odd record is skipped, an unknown even one
+/// is refused ([`DecodeError::UnknownEvenTlv`]), and a stream that is not
+/// well formed (truncated, a non-canonical `BigSize`, types not strictly
+/// increasing) is [`DecodeError::InvalidTlvStream`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosingSigned {
     /// The channel.
@@ -54,11 +58,26 @@ pub struct ClosingSigned {
     pub fee_satoshis: u64,
     /// The sender's signature on the closing transaction with that fee.
     pub signature: Signature,
+    /// The fees the sender accepts (TLV 1); `None` in a legacy negotiation.
+    pub fee_range: Option<ClosingFeeRange>,
 }
 
+/// `fee_range` (TLV 1 of `closing_signed`): the lowest and highest closing
+/// fee the sender accepts. The codec does not check that `min <= max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClosingFeeRange {
+    /// The lowest fee the sender accepts.
+    pub min_fee_satoshis: u64,
+    /// The highest fee the sender accepts.
+    pub max_fee_satoshis: u64,
+}
+
+/// `closing_signed_tlvs` type of `fee_range`.
+const FEE_RANGE_TYPE: u64 = 1;
+
 impl ClosingSigned {
-    /// Length of the fixed-width fields (here the whole body), without the type
-    /// and without extensions.
+    /// Length of the fixed-width fields, without the type and without the
+    /// TLV stream.
     pub(crate) const FIXED_LEN: usize = 32 + 8 + SIGNATURE_LEN;
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -66,6 +85,7 @@ impl ClosingSigned {
             channel_id: ChannelId(r.read_array("closing_signed.channel_id")?),
             fee_satoshis: r.read_u64("closing_signed.fee_satoshis")?,
             signature: r.read_signature("closing_signed.signature")?,
+            fee_range: read_closing_tlvs(r)?,
         })
     }
 
@@ -73,7 +93,29 @@ impl ClosingSigned {
         w.write_bytes(self.channel_id.as_bytes());
         w.write_u64(self.fee_satoshis);
         w.write_signature(&self.signature);
+        if let Some(range) = self.fee_range {
+            let mut value = [0u8; 16];
+            value[..8].copy_from_slice(&range.min_fee_satoshis.to_be_bytes());
+            value[8..].copy_from_slice(&range.max_fee_satoshis.to_be_bytes());
+            tlv::write_record(w, FEE_RANGE_TYPE, &value);
+        }
     }
+}
+
+/// The `closing_signed_tlvs` stream (BOLT 1 rules, see [`ClosingSigned`]).
+fn read_closing_tlvs(r: &mut Reader<'_>) -> Result<Option<ClosingFeeRange>, DecodeError> {
+    let records = tlv::read_stream(r, "closing_signed", &[])?;
+    let Some(value) = tlv::find(&records, FEE_RANGE_TYPE) else {
+        return Ok(None);
+    };
+    let bytes: [u8; 16] = value.try_into().map_err(|_| DecodeError::InvalidValue {
+        field: "closing_signed.fee_range",
+    })?;
+    let (min, max) = bytes.split_at(8);
+    Ok(Some(ClosingFeeRange {
+        min_fee_satoshis: u64::from_be_bytes(min.try_into().expect("8 bytes")),
+        max_fee_satoshis: u64::from_be_bytes(max.try_into().expect("8 bytes")),
+    }))
 }
 
 /// `error` (type 17, BOLT 1): the sender fails the channel (or, with an all

@@ -38,7 +38,8 @@
 //! records of unknown odd types are skipped, an unknown even type is
 //! refused ([`DecodeError::UnknownEvenTlv`]). The records this crate uses
 //! are fields of their message (`open_channel`/`accept_channel`:
-//! `upfront_shutdown_script` and `channel_type`; `init`: `networks`) and are
+//! `upfront_shutdown_script` and `channel_type`; `init`: `networks`;
+//! `closing_signed`: `fee_range`) and are
 //! written back; skipped ones are not, so `encode(decode(bytes))` is a
 //! prefix of `bytes` whenever the skipped records come last.
 //! `channel_update` has no extension: BOLT 7 signs whatever follows its
@@ -53,7 +54,7 @@ mod update;
 mod wire;
 
 pub use connection::{Init, Ping, Pong, Warning, PING_NO_PONG};
-pub use control::{ChannelReestablish, ClosingSigned, ErrorMessage, Shutdown};
+pub use control::{ChannelReestablish, ClosingFeeRange, ClosingSigned, ErrorMessage, Shutdown};
 pub use gossip::ChannelUpdate;
 pub use setup::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
 pub use update::{
@@ -174,8 +175,10 @@ macro_rules! message_table {
             }
 
             /// The message on the wire (BOLT 1): its 2-byte big-endian type,
-            /// then its fields in BOLT 2 order and widths. No extension is
-            /// written.
+            /// then its fields in BOLT 2 order and widths, then the TLV
+            /// records the message keeps as fields (`channel_type`,
+            /// `upfront_shutdown_script`, `networks`, `fee_range`); no other
+            /// extension is written.
             ///
             /// # Panics
             ///

@@ -57,7 +57,7 @@ pub(super) fn bigsize_len(v: u64) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Record<'a> {
     /// Where the record (its type) starts in the stream.
-    pub(super) offset: usize,
+    pub(crate) offset: usize,
     /// Its type.
     pub(crate) ty: u64,
     /// Its value.

@@ -13,7 +13,8 @@ use crate::types::ChannelId;
 use crate::types::PaymentHash;
 
 impl<C: Container> ChannelStore<C> {
-    /// A new block: the best height is `height`. Channels that a deadline
+    /// A new block: the best height is `height`. Channels whose funding is
+    /// now deep enough send `channel_ready`. Channels that a deadline
     /// now requires to go on chain are closed (each with its
     /// `ChannelClosed` and what to broadcast), fundee channels whose
     /// funding never confirmed are forgotten, and payments to us within
@@ -42,6 +43,20 @@ impl<C: Container> ChannelStore<C> {
                         .iter()
                         .filter_map(|(id, c)| c.passed_deadline(height, config).map(|r| (*id, r)))
                         .collect();
+                let deep: Vec<ChannelId> =
+                    s.ps.channels
+                        .iter()
+                        .filter(|(_, c)| {
+                            c.awaits_depth() && c.funding_depth(height) >= c.minimum_depth.max(1)
+                        })
+                        .map(|(id, _)| *id)
+                        .collect();
+                for id in deep {
+                    s.on_channel(&id, true, |c, e| {
+                        *e = c.send_ready_if_deep(height);
+                        Ok(())
+                    })?;
+                }
                 for (id, reason) in due {
                     s.on_channel(&id, true, |c, e| {
                         let message = match reason {

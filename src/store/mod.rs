@@ -479,8 +479,12 @@ impl<C: Container> ChannelStore<C> {
         })
     }
 
-    /// The funding transaction confirmed with short channel id `scid`:
-    /// `channel_ready` is queued for the peer.
+    /// The funding transaction confirmed in block `scid.block_height()`
+    /// (short channel id `scid`): `channel_ready` is queued for the peer as
+    /// soon as the funding is [`confirmations_required`](crate::ChannelDetails::confirmations_required)
+    /// deep at the best height, now or at a later
+    /// [`ChannelStore::best_block_updated`] (BOLT 2: the funder waits for
+    /// the fundee's `minimum_depth`).
     ///
     /// **Locking behaviour:** takes the channel's peer lock once.
     pub fn funding_confirmed(
@@ -491,7 +495,7 @@ impl<C: Container> ChannelStore<C> {
         let peer = self.owner_hint(channel_id)?;
         self.with_user_section(&peer, |s| {
             s.on_channel(channel_id, true, |c, e| {
-                *e = c.funding_confirmed(scid)?;
+                *e = c.funding_confirmed(scid, self.best_height())?;
                 Ok(())
             })?;
             s.out.index.push(IndexOp::Confirmed {

@@ -495,6 +495,7 @@ impl World {
                 channel_id: self.target(chan),
                 fee_satoshis: fee_sat,
                 signature: sig,
+                fee_range: None,
             }),
             Forged::Reestablish {
                 chan,

@@ -16,7 +16,7 @@
 //! - **Chain.** [`Net::mine`] builds one block and connects it to every LDK
 //!   node (LDK's `connect_block`, through `Listen`), tells every store the
 //!   height, and calls `funding_confirmed` on a store's channel once its
-//!   funding output is `StoreConfig::minimum_depth` deep.
+//!   funding output confirmed (the store waits for the depth itself).
 //! - **Wallets.** Funding is mechanical: `FundingGenerationReady` (either
 //!   side) gets a transaction with no inputs paying the asked script, as
 //!   LDK's own tests do (functional_test_utils.rs:1472); LDK broadcasts its
@@ -586,7 +586,8 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
             Ok(msg) => {
                 // chanstore's encoding of what it read must be LDK's bytes
                 // up to the TLV stream, then the records it keeps (it skips
-                // odd ones it does not use, which LDK puts last).
+                // odd ones it does not use, which LDK puts last; `fee_range`
+                // is closing_signed's type 1).
                 let again = msg.encode();
                 let fixed = wire::fixed_end(&bytes)
                     .unwrap_or(bytes.len())
@@ -873,10 +874,11 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
     }
 
     /// Calls `funding_confirmed` for each of `cs[j]`'s channels whose
-    /// funding is `minimum_depth` deep (chanstore's own setting: the store
-    /// does not show the peer's, see the findings).
+    /// funding confirmed: the store itself waits until it is
+    /// `confirmations_required` deep (its own `minimum_depth`, or LDK's as
+    /// fundee) before it sends `channel_ready`.
     fn confirm_cs_fundings(&mut self, j: usize) {
-        let depth = self.cs[j].config().minimum_depth.max(1);
+        let depth = 1;
         for d in self.cs[j].list_channels() {
             let Some(outpoint) = d.funding_outpoint else {
                 continue;

@@ -58,10 +58,15 @@ mod channel_type {
     pub const FUNDING_HEIGHT: u64 = 37;
     pub const SIGNATURES: u64 = 39;
     pub const SHUTDOWN_SENT_AT: u64 = 41;
+    /// Pending fee updates after the first (33), oldest first. Even: a
+    /// reader that knows only 33 must not load the channel without them.
+    pub const MORE_PENDING_FEES: u64 = 42;
     /// The peer's forwarding policy (its `channel_update`): optional, an
     /// older reader loses only what the next update brings back.
     pub const COUNTERPARTY_POLICY: u64 = 43;
-    pub const ALL: [u64; 26] = [
+    /// The `minimum_depth` the peer asked for in `accept_channel`.
+    pub const THEIR_MINIMUM_DEPTH: u64 = 45;
+    pub const ALL: [u64; 28] = [
         CHANNEL_ID,
         TEMPORARY_ID,
         COUNTERPARTY,
@@ -87,7 +92,9 @@ mod channel_type {
         FUNDING_HEIGHT,
         SIGNATURES,
         SHUTDOWN_SENT_AT,
+        MORE_PENDING_FEES,
         COUNTERPARTY_POLICY,
+        THEIR_MINIMUM_DEPTH,
     ];
 }
 
@@ -236,13 +243,23 @@ fn get_policy(c: &mut Cursor<'_>) -> Result<ForwardingPolicy, DecodeError> {
     })
 }
 
+/// The fee updates a disconnection keeps (BOLT 2 forgets the peer's that
+/// no `commitment_signed` covered).
+fn durable_fees(c: &Channel) -> impl Iterator<Item = &FeeUpdate> {
+    c.pending_fees
+        .iter()
+        .filter(|f| f.state != HtlcState::RcvdAddHtlc)
+}
+
+fn put_fee(out: &mut Vec<u8>, fee: &FeeUpdate) {
+    out.extend_from_slice(&fee.feerate_per_kw.to_be_bytes());
+    out.push(fee.state.to_u8());
+}
+
 fn put_pending_fee_and_shutdown(w: &mut TlvWriter, c: &Channel) {
     use channel_type::*;
-    if let Some(fee) = c.pending_fee.filter(|f| f.state != HtlcState::RcvdAddHtlc) {
-        w.with(PENDING_FEE, |out| {
-            out.extend_from_slice(&fee.feerate_per_kw.to_be_bytes());
-            out.push(fee.state.to_u8());
-        });
+    if let Some(fee) = durable_fees(c).next() {
+        w.with(PENDING_FEE, |out| put_fee(out, fee));
     }
     w.with(SHUTDOWN, |out| {
         put_script(out, &c.local_shutdown_script);
@@ -287,13 +304,22 @@ pub(crate) fn encode_channel(c: &Channel) -> Vec<u8> {
     w.finish()
 }
 
-/// The last records of both forms: 41, then 43.
+/// The last records of both forms, in type order: 41, 42, 43, 45.
 fn put_last_records(w: &mut TlvWriter, c: &Channel) {
+    use channel_type::*;
     if let Some(at) = c.shutdown_sent_at {
-        w.record(channel_type::SHUTDOWN_SENT_AT, &at.to_be_bytes());
+        w.record(SHUTDOWN_SENT_AT, &at.to_be_bytes());
+    }
+    if durable_fees(c).nth(1).is_some() {
+        w.with(MORE_PENDING_FEES, |out| {
+            durable_fees(c).skip(1).for_each(|f| put_fee(out, f))
+        });
     }
     if let Some(p) = &c.counterparty_policy {
-        w.with(channel_type::COUNTERPARTY_POLICY, |out| put_policy(out, p));
+        w.with(COUNTERPARTY_POLICY, |out| put_policy(out, p));
+    }
+    if let Some(depth) = c.their_minimum_depth {
+        w.record(THEIR_MINIMUM_DEPTH, &depth.to_be_bytes());
     }
 }
 
@@ -447,19 +473,40 @@ pub(crate) fn decode_channel_record(
             })
         }
     }
-    let pending_fee = r
-        .optional(PENDING_FEE)
-        .map(|v| {
-            let mut c = Cursor::new(v, "channel.pending_fee");
+    let mut pending_fees = Vec::new();
+    for (ty, field) in [
+        (PENDING_FEE, "channel.pending_fee"),
+        (MORE_PENDING_FEES, "channel.more_pending_fees"),
+    ] {
+        let Some(v) = r.optional(ty) else { continue };
+        let mut c = Cursor::new(v, field);
+        while !c.is_empty() && pending_fees.len() <= crate::channel::MAX_PENDING_FEES {
             let feerate_per_kw = c.u32()?;
             let state = HtlcState::from_u8(c.u8()?).ok_or(DecodeError::InvalidValue {
                 field: "pending_fee.state",
             })?;
-            c.end()?;
-            Ok::<_, DecodeError>(FeeUpdate {
+            pending_fees.push(FeeUpdate {
                 feerate_per_kw,
                 state,
-            })
+            });
+            if ty == PENDING_FEE {
+                break;
+            }
+        }
+        c.end()?;
+    }
+    if r.optional(MORE_PENDING_FEES).is_some() && r.optional(PENDING_FEE).is_none() {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.more_pending_fees",
+        });
+    }
+    let their_minimum_depth = r
+        .optional(THEIR_MINIMUM_DEPTH)
+        .map(|v| {
+            let mut c = Cursor::new(v, "channel.their_minimum_depth");
+            let depth = c.u32()?;
+            c.end()?;
+            Ok::<_, DecodeError>(depth)
         })
         .transpose()?;
     let mut sd = r.cursor(SHUTDOWN, "channel.shutdown")?;
@@ -512,7 +559,8 @@ pub(crate) fn decode_channel_record(
         theirs: get_side(r.cursor(THEIR_PARAMS, "channel.their_params")?)?,
         minimum_depth,
         feerate_per_kw,
-        pending_fee,
+        pending_fees,
+        their_minimum_depth,
         local_commitment_number,
         remote_commitment_number,
         their_prev_point,

@@ -1,0 +1,272 @@
+//! The cooperative close's fee negotiation (BOLT 2 "Legacy Closing
+//! Negotiation", with `fee_range`) and the closing transaction each side
+//! signs (BOLT 3: trimmed at the signer's own dust limit).
+
+mod common;
+
+use bitcoin::secp256k1::ecdsa::Signature;
+use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use chanstore::message::{ClosingFeeRange, ClosingSigned};
+use chanstore::{ChannelStore, ClosureReason, Event, Message, StoreConfig, StoreError};
+use common::*;
+
+/// Runs the close between `a` and `b` until both are quiet, handing each
+/// `closing_signed` to `tamper` first. Returns the `closing_signed`s, in
+/// order, as (sender is `a`, message), and the first refusal.
+fn run_close(
+    a: &ChannelStore,
+    b: &ChannelStore,
+    mut tamper: impl FnMut(bool, &mut ClosingSigned),
+) -> (Vec<(bool, ClosingSigned)>, Option<StoreError>) {
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let mut moved = false;
+        for (from_a, from, to) in [(true, a, b), (false, b, a)] {
+            for (_, mut m) in from.get_and_clear_pending_msg_events() {
+                if let Message::ClosingSigned(cs) = &mut m {
+                    tamper(from_a, cs);
+                    seen.push((from_a, cs.clone()));
+                }
+                if let Err(e) = to.handle_message(&from.node_id(), m) {
+                    return (seen, Some(e));
+                }
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    (seen, None)
+}
+
+fn cooperative_fee(node: &ChannelStore) -> Option<u64> {
+    events(node).into_iter().find_map(|e| match e {
+        Event::ChannelClosed {
+            reason: ClosureReason::Cooperative { closing_tx_fee_sat },
+            ..
+        } => Some(closing_tx_fee_sat),
+        _ => None,
+    })
+}
+
+fn with_floor(min_closing_feerate_per_kw: u32) -> StoreConfig {
+    StoreConfig {
+        min_closing_feerate_per_kw,
+        ..StoreConfig::default()
+    }
+}
+
+/// Weight of a closing transaction paying two P2WPKH outputs (both sides'
+/// shutdown scripts), as both chanstore and LDK count it.
+const WEIGHT: u64 = 674;
+
+/// Every `closing_signed` carries `fee_range`; the fundee answers with the
+/// fee of the overlap nearest the funder's, and the funder takes it by
+/// replying with the same fee: three messages.
+#[test]
+fn fee_ranges_converge_in_three_messages() {
+    let (a, b) = (node(1), node_with(2, with_floor(1_000)));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    let (seen, refused) = run_close(&a, &b, |_, _| {});
+    assert_eq!(refused, None);
+    let fees: Vec<(bool, u64, Option<ClosingFeeRange>)> = seen
+        .iter()
+        .map(|(from_a, cs)| (*from_a, cs.fee_satoshis, cs.fee_range))
+        .collect();
+    let a_floor = WEIGHT * 253 / 1000;
+    let b_floor = WEIGHT * 1_000 / 1000;
+    // A pays at most the commitment's fee plus 1000 sat (LDK's default
+    // force_close_avoidance_max_fee_satoshis).
+    let a_max = 724 * 253 / 1000 + 1_000;
+    let a_range = Some(ClosingFeeRange {
+        min_fee_satoshis: a_floor,
+        max_fee_satoshis: a_max,
+    });
+    let b_range = Some(ClosingFeeRange {
+        min_fee_satoshis: b_floor,
+        max_fee_satoshis: 900_000,
+    });
+    assert_eq!(
+        fees,
+        [
+            (true, a_floor, a_range),
+            (false, b_floor, b_range),
+            (true, b_floor, a_range)
+        ]
+    );
+    assert_eq!(cooperative_fee(&a), Some(b_floor));
+    assert_eq!(cooperative_fee(&b), Some(b_floor));
+    // Both hold the same, fully signed, closing transaction.
+    let tx = |n: &ChannelStore| n.closed_channel(&id).and_then(|c| c.transaction.clone());
+    assert!(tx(&a).is_some() && tx(&a) == tx(&b));
+}
+
+/// Ranges with no fee in common: the fundee refuses the funder's offer with
+/// a precise error, and nothing changes (it may still get a better one).
+#[test]
+fn disjoint_fee_ranges_are_refused() {
+    let (a, b) = (node(1), node_with(2, with_floor(5_000)));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    let mut frozen = None;
+    let (_, refused) = run_close(&a, &b, |from_a, _| {
+        if from_a {
+            frozen = Some(b.debug_state());
+        }
+    });
+    assert_eq!(
+        refused,
+        Some(StoreError::ClosingFeeRangesDisjoint {
+            channel_id: id,
+            our_min_sat: WEIGHT * 5,
+            our_max_sat: 900_000,
+            their_min_sat: WEIGHT * 253 / 1000,
+            their_max_sat: 724 * 253 / 1000 + 1_000,
+        })
+    );
+    assert_eq!(Some(b.debug_state()), frozen);
+    assert_eq!(b.channel_details(&id).unwrap().state, "negotiating_close");
+}
+
+/// A fee outside the sender's own `fee_range` is refused, and changes
+/// nothing (`fee_range` is not signed: a peer or a bug may send any).
+#[test]
+fn a_fee_outside_the_senders_range_is_refused() {
+    let (a, b) = (node(1), node_with(2, with_floor(1_000)));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    let mut frozen = None;
+    let (_, refused) = run_close(&a, &b, |from_a, cs| {
+        if !from_a {
+            cs.fee_range = Some(ClosingFeeRange {
+                min_fee_satoshis: cs.fee_satoshis + 1,
+                max_fee_satoshis: cs.fee_satoshis + 10,
+            });
+            frozen = Some(a.debug_state());
+        }
+    });
+    let fee = WEIGHT;
+    assert_eq!(
+        refused,
+        Some(StoreError::ClosingFeeOutOfRange {
+            channel_id: id,
+            fee_sat: fee,
+            min_sat: fee + 1,
+            max_sat: fee + 10,
+        })
+    );
+    assert_eq!(Some(a.debug_state()), frozen);
+}
+
+fn foreign_signature() -> Signature {
+    let secp = Secp256k1::new();
+    let msg = bitcoin::secp256k1::Message::from_digest([0x42; 32]);
+    secp.sign_ecdsa(&msg, &SecretKey::from_slice(&[0x43; 32]).unwrap())
+}
+
+/// As funder, a fee the fundee may accept but outside what we accept is
+/// refused (BOLT 2: "if fee_satoshis is not in the overlap"), precisely,
+/// and the channel is unchanged. (Signatures are not checked here, so the
+/// fundee's message can be made up.)
+#[test]
+fn as_funder_a_fee_outside_the_overlap_is_refused() {
+    let funder_config = StoreConfig {
+        verify_signatures: false,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, funder_config), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    // Shutdowns both ways; A's first closing_signed is dropped.
+    for _ in 0..3 {
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for (_, m) in take_msgs(from) {
+                if !matches!(m, Message::ClosingSigned(_)) {
+                    deliver_one(from, to, m);
+                }
+            }
+        }
+    }
+    let a_max = 724 * 253 / 1000 + 1_000;
+    let forged = |fee: u64, min: u64, max: u64| {
+        Message::ClosingSigned(ClosingSigned {
+            channel_id: id,
+            fee_satoshis: fee,
+            signature: foreign_signature(),
+            fee_range: Some(ClosingFeeRange {
+                min_fee_satoshis: min,
+                max_fee_satoshis: max,
+            }),
+        })
+    };
+    let before = a.debug_state();
+    assert_eq!(
+        a.handle_message(&b.node_id(), forged(1_500, 600, 2_000)),
+        Err(StoreError::ClosingFeeOutOfRange {
+            channel_id: id,
+            fee_sat: 1_500,
+            min_sat: 600,
+            max_sat: a_max,
+        })
+    );
+    // A zero fee is never signed: its range meets none of ours.
+    assert_eq!(
+        a.handle_message(&b.node_id(), forged(0, 0, 0)),
+        Err(StoreError::ClosingFeeRangesDisjoint {
+            channel_id: id,
+            our_min_sat: WEIGHT * 253 / 1000,
+            our_max_sat: a_max,
+            their_min_sat: 0,
+            their_max_sat: 0,
+        })
+    );
+    assert_eq!(a.debug_state(), before);
+    assert!(take_msgs(&a).is_empty());
+    // A fee in the overlap is taken: A replies with it and closes.
+    a.handle_message(&b.node_id(), forged(600, 600, 2_000))
+        .unwrap();
+    let reply = take_msgs(&a);
+    assert!(
+        matches!(&reply[..], [(_, Message::ClosingSigned(cs))] if cs.fee_satoshis == 600),
+        "{reply:?}"
+    );
+    assert_eq!(cooperative_fee(&a), Some(600));
+}
+
+/// Dust limits differ (A 354 sat, B 546) and B's output, 450 sat, lies
+/// between them: A signs a transaction with it, B one without (BOLT 3:
+/// each trims at its own limit). B answers A's fee with a neighbouring one
+/// over its own transaction, which A signs back: both close cooperatively
+/// with the same transaction, which has no output below B's limit.
+#[test]
+fn each_signer_trims_at_its_own_dust_limit() {
+    let b_config = StoreConfig {
+        dust_limit_sat: 546,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node(1), node_with(2, b_config));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 100_000, 450_000);
+    b.close_channel(&id).unwrap();
+    let (seen, refused) = run_close(&a, &b, |_, _| {});
+    assert_eq!(refused, None);
+    let fees: Vec<(bool, u64)> = seen.iter().map(|(f, cs)| (*f, cs.fee_satoshis)).collect();
+    let floor = WEIGHT * 253 / 1000;
+    assert_eq!(fees, [(true, floor), (false, floor + 1), (true, floor + 1)]);
+    assert_eq!(cooperative_fee(&a), Some(floor + 1));
+    assert_eq!(cooperative_fee(&b), Some(floor + 1));
+    // B, with nothing left to sweep, keeps no record; A's transaction is
+    // the one B signed too (B checked A's signature on it above).
+    let tx = a
+        .closed_channel(&id)
+        .and_then(|c| c.transaction.clone())
+        .expect("a closing transaction");
+    let outputs: Vec<u64> = tx.output.iter().map(|o| o.value.to_sat()).collect();
+    assert_eq!(outputs, [100_000 - 450 - (floor + 1)]);
+}
