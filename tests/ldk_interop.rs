@@ -1945,7 +1945,9 @@ fn scenario_7_dust_limits(shims: Shims, initiator: Side, funder: Side) {
             .node
             .close_channel(&ldk_id(chan.id), &net.id(Party::Cs(0)))
             .expect("LDK close_channel"),
-        Side::Cs => net.cs[0].close_channel(&chan.id).expect("chanstore close_channel"),
+        Side::Cs => net.cs[0]
+            .close_channel(&chan.id)
+            .expect("chanstore close_channel"),
     }
     net.run();
     for tx in net.mempool() {
@@ -1956,7 +1958,11 @@ fn scenario_7_dust_limits(shims: Shims, initiator: Side, funder: Side) {
     let ldk_reason = ldk_closed(&mut net, 0, chan.id);
     let cs_reason = cs_closed(&mut net, 0, chan.id);
     net.check(
-        ldk_reason.is_some() && matches!(cs_reason, Some(chanstore::ClosureReason::Cooperative { .. })),
+        ldk_reason.is_some()
+            && matches!(
+                cs_reason,
+                Some(chanstore::ClosureReason::Cooperative { .. })
+            ),
         format!("both closed cooperatively: LDK {ldk_reason:?}, chanstore {cs_reason:?}"),
     );
 }
