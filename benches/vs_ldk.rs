@@ -10,7 +10,15 @@
 //!   `FilesystemStore` (each write: temp file, fsync, rename, fsync of the
 //!   directory), as LDK's `bench_filesystem_persisted_sends`. As there, the
 //!   `ChannelManager` itself is not persisted (a node persists it in the
-//!   background, off the payment's path).
+//!   background, off the payment's path). LDK's `ChannelMonitor` keeps an
+//!   entry for every counterparty commitment, so it grows with every
+//!   payment (about 290 bytes per send pair here) and this persister
+//!   rewrites it whole on every update: the figure depends on how many
+//!   pairs ran before (printed with the table).
+//! - `vs_ldk/durable/ldk_updating`: the same `FilesystemStore` behind LDK's
+//!   `MonitorUpdatingPersister` (each `ChannelMonitorUpdate` written alone,
+//!   the whole monitor every 100 updates): what LDK recommends when
+//!   monitors are large.
 //! - `vs_ldk/durable/chanstore`: `FilePersister`, fsync on.
 //!
 //! Both sides build real Sphinx onions with a payment secret, sign and
@@ -20,13 +28,13 @@
 //! differs and why) and `benches/vs_ldk/chanstore.rs`.
 //!
 //! After criterion, a final pass times `CHANSTORE_VS_LDK_PAIRS` (30) send
-//! pairs of each of the four, interleaved, `CHANSTORE_VS_LDK_ROUNDS` (5)
+//! pairs of each of the five, interleaved, `CHANSTORE_VS_LDK_ROUNDS` (5)
 //! times, and prints the median per pair and the ratio LDK / chanstore.
 //!
 //! Run: `cargo bench --bench vs_ldk` (add `-- --warm-up-time 1
 //! --measurement-time 5` for a shorter run). To count fsyncs, one side
-//! alone and no criterion: `CHANSTORE_VS_LDK_ONLY=durable/ldk:100` (side,
-//! then send pairs) runs that side's set-up and 100 pairs; run it under
+//! alone and no criterion: `CHANSTORE_VS_LDK_ONLY=durable/ldk:100` (its
+//! name, then send pairs) runs that side's set-up and 100 pairs; run it under
 //! `strace -f -c -e trace=fsync,fdatasync` with 0 and 100 pairs and
 //! divide the difference by 100 (docs/BENCHMARKS.md).
 
@@ -36,6 +44,7 @@ mod cs;
 mod ldk;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
@@ -45,16 +54,25 @@ use lightning::util::test_utils::TestPersister;
 use lightning_persister::fs_store::FilesystemStore;
 
 use cs::CsPair;
-use ldk::LdkPair;
+use ldk::{LdkPair, NodeParts, UpdatingPersister};
+
+/// `durable/ldk_updating`: the whole monitor is written every this many
+/// updates, each update alone in between.
+const MAX_PENDING_UPDATES: u64 = 100;
 
 /// Something that runs send pairs.
 trait SendPair {
     fn send_pair(&mut self);
+    /// Send pairs run so far (state, and LDK's monitors, grow with them).
+    fn pairs_run(&self) -> u64;
 }
 
 impl<P: Persist<InMemorySigner>> SendPair for LdkPair<P> {
     fn send_pair(&mut self) {
         LdkPair::send_pair(self)
+    }
+    fn pairs_run(&self) -> u64 {
+        LdkPair::pairs_run(self)
     }
 }
 
@@ -62,30 +80,48 @@ impl SendPair for CsPair {
     fn send_pair(&mut self) {
         CsPair::send_pair(self)
     }
+    fn pairs_run(&self) -> u64 {
+        CsPair::pairs_run(self)
+    }
 }
 
-/// The four pairs, by name (`in_memory/ldk`, ...), in table order.
+/// The five pairs, by name (`in_memory/ldk`, ...), in table order.
 struct Pairs {
     all: Vec<(&'static str, Box<dyn SendPair>)>,
 }
 
 impl Pairs {
-    /// The pairs whose name starts with `only` (all for `""`), durable ones
-    /// under `dir`.
+    /// The pair named `only` (all for `""`), durable ones under `dir`.
     fn new(dir: &Path, only: &str) -> Self {
         let mut all: Vec<(&'static str, Box<dyn SendPair>)> = Vec::new();
-        let wanted = |name: &str| name.starts_with(only);
+        let wanted = |name: &str| only.is_empty() || name == only;
         if wanted("in_memory/ldk") {
-            let pair = LdkPair::new(TestPersister::new(), TestPersister::new());
+            let pair = LdkPair::new(|_| TestPersister::new());
             all.push(("in_memory/ldk", Box::new(pair)));
         }
         if wanted("in_memory/chanstore") {
             all.push(("in_memory/chanstore", Box::new(CsPair::in_memory())));
         }
+        let store = |kind: &str, node: &NodeParts| {
+            FilesystemStore::new(dir.join(kind).join(["a", "b"][node.index]))
+        };
         if wanted("durable/ldk") {
-            let store = |sub: &str| FilesystemStore::new(dir.join("ldk").join(sub));
-            let pair = LdkPair::new(store("a"), store("b"));
+            let pair = LdkPair::new(|node| store("ldk", node));
             all.push(("durable/ldk", Box::new(pair)));
+        }
+        if wanted("durable/ldk_updating") {
+            let pair = LdkPair::new(|node: &NodeParts| {
+                UpdatingPersister::new(
+                    Arc::new(store("ldk_updating", node)),
+                    node.logger.clone(),
+                    MAX_PENDING_UPDATES,
+                    node.keys.clone(),
+                    node.keys.clone(),
+                    node.broadcaster.clone(),
+                    node.fee_estimator.clone(),
+                )
+            });
+            all.push(("durable/ldk_updating", Box::new(pair)));
         }
         if wanted("durable/chanstore") {
             all.push((
@@ -153,7 +189,22 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn print_table(pairs: &Pairs, medians: &[Duration], rounds: usize, per_round: usize) {
+/// Total and largest file size under `dir`, recursively.
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    let mut usage = (0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            let (total, largest) = disk_usage(&entry.path());
+            usage = (usage.0 + total, usage.1.max(largest));
+        } else {
+            usage = (usage.0 + meta.len(), usage.1.max(meta.len()));
+        }
+    }
+    usage
+}
+
+fn print_table(pairs: &Pairs, dir: &Path, medians: &[Duration], rounds: usize, per_round: usize) {
     let time_of = |name: &str| {
         pairs
             .all
@@ -166,26 +217,45 @@ fn print_table(pairs: &Pairs, medians: &[Duration], rounds: usize, per_round: us
         "vs_ldk: per send pair (2 payments), median of {rounds} rounds of {per_round} pairs, interleaved"
     );
     println!(
-        "| {:<9} | {:>10} | {:>10} | {:>16} |",
-        "", "LDK 0.2.7", "chanstore", "LDK / chanstore"
+        "| {:<40} | {:>10} | {:>10} | {:>7} |",
+        "", "LDK 0.2.7", "chanstore", "ratio"
     );
-    println!("|{:-<11}|{:->12}|{:->12}|{:->18}|", "", "", "", "");
-    for kind in ["in_memory", "durable"] {
-        let (l, c) = (
-            time_of(&format!("{kind}/ldk")),
-            time_of(&format!("{kind}/chanstore")),
-        );
+    println!("|{:-<42}|{:->12}|{:->12}|{:->9}|", "", "", "", "");
+    let rows = [
+        ("in memory", "in_memory/ldk", "in_memory/chanstore"),
+        (
+            "durable (LDK: whole monitor per update)",
+            "durable/ldk",
+            "durable/chanstore",
+        ),
+        (
+            "durable (LDK: MonitorUpdatingPersister)",
+            "durable/ldk_updating",
+            "durable/chanstore",
+        ),
+    ];
+    for (label, ldk, cs) in rows {
+        let (l, c) = (time_of(ldk), time_of(cs));
         let ratio = match (l, c) {
             (Some(l), Some(c)) => format!("{:.2}x", l.as_secs_f64() / c.as_secs_f64()),
             _ => "-".into(),
         };
         println!(
-            "| {:<9} | {:>10} | {:>10} | {:>16} |",
-            kind,
+            "| {:<40} | {:>10} | {:>10} | {:>7} |",
+            label,
             l.map_or("-".into(), ms),
             c.map_or("-".into(), ms),
             ratio
         );
+    }
+    println!("ratio: LDK's time / chanstore's. History behind each figure:");
+    for (name, pair) in &pairs.all {
+        let sub = name.strip_prefix("durable/").map(|s| s.replace('/', "_"));
+        let disk = sub.map_or(String::new(), |sub| {
+            let (total, largest) = disk_usage(&dir.join(sub));
+            format!(", {total} bytes on disk, largest file {largest} bytes")
+        });
+        println!("  {name}: {} send pairs run{disk}", pair.pairs_run());
     }
 }
 
@@ -219,7 +289,7 @@ fn main() {
         let rounds = env_usize("CHANSTORE_VS_LDK_ROUNDS", 5).max(1);
         let per_round = env_usize("CHANSTORE_VS_LDK_PAIRS", 30).max(1);
         let medians = final_pass(&mut pairs, rounds, per_round);
-        print_table(&pairs, &medians, rounds, per_round);
+        print_table(&pairs, &dir, &medians, rounds, per_round);
     }
     drop(pairs);
     let _ = std::fs::remove_dir_all(&dir);

@@ -83,6 +83,11 @@ impl CsPair {
         }
     }
 
+    /// Send pairs run so far.
+    pub fn pairs_run(&self) -> u64 {
+        self.payments / 2
+    }
+
     /// One send pair: a payment A to B, then one B to A, each claimed and
     /// settled (both commitment round trips), as `LdkPair::send_pair`.
     pub fn send_pair(&mut self) {

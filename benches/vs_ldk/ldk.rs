@@ -43,7 +43,9 @@ use lightning::sign::{InMemorySigner, KeysManager, NodeSigner};
 use lightning::types::payment::{PaymentHash, PaymentPreimage};
 use lightning::util::config::{MaxDustHTLCExposure, UserConfig};
 use lightning::util::logger::{Logger, Record};
+use lightning::util::persist::MonitorUpdatingPersister;
 use lightning::util::test_utils::{TestBroadcaster, TestChainSource, TestFeeEstimator, TestScorer};
+use lightning_persister::fs_store::FilesystemStore;
 
 /// Amount of each payment, msat: LDK's `bench_sends` (below dust, so
 /// neither commitment has an HTLC output).
@@ -67,7 +69,8 @@ impl Logger for BenchLogger {
     }
 }
 
-type Log = Arc<BenchLogger>;
+/// The logger as the nodes hold it.
+pub type Log = Arc<BenchLogger>;
 type Graph = NetworkGraph<Log>;
 type Router =
     DefaultRouter<Arc<Graph>, Log, Arc<KeysManager>, Arc<RwLock<TestScorer>>, (), TestScorer>;
@@ -102,10 +105,38 @@ pub struct LdkPair<P: Persist<InMemorySigner>> {
     payments: u64,
 }
 
+/// What a persister may need of its node (`MonitorUpdatingPersister`
+/// takes all of it).
+pub struct NodeParts {
+    /// 0 for node A, 1 for node B.
+    pub index: usize,
+    /// The node's keys.
+    pub keys: Arc<KeysManager>,
+    /// Its logger.
+    pub logger: Log,
+    /// The shared broadcaster.
+    pub broadcaster: Arc<TestBroadcaster>,
+    /// The shared fee estimator.
+    pub fee_estimator: Arc<TestFeeEstimator>,
+}
+
+/// A `MonitorUpdatingPersister` over a `FilesystemStore`: LDK's persister
+/// that writes each `ChannelMonitorUpdate` alone and the whole monitor only
+/// every `maximum_pending_updates` updates.
+pub type UpdatingPersister = MonitorUpdatingPersister<
+    Arc<FilesystemStore>,
+    Log,
+    Arc<KeysManager>,
+    Arc<KeysManager>,
+    Arc<TestBroadcaster>,
+    Arc<TestFeeEstimator>,
+>;
+
 impl<P: Persist<InMemorySigner>> LdkPair<P> {
-    /// Builds both nodes and opens the channel: 8M sat, 100k sat pushed to
-    /// B, confirmed at depth 1, as in `bench_two_sends`.
-    pub fn new(persister_a: P, persister_b: P) -> Self {
+    /// Builds both nodes, each persisting through `persister(its parts)`,
+    /// and opens the channel: 8M sat, 100k sat pushed to B, confirmed at
+    /// depth 1, as in `bench_two_sends`.
+    pub fn new(persister: impl Fn(&NodeParts) -> P) -> Self {
         let network = Network::Testnet;
         let genesis_block = bitcoin::constants::genesis_block(network);
         let tx_broadcaster = Arc::new(TestBroadcaster::new(network));
@@ -129,8 +160,15 @@ impl<P: Persist<InMemorySigner>> LdkPair<P> {
             MaxDustHTLCExposure::FeeRateMultiplier(5_000_000 / 253);
         config.channel_handshake_config.minimum_depth = 1;
 
-        let node = |seed: u8, logger: &Log, persister: P| {
+        let node = |seed: u8, logger: &Log| {
             let keys = Arc::new(KeysManager::new(&[seed; 32], 42, 42, true));
+            let persister = persister(&NodeParts {
+                index: usize::from(seed - 1),
+                keys: keys.clone(),
+                logger: logger.clone(),
+                broadcaster: tx_broadcaster.clone(),
+                fee_estimator: fee_estimator.clone(),
+            });
             let chain_monitor = Arc::new(ChainMonitor::new(
                 None,
                 tx_broadcaster.clone(),
@@ -159,8 +197,8 @@ impl<P: Persist<InMemorySigner>> LdkPair<P> {
                 genesis_block.header.time,
             )
         };
-        let a = node(1, &logger_a, persister_a);
-        let b = node(2, &logger_b, persister_b);
+        let a = node(1, &logger_a);
+        let b = node(2, &logger_b);
         let (id_a, id_b) = (a.get_our_node_id(), b.get_our_node_id());
 
         let init = |m: &Manager<P>| Init {
@@ -239,6 +277,11 @@ impl<P: Persist<InMemorySigner>> LdkPair<P> {
         assert!(matches!(one_event(&a), Event::ChannelReady { .. }));
         assert!(matches!(one_event(&b), Event::ChannelReady { .. }));
         LdkPair { a, b, payments: 0 }
+    }
+
+    /// Send pairs run so far.
+    pub fn pairs_run(&self) -> u64 {
+        self.payments / 2
     }
 
     /// One send pair, as LDK's bench iteration: a payment A to B, then one
