@@ -95,6 +95,24 @@ fn journal_has(dir: &std::path::Path, line: &str) -> Option<usize> {
     read_journal(dir).0.iter().position(|l| l == line)
 }
 
+/// Waits until `n` journal lines start with `prefix`.
+fn wait_for_count(dir: &std::path::Path, prefix: &str, n: usize) {
+    let started = Instant::now();
+    while read_journal(dir)
+        .0
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+        < n
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fewer than {n} '{prefix}' lines in the journal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_for(dir: &std::path::Path, line: &str) {
     let started = Instant::now();
     while journal_has(dir, line).is_none() {
@@ -124,7 +142,9 @@ fn hub_process_killed_standby_process_takes_the_lease() {
     wait_for(&dir, "running");
     let mut standby = spawn(&dir, "standby", &backend);
     wait_for(&dir, "standby waiting");
-    std::thread::sleep(Duration::from_millis(1000));
+    // Kill once the active hub has done real work, however slow the machine
+    // (a fixed sleep let a loaded CI machine kill it before 10 payments).
+    wait_for_count(&dir, "sent ", 15);
     assert!(
         active.try_wait().unwrap().is_none(),
         "the active hub died by itself"
