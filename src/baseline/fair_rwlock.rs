@@ -21,7 +21,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// **Locking behaviour:** as `RwLock`; in addition a reader may briefly hold
 /// the write lock, so a thread must never call `read` while it already holds
 /// a read guard of the same lock (it would wait for itself behind a writer).
-pub(crate) struct FairRwLock<T> {
+pub struct FairRwLock<T> {
     lock: RwLock<T>,
     /// Writers blocked in `write`. Only a hint for readers: it never guards
     /// memory, the `RwLock` does.
@@ -29,7 +29,8 @@ pub(crate) struct FairRwLock<T> {
 }
 
 impl<T> FairRwLock<T> {
-    pub(crate) fn new(value: T) -> Self {
+    /// A lock holding `value`.
+    pub fn new(value: T) -> Self {
         FairRwLock {
             lock: RwLock::new(value),
             waiting_writers: AtomicUsize::new(0),
@@ -37,7 +38,7 @@ impl<T> FairRwLock<T> {
     }
 
     /// Exclusive access.
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         // Relaxed: the counter publishes no memory (the RwLock's own
         // acquire/release does). A reader that misses this increment for a
         // moment just takes the read lock directly once more, as with a
@@ -51,7 +52,7 @@ impl<T> FairRwLock<T> {
     }
 
     /// Shared access; waits behind any writer already waiting.
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
         // Relaxed: deciding to queue is a scheduling choice, not a
         // synchronization: whichever value we read, the read lock below is
         // what orders us with writers.

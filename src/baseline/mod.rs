@@ -39,6 +39,7 @@ mod fair_rwlock;
 mod global_lock;
 mod rwlock_peers;
 
+pub use fair_rwlock::FairRwLock;
 pub use global_lock::GlobalLock;
 pub use rwlock_peers::RwLockPeers;
 
