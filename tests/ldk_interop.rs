@@ -184,6 +184,16 @@ fn finish_open(net: &mut Net, i: usize, j: usize, id: ChannelId, txid: bitcoin::
         |e| matches!(e, chanstore::Event::ChannelReady { channel_id, .. } if *channel_id == id),
     );
     net.check(cs_ready, "chanstore's ChannelReady event");
+    // LDK's channel_ready carries its short_channel_id_alias (TLV 1, 8
+    // bytes, odd): chanstore decoded it and the store took it.
+    let head = format!("ldk{i} -> cs{j} channel_ready (");
+    let with_alias = net.log.lines.iter().any(|l| {
+        l.starts_with(&head) && l.contains("tlvs [1:8]") && !l.contains(": REFUSED by chanstore")
+    });
+    net.check(
+        with_alias && net.cs_took(i, j, "channel_ready") >= 1,
+        "chanstore took LDK's channel_ready with its scid alias",
+    );
     Chan { id, scid }
 }
 
