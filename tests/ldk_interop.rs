@@ -1810,11 +1810,21 @@ fn s2_multi_part_both_ways() {
 // Scenario 5 + 7: a cooperative close cut at every step
 // ---------------------------------------------------------------------
 
+/// Whether, after a cut, each side took again a `shutdown` it had already
+/// taken before it.
+#[derive(Clone, Copy, Debug, Default)]
+struct ShutdownAgain {
+    /// chanstore took LDK's retransmitted `shutdown`.
+    cs: bool,
+    /// LDK took chanstore's.
+    ldk: bool,
+}
+
 /// `initiator` starts a cooperative close and the connection is cut after
 /// the `cut`-th message: after reconnecting, `shutdown` is retransmitted
-/// (BOLT 2) and the close completes. Returns false once `cut` is past the
-/// end.
-fn close_with_cut(funder: Side, initiator: Side, cut: usize) -> bool {
+/// (BOLT 2) and the close completes. Returns `None` once `cut` is past the
+/// end, else which side took a retransmitted `shutdown` it already had.
+fn close_with_cut(funder: Side, initiator: Side, cut: usize) -> Option<ShutdownAgain> {
     one_channel!(nodes, net, chan, funder);
     match initiator {
         Side::Ldk => net.ldk[0]
@@ -1827,12 +1837,25 @@ fn close_with_cut(funder: Side, initiator: Side, cut: usize) -> bool {
     }
     let done = net.run_steps(cut);
     if done < cut {
-        return false;
+        return None;
     }
     net.log_note(format!("== cut after {cut} messages of the close =="));
+    let at_cut = net.log.lines.len();
     net.reconnect(0, 0);
     net.run();
     net.assert_clean(&format!("close by {initiator:?}, cut after {cut}"));
+    // A delivered shutdown's line, with no refusal (a refusal or a message
+    // LDK cannot read also fails assert_clean).
+    let took = |lines: &[String], head: &str| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(head) && !l.contains("REFUSED") && !l.contains("cannot"))
+    };
+    let (before, after) = net.log.lines.split_at(at_cut);
+    let again = ShutdownAgain {
+        cs: took(before, "ldk0 -> cs0 shutdown (") && took(after, "ldk0 -> cs0 shutdown ("),
+        ldk: took(before, "cs0 -> ldk0 shutdown (") && took(after, "cs0 -> ldk0 shutdown ("),
+    };
     let ldk_reason = ldk_closed(&mut net, 0, chan.id);
     let cs_reason = cs_closed(&mut net, 0, chan.id);
     net.check(
@@ -1865,15 +1888,25 @@ fn close_with_cut(funder: Side, initiator: Side, cut: usize) -> bool {
     ) {
         net.log_note(format!("cut {cut}: chanstore closed with {cs_reason:?}"));
     }
-    true
+    Some(again)
 }
 
+/// Every cut of the close; at some cut each side takes again a `shutdown`
+/// it already had (BOLT 2: a node that sent `shutdown` sends it again
+/// after `channel_reestablish`).
 fn scenario_7_cut(funder: Side, initiator: Side) {
     let mut cut = 0;
-    while close_with_cut(funder, initiator, cut) {
+    let mut seen = ShutdownAgain::default();
+    while let Some(again) = close_with_cut(funder, initiator, cut) {
+        seen.cs |= again.cs;
+        seen.ldk |= again.ldk;
         cut += 1;
         assert!(cut < 20);
     }
+    assert!(
+        seen.cs && seen.ldk,
+        "a retransmitted shutdown was taken both ways: {seen:?}"
+    );
 }
 
 #[test]
