@@ -322,3 +322,112 @@ fn reestablish_for_a_forgotten_channel_is_answered_with_error() {
     assert!(a.channel_details(&id).is_none(), "A is still waiting");
     assert!(a.closed_channel(&id).is_some());
 }
+
+/// Reconnects `a` and `b` (what was in flight is lost), lets their
+/// `channel_reestablish`es cross, and returns what each then sends (its
+/// retransmissions), undelivered.
+fn reestablish(a: &ChannelStore, b: &ChannelStore) -> (Vec<Message>, Vec<Message>) {
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect(a, b);
+    let (ra, rb) = (take_msgs(a), take_msgs(b));
+    for (_, m) in ra {
+        assert!(matches!(m, Message::ChannelReestablish(_)), "{m:?}");
+        deliver_one(a, b, m);
+    }
+    for (_, m) in rb {
+        assert!(matches!(m, Message::ChannelReestablish(_)), "{m:?}");
+        deliver_one(b, a, m);
+    }
+    let strip = |v: Vec<(_, Message)>| v.into_iter().map(|(_, m)| m).collect::<Vec<_>>();
+    (strip(take_msgs(a)), strip(take_msgs(b)))
+}
+
+/// The wire bytes of `msgs`, for comparing a retransmission with what was
+/// lost: without `channel_ready` (BOLT 2 resends it while no commitment has
+/// been received) and `channel_update` (sent after every reestablish),
+/// which come by their own rules.
+fn wire(msgs: &[Message]) -> Vec<Vec<u8>> {
+    msgs.iter()
+        .filter(|m| !matches!(m, Message::ChannelReady(_) | Message::ChannelUpdate(_)))
+        .map(Message::encode)
+        .collect()
+}
+
+/// BOLT 2 retransmission (issue 13: "retransmissions stay byte-identical"):
+/// what a node sends again after `channel_reestablish` is, byte for byte,
+/// what it sent before and the peer never got: `update_add_htlc` with its
+/// onion and `commitment_signed` with the same signatures, then
+/// `revoke_and_ack` and `commitment_signed` the other way, then `shutdown`.
+#[test]
+fn retransmissions_are_byte_identical() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let hash = preimage(4, 0).payment_hash();
+    a.send_payment(
+        &route_to(&b, scid),
+        hash,
+        2_000_000,
+        invoice(&route_to(&b, scid), hash),
+    )
+    .unwrap();
+    // A's update_add_htlc and commitment_signed are lost.
+    let lost: Vec<Message> = take_msgs(&a).into_iter().map(|(_, m)| m).collect();
+    assert!(
+        matches!(
+            &lost[..],
+            [Message::UpdateAddHtlc(_), Message::CommitmentSigned(_)]
+        ),
+        "{lost:?}"
+    );
+    let (again, from_b) = reestablish(&a, &b);
+    assert_eq!(wire(&again), wire(&lost), "A's retransmission");
+    assert!(wire(&from_b).is_empty(), "{from_b:?}");
+    for m in from_b {
+        deliver_one(&b, &a, m);
+    }
+    // B takes them; its revoke_and_ack and commitment_signed are lost.
+    for m in again {
+        deliver_one(&a, &b, m);
+    }
+    let lost: Vec<Message> = take_msgs(&b).into_iter().map(|(_, m)| m).collect();
+    assert!(
+        matches!(
+            &lost[..],
+            [Message::RevokeAndAck(_), Message::CommitmentSigned(_)]
+        ),
+        "{lost:?}"
+    );
+    let (from_a, again) = reestablish(&a, &b);
+    assert_eq!(wire(&again), wire(&lost), "B's retransmission");
+    assert!(wire(&from_a).is_empty(), "{from_a:?}");
+    for m in from_a {
+        deliver_one(&a, &b, m);
+    }
+    for m in again {
+        deliver_one(&b, &a, m);
+    }
+    deliver_all(&[&a, &b]);
+    b.claim_funds(preimage(4, 0)).unwrap();
+    deliver_all(&[&a, &b]);
+    // A's shutdown is lost; after the reconnect it goes again, the same.
+    a.close_channel(&id).unwrap();
+    let lost: Vec<Message> = take_msgs(&a).into_iter().map(|(_, m)| m).collect();
+    assert!(matches!(&lost[..], [Message::Shutdown(_)]), "{lost:?}");
+    let (again, _) = reestablish(&a, &b);
+    assert_eq!(wire(&again), wire(&lost), "A's shutdown again");
+    for m in again {
+        deliver_one(&a, &b, m);
+    }
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert!(events(n).iter().any(|e| matches!(
+            e,
+            Event::ChannelClosed {
+                reason: chanstore::ClosureReason::Cooperative { .. },
+                ..
+            }
+        )));
+    }
+}

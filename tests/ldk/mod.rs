@@ -9,10 +9,12 @@
 //!   per-link order is kept), and can cut a link at any point, losing what
 //!   is in flight on it.
 //! - **init.** [`Net::connect`] is the one place a connection starts:
-//!   with `Shims::fake_init` it calls both sides' `peer_connected` (LDK gets
-//!   an `Init` with the features chanstore implements, checked the way
-//!   `PeerManager` checks a peer's `init`, peer_handler.rs:2116-2170);
-//!   without, `init` goes as bytes both ways.
+//!   LDK's `init` goes to chanstore as bytes, chanstore's comes back as
+//!   bytes and LDK checks it the way `PeerManager` checks a peer's `init`
+//!   (peer_handler.rs:2116-2170) before taking anything else.
+//! - **Checks.** Every message chanstore decodes is re-encoded and compared
+//!   with LDK's bytes; refusals, undecodable bytes and LDK's complaints are
+//!   collected, and [`Net::assert_clean`] fails the test on any of them.
 //! - **Chain.** [`Net::mine`] builds one block and connects it to every LDK
 //!   node (LDK's `connect_block`, through `Listen`), tells every store the
 //!   height, and calls `funding_confirmed` on a store's channel once its
@@ -24,7 +26,6 @@
 //!   `ChannelPending`, and every `BroadcastTransaction` does too.
 #![allow(dead_code)]
 
-pub mod shims;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -42,7 +43,6 @@ use lightning::ln::types::ChannelId as LdkChannelId;
 use lightning::types::features::InitFeatures;
 use lightning::util::config::UserConfig;
 
-pub use shims::Shims;
 use wire::{hex, type_name, type_of, Out};
 
 /// Builds `$n` LDK nodes with `$configs` (one `UserConfig` each) in the
@@ -191,7 +191,6 @@ impl Transcript {
 pub struct Net<'n, 'a, 'b, 'c> {
     pub ldk: &'n [Node<'a, 'b, 'c>],
     pub cs: Vec<ChannelStore>,
-    pub shims: Shims,
     queue: VecDeque<Envelope>,
     links: HashMap<(usize, usize), Link>,
     pub log: Transcript,
@@ -227,15 +226,12 @@ pub struct Net<'n, 'a, 'b, 'c> {
 impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
     /// A network of `ldk` and `stores` chanstore nodes (secrets
     /// `[0x40 + j; 32]`, `cs_config()`), nobody connected yet.
-    pub fn new(ldk: &'n [Node<'a, 'b, 'c>], stores: usize, shims: Shims) -> Self {
-        Self::with_configs(ldk, vec![cs_config(); stores], shims)
+    pub fn new(ldk: &'n [Node<'a, 'b, 'c>], stores: usize) -> Self {
+        Self::with_configs(ldk, vec![cs_config(); stores])
     }
 
-    pub fn with_configs(
-        ldk: &'n [Node<'a, 'b, 'c>],
-        configs: Vec<StoreConfig>,
-        shims: Shims,
-    ) -> Self {
+    /// As [`Net::new`], one store per config.
+    pub fn with_configs(ldk: &'n [Node<'a, 'b, 'c>], configs: Vec<StoreConfig>) -> Self {
         let height = ldk[0].best_block_info().1;
         let cs: Vec<ChannelStore> = configs
             .into_iter()
@@ -254,7 +250,6 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
             ldk_events: vec![Vec::new(); ldk.len()],
             cs_events: vec![Vec::new(); cs.len()],
             cs,
-            shims,
             queue: VecDeque::new(),
             links: HashMap::new(),
             log: Transcript::default(),
@@ -297,9 +292,8 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
     // ---------------------------------------------------------------
 
     /// Connects `ldk[i]` and `cs[j]` (the transport is up): the one place
-    /// `init` happens. With `Shims::fake_init`, both `peer_connected`s are
-    /// called directly; otherwise LDK's `init` goes to chanstore as bytes
-    /// and chanstore's must come back before LDK takes anything else.
+    /// `init` happens: LDK's `init` goes to chanstore as bytes and
+    /// chanstore's must come back before LDK takes anything else.
     pub fn connect(&mut self, i: usize, j: usize) {
         assert!(
             !self.is_connected(i, j),
@@ -309,29 +303,19 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
         let chain = ChainHash::using_genesis_block(Network::Testnet);
         self.links.insert((i, j), Link::default());
         self.log.push(format!("-- connect ldk{i} <-> cs{j} --"));
-        if self.shims.fake_init {
-            let init = msgs::Init {
-                features: cs_init_features(),
-                networks: Some(vec![chain]),
-                remote_network_address: None,
-            };
-            self.ldk_takes_init(i, j, &init);
-            self.cs[j].peer_connected(ldk_id);
-        } else {
-            // PeerManager sends its init as soon as the handshake is done
-            // (peer_handler.rs:1881-1890).
-            let init = msgs::Init {
-                features: self.ldk[i].init_features(cs_id),
-                networks: Some(vec![chain]),
-                remote_network_address: None,
-            };
-            self.queue.push_back(Envelope::Msg {
-                from: Party::Ldk(i),
-                to: Party::Cs(j),
-                bytes: wire::frame(&init),
-            });
-            self.cs[j].peer_connected(ldk_id);
-        }
+        // PeerManager sends its init as soon as the handshake is done
+        // (peer_handler.rs:1881-1890).
+        let init = msgs::Init {
+            features: self.ldk[i].init_features(cs_id),
+            networks: Some(vec![chain]),
+            remote_network_address: None,
+        };
+        self.queue.push_back(Envelope::Msg {
+            from: Party::Ldk(i),
+            to: Party::Cs(j),
+            bytes: wire::frame(&init),
+        });
+        self.cs[j].peer_connected(ldk_id);
     }
 
     /// LDK handles chanstore's `init` as `PeerManager` does
@@ -576,11 +560,6 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
         if !self.is_connected(i, j) {
             return format!("{head}: link down, lost");
         }
-        let Some(bytes) = shims::from_ldk(self.shims, bytes) else {
-            let line = format!("{head}: dropped by shim");
-            self.log.push(line.clone());
-            return line;
-        };
         let from = self.id(Party::Ldk(i));
         let line = match chanstore::Message::decode(&bytes) {
             Ok(msg) => {
@@ -652,7 +631,6 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
         let Some(link) = self.links.get(&(i, j)).copied() else {
             return format!("{head}: link down, lost");
         };
-        let bytes = shims::from_chanstore(self.shims, bytes);
         let from = self.id(Party::Cs(j));
         if type_of(&bytes) == 16 {
             let mut r = &bytes[2..];
@@ -915,6 +893,21 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
         self.log.push(line);
     }
 
+    /// How many `name` messages (`wire::type_name`) from `ldk[i]` chanstore
+    /// `cs[j]` decoded and took without refusing them.
+    pub fn cs_took(&self, i: usize, j: usize, name: &str) -> usize {
+        let head = format!("ldk{i} -> cs{j} {name} (");
+        self.log
+            .lines
+            .iter()
+            .filter(|l| {
+                l.starts_with(&head)
+                    && !l.contains(": REFUSED by chanstore")
+                    && !l.contains(": chanstore cannot decode")
+            })
+            .count()
+    }
+
     /// Panics, with the transcript, if either side refused or complained.
     pub fn assert_clean(&self, what: &str) {
         if !self.cs_refusals.is_empty()
@@ -957,12 +950,14 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
 }
 
 impl Drop for Net<'_, '_, '_, '_> {
-    /// LDK's `Node` panics on drop if events are left: the transcript
-    /// already holds them, so let them go.
+    /// Every test ends clean (no refusal, complaint or re-encoding
+    /// mismatch since the start). LDK's `Node` panics on drop if events are
+    /// left: the transcript already holds them, so let them go.
     fn drop(&mut self) {
         if std::thread::panicking() {
             return;
         }
+        self.assert_clean("at the end of the test");
         for node in self.ldk {
             node.node.get_and_clear_pending_msg_events();
             node.node.get_and_clear_pending_events();

@@ -299,7 +299,7 @@ pub fn detail(bytes: &[u8]) -> String {
     match type_of(bytes) {
         39 => {
             let fee = u64_at(34).unwrap_or(0);
-            let tlvs = super::shims::parse_tlvs(bytes.get(106..).unwrap_or(&[]));
+            let tlvs = parse_tlvs(bytes.get(106..).unwrap_or(&[]));
             let range = tlvs
                 .unwrap_or_default()
                 .into_iter()
@@ -390,7 +390,7 @@ pub fn tlv_summary(bytes: &[u8]) -> String {
     };
     match bytes.get(end..) {
         None | Some([]) => String::new(),
-        Some(tail) => match super::shims::parse_tlvs(tail) {
+        Some(tail) => match parse_tlvs(tail) {
             Some(tlvs) => format!(
                 " tlvs [{}]",
                 tlvs.iter()
@@ -401,4 +401,38 @@ pub fn tlv_summary(bytes: &[u8]) -> String {
             None => format!(" {} trailing bytes (no TLV stream)", tail.len()),
         },
     }
+}
+
+/// BOLT 1 `BigSize`: the value and how many bytes it took.
+fn read_bigsize(bytes: &[u8]) -> Option<(u64, usize)> {
+    let first = *bytes.first()?;
+    let (len, v) = match first {
+        0xfd => (
+            3,
+            u64::from(u16::from_be_bytes(bytes.get(1..3)?.try_into().ok()?)),
+        ),
+        0xfe => (
+            5,
+            u64::from(u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?)),
+        ),
+        0xff => (9, u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?)),
+        b => (1, u64::from(b)),
+    };
+    Some((v, len))
+}
+
+/// A TLV stream, parsed (BOLT 1): `(type, value)` in order. `None` if it
+/// is not one.
+pub fn parse_tlvs(mut bytes: &[u8]) -> Option<Vec<(u64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (t, n) = read_bigsize(bytes)?;
+        bytes = &bytes[n..];
+        let (len, n) = read_bigsize(bytes)?;
+        bytes = &bytes[n..];
+        let len = usize::try_from(len).ok()?;
+        out.push((t, bytes.get(..len)?.to_vec()));
+        bytes = &bytes[len..];
+    }
+    Some(out)
 }
