@@ -5,7 +5,7 @@
 mod common;
 
 use chanstore::message::{CommitmentSigned, RevokeAndAck, UpdateFee};
-use chanstore::{Message, PaymentPreimage, StoreError};
+use chanstore::{ChannelId, ChannelStore, Message, PaymentPreimage, ShortChannelId, StoreError};
 use common::*;
 
 #[test]
@@ -35,18 +35,7 @@ fn funder_fee_update_applies_on_both_sides() {
         "fees come out of the funder's output, not its balance"
     );
     // Payments still work: both sides sign and check commitments at the new feerate.
-    let p = PaymentPreimage([5; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
-    deliver_all(&[&a, &b]);
-    b.claim_funds(p).unwrap();
-    deliver_all(&[&a, &b]);
-    assert_eq!(b.channel_details(&id).unwrap().balance_msat, 110_000_000);
+    pay_10k_sat(&a, &b, scid, &id, 5);
 }
 
 #[test]
@@ -152,18 +141,7 @@ fn second_fee_update_while_the_first_awaits_its_revocation() {
         n.check_commitments_fully_paid().unwrap();
     }
     // Both sides sign and check commitments at the new feerate.
-    let p = PaymentPreimage([6; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
-    deliver_all(&[&a, &b]);
-    b.claim_funds(p).unwrap();
-    deliver_all(&[&a, &b]);
-    assert_eq!(b.channel_details(&id).unwrap().balance_msat, 110_000_000);
+    pay_10k_sat(&a, &b, scid, &id, 6);
 }
 
 /// A restart and reconnection in the middle of two overlapping fee updates:
@@ -209,4 +187,21 @@ fn overlapping_fee_updates_survive_a_restart_and_reconnection() {
         n.check_value_conserved().unwrap();
         n.check_commitments_fully_paid().unwrap();
     }
+}
+
+/// `a` pays `b` 10,000 sat over the channel `id` (`b` had 100,000 sat) and
+/// `b` claims it: both sides sign and check commitments at the feerate now.
+fn pay_10k_sat(a: &ChannelStore, b: &ChannelStore, scid: ShortChannelId, id: &ChannelId, n: u8) {
+    let p = PaymentPreimage([n; 32]);
+    a.send_payment(
+        &route_to(b, scid),
+        p.payment_hash(),
+        10_000_000,
+        invoice(&route_to(b, scid), p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&[a, b]);
+    b.claim_funds(p).unwrap();
+    deliver_all(&[a, b]);
+    assert_eq!(b.channel_details(id).unwrap().balance_msat, 110_000_000);
 }
