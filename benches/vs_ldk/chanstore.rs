@@ -2,7 +2,9 @@
 //! `ChannelStore`s with one channel (8M sat, 100k sat pushed, as LDK's
 //! bench), messages handed from one store to the other as `Message`s (as
 //! LDK's bench hands its structs), with a real Sphinx onion and a payment
-//! secret from `create_inbound_payment_for_hash`.
+//! secret from `create_inbound_payment_for_hash`. Events are taken with
+//! `process_pending_events` (at least once, as LDK's event handling is), not
+//! `get_and_clear_pending_events` (at most once, one commit more each time).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -72,8 +74,8 @@ impl CsPair {
         a.funding_confirmed(&id, scid).expect("confirmed");
         b.funding_confirmed(&id, scid).expect("confirmed");
         deliver(&a, &b);
-        a.get_and_clear_pending_events();
-        b.get_and_clear_pending_events();
+        take_events(&a);
+        take_events(&b);
         assert_eq!(a.list_channels().len(), 1);
         CsPair {
             a,
@@ -126,7 +128,7 @@ impl CsPair {
         )
         .expect("send");
         deliver(from, to);
-        let events = to.get_and_clear_pending_events();
+        let events = take_events(to);
         assert!(
             matches!(
                 &events[..],
@@ -139,14 +141,26 @@ impl CsPair {
         );
         to.claim_funds(preimage).expect("claim");
         deliver(from, to);
-        let events = from.get_and_clear_pending_events();
+        let events = take_events(from);
         assert!(
             matches!(&events[..], [Event::PaymentSent { payment_preimage, .. }] if *payment_preimage == preimage),
             "{events:?}"
         );
         // Nothing left for the recipient either (no event piles up).
-        assert!(to.get_and_clear_pending_events().is_empty());
+        assert!(take_events(to).is_empty());
     }
+}
+
+/// The node's pending events, taken as LDK's bench takes LDK's: through the
+/// at-least-once API (`process_pending_events`: the handler first, the
+/// deletion after, written with the next commit), which is what LDK's own
+/// event handling promises. `get_and_clear_pending_events` is at most once
+/// and pays a commit of its own for that.
+fn take_events(node: &ChannelStore) -> Vec<Event> {
+    let mut out = Vec::new();
+    node.process_pending_events(|e| out.push(e))
+        .expect("events");
+    out
 }
 
 fn secret(n: u8) -> SecretKey {

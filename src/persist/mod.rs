@@ -12,7 +12,9 @@
 //! and the deletion of the work items it consumed. Messages produced in the
 //! section sit in the peer's outbox until the lock is released, so a
 //! `commitment_signed` or `revoke_and_ack` never leaves before the state it
-//! depends on is durable. A forward is decided after the lock is released
+//! depends on is durable. (The store may hold a batch that releases nothing
+//! back until its next commit, `store/journal.rs`; that changes no backend:
+//! it arrives in the next `write_batch`, with the batches after it.) A forward is decided after the lock is released
 //! (it needs the indexes); the decision is written before the forward is
 //! queued. Because a consumed work item is deleted in the same batch as the
 //! channel change that consumed it, no item is ever applied twice, and a

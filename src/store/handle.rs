@@ -222,7 +222,10 @@ impl<C: Container> ChannelStore<C> {
                 Ok(())
             }),
             Message::RevokeAndAck(m) => {
-                s.on_channel(&id, true, |c, e| c.handle_revoke_and_ack(&m, e))
+                s.on_channel(&id, true, |c, e| c.handle_revoke_and_ack(&m, e))?;
+                // Its batch may be lazy if it releases nothing (`Outcome::may_wait`).
+                s.out.received_revocation = true;
+                Ok(())
             }
             Message::UpdateFee(m) => {
                 let config = &self.config;

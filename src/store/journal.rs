@@ -17,6 +17,21 @@
 //! later, so it becomes durable no earlier: a crash keeps a prefix of the
 //! batches, and a prefix is always a state the network could be in.
 //!
+//! **Lazy batches.** A batch that releases nothing (no message, no event)
+//! and whose loss in a crash is provably harmless is appended *lazily*: it
+//! gets its number like any other, but no commit is run for it. It becomes
+//! durable with the next commit that something does wait for (a commit
+//! writes every batch appended so far, so in sequence order: whatever later
+//! depends on it is durable no earlier than it), or with an explicit
+//! [`ChannelStore::flush`] (which `Drop` calls). Which batches qualify, and
+//! why losing them is safe, is [`Outcome::may_wait`](super::section::Outcome::may_wait)'s
+//! and [`ChannelStore::process_pending_events`]'s to say. The laziness lives
+//! here, in the journal, and not in the backends: a lazy batch is simply not
+//! handed to the persister yet, so every backend (file, SQLite, PostgreSQL,
+//! memory) gets it with the same atomic `write_batch` of its next group and
+//! none of them needs a second, unsynced write path (an unsynced write is
+//! lost in a crash just as a batch still in memory is).
+//!
 //! **Who waits.** Nobody in a section. A commit is run by whoever needs
 //! durability: taking messages or events (`get_and_clear_pending_msg_events`,
 //! `get_and_clear_pending_events`, `process_pending_events`) or
@@ -42,6 +57,10 @@ type Batch = Vec<(Key, Option<Vec<u8>>)>;
 struct Pending {
     /// The number the next appended batch gets (the first is 1).
     next: u64,
+    /// The last number something waits for: a message or an event leaves
+    /// once it is durable, or the batch was not lazy. Lazy batches after it
+    /// wait for the next commit.
+    needed: u64,
     batches: Vec<Batch>,
     /// Events waiting for their batch, with its number.
     events: Vec<(u64, (u64, Event))>,
@@ -63,20 +82,36 @@ impl Journal {
     /// Appends a section's writes and events: returns the number its
     /// messages wait for. A section with nothing to write waits for the
     /// last batch appended (its messages may depend on any of them).
-    /// Called under the section's peer lock; the journal's lock is a leaf.
-    pub(crate) fn append(&self, writes: Batch, events: Vec<(u64, Event)>) -> u64 {
+    /// `lazy`: nothing leaves with this batch and losing it is harmless
+    /// (see the module doc), so no commit needs to run for it; a batch with
+    /// events is never lazy. Called under the section's peer lock; the
+    /// journal's lock is a leaf.
+    pub(crate) fn append(&self, writes: Batch, events: Vec<(u64, Event)>, lazy: bool) -> u64 {
         let mut p = self.pending.lock();
         if p.next == 0 {
             p.next = 1;
         }
+        let lazy = lazy && events.is_empty();
         if writes.is_empty() && events.is_empty() {
-            return p.next - 1;
+            let last = p.next - 1;
+            if !lazy {
+                p.needed = p.needed.max(last);
+            }
+            return last;
         }
         let seq = p.next;
         p.next += 1;
         p.batches.push(writes);
         p.events.extend(events.into_iter().map(|e| (seq, e)));
+        if !lazy {
+            p.needed = seq;
+        }
         seq
+    }
+
+    /// The number of the last batch something waits for (0: none).
+    fn last_needed(&self) -> u64 {
+        self.pending.lock().needed
     }
 
     /// The number of the last batch appended (0: none).
@@ -92,21 +127,34 @@ impl Journal {
 
 impl<C: Container> ChannelStore<C> {
     /// Makes everything done so far durable: commits every batch appended
-    /// before the call (and any appended meanwhile), then releases the
-    /// events they carry. Without a persister there is nothing to do.
-    /// Messages and events are handed out only after their batch is
-    /// durable, so taking them calls this; call it yourself to bound how
-    /// much a crash could undo.
+    /// before the call (and any appended meanwhile), lazy ones included,
+    /// then releases the events they carry. Without a persister there is
+    /// nothing to do. Messages and events are handed out only after their
+    /// batch is durable, so taking them commits (up to the last batch they
+    /// wait for); call this yourself to bound how much a crash could undo
+    /// (it also runs when the store is dropped).
     ///
     /// **Locking behaviour:** no peer lock. One commit runs at a time:
     /// a caller that finds one running waits for it, then commits what is
     /// left, if anything.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.commit_upto(self.journal.last_appended())
+    }
+
+    /// Commits what messages and events wait for: every batch up to the
+    /// last that is not lazy (and, in the same group, every lazy one
+    /// appended so far). Lazy batches after it stay in memory.
+    pub(crate) fn commit_needed(&self) -> Result<(), StoreError> {
+        self.commit_upto(self.journal.last_needed())
+    }
+
+    /// Commits every batch appended so far, if batch `target` is not
+    /// durable yet.
+    fn commit_upto(&self, target: u64) -> Result<(), StoreError> {
         let Some(persister) = &self.persister else {
             return Ok(());
         };
         let journal = &self.journal;
-        let target = journal.last_appended();
         if journal.durable() >= target {
             return Ok(());
         }
@@ -148,21 +196,36 @@ impl<C: Container> ChannelStore<C> {
         if self.persister.is_none() {
             return Ok(());
         }
-        self.journal.append(batch, Vec::new());
+        self.journal.append(batch, Vec::new(), false);
         self.flush()
+    }
+
+    /// Appends a batch that no section made and that nothing waits for
+    /// (`process_pending_events`' deletions): durable with the next commit.
+    pub(crate) fn persist_lazily(&self, batch: Batch) -> Result<(), StoreError> {
+        self.check_not_failed()?;
+        if self.persister.is_some() {
+            self.journal.append(batch, Vec::new(), true);
+        }
+        Ok(())
     }
 
     /// Queues a section's durable consequences (see the module doc);
     /// returns the number its messages wait for. Without a persister its
-    /// events go out at once.
-    pub(crate) fn append_section(&self, writes: Batch, events: Vec<(u64, Event)>) -> u64 {
+    /// events go out at once. `lazy`: see [`Journal::append`].
+    pub(crate) fn append_section(
+        &self,
+        writes: Batch,
+        events: Vec<(u64, Event)>,
+        lazy: bool,
+    ) -> u64 {
         if self.persister.is_none() {
             for event in events {
                 self.events.push(event);
             }
             return 0;
         }
-        self.journal.append(writes, events)
+        self.journal.append(writes, events, lazy)
     }
 
     /// The number up to which messages may leave (everything, without a
@@ -173,5 +236,14 @@ impl<C: Container> ChannelStore<C> {
         } else {
             self.journal.durable()
         }
+    }
+}
+
+/// A store going away writes its lazy batches (`Journal`'s module doc): a
+/// clean shutdown loses nothing, and the next start has nothing to ask the
+/// peers again. A store whose persister failed writes nothing more.
+impl<C: Container> Drop for ChannelStore<C> {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }

@@ -43,7 +43,9 @@
 //! released; batches become durable in the order they were appended, in
 //! group commits that nobody holding a lock waits for, and the section's
 //! messages and events leave only once its batch is durable (see
-//! `section.rs` and `journal.rs`). An HTLC is decided (forwarded, offered to the user, or
+//! `section.rs` and `journal.rs`; a batch that releases nothing and is
+//! harmless to lose, e.g. a received `revoke_and_ack` nothing answers, is
+//! *lazy*: committed with the next group something waits for). An HTLC is decided (forwarded, offered to the user, or
 //! failed) in the section that makes it irrevocably committed on the
 //! incoming channel (the peer's `revoke_and_ack`); its fulfill is passed
 //! upstream as soon as the preimage arrives; a failure only once
@@ -274,13 +276,14 @@ impl<C: Container> ChannelStore<C> {
                 let result = f(&mut section);
                 let start = section.outbox_start();
                 let mut outcome = section.finish();
+                let lazy = outcome.may_wait(ps.outbox.len() > start);
                 // Appended before the lock is released, so a peer's batches
                 // are numbered in the order of its sections; its messages
                 // and events leave only once that number is durable
                 // (`journal.rs`). Nobody waits for the disk here.
                 let writes = std::mem::take(&mut outcome.writes);
                 let events = std::mem::take(&mut outcome.events);
-                let seq = self.append_section(writes, events);
+                let seq = self.append_section(writes, events, lazy);
                 ps.seal(start, seq);
                 let index = std::mem::take(&mut outcome.index);
                 ((result, Some(outcome)), index)
@@ -565,7 +568,8 @@ impl<C: Container> ChannelStore<C> {
     /// that has messages.
     pub fn get_and_clear_pending_msg_events(&self) -> Vec<(PublicKey, Message)> {
         // A failed commit leaves what depended on it in the outboxes, unsent.
-        let _ = self.flush();
+        // Lazy batches after the last one a message waits for stay behind.
+        let _ = self.commit_needed();
         self.container.drain_outboxes(self.releasable())
     }
 
@@ -585,7 +589,7 @@ impl<C: Container> ChannelStore<C> {
         &self,
         peers: &[PublicKey],
     ) -> Vec<(PublicKey, Message)> {
-        let _ = self.flush();
+        let _ = self.commit_needed();
         self.container.drain_outboxes_of(peers, self.releasable())
     }
 
@@ -612,13 +616,21 @@ impl<C: Container> ChannelStore<C> {
     /// finished are delivered again (at least once). Make the handler
     /// idempotent.
     ///
-    /// **Locking behaviour:** lock-free, plus one persister write after the handler.
+    /// The deletion is written lazily: it is appended to the journal and
+    /// becomes durable with the next commit (the next batch that releases a
+    /// message or an event, or [`ChannelStore::flush`]), with no `fsync` of
+    /// its own. A crash before then delivers the events again, which is what
+    /// at-least-once allows. (Every event handed out was durable before it
+    /// was: taking events commits the batches they came from first.)
+    ///
+    /// **Locking behaviour:** lock-free; the commit that makes the events
+    /// durable, if one is needed, before the handler.
     pub fn process_pending_events(&self, mut handler: impl FnMut(Event)) -> Result<(), StoreError> {
         let taken = self.take_events();
         for (_, e) in &taken {
             handler(e.clone());
         }
-        self.forget_events(&taken)
+        self.persist_lazily(Self::event_deletes(&taken))
     }
 
     /// Requeues an event loaded from the persister.
@@ -636,8 +648,9 @@ impl<C: Container> ChannelStore<C> {
     }
 
     fn take_events(&self) -> Vec<(u64, Event)> {
-        // Events wait in the journal until their batch is durable.
-        let _ = self.flush();
+        // Events wait in the journal until their batch is durable (a batch
+        // with events is never lazy, so this commits every one of them).
+        let _ = self.commit_needed();
         let mut out = Vec::with_capacity(self.events.len());
         while let Some(e) = self.events.pop() {
             out.push(e);
@@ -645,11 +658,18 @@ impl<C: Container> ChannelStore<C> {
         out
     }
 
+    /// Deletes `events` from the persister before returning (at most once).
     fn forget_events(&self, events: &[(u64, Event)]) -> Result<(), StoreError> {
-        let batch: Vec<_> = events
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.persist_now(Self::event_deletes(events))
+    }
+
+    fn event_deletes(events: &[(u64, Event)]) -> Vec<(Key, Option<Vec<u8>>)> {
+        events
             .iter()
             .map(|(seq, _)| (Key::Event(*seq), None))
-            .collect();
-        self.persist_now(batch)
+            .collect()
     }
 }

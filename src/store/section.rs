@@ -14,7 +14,9 @@
 //! closed-channel records — is in the one batch [`Section::finish`]
 //! returns, which the store appends to its journal before the peer lock is
 //! released; no message or event of the section leaves before that batch
-//! is durable (`journal.rs`). Nothing is decided after the lock from state
+//! is durable (`journal.rs`). A batch that releases nothing may be lazy
+//! (committed with the next one something waits for) where losing it is
+//! harmless: [`Outcome::may_wait`] says which. Nothing is decided after the lock from state
 //! that could be gone; restart is a pure function of what is on disk.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -103,6 +105,58 @@ pub(crate) struct Outcome {
     pub(crate) writes: Vec<(Key, Option<Vec<u8>>)>,
     /// The peer's state may now be idle (a closed-channel record went away).
     pub(crate) maybe_idle: bool,
+    /// The section handled a `revoke_and_ack` from the peer: its batch may
+    /// be lazy if it releases nothing ([`Outcome::may_wait`]).
+    pub(crate) received_revocation: bool,
+}
+
+impl Outcome {
+    /// Whether this section's batch may wait for the next commit instead of
+    /// having one of its own (a *lazy* batch, `journal.rs`). `sent`: the
+    /// section queued messages.
+    ///
+    /// Only a received `revoke_and_ack` that releases nothing qualifies: no
+    /// message (nothing answers it), no event, no index change (no channel
+    /// closed), no consumed work item, no closed-channel record and no
+    /// channel record deleted. Losing such a batch in a crash is safe:
+    ///
+    /// * The peer has revoked, and forgets nothing: on reconnection our
+    ///   `channel_reestablish` still carries the old `next_revocation_number`
+    ///   (we are still "awaiting revoke"), and BOLT 2 makes the peer
+    ///   retransmit that `revoke_and_ack` (`handle_channel_reestablish`
+    ///   does, as LDK does). Until then we hold, durably, the state we were
+    ///   in after sending our `commitment_signed`: both of the peer's last
+    ///   two commitments are ones we signed, and we can act on either if it
+    ///   is broadcast, exactly as if the `revoke_and_ack` were still on the
+    ///   wire.
+    /// * Our own commitment does not change on a received revocation, so
+    ///   nothing we could broadcast is stale, and nothing we sent depended
+    ///   on this state (it releases no message).
+    /// * What the state decided (an HTLC forwarded, or failed back
+    ///   upstream, from the peer's revocation) is work applied in a later
+    ///   section, whose batch is numbered later: its messages wait for that
+    ///   batch, and a commit writes every batch before it too. If the lazy
+    ///   batch is lost, so is everything derived from it, and the
+    ///   retransmitted `revoke_and_ack` decides it again.
+    ///
+    /// A revocation that makes a payment to us irrevocable (its
+    /// `PaymentReceived`) or ends one of ours (`PaymentFailed`) has an event
+    /// and is committed before the event is handed out; one that lets us
+    /// sign again (queued updates, a `closing_signed`) has messages.
+    /// Received `update_*` messages write nothing (BOLT 2 forgets them on
+    /// disconnection, `durable.rs`) except `update_fulfill_htlc`, whose
+    /// preimage always comes with an event; timers and user calls are not
+    /// lazy.
+    pub(crate) fn may_wait(&self, sent: bool) -> bool {
+        self.received_revocation
+            && !sent
+            && self.events.is_empty()
+            && self.index.is_empty()
+            && self.consumed.is_empty()
+            && !self.writes.iter().any(|(key, value)| {
+                matches!(key, Key::Closed(_)) || (matches!(key, Key::Channel(_)) && value.is_none())
+            })
+    }
 }
 
 /// One peer's state, borrowed for one critical section.
