@@ -6,32 +6,113 @@
 //! with N and with N + 10 under `perf stat` with uprobes on the library's
 //! functions; the difference over 10 is one payment's.
 //!
+//! `--amount MSAT` sets the A -> B -> C amount (default 1,000,000 msat;
+//! anything above about 531 sat gives every commitment an HTLC output and
+//! an HTLC signature at the default feerate). `--hub-thread` runs every
+//! call into B (messages, forwards, its outbox) on one thread named `hub`,
+//! and A's and C's on the main thread, so per-thread counts (`perf record`
+//! on the uprobes, or `scripts/ec_ops --hub`) are the hub's alone.
+//!
 //! ```text
 //! cargo build --release --example ec_ops
 //! perf probe -x target/release/examples/ec_ops rustsecp256k1_v0_10_0_ecdh
 //! perf stat -e 'probe_ec_ops:*' target/release/examples/ec_ops --payments 10
 //! ```
 
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+
 use bitcoin::hashes::Hash;
-use bitcoin::secp256k1::SecretKey;
+use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{OutPoint, Txid};
 use chanstore::{
-    ChannelStore, Event, PaymentPreimage, RecipientOnionFields, Route, RouteHop, ShortChannelId,
-    StoreConfig,
+    ChannelStore, Event, Message, PaymentPreimage, RecipientOnionFields, Route, RouteHop,
+    ShortChannelId, StoreConfig,
 };
 
 const HEIGHT: u32 = 800_000;
 
-fn deliver(nodes: &[&ChannelStore]) {
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A node, and the thread its calls run on: the caller's, or its own.
+struct Node {
+    store: Arc<ChannelStore>,
+    thread: Option<Sender<Job>>,
+}
+
+impl Node {
+    fn new(n: u8, own_thread: Option<&str>) -> Node {
+        let store = ChannelStore::new(
+            StoreConfig::default(),
+            SecretKey::from_slice(&[n; 32]).unwrap(),
+            HEIGHT,
+        )
+        .unwrap();
+        let thread = own_thread.map(|name| {
+            let (tx, rx) = channel::<Job>();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || rx.into_iter().for_each(|job| job()))
+                .unwrap();
+            tx
+        });
+        Node {
+            store: Arc::new(store),
+            thread,
+        }
+    }
+
+    /// Runs `f` on the node, on its own thread if it has one, and waits.
+    fn call<R: Send + 'static>(&self, f: impl FnOnce(&ChannelStore) -> R + Send + 'static) -> R {
+        let Some(thread) = &self.thread else {
+            return f(&self.store);
+        };
+        let (tx, rx) = channel();
+        let store = Arc::clone(&self.store);
+        thread
+            .send(Box::new(move || tx.send(f(&store)).unwrap()))
+            .unwrap();
+        rx.recv().unwrap()
+    }
+
+    /// The CPU time the node's own thread has used so far, in µs (0 for a
+    /// node without one).
+    fn thread_cpu_us(&self) -> f64 {
+        if self.thread.is_none() {
+            return 0.0;
+        }
+        self.call(|_| {
+            let mut t = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime only writes the timespec it is given,
+            // which lives on this stack frame for the whole call.
+            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+            assert_eq!(rc, 0, "clock_gettime");
+            t.tv_sec as f64 * 1e6 + t.tv_nsec as f64 / 1e3
+        })
+    }
+
+    fn id(&self) -> PublicKey {
+        self.store.node_id()
+    }
+
+    fn handle(&self, from: PublicKey, msg: Message) {
+        self.call(move |s| s.handle_message(&from, msg).expect("accepted"));
+    }
+}
+
+fn deliver(nodes: &[&Node]) {
     loop {
         let mut quiet = true;
         for from in nodes {
-            for (to, msg) in from.get_and_clear_pending_msg_events() {
-                let dest = nodes.iter().find(|n| n.node_id() == to).expect("known");
-                dest.handle_message(&from.node_id(), msg).expect("accepted");
+            for (to, msg) in from.call(|s| s.get_and_clear_pending_msg_events()) {
+                let dest = nodes.iter().find(|n| n.id() == to).expect("known");
+                dest.handle(from.id(), msg);
                 quiet = false;
             }
-            quiet &= from.process_pending_forwards() == 0;
+            quiet &= from.call(|s| s.process_pending_forwards()) == 0;
         }
         if quiet {
             return;
@@ -39,119 +120,119 @@ fn deliver(nodes: &[&ChannelStore]) {
     }
 }
 
-fn open(a: &ChannelStore, b: &ChannelStore, n: u8) -> ShortChannelId {
-    // Half pushed, so payments can go either way.
-    let temp = a
-        .create_channel(b.node_id(), 1_000_000, 500_000_000)
-        .unwrap();
-    deliver(&[a, b]);
+/// Opens a channel from `a` to `b`; `nodes` are all of them (since
+/// `peer_connected` sends `init`, a node may have messages for a third).
+fn open(nodes: &[&Node], a: &Node, b: &Node, n: u8) -> ShortChannelId {
+    // Half pushed, so payments can go either way; 1,600 payments of
+    // 5,000,000 msat fit.
+    let peer = b.id();
+    let temp = a.call(move |s| s.create_channel(peer, 16_000_000, 8_000_000_000).unwrap());
+    deliver(nodes);
     let outpoint = OutPoint::new(Txid::from_byte_array([n; 32]), 0);
-    let id = a
-        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
-        .unwrap();
-    deliver(&[a, b]);
+    let id = a.call(move |s| {
+        s.funding_transaction_generated(&temp, &peer, outpoint)
+            .unwrap()
+    });
+    deliver(nodes);
     let scid = ShortChannelId::new(HEIGHT - 10, u32::from(n), 0).unwrap();
-    a.funding_confirmed(&id, scid).unwrap();
-    b.funding_confirmed(&id, scid).unwrap();
-    deliver(&[a, b]);
+    a.call(move |s| s.funding_confirmed(&id, scid).unwrap());
+    b.call(move |s| s.funding_confirmed(&id, scid).unwrap());
+    deliver(nodes);
     scid
 }
 
-fn main() {
-    let payments: u16 = std::env::args()
-        .skip_while(|a| a != "--payments")
-        .nth(1)
-        .map_or(10, |n| n.parse().expect("--payments N"));
-    let node = |n: u8| {
-        ChannelStore::new(
-            StoreConfig::default(),
-            SecretKey::from_slice(&[n; 32]).unwrap(),
-            HEIGHT,
+/// Sends `amount_msat` from `from` over `route` to `to`, delivers, claims
+/// and delivers again; checks the sender saw it sent.
+fn pay(nodes: &[&Node], from: &Node, to: &Node, route: Route, amount_msat: u64, i: u16, tag: u8) {
+    let mut bytes = [tag; 32];
+    bytes[..2].copy_from_slice(&i.to_be_bytes());
+    let preimage = PaymentPreimage(bytes);
+    let hash = preimage.payment_hash();
+    let secret = to.call(move |s| s.create_inbound_payment_for_hash(hash, None, 3600).unwrap());
+    from.call(move |s| {
+        s.send_payment(
+            &route,
+            hash,
+            amount_msat,
+            RecipientOnionFields::secret_only(secret),
         )
         .unwrap()
-    };
-    let (a, b, c) = (node(1), node(2), node(3));
+    });
+    deliver(nodes);
+    to.call(move |s| s.claim_funds(preimage).unwrap());
+    deliver(nodes);
+    let sent = from.call(|s| {
+        s.get_and_clear_pending_events()
+            .iter()
+            .any(|e| matches!(e, Event::PaymentSent { .. }))
+    });
+    assert!(sent, "payment {i} was not sent");
+}
+
+fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .map(|n| n.parse().ok().unwrap_or_else(|| panic!("{name} N")))
+}
+
+fn main() {
+    let payments: u16 = arg("--payments").unwrap_or(10);
+    let amount_msat: u64 = arg("--amount").unwrap_or(1_000_000);
+    let hub_thread = std::env::args().any(|a| a == "--hub-thread");
+    let (a, b, c) = (
+        Node::new(1, None),
+        Node::new(2, hub_thread.then_some("hub")),
+        Node::new(3, None),
+    );
     for (x, y) in [(&a, &b), (&b, &c)] {
-        x.peer_connected(y.node_id());
-        y.peer_connected(x.node_id());
+        let (xid, yid) = (x.id(), y.id());
+        x.call(move |s| s.peer_connected(yid));
+        y.call(move |s| s.peer_connected(xid));
     }
-    let (ab, bc) = (open(&a, &b, 1), open(&b, &c, 2));
-    let fee = b.config().forwarding_fee_msat(1_000_000);
+    let nodes = [&a, &b, &c];
+    let (ab, bc) = (open(&nodes, &a, &b, 1), open(&nodes, &b, &c, 2));
+    if std::env::args().any(|a| a == "--pair") {
+        // A <-> B over A-B: 10,000 msat, below the dust limit.
+        for i in 0..payments {
+            let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let route = Route {
+                hops: vec![RouteHop {
+                    node_id: to.id(),
+                    short_channel_id: ab,
+                    fee_msat: 0,
+                    cltv_expiry_delta: 0,
+                }],
+            };
+            pay(&nodes, from, to, route, 10_000, i, 9);
+        }
+        println!("{payments} payments A <-> B");
+        return;
+    }
+    let fee = b.store.config().forwarding_fee_msat(amount_msat);
     let route = Route {
         hops: vec![
             RouteHop {
-                node_id: b.node_id(),
+                node_id: b.id(),
                 short_channel_id: ab,
                 fee_msat: fee,
-                cltv_expiry_delta: u32::from(b.config().cltv_expiry_delta),
+                cltv_expiry_delta: u32::from(b.store.config().cltv_expiry_delta),
             },
             RouteHop {
-                node_id: c.node_id(),
+                node_id: c.id(),
                 short_channel_id: bc,
                 fee_msat: 0,
                 cltv_expiry_delta: 0,
             },
         ],
     };
-    let nodes = [&a, &b, &c];
-    if std::env::args().any(|a| a == "--pair") {
-        // A <-> B over A-B: 10,000 msat, below the dust limit.
-        for i in 0..payments {
-            let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-            let mut bytes = [9u8; 32];
-            bytes[..2].copy_from_slice(&i.to_be_bytes());
-            let preimage = PaymentPreimage(bytes);
-            let hash = preimage.payment_hash();
-            let secret = to
-                .create_inbound_payment_for_hash(hash, None, 3600)
-                .unwrap();
-            let route = Route {
-                hops: vec![RouteHop {
-                    node_id: to.node_id(),
-                    short_channel_id: ab,
-                    fee_msat: 0,
-                    cltv_expiry_delta: 0,
-                }],
-            };
-            from.send_payment(
-                &route,
-                hash,
-                10_000,
-                RecipientOnionFields::secret_only(secret),
-            )
-            .unwrap();
-            deliver(&nodes);
-            to.claim_funds(preimage).unwrap();
-            deliver(&nodes);
-            assert!(from
-                .get_and_clear_pending_events()
-                .iter()
-                .any(|e| matches!(e, Event::PaymentSent { .. })));
-        }
-        println!("{payments} payments A <-> B");
-        return;
-    }
+    let cpu_before = b.thread_cpu_us();
     for i in 0..payments {
-        let mut bytes = [7u8; 32];
-        bytes[..2].copy_from_slice(&i.to_be_bytes());
-        let preimage = PaymentPreimage(bytes);
-        let hash = preimage.payment_hash();
-        let secret = c.create_inbound_payment_for_hash(hash, None, 3600).unwrap();
-        a.send_payment(
-            &route,
-            hash,
-            1_000_000,
-            RecipientOnionFields::secret_only(secret),
-        )
-        .unwrap();
-        deliver(&nodes);
-        c.claim_funds(preimage).unwrap();
-        deliver(&nodes);
-        let sent = a
-            .get_and_clear_pending_events()
-            .iter()
-            .any(|e| matches!(e, Event::PaymentSent { .. }));
-        assert!(sent, "payment {i} was not sent");
+        pay(&nodes, &a, &c, route.clone(), amount_msat, i, 7);
     }
-    println!("{payments} payments A -> B -> C");
+    println!("{payments} payments of {amount_msat} msat A -> B -> C");
+    if hub_thread && payments > 0 {
+        let per_payment = (b.thread_cpu_us() - cpu_before) / f64::from(payments);
+        println!("hub thread CPU: {per_payment:.0} µs per payment");
+    }
 }

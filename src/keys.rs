@@ -168,6 +168,82 @@ pub fn derive_revocation_public_key(
         .expect("revocation key terms do not cancel (p ~ 2^-128)")
 }
 
+/// [`derive_revocation_public_key`] for the countersignatory, who knows
+/// `revocation_base_secret` (the secret of `revocation_basepoint`): the
+/// revocation key of the peer's commitment.
+///
+/// Its term `revocation_basepoint * SHA256(revocation_basepoint ||
+/// per_commitment_point)` is `(revocation_base_secret * that hash) * G`: a
+/// scalar product (no EC work) and a generator multiplication (constant
+/// time, as a secret scalar needs) instead of a variable-base
+/// multiplication. The result is the same point.
+///
+/// Panics only with probability about 2^-128 (see the module docs).
+pub fn derive_revocation_public_key_from_base_secret(
+    revocation_base_secret: &SecretKey,
+    revocation_basepoint: &PublicKey,
+    per_commitment_point: &PublicKey,
+) -> PublicKey {
+    debug_assert_eq!(
+        *revocation_basepoint,
+        PublicKey::from_secret_key(&SECP, revocation_base_secret)
+    );
+    revocation_key_knowing(
+        revocation_base_secret,
+        &tweak(revocation_basepoint, per_commitment_point),
+        per_commitment_point,
+        &tweak(per_commitment_point, revocation_basepoint),
+    )
+}
+
+/// [`derive_revocation_public_key`] for the broadcaster, who knows
+/// `per_commitment_secret` (the secret of `per_commitment_point`): the
+/// revocation key of our own commitment, the same point computed with one
+/// generator multiplication in place of a variable-base one (see
+/// [`derive_revocation_public_key_from_base_secret`]).
+///
+/// Panics only with probability about 2^-128 (see the module docs).
+pub fn derive_revocation_public_key_from_commitment_secret(
+    revocation_basepoint: &PublicKey,
+    per_commitment_secret: &SecretKey,
+    per_commitment_point: &PublicKey,
+) -> PublicKey {
+    debug_assert_eq!(
+        *per_commitment_point,
+        PublicKey::from_secret_key(&SECP, per_commitment_secret)
+    );
+    revocation_key_knowing(
+        per_commitment_secret,
+        &tweak(per_commitment_point, revocation_basepoint),
+        revocation_basepoint,
+        &tweak(revocation_basepoint, per_commitment_point),
+    )
+}
+
+/// `(known_secret * known_tweak) * G + other_point * other_tweak`: the
+/// revocation key when the secret of one of its two points is known.
+///
+/// `PublicKey::from_secret_key` is libsecp256k1's constant-time generator
+/// multiplication; `add_exp_tweak` would be one call fewer but multiplies
+/// its tweak in variable time, which a scalar derived from a secret must
+/// not be.
+fn revocation_key_knowing(
+    known_secret: &SecretKey,
+    known_tweak: &Scalar,
+    other_point: &PublicKey,
+    other_tweak: &Scalar,
+) -> PublicKey {
+    let known = known_secret
+        .mul_tweak(known_tweak)
+        .expect("hash scalar is not zero (p ~ 2^-256)");
+    let other = other_point
+        .mul_tweak(&SECP, other_tweak)
+        .expect("hash scalar is not zero (p ~ 2^-256)");
+    PublicKey::from_secret_key(&SECP, &known)
+        .combine(&other)
+        .expect("revocation key terms do not cancel (p ~ 2^-128)")
+}
+
 /// The `revocationprivkey` of BOLT 3, computable once the counterparty has
 /// revealed `per_commitment_secret`:
 /// `revocation_base_secret * SHA256(revocation_basepoint || per_commitment_point)
@@ -482,6 +558,30 @@ mod tests {
                 entry.map(|(i, _)| i),
                 expected_bucket_index(bucket, min),
                 "{bucket}"
+            );
+        }
+    }
+
+    #[test]
+    fn revocation_key_from_either_secret_is_the_same_point() {
+        for n in 1..=16u8 {
+            let base = SecretKey::from_slice(&[n; 32]).unwrap();
+            let secret = SecretKey::from_slice(&per_commitment_secret(&[n; 32], 7)).unwrap();
+            let basepoint = PublicKey::from_secret_key(&SECP, &base);
+            let point = PublicKey::from_secret_key(&SECP, &secret);
+            let expected = derive_revocation_public_key(&basepoint, &point);
+            assert_eq!(
+                derive_revocation_public_key_from_base_secret(&base, &basepoint, &point),
+                expected
+            );
+            assert_eq!(
+                derive_revocation_public_key_from_commitment_secret(&basepoint, &secret, &point),
+                expected
+            );
+            // And it is the public half of the private key BOLT 3 defines.
+            assert_eq!(
+                PublicKey::from_secret_key(&SECP, &derive_revocation_private_key(&base, &secret)),
+                expected
             );
         }
     }

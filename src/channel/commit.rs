@@ -12,7 +12,11 @@ use bitcoin::secp256k1::PublicKey;
 use super::htlc::{HtlcKind, HtlcState, Presence, Removal, Step};
 use super::{Channel, Effects, IncomingHtlc, OutboundResolved, Outcome, Phase};
 use crate::error::StoreError;
-use crate::keys::{derive_private_key_from, per_commitment_point, INITIAL_COMMITMENT_INDEX};
+use crate::keys::{
+    derive_private_key_from, derive_revocation_public_key_from_base_secret,
+    derive_revocation_public_key_from_commitment_secret, per_commitment_point,
+    INITIAL_COMMITMENT_INDEX,
+};
 use crate::message::{CommitmentSigned, RevokeAndAck};
 use crate::onion::Failure;
 use crate::transactions::{
@@ -130,11 +134,30 @@ impl Channel {
         let any_htlc_output = htlcs
             .iter()
             .any(|h| !is_trimmed(h, feerate_per_kw, dust_limit_for_trim, false));
-        let keys = if any_htlc_output {
-            TxCreationKeys::derive(point, broadcaster, countersignatory)
+        // We know one secret of each revocation key: our per-commitment
+        // secret in our commitment, our revocation base secret in the
+        // peer's. Either turns one of its two variable-base multiplications
+        // into a generator multiplication.
+        let revocation_key = if local {
+            derive_revocation_public_key_from_commitment_secret(
+                &their_keys.revocation_basepoint,
+                &self.signer.commitment_secret_key(number),
+                point,
+            )
         } else {
-            TxCreationKeys::derive_without_htlc_keys(point, broadcaster, countersignatory)
+            derive_revocation_public_key_from_base_secret(
+                &self.signer.revocation_base_key,
+                &our_keys.revocation_basepoint,
+                point,
+            )
         };
+        let keys = TxCreationKeys::derive_with_revocation_key(
+            point,
+            revocation_key,
+            broadcaster,
+            countersignatory,
+            any_htlc_output,
+        );
         let (funder, fundee) = if self.is_outbound {
             (our_keys, their_keys)
         } else {

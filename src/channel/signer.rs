@@ -9,6 +9,11 @@ use crate::keys::{per_commitment_point, per_commitment_secret, INITIAL_COMMITMEN
 use crate::secp::SECP;
 use crate::transactions::ChannelPublicKeys;
 
+/// Our per-commitment secrets come from the BOLT 3 hash chain over a sha256
+/// seed: a valid scalar except with probability ~2^-128, which no peer can
+/// steer.
+const HASH_CHAIN_KEY: &str = "hash-chain secret is a valid key";
+
 /// Our secrets for one channel.
 #[derive(Clone)]
 pub(crate) struct ChannelSigner {
@@ -16,14 +21,20 @@ pub(crate) struct ChannelSigner {
     pub(crate) keys_id: [u8; 32],
     pub(crate) funding_key: SecretKey,
     pub(crate) htlc_base_key: SecretKey,
+    /// The secret of our revocation basepoint: with it the revocation key
+    /// of the peer's commitment costs a generator multiplication instead of
+    /// a variable-base one (`keys::derive_revocation_public_key_from_base_secret`).
+    pub(crate) revocation_base_key: SecretKey,
     commitment_seed: [u8; 32],
     /// The public halves, as sent in open_channel/accept_channel.
     pub(crate) pubkeys: ChannelPublicKeys,
-    /// The last commitment point computed through [`ChannelSigner::point`]:
-    /// the next one we announce in `revoke_and_ack` is the one the peer's
-    /// next `commitment_signed` signs, so it is computed once, not twice.
+    /// The last commitment point computed through [`ChannelSigner::point`],
+    /// with its secret: the next one we announce in `revoke_and_ack` is the
+    /// one the peer's next `commitment_signed` signs, so it is computed
+    /// once, not twice, and its secret (which that commitment's revocation
+    /// key is derived with) is not walked down the hash chain again.
     /// Memory only: a restart computes it again.
-    last_point: Option<(u64, PublicKey)>,
+    last_point: Option<(u64, [u8; 32], PublicKey)>,
 }
 
 impl core::fmt::Debug for ChannelSigner {
@@ -74,13 +85,15 @@ impl ChannelSigner {
             delayed_payment_basepoint: public(&delayed_payment_base_key),
             htlc_basepoint: public(&htlc_base_key),
         };
-        // The revocation, payment and delayed-payment secrets only sign on
-        // chain (penalties, sweeps), which is outside this crate: only their
-        // public halves are kept; they can be derived again from `keys_id`.
+        // The payment and delayed-payment secrets only sign on chain
+        // (sweeps), which is outside this crate: only their public halves
+        // are kept; they can be derived again from `keys_id`. The revocation
+        // base secret is kept: it makes the peer's revocation keys cheaper.
         ChannelSigner {
             keys_id,
             funding_key,
             htlc_base_key,
+            revocation_base_key,
             commitment_seed,
             pubkeys,
             last_point: None,
@@ -120,20 +133,29 @@ impl ChannelSigner {
     /// point computed last costs no EC operation.
     pub(crate) fn point(&mut self, n: u64) -> PublicKey {
         match self.last_point {
-            Some((m, point)) if m == n => point,
+            Some((m, _, point)) if m == n => point,
             _ => {
-                let point = self.commitment_point(n);
-                self.last_point = Some((n, point));
+                let secret = self.commitment_secret(n);
+                let point = per_commitment_point(&secret).expect(HASH_CHAIN_KEY);
+                self.last_point = Some((n, secret, point));
                 point
             }
         }
     }
 
+    /// [`ChannelSigner::commitment_secret`] as a key, from the memory of
+    /// [`ChannelSigner::point`] when it is the point computed last.
+    pub(crate) fn commitment_secret_key(&self, n: u64) -> SecretKey {
+        let secret = match self.last_point {
+            Some((m, secret, _)) if m == n => secret,
+            _ => self.commitment_secret(n),
+        };
+        SecretKey::from_slice(&secret).expect(HASH_CHAIN_KEY)
+    }
+
     /// The point of our commitment number `n`.
     pub(crate) fn commitment_point(&self, n: u64) -> PublicKey {
-        // Our secrets come from the BOLT 3 hash chain over a sha256 seed: a
-        // valid scalar except with probability ~2^-128, which no peer can steer.
-        per_commitment_point(&self.commitment_secret(n)).expect("hash-chain secret is a valid key")
+        per_commitment_point(&self.commitment_secret(n)).expect(HASH_CHAIN_KEY)
     }
 
     /// A P2WPKH script to our payment key, used as our shutdown script.

@@ -50,25 +50,17 @@ impl TxCreationKeys {
         broadcaster: &ChannelPublicKeys,
         countersignatory: &ChannelPublicKeys,
     ) -> Self {
-        TxCreationKeys {
-            per_commitment_point: *per_commitment_point,
-            revocation_key: derive_revocation_public_key(
-                &countersignatory.revocation_basepoint,
-                per_commitment_point,
-            ),
-            broadcaster_htlc_key: derive_public_key(
-                &broadcaster.htlc_basepoint,
-                per_commitment_point,
-            ),
-            countersignatory_htlc_key: derive_public_key(
-                &countersignatory.htlc_basepoint,
-                per_commitment_point,
-            ),
-            broadcaster_delayed_payment_key: derive_public_key(
-                &broadcaster.delayed_payment_basepoint,
-                per_commitment_point,
-            ),
-        }
+        let revocation_key = derive_revocation_public_key(
+            &countersignatory.revocation_basepoint,
+            per_commitment_point,
+        );
+        Self::derive_with_revocation_key(
+            per_commitment_point,
+            revocation_key,
+            broadcaster,
+            countersignatory,
+            true,
+        )
     }
 
     /// The keys of a commitment that has no HTLC output (every HTLC trimmed,
@@ -81,14 +73,46 @@ impl TxCreationKeys {
         broadcaster: &ChannelPublicKeys,
         countersignatory: &ChannelPublicKeys,
     ) -> Self {
+        let revocation_key = derive_revocation_public_key(
+            &countersignatory.revocation_basepoint,
+            per_commitment_point,
+        );
+        Self::derive_with_revocation_key(
+            per_commitment_point,
+            revocation_key,
+            broadcaster,
+            countersignatory,
+            false,
+        )
+    }
+
+    /// [`Self::derive`] (`htlc_keys`) or [`Self::derive_without_htlc_keys`]
+    /// (not `htlc_keys`) for a caller that has the `revocation_key` of
+    /// `per_commitment_point` already: a side that knows one of its two
+    /// secrets computes it more cheaply
+    /// ([`crate::keys::derive_revocation_public_key_from_base_secret`],
+    /// [`crate::keys::derive_revocation_public_key_from_commitment_secret`]).
+    ///
+    /// Panics only with probability about 2^-128 (see [`crate::keys`]).
+    pub fn derive_with_revocation_key(
+        per_commitment_point: &PublicKey,
+        revocation_key: PublicKey,
+        broadcaster: &ChannelPublicKeys,
+        countersignatory: &ChannelPublicKeys,
+        htlc_keys: bool,
+    ) -> Self {
+        let htlc_key = |basepoint: &PublicKey| {
+            if htlc_keys {
+                derive_public_key(basepoint, per_commitment_point)
+            } else {
+                *basepoint
+            }
+        };
         TxCreationKeys {
             per_commitment_point: *per_commitment_point,
-            revocation_key: derive_revocation_public_key(
-                &countersignatory.revocation_basepoint,
-                per_commitment_point,
-            ),
-            broadcaster_htlc_key: broadcaster.htlc_basepoint,
-            countersignatory_htlc_key: countersignatory.htlc_basepoint,
+            revocation_key,
+            broadcaster_htlc_key: htlc_key(&broadcaster.htlc_basepoint),
+            countersignatory_htlc_key: htlc_key(&countersignatory.htlc_basepoint),
             broadcaster_delayed_payment_key: derive_public_key(
                 &broadcaster.delayed_payment_basepoint,
                 per_commitment_point,

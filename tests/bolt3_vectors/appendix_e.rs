@@ -3,7 +3,8 @@
 use bitcoin::secp256k1::SecretKey;
 use chanstore::keys::{
     derive_private_key, derive_public_key, derive_revocation_private_key,
-    derive_revocation_public_key, per_commitment_point,
+    derive_revocation_public_key, derive_revocation_public_key_from_base_secret,
+    derive_revocation_public_key_from_commitment_secret, per_commitment_point,
 };
 
 use super::{bytes32, pubkey};
@@ -58,6 +59,33 @@ fn derivation_of_revocation_pubkey_from_basepoint_and_per_commitment_point() {
         derive_revocation_public_key(&pubkey(BASE_POINT), &pubkey(PER_COMMITMENT_POINT)),
         pubkey("0x02916e326636d19c33f13e8c0c3a03dd157f332f3e99c317c141dd865eb01f8ff0"),
         "derivation of revocation pubkey from basepoint and per_commitment_point"
+    );
+}
+
+/// The same vector from the side that knows one of the two secrets: the
+/// countersignatory (revocation base secret) or the broadcaster
+/// (per-commitment secret), each with a generator multiplication in place
+/// of one variable-base one.
+#[test]
+fn derivation_of_revocation_pubkey_knowing_either_secret() {
+    let expected = pubkey("0x02916e326636d19c33f13e8c0c3a03dd157f332f3e99c317c141dd865eb01f8ff0");
+    assert_eq!(
+        derive_revocation_public_key_from_base_secret(
+            &secret_key(BASE_SECRET),
+            &pubkey(BASE_POINT),
+            &pubkey(PER_COMMITMENT_POINT)
+        ),
+        expected,
+        "revocation pubkey from basepoint secret and per_commitment_point"
+    );
+    assert_eq!(
+        derive_revocation_public_key_from_commitment_secret(
+            &pubkey(BASE_POINT),
+            &secret_key(PER_COMMITMENT_SECRET),
+            &pubkey(PER_COMMITMENT_POINT)
+        ),
+        expected,
+        "revocation pubkey from basepoint and per_commitment_secret"
     );
 }
 
