@@ -594,3 +594,23 @@ fn process_pending_events_redelivers_after_a_crash() {
     reopened.process_pending_events(|e| again.push(e)).unwrap();
     assert_eq!(again, taken, "not delivered again after the crash");
 }
+
+/// A dropped store writes nothing: its successor may already have loaded
+/// the state, and a late write of the old store's lazy batches would put
+/// stale channel state on disk after it. What `flush` would have written is
+/// the lazy deletion, so the events are still stored.
+#[test]
+fn a_dropped_store_writes_nothing() {
+    let disk = Arc::new(Dying::new(&dying::Memory, None, Cut::Clean));
+    let (a, b, scid) = pair(disk.clone());
+    receive(&a, &b, scid);
+    let mut taken = Vec::new();
+    a.process_pending_events(|e| taken.push(e)).unwrap();
+    let on_disk = stored_events(&disk);
+    assert!(
+        on_disk > 0,
+        "the events were durable before they were handed out"
+    );
+    drop(a);
+    assert_eq!(stored_events(&disk), on_disk, "the dropped store wrote");
+}

@@ -23,7 +23,7 @@
 //! durable with the next commit that something does wait for (a commit
 //! writes every batch appended so far, so in sequence order: whatever later
 //! depends on it is durable no earlier than it), or with an explicit
-//! [`ChannelStore::flush`] (which `Drop` calls). Which batches qualify, and
+//! [`ChannelStore::flush`]. Which batches qualify, and
 //! why losing them is safe, is [`Outcome::may_wait`](super::section::Outcome::may_wait)'s
 //! and [`ChannelStore::process_pending_events`]'s to say. The laziness lives
 //! here, in the journal, and not in the backends: a lazy batch is simply not
@@ -132,7 +132,12 @@ impl<C: Container> ChannelStore<C> {
     /// nothing to do. Messages and events are handed out only after their
     /// batch is durable, so taking them commits (up to the last batch they
     /// wait for); call this yourself to bound how much a crash could undo
-    /// (it also runs when the store is dropped).
+    /// (call it before a clean shutdown: a dropped store writes nothing, so
+    /// that a store replaced in place, `store = ChannelStore::open(..)?`,
+    /// cannot write its stale batches over the state its successor loaded;
+    /// without the call the peers are asked again for the revocations the
+    /// lazy batches held, and the events `process_pending_events` handed
+    /// out last are delivered again).
     ///
     /// **Locking behaviour:** no peer lock. One commit runs at a time:
     /// a caller that finds one running waits for it, then commits what is
@@ -236,14 +241,5 @@ impl<C: Container> ChannelStore<C> {
         } else {
             self.journal.durable()
         }
-    }
-}
-
-/// A store going away writes its lazy batches (`Journal`'s module doc): a
-/// clean shutdown loses nothing, and the next start has nothing to ask the
-/// peers again. A store whose persister failed writes nothing more.
-impl<C: Container> Drop for ChannelStore<C> {
-    fn drop(&mut self) {
-        let _ = self.flush();
     }
 }
