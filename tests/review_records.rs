@@ -39,7 +39,9 @@ fn recorded(d: &ChannelDetails) -> impl std::fmt::Debug + PartialEq {
 /// A (durable, funder) opens to B (minimum_depth 6); the channel confirms
 /// at depth 6, both are ready and have exchanged `channel_update`s.
 fn open_deep(a: &ChannelStore, b: &ChannelStore) -> (ChannelId, ShortChannelId) {
-    let temp = a.create_channel(b.node_id(), 1_000_000, 100_000_000).unwrap();
+    let temp = a
+        .create_channel(b.node_id(), 1_000_000, 100_000_000)
+        .unwrap();
     deliver_all(&[a, b]);
     let outpoint = OutPoint::new(Txid::from_byte_array([0x7e; 32]), 0);
     let id = a
@@ -101,15 +103,18 @@ fn pending_fees_policy_and_minimum_depth_survive_both_restarts() {
     drop(a);
 
     // The header form, from the persister.
-    let a = ChannelStore::with_persister(StoreConfig::default(), secret(1), HEIGHT + 5, disk)
-        .unwrap();
+    let a =
+        ChannelStore::with_persister(StoreConfig::default(), secret(1), HEIGHT + 5, disk).unwrap();
     assert_eq!(
         recorded(&a.channel_details(&id).unwrap()),
         recorded(&before)
     );
     let mut again = Vec::new();
     a.write(&mut again).unwrap();
-    assert_eq!(whole, again, "the persister's form reads back what write wrote");
+    assert_eq!(
+        whole, again,
+        "the persister's form reads back what write wrote"
+    );
 
     // The whole-channel form, from write.
     let c = ChannelStore::read(&mut &whole[..], StoreConfig::default(), secret(1)).unwrap();
