@@ -70,6 +70,14 @@ impl BuiltCommitment {
 impl Channel {
     /// Builds commitment `number` of our side (`local`) or the peer's, with
     /// every HTLC (and the pending fee) moved by `step` first.
+    ///
+    /// `point` must be that commitment's per-commitment point: ours for
+    /// `number` when `local` (`ChannelSigner::point`/`commitment_point`),
+    /// else the peer's. Our own revocation key is derived from the secret
+    /// of `number`, not from `point` (a generator multiplication instead of
+    /// a variable-base one), so a mismatched `point` would build a wrong
+    /// key; only a debug assertion checks it, since checking costs the EC
+    /// operation the derivation saves.
     pub(crate) fn build_commitment(
         &self,
         local: bool,

@@ -1,4 +1,4 @@
-//! Review of lazy batches (0b0bb4c) at a forwarding hub. A pays C through
+//! Lazy batches (`src/store/journal.rs`) at a forwarding hub. A pays C through
 //! the durable hub H. A's `revoke_and_ack` makes the incoming HTLC
 //! irrevocable at H: that section queues the forward (a work item in its
 //! batch) and sends nothing, so its batch is lazy. The forward then goes out

@@ -1,4 +1,4 @@
-//! Review of the fee-close merge (3f67926): the channel records 41, 42, 43
+//! The channel records 41, 42, 43
 //! and 45 all at once in one channel. A funder whose fundee asked for depth
 //! 6 (45), that holds the fundee's `channel_update` (43) and has two fee
 //! updates in flight (33 and 42), restarts from its persister (the header
@@ -24,7 +24,7 @@ fn secret(seed: u8) -> SecretKey {
     SecretKey::from_slice(&[seed; 32]).unwrap()
 }
 
-/// What the records under review carry, as the public API shows them.
+/// What records 41 to 45 carry, as the public API shows them.
 fn recorded(d: &ChannelDetails) -> impl std::fmt::Debug + PartialEq {
     (
         d.counterparty_minimum_depth,
