@@ -355,6 +355,19 @@ pub(crate) fn decode_signatures(bytes: &[u8]) -> Result<HolderSignatures, Decode
     get_signatures(&mut r.cursor(0, "signatures")?)
 }
 
+/// A value that is exactly one field: trailing bytes are corruption, not
+/// something to skip.
+fn whole<'a, T>(
+    value: &'a [u8],
+    field: &'static str,
+    read: impl FnOnce(&mut Cursor<'a>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let mut c = Cursor::new(value, field);
+    let v = read(&mut c)?;
+    c.end()?;
+    Ok(v)
+}
+
 /// A decoded channel record, before its separate records are attached.
 pub(crate) struct DecodedChannel {
     pub(crate) channel: Channel,
@@ -442,7 +455,7 @@ pub(crate) fn decode_channel_record(
     // Exactly one of the two forms: HTLCs inline, or a count of records.
     let htlc_records = r
         .optional(HTLC_RECORDS)
-        .map(|v| Cursor::new(v, "channel.htlc_records").u32())
+        .map(|v| whole(v, "channel.htlc_records", Cursor::u32))
         .transpose()?;
     let mut htlcs = Vec::new();
     match (r.optional(HTLCS), htlc_records) {
@@ -515,12 +528,12 @@ pub(crate) fn decode_channel_record(
     sd.end()?;
     let funding_height = r
         .optional(FUNDING_HEIGHT)
-        .map(|v| Cursor::new(v, "channel.funding_height").u32())
+        .map(|v| whole(v, "channel.funding_height", Cursor::u32))
         .transpose()?
         .unwrap_or(0);
     let shutdown_sent_at = r
         .optional(SHUTDOWN_SENT_AT)
-        .map(|v| Cursor::new(v, "channel.shutdown_sent_at").u64())
+        .map(|v| whole(v, "channel.shutdown_sent_at", Cursor::u64))
         .transpose()?;
     let holder_sigs = r
         .optional(SIGNATURES)
@@ -656,4 +669,20 @@ pub(crate) fn get_secrets(
     c: &mut Cursor<'_>,
 ) -> Result<CounterpartyCommitmentSecrets, DecodeError> {
     decode_secrets(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records 36, 37 and 41 are one number each: a byte after it is
+    /// corruption (it was once skipped silently).
+    #[test]
+    fn a_one_field_record_with_trailing_bytes_is_refused() {
+        assert_eq!(whole(&[0, 0, 1, 2], "f", Cursor::u32), Ok(258));
+        assert!(whole(&[0, 0, 1, 2, 0], "f", Cursor::u32).is_err());
+        assert!(whole(&[0, 0, 1], "f", Cursor::u32).is_err());
+        assert_eq!(whole(&7u64.to_be_bytes(), "f", Cursor::u64), Ok(7));
+        assert!(whole(&[0; 9], "f", Cursor::u64).is_err());
+    }
 }
