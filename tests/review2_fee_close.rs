@@ -45,3 +45,45 @@ fn our_update_fee_leaves_room_for_a_concurrent_inbound_htlc() {
         n.check_value_conserved().unwrap();
     }
 }
+
+/// BOLT 3: a closing transaction whose outputs are both trimmed has no
+/// output at all, which no node relays (`bad-txns-vout-empty`): signing it
+/// "closes" the channel cooperatively with a transaction that can never
+/// confirm, and neither side broadcasts its commitment. Such a closing fee
+/// must be refused (the negotiation fails, the channel is failed with our
+/// commitment), never agreed.
+#[test]
+fn a_closing_transaction_with_no_output_is_never_agreed() {
+    let tiny = |min_closing_feerate_per_kw| chanstore::StoreConfig {
+        min_funding_sat: 500,
+        max_channel_reserve_proportional_millionths: 500_000,
+        min_closing_feerate_per_kw,
+        ..chanstore::StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, tiny(253)), node_with(2, tiny(600)));
+    connect_all(&[&a, &b]);
+    // A keeps 700 sat, B 300 (below both dust limits, 354 sat). B's floor,
+    // 404 sat (674 weight at 600 sat/kw), leaves A 296 sat: dust too.
+    let (id, _) = open_channel(&a, &b, 1_000, 300_000);
+    a.close_channel(&id).unwrap();
+    let mut refused = None;
+    for _ in 0..10 {
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for (_, m) in from.get_and_clear_pending_msg_events() {
+                if let Err(e) = to.handle_message(&from.node_id(), m) {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+    }
+    for n in [&a, &b] {
+        for e in events(n) {
+            if let chanstore::Event::BroadcastTransaction { transaction, .. } = e {
+                assert!(
+                    !transaction.output.is_empty(),
+                    "broadcasts a closing tx with no output ({refused:?}): {transaction:?}"
+                );
+            }
+        }
+    }
+}
