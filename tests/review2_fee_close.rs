@@ -78,12 +78,18 @@ fn a_closing_transaction_with_no_output_is_never_agreed() {
     }
     for n in [&a, &b] {
         for e in events(n) {
-            if let chanstore::Event::BroadcastTransaction { transaction, .. } = e {
-                assert!(
+            match e {
+                chanstore::Event::BroadcastTransaction { transaction, .. } => assert!(
                     !transaction.output.is_empty(),
                     "broadcasts a closing tx with no output ({refused:?}): {transaction:?}"
-                );
+                ),
+                chanstore::Event::ChannelClosed { reason, .. } => assert!(
+                    !matches!(reason, chanstore::ClosureReason::Cooperative { .. }),
+                    "{reason:?}"
+                ),
+                _ => {}
             }
         }
+        assert_eq!(n.channel_details(&id).map(|c| c.state), None);
     }
 }
