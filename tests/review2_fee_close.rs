@@ -93,3 +93,49 @@ fn a_closing_transaction_with_no_output_is_never_agreed() {
         assert_eq!(n.channel_details(&id).map(|c| c.state), None);
     }
 }
+
+/// A funder sending `update_fee` after `update_fee` with no
+/// `commitment_signed` (while its first waits on both sides) piles nothing
+/// up on the fundee: each replaces the last not yet signed, a restart reads
+/// the pending updates back, and the round trip ends at the last feerate.
+#[test]
+fn many_update_fee_without_commitment_signed_stay_bounded() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.update_fee(&id, 1_000).unwrap();
+    for (_, m) in take_msgs(&a) {
+        b.handle_message(&a.node_id(), m).unwrap();
+    }
+    // B's revoke_and_ack and commitment_signed are held back.
+    let held = take_msgs(&b);
+    let before = b.encode_channel(&id).unwrap().len();
+    for rate in 2_000..2_050u32 {
+        a.update_fee(&id, rate).unwrap();
+        for (_, m) in take_msgs(&a) {
+            b.handle_message(&a.node_id(), m).unwrap();
+        }
+    }
+    // One more pending update than before at most: a few bytes, not fifty.
+    assert!(b.encode_channel(&id).unwrap().len() <= before + 16);
+    let mut bytes = Vec::new();
+    b.write(&mut bytes).unwrap();
+    let b = chanstore::ChannelStore::read(
+        &mut &bytes[..],
+        chanstore::StoreConfig::default(),
+        bitcoin::secp256k1::SecretKey::from_slice(&[2; 32]).unwrap(),
+    )
+    .unwrap();
+    let mut again = Vec::new();
+    b.write(&mut again).unwrap();
+    assert_eq!(bytes, again);
+    // The held messages are lost; reconnection retransmits what is needed.
+    drop(held);
+    a.peer_disconnected(&b.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert_eq!(n.channel_details(&id).unwrap().feerate_per_kw, 2_049);
+        n.check_value_conserved().unwrap();
+    }
+}
