@@ -157,8 +157,17 @@ impl Channel {
         };
         let fee = (self.closing_weight() * u64::from(self.feerate_per_kw) / 1000)
             .clamp(range.min_fee_satoshis, range.max_fee_satoshis);
-        let tx = self.our_closing_tx(fee);
-        self.send_closing_signed(fee, &tx, range, effects);
+        self.offer(fee, range, effects);
+    }
+
+    /// Proposes `fee_sat` over our transaction; one with no output left
+    /// (both trimmed) never relays, so the negotiation fails instead.
+    fn offer(&mut self, fee_sat: u64, range: ClosingFeeRange, effects: &mut Effects) {
+        let tx = self.our_closing_tx(fee_sat);
+        if tx.output.is_empty() {
+            return self.cannot_close(fee_sat, effects);
+        }
+        self.send_closing_signed(fee_sat, &tx, range, effects);
     }
 
     /// Balances after the fee, in whole satoshis: (ours, theirs).
@@ -409,10 +418,7 @@ impl Channel {
             None
         };
         match counter {
-            Some(counter) => {
-                let tx = self.our_closing_tx(counter);
-                self.send_closing_signed(counter, &tx, ours, effects);
-            }
+            Some(counter) => self.offer(counter, ours, effects),
             None => self.cannot_close(fee, effects),
         }
         Ok(())
@@ -443,10 +449,7 @@ impl Channel {
             }
         };
         match counter {
-            Some(counter) if counter != fee => {
-                let tx = self.our_closing_tx(counter);
-                self.send_closing_signed(counter, &tx, ours, effects);
-            }
+            Some(counter) if counter != fee => self.offer(counter, ours, effects),
             _ => self.cannot_close(fee, effects),
         }
     }
@@ -460,7 +463,7 @@ impl Channel {
     }
 
     /// Both sides signed `tx` at `fee`: the channel is closed cooperatively
-    /// with it. With `reply`, our `closing_signed` with the same fee goes
+    /// with it (unless it has no output: then the negotiation fails). With `reply`, our `closing_signed` with the same fee goes
     /// back first, signed over the same transaction (the one the peer signed).
     fn finish_closing(
         &mut self,
@@ -470,6 +473,9 @@ impl Channel {
         fee: u64,
         effects: &mut Effects,
     ) {
+        if tx.output.is_empty() {
+            return self.cannot_close(fee, effects);
+        }
         let our_sig = match reply {
             Some(range) => self.send_closing_signed(fee, &tx, range, effects),
             None => self.sign_closing(&tx),

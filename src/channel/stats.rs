@@ -56,6 +56,12 @@ use crate::transactions::{commitment_fee_sat, htlc_success_fee_sat, htlc_timeout
 /// How many times the current feerate the funder's fee spike buffer covers.
 const FEE_SPIKE_MULTIPLE: u32 = 2;
 
+/// HTLC outputs of the peer's that may race our own `update_fee` (sent
+/// before it saw ours, valid at the feerate it knew): room for them is kept
+/// when we raise the feerate, as LDK does (lightning 0.2.7
+/// `CONCURRENT_INBOUND_HTLC_FEE_BUFFER`, `channel.rs:5048-5086`).
+const CONCURRENT_INBOUND_HTLCS: usize = 2;
+
 /// Whether an HTLC of `amount_msat` gets no output in a commitment with
 /// this feerate and the broadcaster's dust limit (BOLT 3 "Trimmed Outputs").
 /// `offered_by_broadcaster` picks the second-stage fee: HTLC-timeout for an
@@ -400,8 +406,10 @@ impl Channel {
         for &local in sides {
             // A commitment with this update has its feerate, and trims at it.
             let p = self.project(local, feerate, counted, None);
-            let needed =
-                self.funder_reserve_msat() + 1000 * commitment_fee_sat(feerate, p.untrimmed, false);
+            // Ours keeps room for the peer's adds racing it.
+            let racing = if by_us { CONCURRENT_INBOUND_HTLCS } else { 0 };
+            let needed = self.funder_reserve_msat()
+                + 1000 * commitment_fee_sat(feerate, p.untrimmed + racing, false);
             if i128::from(funder_msat) < i128::from(needed) {
                 return Err(self.reserve_violated(funder_msat.into(), needed));
             }

@@ -1,0 +1,141 @@
+//! Review of the fee-close merge (3f67926): `update_fee` and the closing
+//! negotiation under hostile or racing peers.
+
+mod common;
+
+use chanstore::PaymentPreimage;
+use common::*;
+
+/// BOLT 2 "Updating Fees" races with the fundee's adds: the fundee may send
+/// `update_add_htlc` before it sees our `update_fee`, and that add is valid
+/// at the feerate it knows. A funder that raised the feerate to exactly what
+/// it can pay with the HTLCs of now must then refuse the add and the channel
+/// breaks. LDK keeps room for `CONCURRENT_INBOUND_HTLC_FEE_BUFFER` (2) more
+/// HTLCs when it sends `update_fee` (lightning 0.2.7 `channel.rs:5048-5086`).
+/// Either the update is refused up front, or the race completes.
+#[test]
+fn our_update_fee_leaves_room_for_a_concurrent_inbound_htlc() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    // A (funder) keeps 20,000 sat; the reserve B requires is 1,000 sat.
+    let (id, scid) = open_channel(&a, &b, 100_000, 80_000_000);
+    // 25,000 sat/kw: 18,100 sat of fee with no HTLC (affordable), 22,400
+    // with one (not).
+    let raised = a.update_fee(&id, 25_000);
+    // B pays A 30,000 sat (above the dust threshold at either feerate),
+    // before A's update_fee reaches it.
+    let p = PaymentPreimage([9; 32]);
+    b.send_payment(
+        &route_to(&a, scid),
+        p.payment_hash(),
+        30_000_000,
+        invoice(&route_to(&a, scid), p.payment_hash()),
+    )
+    .unwrap();
+    if raised.is_err() {
+        assert!(
+            matches!(raised, Err(chanstore::StoreError::ReserveViolated { .. })),
+            "{raised:?}"
+        );
+    }
+    // Every message of the race is taken (deliver_all panics on a refusal).
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert_eq!(n.channel_details(&id).unwrap().state, "normal");
+        n.check_value_conserved().unwrap();
+    }
+}
+
+/// BOLT 3: a closing transaction whose outputs are both trimmed has no
+/// output at all, which no node relays (`bad-txns-vout-empty`): signing it
+/// "closes" the channel cooperatively with a transaction that can never
+/// confirm, and neither side broadcasts its commitment. Such a closing fee
+/// must be refused (the negotiation fails, the channel is failed with our
+/// commitment), never agreed.
+#[test]
+fn a_closing_transaction_with_no_output_is_never_agreed() {
+    let tiny = |min_closing_feerate_per_kw| chanstore::StoreConfig {
+        min_funding_sat: 500,
+        max_channel_reserve_proportional_millionths: 500_000,
+        min_closing_feerate_per_kw,
+        ..chanstore::StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, tiny(253)), node_with(2, tiny(600)));
+    connect_all(&[&a, &b]);
+    // A keeps 700 sat, B 300 (below both dust limits, 354 sat). B's floor,
+    // 404 sat (674 weight at 600 sat/kw), leaves A 296 sat: dust too.
+    let (id, _) = open_channel(&a, &b, 1_000, 300_000);
+    a.close_channel(&id).unwrap();
+    let mut refused = None;
+    for _ in 0..10 {
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for (_, m) in from.get_and_clear_pending_msg_events() {
+                if let Err(e) = to.handle_message(&from.node_id(), m) {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+    }
+    for n in [&a, &b] {
+        for e in events(n) {
+            match e {
+                chanstore::Event::BroadcastTransaction { transaction, .. } => assert!(
+                    !transaction.output.is_empty(),
+                    "broadcasts a closing tx with no output ({refused:?}): {transaction:?}"
+                ),
+                chanstore::Event::ChannelClosed { reason, .. } => assert!(
+                    !matches!(reason, chanstore::ClosureReason::Cooperative { .. }),
+                    "{reason:?}"
+                ),
+                _ => {}
+            }
+        }
+        assert_eq!(n.channel_details(&id).map(|c| c.state), None);
+    }
+}
+
+/// A funder sending `update_fee` after `update_fee` with no
+/// `commitment_signed` (while its first waits on both sides) piles nothing
+/// up on the fundee: each replaces the last not yet signed, a restart reads
+/// the pending updates back, and the round trip ends at the last feerate.
+#[test]
+fn many_update_fee_without_commitment_signed_stay_bounded() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.update_fee(&id, 1_000).unwrap();
+    for (_, m) in take_msgs(&a) {
+        b.handle_message(&a.node_id(), m).unwrap();
+    }
+    // B's revoke_and_ack and commitment_signed are held back.
+    let held = take_msgs(&b);
+    let before = b.encode_channel(&id).unwrap().len();
+    for rate in 2_000..2_050u32 {
+        a.update_fee(&id, rate).unwrap();
+        for (_, m) in take_msgs(&a) {
+            b.handle_message(&a.node_id(), m).unwrap();
+        }
+    }
+    // One more pending update than before at most: a few bytes, not fifty.
+    assert!(b.encode_channel(&id).unwrap().len() <= before + 16);
+    let mut bytes = Vec::new();
+    b.write(&mut bytes).unwrap();
+    let b = chanstore::ChannelStore::read(
+        &mut &bytes[..],
+        chanstore::StoreConfig::default(),
+        bitcoin::secp256k1::SecretKey::from_slice(&[2; 32]).unwrap(),
+    )
+    .unwrap();
+    let mut again = Vec::new();
+    b.write(&mut again).unwrap();
+    assert_eq!(bytes, again);
+    // The held messages are lost; reconnection retransmits what is needed.
+    drop(held);
+    a.peer_disconnected(&b.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert_eq!(n.channel_details(&id).unwrap().feerate_per_kw, 2_049);
+        n.check_value_conserved().unwrap();
+    }
+}
