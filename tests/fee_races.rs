@@ -1,4 +1,4 @@
-//! Review of the fee-close merge (3f67926): `update_fee` and the closing
+//! `update_fee` and the closing
 //! negotiation under hostile or racing peers.
 
 mod common;
