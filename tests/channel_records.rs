@@ -127,13 +127,7 @@ fn pending_fees_policy_and_minimum_depth_survive_both_restarts() {
     b.peer_disconnected(&a.node_id());
     connect_all(&[&a, &b]);
     deliver_all(&[&a, &b]);
-    for n in [&a, &b] {
-        let d = n.channel_details(&id).unwrap();
-        assert_eq!(d.feerate_per_kw, 2_000, "{d:?}");
-        assert!(d.is_usable);
-        n.check_value_conserved().unwrap();
-        n.check_commitments_fully_paid().unwrap();
-    }
+    assert_settled_at(&[&a, &b], &id, 2_000);
     let d = a.channel_details(&id).unwrap();
     assert_eq!(d.counterparty_minimum_depth, Some(6));
     assert!(d.counterparty_forwarding_policy.is_some());

@@ -165,28 +165,12 @@ fn overlapping_fee_updates_survive_a_restart_and_reconnection() {
     // from what it wrote: both of its updates in flight.
     drop(answer);
     drop(take_msgs(&a));
-    let mut bytes = Vec::new();
-    a.write(&mut bytes).unwrap();
-    let a = chanstore::ChannelStore::read(
-        &mut &bytes[..],
-        chanstore::StoreConfig::default(),
-        bitcoin::secp256k1::SecretKey::from_slice(&[1; 32]).unwrap(),
-    )
-    .unwrap();
-    let mut again = Vec::new();
-    a.write(&mut again).unwrap();
-    assert_eq!(bytes, again, "read then write is a fixed point");
+    let a = reread(&a, 1);
     a.peer_disconnected(&b.node_id());
     b.peer_disconnected(&a.node_id());
     connect_all(&[&a, &b]);
     deliver_all(&[&a, &b]);
-    for n in [&a, &b] {
-        let d = n.channel_details(&id).unwrap();
-        assert_eq!(d.feerate_per_kw, 2_000, "{d:?}");
-        assert!(d.is_usable);
-        n.check_value_conserved().unwrap();
-        n.check_commitments_fully_paid().unwrap();
-    }
+    assert_settled_at(&[&a, &b], &id, 2_000);
 }
 
 /// `a` pays `b` 10,000 sat over the channel `id` (`b` had 100,000 sat) and

@@ -361,6 +361,32 @@ pub fn assert_unchanged(nodes: &[&ChannelStore], frozen: &Frozen) {
     }
 }
 
+/// `store` written with `write` and read back as the node of `seed` (see
+/// [`node`]); writing the copy gives the same bytes (read then write is a
+/// fixed point).
+pub fn reread(store: &ChannelStore, seed: u8) -> ChannelStore {
+    let mut bytes = Vec::new();
+    store.write(&mut bytes).unwrap();
+    let node_secret = SecretKey::from_slice(&[seed; 32]).unwrap();
+    let copy = ChannelStore::read(&mut &bytes[..], StoreConfig::default(), node_secret).unwrap();
+    let mut again = Vec::new();
+    copy.write(&mut again).unwrap();
+    assert_eq!(bytes, again, "read then write is a fixed point");
+    copy
+}
+
+/// Both ends of `id` settled at `feerate_per_kw`: usable, value conserved,
+/// every commitment's fee paid.
+pub fn assert_settled_at(nodes: &[&ChannelStore], id: &ChannelId, feerate_per_kw: u32) {
+    for n in nodes {
+        let d = n.channel_details(id).unwrap();
+        assert_eq!(d.feerate_per_kw, feerate_per_kw, "{d:?}");
+        assert!(d.is_usable, "{d:?}");
+        n.check_value_conserved().unwrap();
+        n.check_commitments_fully_paid().unwrap();
+    }
+}
+
 /// Takes the messages `from` has queued (all of them, in order).
 pub fn take_msgs(from: &ChannelStore) -> Vec<(PublicKey, Message)> {
     from.get_and_clear_pending_msg_events()
