@@ -43,8 +43,9 @@
 //!   enters the model at the moment the crate hands it to the queues
 //!   (irrevocably committed on the incoming channel, or fulfilled
 //!   downstream), and the model checks the hand-off from there.
-//! * Persistence: each section's batch is written under its lock before
-//!   anything it queued is visible, so it adds no interleaving.
+//! * Persistence: each section's batch is appended to the journal under
+//!   its lock, before anything it queued is visible, and becomes durable in
+//!   that order; `tests/model_journal.rs` models the journal itself.
 //!
 //! # Scenarios
 //!
