@@ -10,9 +10,7 @@ mod common;
 
 use std::sync::Arc;
 
-use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::SecretKey;
-use bitcoin::{OutPoint, Txid};
 use chanstore::persist::MemoryPersister;
 use chanstore::{
     ChannelDetails, ChannelId, ChannelStore, Event, Message, PaymentPreimage, Persister,
@@ -39,18 +37,7 @@ fn recorded(d: &ChannelDetails) -> impl std::fmt::Debug + PartialEq {
 /// A (durable, funder) opens to B (minimum_depth 6); the channel confirms
 /// at depth 6, both are ready and have exchanged `channel_update`s.
 fn open_deep(a: &ChannelStore, b: &ChannelStore) -> (ChannelId, ShortChannelId) {
-    let temp = a
-        .create_channel(b.node_id(), 1_000_000, 100_000_000)
-        .unwrap();
-    deliver_all(&[a, b]);
-    let outpoint = OutPoint::new(Txid::from_byte_array([0x7e; 32]), 0);
-    let id = a
-        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
-        .unwrap();
-    deliver_all(&[a, b]);
-    let scid = ShortChannelId::new(HEIGHT, 1, 0).unwrap();
-    a.funding_confirmed(&id, scid).unwrap();
-    b.funding_confirmed(&id, scid).unwrap();
+    let (id, scid) = fund_and_confirm(a, b, 1_000_000, 100_000_000, 0x7e);
     for n in [a, b] {
         n.best_block_updated(HEIGHT + 5);
     }

@@ -5,8 +5,6 @@
 
 mod common;
 
-use bitcoin::hashes::Hash;
-use bitcoin::{OutPoint, Txid};
 use chanstore::transactions::commitment_fee_sat;
 use chanstore::{ChannelStore, Event, Message, ShortChannelId, StoreConfig, StoreError};
 use common::*;
@@ -148,17 +146,7 @@ fn a_pending_fee_update_prices_each_commitment_at_its_own_feerate() {
 /// Opens a channel from `a` to `b` funded in block `HEIGHT` and reported
 /// confirmed at once (depth 1); returns its id and scid.
 fn open_at_depth_one(a: &ChannelStore, b: &ChannelStore) -> (chanstore::ChannelId, ShortChannelId) {
-    let temp = a.create_channel(b.node_id(), 1_000_000, 0).unwrap();
-    deliver_all(&[a, b]);
-    let outpoint = OutPoint::new(Txid::from_byte_array([0x5d; 32]), 0);
-    let id = a
-        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
-        .unwrap();
-    deliver_all(&[a, b]);
-    let scid = ShortChannelId::new(HEIGHT, 1, 0).unwrap();
-    a.funding_confirmed(&id, scid).unwrap();
-    b.funding_confirmed(&id, scid).unwrap();
-    (id, scid)
+    fund_and_confirm(a, b, 1_000_000, 0, 0x5d)
 }
 
 fn ready(node: &ChannelStore) -> bool {

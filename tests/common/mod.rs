@@ -153,6 +153,32 @@ pub fn open_channel(
     (id, scid)
 }
 
+/// Opens a channel from `a` to `b`, funds it with output 0 of the txid
+/// `[txid_byte; 32]` in block `HEIGHT`, and reports it confirmed to both at
+/// once (depth 1), with no check of the events: for tests that take the
+/// channel from there (a deeper `minimum_depth`, a fee check at depth 1).
+pub fn fund_and_confirm(
+    a: &ChannelStore,
+    b: &ChannelStore,
+    funding_sat: u64,
+    push_msat: u64,
+    txid_byte: u8,
+) -> (ChannelId, ShortChannelId) {
+    let temp = a
+        .create_channel(b.node_id(), funding_sat, push_msat)
+        .unwrap();
+    deliver_all(&[a, b]);
+    let outpoint = OutPoint::new(Txid::from_byte_array([txid_byte; 32]), 0);
+    let id = a
+        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
+        .unwrap();
+    deliver_all(&[a, b]);
+    let scid = ShortChannelId::new(HEIGHT, 1, 0).unwrap();
+    a.funding_confirmed(&id, scid).unwrap();
+    b.funding_confirmed(&id, scid).unwrap();
+    (id, scid)
+}
+
 /// A one-hop route to `dest` over our channel `scid`.
 pub fn route_to(dest: &ChannelStore, scid: ShortChannelId) -> chanstore::Route {
     chanstore::Route {
