@@ -17,7 +17,7 @@ use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{Message, PublicKey, Scalar, Secp256k1, SecretKey};
 use chanstore::keys::{
     derive_public_key, derive_revocation_public_key, derive_revocation_public_key_from_base_secret,
-    derive_revocation_public_key_from_commitment_secret,
+    derive_revocation_public_key_from_commitment_secret, revealed_secret_point,
 };
 
 fn arg(name: &str, default: u32) -> u32 {
@@ -150,7 +150,20 @@ fn main() {
             }),
         ),
         (
-            "key derivation (tweak_add, 1 hash)",
+            "ec_pubkey_combine of 33 points (the generator table's sum)",
+            time(rounds, iters, |i| {
+                let terms: Vec<&PublicKey> = (0..33).map(|j| &points[at(i + j)]).collect();
+                PublicKey::combine_keys(&terms).unwrap()
+            }),
+        ),
+        (
+            "revealed secret's point (generator table, combine of 32)",
+            time(rounds, iters, |i| {
+                revealed_secret_point(&secrets[at(i)].secret_bytes()).unwrap()
+            }),
+        ),
+        (
+            "key derivation (generator table: combine of 33, 1 hash)",
             time(rounds, iters, |i| {
                 derive_public_key(&points[at(i)], &points[at(i + 1)])
             }),

@@ -14,7 +14,7 @@ use super::{Channel, Effects, IncomingHtlc, OutboundResolved, Outcome, Phase};
 use crate::error::StoreError;
 use crate::keys::{
     derive_private_key_from, derive_revocation_public_key_from_base_secret,
-    derive_revocation_public_key_from_commitment_secret, per_commitment_point,
+    derive_revocation_public_key_from_commitment_secret, revealed_secret_point,
     INITIAL_COMMITMENT_INDEX,
 };
 use crate::message::{CommitmentSigned, RevokeAndAck};
@@ -398,7 +398,7 @@ impl Channel {
         };
         let bad_secret = StoreError::InvalidRevocationSecret { channel_id };
         // Any 32 bytes may arrive: an invalid scalar is an error, not a panic.
-        if per_commitment_point(&msg.per_commitment_secret).ok() != Some(prev_point) {
+        if revealed_secret_point(&msg.per_commitment_secret).ok() != Some(prev_point) {
             return Err(bad_secret);
         }
         let mut secrets = self.their_secrets.clone();
