@@ -104,6 +104,7 @@ pub(crate) fn public_point_of(s: &SecretKey) -> PublicKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bitcoin::hashes::Hash;
     use proptest::prelude::*;
 
     /// The group order minus one, the largest valid scalar.
@@ -113,8 +114,11 @@ mod tests {
         0x41, 0x40,
     ];
 
+    /// A point for any `seed` (`[seed; 32]` itself is not a valid secret
+    /// for 0 or from 0xff up).
     fn point(seed: u8) -> PublicKey {
-        PublicKey::from_secret_key(&SECP, &SecretKey::from_slice(&[seed.max(1); 32]).unwrap())
+        let secret = bitcoin::hashes::sha256::Hash::hash(&[seed]).to_byte_array();
+        PublicKey::from_secret_key(&SECP, &SecretKey::from_slice(&secret).unwrap())
     }
 
     /// Both functions against libsecp256k1's own calls for one scalar.

@@ -34,7 +34,7 @@
 //!
 //! **Preallocation** (with `sync` on): the file is extended with written
 //! zeros ahead of the groups (16 KiB at first, then as much again as the
-//! log holds, at most 8 MiB at a time; one `fdatasync` per extension), and
+//! log holds, at most 1 MiB at a time; one `fdatasync` per extension), and
 //! each group overwrites the zeros where the last one ended. An `fdatasync`
 //! after an append that grows the file must also commit the file's new size
 //! and blocks (on ext4, a journal commit); one after an overwrite of
@@ -44,7 +44,9 @@
 //! WAL segments. A log therefore ends in zeros after its last group; on open
 //! a tail of nothing but zeros is that free space, not a torn write (no
 //! warning, no [`FilePersister::recovered_tail`]), and it is dropped by the
-//! rewrite like any tail.
+//! rewrite like any tail. The zeros are an optimisation only: when the
+//! disk (or a quota) has no room for them, the group is appended as before,
+//! and only a failure to write the group itself fails the batch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -66,8 +68,9 @@ const HEADER: [u8; 8] = *b"CSLOG\0\0\x02";
 const GROUP_MAGIC: [u8; 4] = *b"CSGR";
 /// The first extension of a log by preallocated zeros.
 const PREALLOCATE_MIN: u64 = 16 << 10;
-/// The largest extension at a time.
-const PREALLOCATE_MAX: u64 = 8 << 20;
+/// The largest extension at a time: the flush that extends writes and
+/// syncs this much more, so it bounds that flush's extra latency.
+const PREALLOCATE_MAX: u64 = 1 << 20;
 /// magic, seq, len, checksum.
 const GROUP_HEADER_LEN: usize = 4 + 8 + 4 + 4;
 
@@ -134,6 +137,10 @@ struct LogFile {
     end: u64,
     /// Length of the file: `end` plus the zeros written ahead.
     allocated: u64,
+    /// Tests: the file length past which preallocation fails as a full
+    /// disk would.
+    #[cfg(test)]
+    space_limit: Option<u64>,
 }
 
 impl LogFile {
@@ -143,6 +150,8 @@ impl LogFile {
             file,
             end,
             allocated: end,
+            #[cfg(test)]
+            space_limit: None,
         })
     }
 
@@ -153,6 +162,8 @@ impl LogFile {
         if sync && end > self.allocated {
             self.preallocate(end)?;
         }
+        // On a full disk the zeros are skipped and this write extends the
+        // file: it fails only if the group itself does not fit.
         self.file.seek(SeekFrom::Start(self.end))?;
         self.file.write_all(group)?;
         if sync {
@@ -163,10 +174,35 @@ impl LogFile {
         Ok(())
     }
 
-    /// Extends the file with written zeros to at least `needed` bytes.
+    /// Extends the file with written zeros to at least `needed` bytes. Out
+    /// of space (or quota), it gives the partial zeros back and returns
+    /// `Ok` without extending: the zeros only make later syncs cheaper.
     fn preallocate(&mut self, needed: u64) -> io::Result<()> {
         let step = self.end.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
         let target = needed.max(self.allocated + step);
+        match self.write_zeros(target) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                // Nothing past `allocated` holds data: give it back, as far
+                // as the file system lets us (a failure here leaves zeros,
+                // which read as the clean end).
+                let _ = self.file.set_len(self.allocated);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes zeros from `allocated` to `target` and syncs them.
+    fn write_zeros(&mut self, target: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if self.space_limit.is_some_and(|limit| target > limit) {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
         self.file.seek(SeekFrom::Start(self.allocated))?;
         let zeros = [0u8; 64 << 10];
         let mut left = target - self.allocated;
@@ -848,6 +884,178 @@ mod tests {
             read_log(&bytes),
             Err(DecodeError::Checksum { .. })
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The preallocated log (module docs): crash states, the accounting of
+/// `end`, `allocated` and `log_len`, and a disk with no room for the zeros.
+#[cfg(test)]
+mod preallocation_tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "chanstore-file-prealloc-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn value(i: u64) -> Vec<u8> {
+        // Values that end in zeros, so a group's last bytes match the
+        // preallocated zeros after it.
+        let mut v = vec![(i as u8) | 1; 40];
+        v.extend_from_slice(&[0; 24]);
+        v
+    }
+
+    /// Every crash state of the last group's flush into preallocated zeros
+    /// (any prefix of the group written, or any suffix, or only the part from
+    /// one sector on, with zeros elsewhere), and every crash state of a
+    /// preallocation (the zero tail cut anywhere), reopens with every
+    /// acknowledged batch and nothing of a partial one.
+    #[test]
+    fn every_crash_state_of_a_preallocated_log_reopens_with_the_acknowledged_batches() {
+        let dir = tmpdir("states");
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        let n = 30u64;
+        for i in 0..n {
+            p.write_batch(&[(Key::Work(i), Some(value(i)))]).unwrap();
+        }
+        let (before_last, seq) = (p.file.lock().end, p.shared.lock().next_group);
+        let last = encode_group(
+            seq,
+            1,
+            &encode_batch([(&Key::Work(n), Some(&value(n)[..]))].into_iter()),
+        );
+        p.write_batch(&[(Key::Work(n), Some(value(n)))]).unwrap();
+        let (end, allocated) = {
+            let f = p.file.lock();
+            (f.end, f.allocated)
+        };
+        assert_eq!(end, before_last + last.len() as u64);
+        assert_eq!(
+            p.shared.lock().log_len,
+            end,
+            "log_len is the logical length"
+        );
+        // load() on the live, preallocated log.
+        assert_eq!(p.load().unwrap().len(), n as usize + 1);
+        drop(p);
+        let full = std::fs::read(dir.join(LOG_NAME)).unwrap();
+        assert_eq!(full.len() as u64, allocated);
+        assert_eq!(&full[before_last as usize..end as usize], &last[..]);
+        let (b, e) = (before_last as usize, end as usize);
+        let mut states = Vec::new();
+        for cut in 0..last.len() {
+            // A prefix of the group.
+            let mut s = full.clone();
+            s[b + cut..e].fill(0);
+            states.push((s, cut == last.len(), format!("prefix {cut}")));
+            // Only the bytes from `cut` on.
+            let mut s = full.clone();
+            s[b..b + cut.max(1)].fill(0);
+            states.push((s, false, format!("suffix from {cut}")));
+        }
+        for cut in (e..full.len()).step_by(97) {
+            states.push((
+                full[..cut].to_vec(),
+                true,
+                format!("zero tail cut at {cut}"),
+            ));
+        }
+        for (bytes, whole, what) in states {
+            let contents = read_log(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let expect =
+                n as usize + usize::from(whole || contents.map.contains_key(&Key::Work(n)));
+            assert_eq!(contents.map.len(), expect, "{what}");
+            for i in 0..n {
+                assert_eq!(contents.map[&Key::Work(i)], value(i), "{what}");
+            }
+            if let Some(v) = contents.map.get(&Key::Work(n)) {
+                assert_eq!(v, &value(n), "{what}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `end`, `allocated` and `log_len` across compactions, with and without
+    /// `sync` and group commit; `load()` between writes and after reopen.
+    #[test]
+    fn accounting_holds_across_compaction_sync_and_write_alone() {
+        for (sync, group_commit) in [(true, true), (true, false), (false, true), (false, false)] {
+            let dir = tmpdir(&format!("acct-{sync}-{group_commit}"));
+            let options = FileOptions {
+                sync,
+                group_commit,
+                compact_min_bytes: 4_000,
+            };
+            let p = FilePersister::open(&dir, options.clone()).unwrap();
+            let mut model = BTreeMap::new();
+            for i in 0..300u64 {
+                let key = Key::Work(i % 7);
+                if i % 11 == 0 {
+                    p.write_batch(&[(key, None)]).unwrap();
+                    model.remove(&key);
+                } else {
+                    p.write_batch(&[(key, Some(value(i)))]).unwrap();
+                    model.insert(key, value(i));
+                }
+                let (end, allocated) = {
+                    let f = p.file.lock();
+                    (f.end, f.allocated)
+                };
+                let file_len = std::fs::metadata(dir.join(LOG_NAME)).unwrap().len();
+                assert_eq!(p.shared.lock().log_len, end, "{sync} {group_commit} at {i}");
+                assert_eq!(file_len, allocated, "{sync} {group_commit} at {i}");
+                assert!(allocated >= end);
+                if !sync {
+                    assert_eq!(allocated, end, "no preallocation without sync");
+                }
+                if i % 37 == 0 {
+                    assert_eq!(p.load().unwrap(), model, "{sync} {group_commit} at {i}");
+                }
+            }
+            assert_eq!(p.load().unwrap(), model);
+            drop(p);
+            let p = FilePersister::open(&dir, options).unwrap();
+            assert_eq!(p.recovered_tail(), None);
+            assert_eq!(p.load().unwrap(), model);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// With room for the groups but not for the zeros ahead of them, every
+    /// batch is still written (appended, as without preallocation), and the
+    /// persister is not poisoned.
+    #[test]
+    fn a_disk_with_no_room_for_the_zeros_still_takes_every_batch() {
+        let dir = tmpdir("full");
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        p.write_batch(&[(Key::Work(0), Some(value(0)))]).unwrap();
+        let allocated = p.file.lock().allocated;
+        // From now on no extension fits.
+        p.file.lock().space_limit = Some(allocated);
+        for i in 1..400u64 {
+            p.write_batch(&[(Key::Work(i), Some(value(i)))])
+                .unwrap_or_else(|e| panic!("batch {i}: {e}"));
+        }
+        let (end, allocated_after) = {
+            let f = p.file.lock();
+            (f.end, f.allocated)
+        };
+        assert!(end > allocated, "the groups went past the last extension");
+        assert_eq!(allocated_after, end, "no zeros were added");
+        let len = std::fs::metadata(dir.join(LOG_NAME)).unwrap().len();
+        assert_eq!(len, end, "the file ends with the last group");
+        drop(p);
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        assert_eq!(p.recovered_tail(), None);
+        let map = p.load().unwrap();
+        assert_eq!(map.len(), 400);
+        assert_eq!(map[&Key::Work(399)], value(399));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
