@@ -44,9 +44,12 @@
 //! WAL segments. A log therefore ends in zeros after its last group; on open
 //! a tail of nothing but zeros is that free space, not a torn write (no
 //! warning, no [`FilePersister::recovered_tail`]), and it is dropped by the
-//! rewrite like any tail. The zeros are an optimisation only: when the
-//! disk (or a quota) has no room for them, the group is appended as before,
-//! and only a failure to write the group itself fails the batch.
+//! rewrite like any tail. The zeros are an optimisation only: when they
+//! cannot be written (a full disk, a quota, an I/O error), they are given
+//! back, the group is appended as before, and only a failure to write or
+//! sync the group itself fails the batch; the log then appends without
+//! preallocating until it is next rewritten. (The zeros lie past every
+//! acknowledged byte, so losing them loses nothing.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -137,6 +140,8 @@ struct LogFile {
     end: u64,
     /// Length of the file: `end` plus the zeros written ahead.
     allocated: u64,
+    /// Cleared when an extension fails: plain appends from then on.
+    preallocating: bool,
     /// Tests: the file length past which preallocation fails as a full
     /// disk would.
     #[cfg(test)]
@@ -150,6 +155,7 @@ impl LogFile {
             file,
             end,
             allocated: end,
+            preallocating: true,
             #[cfg(test)]
             space_limit: None,
         })
@@ -159,8 +165,8 @@ impl LogFile {
     /// written (and made durable) ahead of it, then `fdatasync`.
     fn append(&mut self, group: &[u8], sync: bool) -> io::Result<()> {
         let end = self.end + group.len() as u64;
-        if sync && end > self.allocated {
-            self.preallocate(end)?;
+        if sync && self.preallocating && end > self.allocated {
+            self.preallocate(end);
         }
         // On a full disk the zeros are skipped and this write extends the
         // file: it fails only if the group itself does not fit.
@@ -174,26 +180,23 @@ impl LogFile {
         Ok(())
     }
 
-    /// Extends the file with written zeros to at least `needed` bytes. Out
-    /// of space (or quota), it gives the partial zeros back and returns
-    /// `Ok` without extending: the zeros only make later syncs cheaper.
-    fn preallocate(&mut self, needed: u64) -> io::Result<()> {
+    /// Extends the file with written zeros to at least `needed` bytes. If
+    /// that fails, it gives the partial zeros back and stops preallocating
+    /// (module docs): the zeros only make later syncs cheaper.
+    fn preallocate(&mut self, needed: u64) {
         let step = self.end.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX);
         let target = needed.max(self.allocated + step);
-        match self.write_zeros(target) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-                ) =>
-            {
-                // Nothing past `allocated` holds data: give it back, as far
-                // as the file system lets us (a failure here leaves zeros,
-                // which read as the clean end).
-                let _ = self.file.set_len(self.allocated);
-                Ok(())
-            }
-            other => other,
+        if let Err(e) = self.write_zeros(target) {
+            log::warn!(
+                "chanstore.log: no room for {} bytes of preallocated zeros ({e}); \
+                 appending without them until the log is rewritten",
+                target - self.allocated
+            );
+            // Nothing past `allocated` holds data: give it back, as far as
+            // the file system lets us (what stays is zeros, or part of
+            // them, which read as the clean end).
+            let _ = self.file.set_len(self.allocated);
+            self.preallocating = false;
         }
     }
 
@@ -201,7 +204,7 @@ impl LogFile {
     fn write_zeros(&mut self, target: u64) -> io::Result<()> {
         #[cfg(test)]
         if self.space_limit.is_some_and(|limit| target > limit) {
-            return Err(io::Error::from(io::ErrorKind::StorageFull));
+            return Err(io::Error::other("no space left on the test's disk"));
         }
         self.file.seek(SeekFrom::Start(self.allocated))?;
         let zeros = [0u8; 64 << 10];
@@ -1048,6 +1051,7 @@ mod preallocation_tests {
         };
         assert!(end > allocated, "the groups went past the last extension");
         assert_eq!(allocated_after, end, "no zeros were added");
+        assert!(!p.file.lock().preallocating, "it stopped trying");
         let len = std::fs::metadata(dir.join(LOG_NAME)).unwrap().len();
         assert_eq!(len, end, "the file ends with the last group");
         drop(p);
