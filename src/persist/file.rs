@@ -616,7 +616,7 @@ impl Persister for FilePersister {
 mod tests {
     use super::*;
 
-    fn tmpdir(name: &str) -> PathBuf {
+    pub(super) fn tmpdir(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("chanstore-file-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -898,12 +898,7 @@ mod preallocation_tests {
     use super::*;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "chanstore-file-prealloc-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        super::tests::tmpdir(&format!("prealloc-{name}"))
     }
 
     fn value(i: u64) -> Vec<u8> {
