@@ -1,15 +1,30 @@
 //! [`FilePersister`]: the embedded default. An append-only log of
 //! checksummed records in one directory, with group commit.
 //!
-//! **Layout:** the file starts with the 8-byte header `CSLOG\0\0\2`; then
-//! one *group* per flush (one `write` and one `fsync`): `magic "CSGR" |
-//! seq: u64 | len: u32 | sha256(seq || payload)[..4] | payload`, whose
+//! **Layout** (version 3): the file starts with the 32-byte header
+//! `\0\0\0\0CSLOG\0\0\3 | key: [u8; 16] | sha256(magic || key)[..4]`; then one
+//! *group* per flush (one `write` and one `fsync`): `magic "CSGR" | seq:
+//! u64 | len: u32 | sha256(key || seq || payload)[..4] | payload`, whose
 //! payload is `count: u32` then that many batches, each `count: u32`, then
 //! per write a key (`Key::encode_into`), a presence byte and (if present) a
-//! `u32`-length-prefixed value. Groups are numbered from 1 in file order. A
-//! batch is inside one group, so it is applied whole or not at all. (A
-//! version 0.1 log, without the header, was a run of `len | checksum |
-//! batch` records; it is still read, and rewritten in this layout on open.)
+//! `u32`-length-prefixed value. Groups are numbered from 1 in file order;
+//! group 1 is the snapshot written by the rewrite that made the file (with
+//! no batch for an empty store), so flushes start at group 2. A batch is
+//! inside one group, so it is applied whole or not at all. (Older layouts
+//! are still read, and rewritten in this one on open: version 2, the same
+//! without the key, whose header is `CSLOG\0\0\2` alone and whose first
+//! group may be a flush; and a version 0.1 log, without any header, a run
+//! of `len | checksum | batch` records.)
+//!
+//! **The key** is drawn at random when the persister opens, and only this
+//! file holds it. Values are stored as given, and some of them are chosen
+//! by peers (an onion is kept byte for byte): without the key in the
+//! checksum, a peer could send bytes shaped like a valid group with a high
+//! sequence number, and a crash that tore the group holding them would make
+//! the recovery below see "acknowledged data after damage" and refuse to
+//! open, leaving a node that cannot restart to watch its channels. With
+//! the key, forging a group means guessing a 32-bit checksum keyed by 128
+//! secret bits.
 //!
 //! **Group commit:** a writer appends its batch to a shared buffer and
 //! waits. If no flush is running it becomes the leader: it takes the whole
@@ -20,8 +35,11 @@
 //! each batch is its own group with its own `fsync` (for comparison).
 //!
 //! **Crash recovery** (issue 11, point 11): on open the log is read group by
-//! group. A group that is cut short, fails its checksum or does not carry
-//! the next sequence number is where the last flush was interrupted *if no
+//! group. The header and group 1 were synced before the rename that made
+//! them the log, so no crash can tear them: a fault there is an error (read
+//! as a torn tail, it would drop every value). A later group that is cut
+//! short, fails its checksum or does not carry the next sequence number is
+//! where the last flush was interrupted *if no
 //! valid later group follows it*: a flush starts only after the one before
 //! it was durable, so nothing after the interrupted one was ever
 //! acknowledged. That tail (a torn write, zeros the file system allocated,
@@ -65,8 +83,20 @@ use crate::persist::tlv::Cursor;
 
 const LOG_NAME: &str = "chanstore.log";
 const TMP_NAME: &str = "chanstore.log.tmp";
-/// First bytes of a log in the grouped layout.
-const HEADER: [u8; 8] = *b"CSLOG\0\0\x02";
+/// First bytes of a log in the current layout (version 3), which the
+/// log's key follows. The four zero bytes are for older releases: their
+/// readers take a file without their own header for a 0.1 log, and read
+/// these as a record of length 0 whose checksum fails with more data after
+/// it, which they refuse as damage instead of misreading the log.
+const MAGIC: [u8; 12] = *b"\0\0\0\0CSLOG\0\0\x03";
+/// First bytes of a log in layout 2: no key, checksums unkeyed.
+const MAGIC_V2: [u8; 8] = *b"CSLOG\0\0\x02";
+/// The magic, the key and `sha256(magic || key)[..4]`.
+const HEADER_LEN: usize = MAGIC.len() + KEY_LEN + 4;
+const KEY_LEN: usize = 16;
+/// The random key of one log file, mixed into every group's checksum
+/// (module docs: why a peer must not be able to forge a group).
+type LogKey = [u8; KEY_LEN];
 /// First bytes of every group.
 const GROUP_MAGIC: [u8; 4] = *b"CSGR";
 /// The first extension of a log by preallocated zeros.
@@ -124,6 +154,8 @@ struct Shared {
 pub struct FilePersister {
     dir: PathBuf,
     options: FileOptions,
+    /// The key of the log file: drawn on open, kept across compactions.
+    key: LogKey,
     /// The torn tail dropped on open, if any: (offset, bytes).
     recovered: Option<(u64, u64)>,
     shared: Mutex<Shared>,
@@ -247,8 +279,11 @@ fn encode_batch<'a>(batch: impl ExactSizeIterator<Item = (&'a Key, Option<&'a [u
     payload
 }
 
-fn group_checksum(seq: u64, payload: &[u8]) -> [u8; 4] {
+/// `sha256(key || seq || payload)[..4]`; layout 2's unkeyed checksum is
+/// the same with an empty `key`.
+fn group_checksum(key: &[u8], seq: u64, payload: &[u8]) -> [u8; 4] {
     let mut engine = sha256::Hash::engine();
+    bitcoin::hashes::HashEngine::input(&mut engine, key);
     bitcoin::hashes::HashEngine::input(&mut engine, &seq.to_be_bytes());
     bitcoin::hashes::HashEngine::input(&mut engine, payload);
     sha256::Hash::from_engine(engine).to_byte_array()[..4]
@@ -256,8 +291,9 @@ fn group_checksum(seq: u64, payload: &[u8]) -> [u8; 4] {
         .expect("4 bytes")
 }
 
-/// Frames `batches` (`count` of them, concatenated) as group `seq`.
-fn encode_group(seq: u64, count: u32, batches: &[u8]) -> Vec<u8> {
+/// Frames `batches` (`count` of them, concatenated) as group `seq` of the
+/// log with `key`.
+fn encode_group(key: &LogKey, seq: u64, count: u32, batches: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(4 + batches.len());
     payload.extend_from_slice(&count.to_be_bytes());
     payload.extend_from_slice(batches);
@@ -265,7 +301,7 @@ fn encode_group(seq: u64, count: u32, batches: &[u8]) -> Vec<u8> {
     group.extend_from_slice(&GROUP_MAGIC);
     group.extend_from_slice(&seq.to_be_bytes());
     group.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    group.extend_from_slice(&group_checksum(seq, &payload));
+    group.extend_from_slice(&group_checksum(key, seq, &payload));
     group.extend_from_slice(&payload);
     group
 }
@@ -284,27 +320,28 @@ fn apply_batch(c: &mut Cursor<'_>, map: &mut BTreeMap<Key, Vec<u8>>) -> Result<(
     Ok(())
 }
 
-/// The group at the start of `bytes`, if it is whole, valid and numbered
-/// `seq`: its payload and its length.
-fn parse_group(bytes: &[u8], seq: u64) -> Option<(&[u8], usize)> {
+/// The group at the start of `bytes`, if it is whole, valid under `key`
+/// and numbered `seq`: its payload and its length.
+fn parse_group<'a>(bytes: &'a [u8], key: &[u8], seq: u64) -> Option<(&'a [u8], usize)> {
     let head = bytes.get(..GROUP_HEADER_LEN)?;
     if head[..4] != GROUP_MAGIC || u64::from_be_bytes(head[4..12].try_into().ok()?) != seq {
         return None;
     }
     let len = u32::from_be_bytes(head[12..16].try_into().ok()?) as usize;
     let payload = bytes.get(GROUP_HEADER_LEN..GROUP_HEADER_LEN.checked_add(len)?)?;
-    (group_checksum(seq, payload) == head[16..20]).then_some((payload, GROUP_HEADER_LEN + len))
+    (group_checksum(key, seq, payload) == head[16..20]).then_some((payload, GROUP_HEADER_LEN + len))
 }
 
-/// Whether a valid group numbered `seq` or higher starts anywhere in `bytes`.
-fn later_group_exists(bytes: &[u8], seq: u64) -> bool {
+/// Whether a valid group (under `key`) numbered `seq` or higher starts
+/// anywhere in `bytes`.
+fn later_group_exists(bytes: &[u8], key: &[u8], seq: u64) -> bool {
     (0..bytes.len().saturating_sub(GROUP_HEADER_LEN - 1)).any(|at| {
         let rest = &bytes[at..];
         if rest[..4] != GROUP_MAGIC {
             return false;
         }
         let found = u64::from_be_bytes(rest[4..12].try_into().expect("8 bytes"));
-        found >= seq && parse_group(rest, found).is_some()
+        found >= seq && parse_group(rest, key, found).is_some()
     })
 }
 
@@ -318,19 +355,30 @@ struct LogContents {
 /// Reads a log into its latest values (see the module doc for what is
 /// dropped and what is refused).
 fn read_log(bytes: &[u8]) -> Result<LogContents, DecodeError> {
-    if !bytes.starts_with(&HEADER) {
-        return read_legacy_log(bytes);
-    }
     let mut map = BTreeMap::new();
-    let mut at = HEADER.len();
-    let mut seq = 1;
+    let (key, mut at, mut seq) = if bytes.starts_with(&MAGIC) {
+        let key = header_key(bytes)?;
+        // Group 1 is the snapshot the last rewrite made durable before it
+        // renamed the file into place: it cannot be torn, so any fault in
+        // it is damage, never a tail to drop.
+        let (payload, len) =
+            parse_group(&bytes[HEADER_LEN..], key, 1).ok_or_else(|| DecodeError::Checksum {
+                context: format!("log group 1 at offset {HEADER_LEN} (the rewrite's snapshot)"),
+            })?;
+        apply_group(payload, &mut map)?;
+        (key, HEADER_LEN + len, 2)
+    } else if bytes.starts_with(&MAGIC_V2) {
+        (&[][..], MAGIC_V2.len(), 1)
+    } else {
+        return read_legacy_log(bytes);
+    };
     while at < bytes.len() {
-        let Some((payload, len)) = parse_group(&bytes[at..], seq) else {
+        let Some((payload, len)) = parse_group(&bytes[at..], key, seq) else {
             if bytes[at..].iter().all(|b| *b == 0) {
                 // Preallocated space (module docs): the clean end.
                 return Ok(LogContents { map, torn: None });
             }
-            if later_group_exists(&bytes[at + 1..], seq) {
+            if later_group_exists(&bytes[at + 1..], key, seq) {
                 return Err(DecodeError::Checksum {
                     context: format!(
                         "log group {seq} at offset {at} (damaged, and acknowledged data follows)"
@@ -343,15 +391,41 @@ fn read_log(bytes: &[u8]) -> Result<LogContents, DecodeError> {
                 torn: Some(torn),
             });
         };
-        let mut c = Cursor::new(payload, "log group");
-        for _ in 0..c.count(4)? {
-            apply_batch(&mut c, &mut map)?;
-        }
-        c.end()?;
+        apply_group(payload, &mut map)?;
         at += len;
         seq += 1;
     }
     Ok(LogContents { map, torn: None })
+}
+
+/// The key of a log in the current layout, once its header checksum holds.
+fn header_key(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    let header = bytes.get(..HEADER_LEN).ok_or(DecodeError::ShortRead {
+        field: "log header",
+    })?;
+    let (key, checksum) = header[MAGIC.len()..].split_at(KEY_LEN);
+    if header_checksum(key) != checksum {
+        return Err(DecodeError::Checksum {
+            context: "log header".into(),
+        });
+    }
+    Ok(key)
+}
+
+/// `sha256(MAGIC || key)[..4]`.
+fn header_checksum(key: &[u8]) -> [u8; 4] {
+    sha256::Hash::hash(&[&MAGIC[..], key].concat()).to_byte_array()[..4]
+        .try_into()
+        .expect("4 bytes")
+}
+
+/// Applies every batch of one group's payload to `map`.
+fn apply_group(payload: &[u8], map: &mut BTreeMap<Key, Vec<u8>>) -> Result<(), DecodeError> {
+    let mut c = Cursor::new(payload, "log group");
+    for _ in 0..c.count(4)? {
+        apply_batch(&mut c, map)?;
+    }
+    c.end()
 }
 
 /// Reads a version 0.1 log: `len | sha256(payload)[..4] | batch` records.
@@ -417,18 +491,25 @@ impl FilePersister {
             );
         }
         let map = contents.map;
-        let file = Self::rewrite(&dir, &map).map_err(io_err)?;
+        let mut key = [0; KEY_LEN];
+        bitcoin::secp256k1::rand::RngCore::fill_bytes(
+            &mut bitcoin::secp256k1::rand::thread_rng(),
+            &mut key,
+        );
+        let file = Self::rewrite(&dir, &key, &map).map_err(io_err)?;
         let live: HashMap<Key, usize> = map.iter().map(|(k, v)| (*k, v.len())).collect();
         let live_bytes = live.values().map(|v| *v as u64).sum();
         let log_len = file.end;
         Ok(FilePersister {
             dir,
             options,
+            key,
             recovered: contents.torn,
             shared: Mutex::new(Shared {
                 pending: Vec::new(),
                 pending_batches: 0,
-                next_group: if map.is_empty() { 1 } else { 2 },
+                // Group 1 is the snapshot the rewrite just wrote.
+                next_group: 2,
                 next_ticket: 0,
                 durable_ticket: 0,
                 leader_active: false,
@@ -448,17 +529,24 @@ impl FilePersister {
         self.recovered
     }
 
-    /// Writes `map` as a fresh log, atomically replacing the old one, and
-    /// returns it opened for appending.
-    fn rewrite(dir: &Path, map: &BTreeMap<Key, Vec<u8>>) -> io::Result<LogFile> {
+    /// Writes `map` as a fresh log with `key`, atomically replacing the old
+    /// one, and returns it opened for appending.
+    fn rewrite(dir: &Path, key: &LogKey, map: &BTreeMap<Key, Vec<u8>>) -> io::Result<LogFile> {
         let tmp = dir.join(TMP_NAME);
         {
             let mut f = File::create(&tmp)?;
-            f.write_all(&HEADER)?;
-            if !map.is_empty() {
+            // Header and snapshot in one write; group 1 even when `map` is
+            // empty (no batch), so that group 1 is always the snapshot.
+            let mut log = MAGIC.to_vec();
+            log.extend_from_slice(key);
+            log.extend_from_slice(&header_checksum(key));
+            log.extend(if map.is_empty() {
+                encode_group(key, 1, 0, &[])
+            } else {
                 let batch = encode_batch(map.iter().map(|(k, v)| (k, Some(&v[..]))));
-                f.write_all(&encode_group(1, 1, &batch))?;
-            }
+                encode_group(key, 1, 1, &batch)
+            });
+            f.write_all(&log)?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, dir.join(LOG_NAME))?;
@@ -478,7 +566,7 @@ impl FilePersister {
         File::open(self.dir.join(LOG_NAME))?.read_to_end(&mut bytes)?;
         let contents = read_log(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        *file = Self::rewrite(&self.dir, &contents.map)?;
+        *file = Self::rewrite(&self.dir, &self.key, &contents.map)?;
         Ok(file.end)
     }
 
@@ -518,7 +606,7 @@ impl FilePersister {
         Self::account(&mut s, batch)?;
         let seq = s.next_group;
         s.next_group += 1;
-        let group = encode_group(seq, 1, encoded);
+        let group = encode_group(&self.key, seq, 1, encoded);
         let compact = self.should_compact(&s, group.len());
         s.log_len += group.len() as u64;
         drop(s);
@@ -579,7 +667,7 @@ impl Persister for FilePersister {
             let seq = s.next_group;
             s.next_group += 1;
             let upto = s.next_ticket;
-            let group = encode_group(seq, count, &buf);
+            let group = encode_group(&self.key, seq, count, &buf);
             let compact = self.should_compact(&s, group.len());
             drop(s);
             let result = self.flush(&mut self.file.lock(), &group, compact);
@@ -644,19 +732,28 @@ mod tests {
         encode_batch([(&Key::Work(n), Some(&[n as u8][..]))].into_iter())
     }
 
-    /// A log of three groups; the last holds two batches.
+    const KEY: LogKey = [0x5c; KEY_LEN];
+
+    /// A log of three groups under [`KEY`]; the last holds two batches.
     fn three_groups() -> (Vec<u8>, usize, usize) {
-        let mut log = HEADER.to_vec();
-        log.extend(encode_group(1, 1, &batch(1)));
-        log.extend(encode_group(2, 1, &batch(2)));
+        let mut log = MAGIC.to_vec();
+        log.extend_from_slice(&KEY);
+        log.extend_from_slice(&header_checksum(&KEY));
+        log.extend(encode_group(&KEY, 1, 1, &batch(1)));
+        log.extend(encode_group(&KEY, 2, 1, &batch(2)));
         let second_end = log.len();
         let two: Vec<u8> = batch(3).into_iter().chain(batch(4)).collect();
-        log.extend(encode_group(3, 2, &two));
+        log.extend(encode_group(&KEY, 3, 2, &two));
         (
             log,
             second_end,
-            HEADER.len() + encode_group(1, 1, &batch(1)).len(),
+            HEADER_LEN + encode_group(&KEY, 1, 1, &batch(1)).len(),
         )
+    }
+
+    /// The key in a log file's header.
+    pub(super) fn key_of(log: &[u8]) -> LogKey {
+        log[MAGIC.len()..MAGIC.len() + KEY_LEN].try_into().unwrap()
     }
 
     #[test]
@@ -712,7 +809,7 @@ mod tests {
     #[test]
     fn damage_before_an_acknowledged_group_is_an_error() {
         let (log, _, first_end) = three_groups();
-        for at in HEADER.len()..first_end {
+        for at in HEADER_LEN..first_end {
             let mut bad = log.clone();
             bad[at] ^= 1;
             assert!(
@@ -765,6 +862,132 @@ mod tests {
         drop(p);
         let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
         assert_eq!(p.recovered_tail(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A group of `seq` with an empty payload, checksummed as a peer who
+    /// knows the layout but not the log's key could make it: the way an
+    /// onion or any other peer-chosen value stored as is can carry one.
+    fn forged_group(seq: u64) -> Vec<u8> {
+        let mut engine = sha256::Hash::engine();
+        bitcoin::hashes::HashEngine::input(&mut engine, &seq.to_be_bytes());
+        let checksum = sha256::Hash::from_engine(engine).to_byte_array();
+        let mut g = GROUP_MAGIC.to_vec();
+        g.extend_from_slice(&seq.to_be_bytes());
+        g.extend_from_slice(&0u32.to_be_bytes());
+        g.extend_from_slice(&checksum[..4]);
+        g
+    }
+
+    /// A crash that tears the group holding a peer's value shaped like a
+    /// later group must drop that torn group, not make the log look damaged
+    /// before acknowledged data: a node that refuses to restart cannot
+    /// watch its channels.
+    #[test]
+    fn a_forged_group_inside_a_torn_group_does_not_block_open() {
+        let dir = tmpdir("forged");
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        p.write_batch(&[(Key::Work(1), Some(vec![1; 40]))]).unwrap();
+        let torn_at = p.file.lock().end;
+        let mut planted = vec![0xa5; 100];
+        for seq in [2, 3, 1 << 40, u64::MAX] {
+            planted.extend(forged_group(seq));
+        }
+        planted.extend_from_slice(&[0xa5; 100]);
+        p.write_batch(&[(Key::Work(2), Some(planted))]).unwrap();
+        let end = p.file.lock().end;
+        drop(p);
+        // The crash: the last sectors of the group never reached the disk.
+        let path = dir.join(LOG_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[end as usize - 3..end as usize].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let p = FilePersister::open(&dir, FileOptions::default())
+            .expect("a torn last group is dropped, whatever its payload holds");
+        let map = p.load().unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), [&Key::Work(1)]);
+        assert_eq!(p.recovered_tail().map(|t| t.0), Some(torn_at));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The header and group 1 are written whole and synced before the
+    /// rename that makes them the log, so no crash can tear them: damage
+    /// there, or a log cut inside them, is an error. Read as a torn tail it
+    /// would silently drop every channel.
+    #[test]
+    fn damage_to_the_header_or_the_snapshot_is_an_error_not_a_torn_tail() {
+        let dir = tmpdir("snapshot");
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        p.write_batch(&[(Key::Work(1), Some(vec![1; 40]))]).unwrap();
+        drop(p);
+        // Reopened: the log is now the header and a snapshot of Work(1).
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        let snapshot_end = p.file.lock().end as usize;
+        drop(p);
+        let log = std::fs::read(dir.join(LOG_NAME)).unwrap();
+        assert_eq!(read_log(&log).unwrap().map.len(), 1);
+        for at in MAGIC.len()..snapshot_end {
+            let mut bad = log.clone();
+            bad[at] ^= 0x10;
+            assert!(
+                matches!(read_log(&bad), Err(DecodeError::Checksum { .. })),
+                "byte {at}"
+            );
+        }
+        for cut in MAGIC.len()..snapshot_end {
+            assert!(read_log(&log[..cut]).is_err(), "cut {cut}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An empty store's log still has its snapshot group (with no batch),
+    /// so the first flush after open is group 2 and may be torn like any.
+    #[test]
+    fn an_empty_logs_first_flush_is_group_two_and_may_be_torn() {
+        let dir = tmpdir("empty");
+        let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+        let first = p.file.lock().end;
+        assert_eq!(
+            read_log(&std::fs::read(dir.join(LOG_NAME)).unwrap())
+                .unwrap()
+                .map
+                .len(),
+            0
+        );
+        p.write_batch(&[(Key::Work(1), Some(vec![1; 40]))]).unwrap();
+        let end = p.file.lock().end as usize;
+        drop(p);
+        let mut log = std::fs::read(dir.join(LOG_NAME)).unwrap();
+        assert_eq!(read_log(&log).unwrap().map.len(), 1);
+        log[end - 1] ^= 1;
+        let contents = read_log(&log).unwrap();
+        assert_eq!(contents.map.len(), 0);
+        assert_eq!(contents.torn.map(|t| t.0), Some(first));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Readers before layout 3 take any file without their `CSLOG\0\0\2`
+    /// header for a 0.1 log (`read_legacy_log`, unchanged since): a layout
+    /// 3 log must make that reader fail, never look like an empty or torn
+    /// store it would then rewrite.
+    #[test]
+    fn an_older_reader_refuses_a_version_3_log() {
+        let dir = tmpdir("downgrade");
+        for values in [0, 1, 5] {
+            let p = FilePersister::open(&dir, FileOptions::default()).unwrap();
+            for i in 0..values {
+                p.write_batch(&[(Key::Work(i), Some(vec![7; 30]))]).unwrap();
+            }
+            drop(p);
+            let log = std::fs::read(dir.join(LOG_NAME)).unwrap();
+            assert!(log.starts_with(&MAGIC));
+            assert!(
+                matches!(read_legacy_log(&log), Err(DecodeError::Checksum { .. })),
+                "{values} values"
+            );
+        }
+        let (log, _, _) = three_groups();
+        assert!(read_legacy_log(&log).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -851,7 +1074,8 @@ mod tests {
         let (dir, end, len) = preallocated_log("prealloc-torn", 20);
         assert!(len > end + 200);
         let path = dir.join(LOG_NAME);
-        let group = encode_group(21, 1, &batch(21));
+        let key = key_of(&std::fs::read(&path).unwrap());
+        let group = encode_group(&key, 21, 1, &batch(21));
         for (from, to) in [(0, group.len() / 2), (group.len() / 2, group.len() - 1)] {
             // Half a group (its start, or only its end) over the zeros,
             // zeros after it: the interrupted flush of group 21.
@@ -880,7 +1104,7 @@ mod tests {
         let (dir, end, _) = preallocated_log("prealloc-gap", 5);
         let path = dir.join(LOG_NAME);
         let mut bytes = std::fs::read(&path).unwrap();
-        let later = encode_group(7, 1, &batch(7));
+        let later = encode_group(&key_of(&bytes), 7, 1, &batch(7));
         let at = end as usize + 300;
         bytes[at..at + later.len()].copy_from_slice(&later);
         assert!(matches!(
@@ -924,6 +1148,7 @@ mod preallocation_tests {
         }
         let (before_last, seq) = (p.file.lock().end, p.shared.lock().next_group);
         let last = encode_group(
+            &p.key,
             seq,
             1,
             &encode_batch([(&Key::Work(n), Some(&value(n)[..]))].into_iter()),
