@@ -866,16 +866,14 @@ mod tests {
     }
 
     /// A group of `seq` with an empty payload, checksummed as a peer who
-    /// knows the layout but not the log's key could make it: the way an
-    /// onion or any other peer-chosen value stored as is can carry one.
+    /// knows the layout but not the log's key could make it (the unkeyed
+    /// checksum of layout 2): the way an onion or any other peer-chosen
+    /// value stored as is can carry one.
     fn forged_group(seq: u64) -> Vec<u8> {
-        let mut engine = sha256::Hash::engine();
-        bitcoin::hashes::HashEngine::input(&mut engine, &seq.to_be_bytes());
-        let checksum = sha256::Hash::from_engine(engine).to_byte_array();
         let mut g = GROUP_MAGIC.to_vec();
         g.extend_from_slice(&seq.to_be_bytes());
         g.extend_from_slice(&0u32.to_be_bytes());
-        g.extend_from_slice(&checksum[..4]);
+        g.extend_from_slice(&group_checksum(&[], seq, &[]));
         g
     }
 
