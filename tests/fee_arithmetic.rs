@@ -218,3 +218,77 @@ fn the_funder_waits_for_the_fundee_minimum_depth() {
     assert!(ready(&a) && ready(&b));
     assert!(a.channel_details(&id).unwrap().is_usable);
 }
+
+/// A funder peer that announces a high dust limit (allowed up to our
+/// reserve) sends HTLCs that are dust in its own commitment but outputs of
+/// ours: free for it, 172 weight units each in ours. Each add must still
+/// leave it the fee of *our* next commitment, the one we would broadcast,
+/// or that commitment pays below its feerate and never confirms (no anchor,
+/// our `to_local` delayed: our funds locked). B checks no signature, so the
+/// test can play A's `commitment_signed`; a hostile A would sign for real.
+#[test]
+fn a_funder_peer_cannot_underfund_our_commitment_with_its_dust() {
+    let a = node_with(
+        1,
+        StoreConfig {
+            dust_limit_sat: 5_000,
+            ..StoreConfig::default()
+        },
+    );
+    let b = node_with(
+        2,
+        StoreConfig {
+            verify_signatures: false,
+            ..StoreConfig::default()
+        },
+    );
+    connect_all(&[&a, &b]);
+    // A, the funder, keeps 300,000 sat.
+    let (id, _) = open_channel(&a, &b, 1_000_000, 700_000_000);
+    // 600 sat: dust in A's commitment (below 5,000 + 167), an output of
+    // B's (above 354 + 177).
+    let mut taken = 0u16;
+    let mut refused = None;
+    for i in 0..483u16 {
+        let hash = preimage(0x77, i).payment_hash();
+        let add = craft_add(&b, id, u64::from(i), 600_000, hash, CLTV);
+        match b.handle_message(&a.node_id(), add) {
+            Ok(()) => taken += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(refused, Some(StoreError::ReserveViolated { .. })),
+        "an add that leaves A unable to pay B's commitment is refused, {taken} taken: {refused:?}"
+    );
+    // A signs B's next commitment with all it added: B takes it and revokes.
+    let sig = bitcoin::secp256k1::ecdsa::Signature::from_compact(&[1; 64]).unwrap();
+    let cs = chanstore::message::CommitmentSigned {
+        channel_id: id,
+        signature: sig,
+        htlc_signatures: vec![sig; usize::from(taken)],
+    };
+    b.handle_message(&a.node_id(), Message::CommitmentSigned(cs))
+        .expect("B takes A's commitment_signed");
+    assert!(take_msgs(&b)
+        .iter()
+        .any(|(_, m)| matches!(m, Message::RevokeAndAck(_))));
+    b.check_commitments_fully_paid()
+        .expect("every commitment's funder pays its fee");
+    // What B would broadcast pays its BOLT 3 fee at 253 sat/kw.
+    let _ = events(&b);
+    b.force_close_channel(&id).unwrap();
+    let tx = events(&b)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::BroadcastTransaction { transaction, .. } => Some(transaction),
+            _ => None,
+        })
+        .expect("B broadcasts its commitment");
+    let fee = 1_000_000 - tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>();
+    assert_eq!(tx.output.len(), usize::from(taken) + 2);
+    assert!(fee >= commitment_fee_sat(253, usize::from(taken), false));
+}

@@ -33,7 +33,9 @@
 //!   ("SHOULD NOT offer ... cannot afford") sits. Our own HTLCs between the
 //!   two dust limits are outputs of our commitment and dust in the peer's:
 //!   priced in ours, a valid add of a funder peer would be refused. The
-//!   strict view prices both commitments.
+//!   strict view prices both commitments. A funder peer's add must still
+//!   leave it the fee of *our* next commitment (its reserve may go to it),
+//!   or our commitment could not confirm.
 //! * **Balances.** Both count a live HTLC against its offerer until it has
 //!   ended on their own side, and credit nothing before; the receiver of an
 //!   HTLC ends it no later than its offerer (see `commit.rs`).
@@ -326,6 +328,26 @@ impl Channel {
         let needed = self.ours.channel_reserve_sat * 1000 + if self.is_outbound { 0 } else { fee };
         if left < i128::from(needed) {
             return Err(self.reserve_violated(left, needed));
+        }
+        if !self.is_outbound {
+            // It must also pay the fee of *our* next commitment, the one we
+            // would broadcast: HTLCs between the two dust limits are outputs
+            // there and dust in its own, and a peer may announce a dust
+            // limit up to our reserve, so without this its adds could leave
+            // our commitment below any relay feerate (our funds locked: no
+            // anchor, `to_local` delayed). Its reserve may go to that fee:
+            // an add LDK prices as valid is refused only past hundreds of
+            // such HTLCs.
+            let ours = self.project(
+                true,
+                feerate,
+                Counted::KnownToPeer,
+                Some((false, amount_msat)),
+            );
+            let our_fee = 1000 * commitment_fee_sat(feerate, ours.untrimmed, false);
+            if left < i128::from(our_fee) {
+                return Err(self.reserve_violated(left, our_fee));
+            }
         }
         if self.is_outbound {
             // We pay the fee of whatever our next commitment carries, our own
