@@ -193,7 +193,11 @@ impl<C: Container> ChannelStore<C> {
     /// `PaymentReceived` announced. Each is fulfilled under its own peer's
     /// lock, one peer at a time; an HTLC whose channel closed meanwhile
     /// becomes an on-chain claim (`Event::OnChainResolutionRequired`). A
-    /// payment whose parts have not all arrived cannot be claimed.
+    /// payment whose parts have not all arrived cannot be claimed. The parts
+    /// of a payment in several are written as one claim before any is
+    /// fulfilled: after a crash inside this call, the parts not yet
+    /// fulfilled are fulfilled by `process_pending_forwards` once the store
+    /// is read back (and a second `claim_funds` finds nothing to claim).
     ///
     /// **Locking behaviour:** one claimables shard, then each paying peer's lock once.
     pub fn claim_funds(&self, payment_preimage: PaymentPreimage) -> Result<(), StoreError> {
@@ -221,6 +225,15 @@ impl<C: Container> ChannelStore<C> {
     /// lock; `event` is recorded with the first. An
     /// `incorrect_or_unknown_payment_details` gets, per part, the data
     /// BOLT 4 asks for: the part's amount and our best height.
+    ///
+    /// A claim of several parts is one decision, but each part is
+    /// fulfilled in its own section (its own peer's lock) and batch, and
+    /// another thread's commit may make the first durable alone: a crash
+    /// then would leave the preimage out and the rest of the payment
+    /// unclaimed, to time out. So the parts of such a claim are first
+    /// written together as work items, each consumed in the section that
+    /// fulfills it; after a crash the ones left are restored to the queue
+    /// and fulfilled by `process_pending_forwards`.
     pub(crate) fn resolve_set(
         &self,
         set: ClaimableSet,
@@ -228,32 +241,53 @@ impl<C: Container> ChannelStore<C> {
         mut event: Option<crate::event::Event>,
     ) {
         let height = self.best_height();
-        for h in set.parts {
-            let resolution = match &resolution {
-                Resolution::Fail(Failure::Local {
-                    code: code @ FailureCode::IncorrectOrUnknownPaymentDetails,
-                    ..
-                }) => Resolution::Fail(Failure::Local {
-                    code: *code,
-                    data: unknown_payment_data(h.amount_msat, height),
-                }),
-                other => other.clone(),
-            };
-            let item = HtlcResolution {
-                channel_id: h.channel_id,
-                htlc_id: h.htlc_id,
-                resolution,
-            };
-            // Applied at once: the channel change itself is what is persisted (id 0).
-            self.apply_work(
-                h.node_id,
-                vec![Addressed {
-                    id: 0,
-                    node_id: h.node_id,
-                    work: Work::Resolve(item),
-                }],
-                event.take(),
-            );
+        let durable_claim = matches!(resolution, Resolution::Fulfill(_)) && set.parts.len() > 1;
+        let mut items: Vec<Addressed> = set
+            .parts
+            .into_iter()
+            .map(|h| {
+                let resolution = match &resolution {
+                    Resolution::Fail(Failure::Local {
+                        code: code @ FailureCode::IncorrectOrUnknownPaymentDetails,
+                        ..
+                    }) => Resolution::Fail(Failure::Local {
+                        code: *code,
+                        data: unknown_payment_data(h.amount_msat, height),
+                    }),
+                    other => other.clone(),
+                };
+                let work = Work::Resolve(HtlcResolution {
+                    channel_id: h.channel_id,
+                    htlc_id: h.htlc_id,
+                    resolution,
+                });
+                if durable_claim {
+                    self.seq.new_work(h.node_id, work)
+                } else {
+                    // Applied at once: the channel change itself is what
+                    // is persisted (id 0).
+                    Addressed {
+                        id: 0,
+                        node_id: h.node_id,
+                        work,
+                    }
+                }
+            })
+            .collect();
+        if durable_claim {
+            let batch = items
+                .iter()
+                .map(|item| (Key::Work(item.id), Some(frame(&codec::encode_work(item)))))
+                .collect();
+            if self.persist_now(batch).is_err() {
+                // The store has failed: nothing it applies now is durable.
+                for item in &mut items {
+                    item.id = 0;
+                }
+            }
+        }
+        for item in items {
+            self.apply_work(item.node_id, vec![item], event.take());
         }
     }
 

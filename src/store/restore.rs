@@ -15,7 +15,9 @@
 //! * queued work items (forwards, resolutions) are queued again, each to be
 //!   applied once: an item is deleted in the batch of the change it makes;
 //! * payments to us that were offered to the user (`PaymentReceived` was
-//!   written with them) are claimable again;
+//!   written with them) are claimable again, parts on closed channels
+//!   included; the parts of a claim that was written but not finished
+//!   are left to its queued work, which fulfills them;
 //! * pending events are pending again.
 //!
 //! The only thing restart does on its own is what BOLT 2 says a
@@ -23,7 +25,7 @@
 //! forgotten (and the user told). Deadlines are then checked at the height
 //! the store opens with.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -399,6 +401,16 @@ impl<C: Container> ChannelStore<C> {
         let max_event = loaded.events.iter().map(|(s, _)| *s).max().unwrap_or(0);
         self.seq.work.fetch_max(max_work, Ordering::Relaxed);
         self.seq.event.fetch_max(max_event, Ordering::Relaxed);
+        // HTLCs a durable claim still has to fulfill (`resolve_set`): they
+        // are in no set, so nothing can fail them before their work runs.
+        let resolving: HashSet<(ChannelId, u64)> = loaded
+            .work
+            .iter()
+            .filter_map(|item| match &item.work {
+                Work::Resolve(r) => Some((r.channel_id, r.htlc_id)),
+                Work::Forward(_) => None,
+            })
+            .collect();
         let mut forgotten = Vec::new();
         for mut channel in loaded.channels {
             if channel.phase == Phase::FundingCreatedSent {
@@ -416,7 +428,7 @@ impl<C: Container> ChannelStore<C> {
             }
             self.container
                 .snapshot_register(node, id, channel.snapshot.clone());
-            self.restore_claimables(&channel);
+            self.restore_claimables(&channel, &resolving);
             self.container.insert_peer(pk);
             self.container.with_peer(&node, |ps| {
                 channel.publish();
@@ -430,6 +442,7 @@ impl<C: Container> ChannelStore<C> {
             for h in &record.htlcs {
                 if h.route == (HtlcRoute::Received { pays_us: true })
                     && h.info.action == OnChainAction::AwaitPreimage
+                    && !resolving.contains(&(id, h.info.htlc_id))
                 {
                     let part = Claimable {
                         node_id: node,
@@ -445,6 +458,13 @@ impl<C: Container> ChannelStore<C> {
             self.container.with_peer(&node, |ps| {
                 ps.closed.insert(id, Box::new(record));
             });
+        }
+        // A set whose parts, live and on chain, reach its total was
+        // announced in the batch that completed it: it is claimable again.
+        for mut set in self.claimables.iter_mut() {
+            if !set.complete && set.amount_msat() >= set.total_msat {
+                set.complete = true;
+            }
         }
         for item in loaded.work {
             if let Work::Forward(f) = &item.work {
@@ -489,7 +509,7 @@ impl<C: Container> ChannelStore<C> {
     /// failed: their sets are rebuilt (a set whose parts reach its total was
     /// announced before the restart, in the batch that completed it, and is
     /// not announced again).
-    fn restore_claimables(&self, channel: &Channel) {
+    fn restore_claimables(&self, channel: &Channel, resolving: &HashSet<(ChannelId, u64)>) {
         let node = NodeId::from(&channel.counterparty);
         for h in &channel.htlcs {
             let HtlcKind::Received(Inbound::Payload {
@@ -499,7 +519,10 @@ impl<C: Container> ChannelStore<C> {
             else {
                 continue;
             };
-            if h.state != HtlcState::RcvdAddAckRevocation || h.removal.is_some() {
+            if h.state != HtlcState::RcvdAddAckRevocation
+                || h.removal.is_some()
+                || resolving.contains(&(channel.channel_id, h.id))
+            {
                 continue;
             }
             let of = match payment_data {

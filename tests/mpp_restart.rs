@@ -1,0 +1,194 @@
+//! Payments to us in several parts across a restart: a part that went on
+//! chain still counts towards its payment, and a claim cut short by a crash
+//! between its parts' batches still fulfills every part (the preimage is
+//! out once the first one is).
+
+mod common;
+
+use std::sync::Arc;
+
+use chanstore::persist::Key;
+use chanstore::{
+    ChannelId, ChannelStore, Event, MemoryPersister, Persister, RecipientOnionFields, StoreConfig,
+    StoreError,
+};
+use common::recording::Recording;
+use common::*;
+
+fn c_on(p: Arc<dyn Persister>) -> ChannelStore {
+    ChannelStore::with_persister(
+        StoreConfig::default(),
+        secret_of(&node(3).node_id()),
+        HEIGHT,
+        p,
+    )
+    .unwrap()
+}
+
+fn count(evs: &[Event], f: impl Fn(&Event) -> bool) -> usize {
+    evs.iter().filter(|e| f(e)).count()
+}
+
+/// A pays C 5,000,000 msat in two parts (3M and 2M) over two channels;
+/// C announces it. Returns the channel of the second part.
+fn pay_in_two_parts(a: &ChannelStore, c: &ChannelStore) -> (ChannelId, chanstore::PaymentPreimage) {
+    connect_all(&[a, c]);
+    let (_, scid1) = open_channel(a, c, 1_000_000, 0);
+    let (ch2, scid2) = open_channel(a, c, 1_000_000, 0);
+    let p = preimage(9, 1);
+    let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), p.payment_hash()));
+    let hash = p.payment_hash();
+    a.send_payment_part(
+        &route_to(c, scid1),
+        hash,
+        3_000_000,
+        5_000_000,
+        fields.clone(),
+    )
+    .unwrap();
+    a.send_payment_part(&route_to(c, scid2), hash, 2_000_000, 5_000_000, fields)
+        .unwrap();
+    deliver_all(&[a, c]);
+    let evs = events(c);
+    assert_eq!(
+        count(&evs, |e| matches!(
+            e,
+            Event::PaymentReceived {
+                amount_msat: 5_000_000,
+                ..
+            }
+        )),
+        1,
+        "{evs:?}"
+    );
+    (ch2, p)
+}
+
+fn reconnect(a: &ChannelStore, c: &ChannelStore) {
+    a.peer_disconnected(&c.node_id());
+    connect_all(&[a, c]);
+    deliver_all(&[a, c]);
+}
+
+#[test]
+fn an_announced_payment_with_a_part_on_chain_is_claimable_after_restart() {
+    let a = node(1);
+    let disk = Arc::new(MemoryPersister::new());
+    let c = c_on(disk.clone());
+    let (ch2, p) = pay_in_two_parts(&a, &c);
+    c.force_close_channel(&ch2).unwrap();
+    deliver_all(&[&a, &c]);
+    let _ = events(&a);
+    let _ = events(&c);
+    c.flush().unwrap();
+    drop(c);
+    // Live parts are restored before closed records: the live one alone
+    // does not reach the total, the one on chain does.
+    let c = c_on(disk);
+    reconnect(&a, &c);
+    c.claim_funds(p)
+        .expect("the payment C announced is still C's to claim");
+    deliver_all(&[&a, &c]);
+    let evs = events(&a);
+    assert_eq!(
+        count(&evs, |e| matches!(e, Event::PaymentSent { .. })),
+        1,
+        "{evs:?}"
+    );
+    assert_eq!(
+        count(&evs, |e| matches!(e, Event::PaymentFailed { .. })),
+        0,
+        "{evs:?}"
+    );
+}
+
+fn channel_of(key: &Key) -> Option<ChannelId> {
+    match key {
+        Key::Channel(id)
+        | Key::Htlc(id, ..)
+        | Key::Onion(id, ..)
+        | Key::Signatures(id)
+        | Key::Closed(id) => Some(*id),
+        _ => None,
+    }
+}
+
+/// Every state a crash during `claim_funds` may leave: each prefix of its
+/// groups, and inside a group each prefix that ends where the records of
+/// one channel (one section's batch) give way to another's.
+fn crash_states(rec: &Recording, from: usize) -> Vec<Arc<MemoryPersister>> {
+    let groups = rec.batches();
+    let mut states = Vec::new();
+    for g in from..groups.len() {
+        let group = &groups[g];
+        let mut cuts = vec![0];
+        let mut last = None;
+        for (j, (key, _)) in group.iter().enumerate() {
+            if let Some(id) = channel_of(key) {
+                if last.is_some_and(|l| l != id) {
+                    cuts.push(j);
+                }
+                last = Some(id);
+            }
+        }
+        for j in cuts {
+            let disk = rec.prefix(g);
+            disk.write_batch(&group[..j]).unwrap();
+            states.push(disk);
+        }
+    }
+    states.push(rec.prefix(groups.len()));
+    states
+}
+
+/// `claim_funds` fulfills each part in its own section; another thread's
+/// commit can make the first part's batch durable alone. After a crash at
+/// any point of the claim, C restarts, the user (who never saw the call
+/// return) claims again, the timers run out: both parts reach A fulfilled,
+/// none failed.
+#[test]
+fn a_crash_anywhere_in_a_claim_still_fulfills_every_part() {
+    let scenario = || {
+        let a = node(1);
+        let rec = Recording::new();
+        let c = c_on(rec.clone());
+        let (_, p) = pay_in_two_parts(&a, &c);
+        let _ = events(&a);
+        c.flush().unwrap();
+        let from = rec.len();
+        c.claim_funds(p).unwrap();
+        (a, rec, from, p)
+    };
+    let (_, rec, from, _) = scenario();
+    let n = crash_states(&rec, from).len();
+    assert!(n >= 3, "the claim's writes give {n} crash states");
+    for k in 0..n {
+        let (a, rec, from, p) = scenario();
+        let disk = crash_states(&rec, from).swap_remove(k);
+        let c = c_on(disk);
+        reconnect(&a, &c);
+        c.process_pending_forwards();
+        deliver_all(&[&a, &c]);
+        match c.claim_funds(p) {
+            Ok(()) | Err(StoreError::UnknownPayment { .. }) => {}
+            Err(e) => panic!("state {k}: claim again: {e}"),
+        }
+        deliver_all(&[&a, &c]);
+        for _ in 0..c.config().mpp_timeout_ticks {
+            c.timer_tick_occurred();
+        }
+        c.process_pending_forwards();
+        deliver_all(&[&a, &c]);
+        let evs = events(&a);
+        assert_eq!(
+            count(&evs, |e| matches!(e, Event::PaymentSent { .. })),
+            2,
+            "state {k} of {n}: {evs:?}"
+        );
+        assert_eq!(
+            count(&evs, |e| matches!(e, Event::PaymentFailed { .. })),
+            0,
+            "state {k} of {n}: {evs:?}"
+        );
+    }
+}
