@@ -270,3 +270,56 @@ fn each_signer_trims_at_its_own_dust_limit() {
     let outputs: Vec<u64> = tx.output.iter().map(|o| o.value.to_sat()).collect();
     assert_eq!(outputs, [100_000 - 450 - (floor + 1)]);
 }
+
+/// BOLT 2: a segwit v1+ `shutdown` script is allowed only "if
+/// `option_shutdown_anysegwit` is negotiated". We offer it; a peer whose
+/// `init` does not is refused one (and the channel stays as it was), a
+/// peer whose `init` does is not.
+#[test]
+fn a_segwit_v1_shutdown_script_needs_option_shutdown_anysegwit() {
+    use bitcoin::constants::ChainHash;
+    use chanstore::features::{Features, SHUTDOWN_ANYSEGWIT};
+    use chanstore::message::{Init, Shutdown};
+    let taproot = || {
+        let mut script = vec![0x51, 0x20];
+        script.extend_from_slice(&[7; 32]);
+        bitcoin::ScriptBuf::from_bytes(script)
+    };
+    for offered in [false, true] {
+        let (a, b) = (node(71), node(72));
+        a.peer_connected(b.node_id());
+        b.peer_connected(a.node_id());
+        let _ = a.get_and_clear_pending_msg_events();
+        let _ = b.get_and_clear_pending_msg_events();
+        let chain = ChainHash::using_genesis_block(a.config().network);
+        b.handle_message(&a.node_id(), Message::Init(Init::ours(chain)))
+            .unwrap();
+        let bits: Vec<u32> = Features::ours()
+            .bits()
+            .filter(|&bit| offered || bit / 2 != SHUTDOWN_ANYSEGWIT / 2)
+            .collect();
+        let init = Init {
+            global_features: Features::empty(),
+            features: Features::from_bits(&bits),
+            networks: Some(vec![chain]),
+        };
+        a.handle_message(&b.node_id(), Message::Init(init)).unwrap();
+        let (id, _) = open_channel(&a, &b, 1_000_000, 0);
+        let shutdown = Message::Shutdown(Shutdown {
+            channel_id: id,
+            scriptpubkey: taproot(),
+        });
+        let result = a.handle_message(&b.node_id(), shutdown);
+        if offered {
+            result.unwrap();
+            // No HTLC in flight: straight to the fee negotiation.
+            assert_eq!(a.channel_details(&id).unwrap().state, "negotiating_close");
+        } else {
+            assert_eq!(
+                result,
+                Err(StoreError::InvalidShutdownScript { channel_id: id })
+            );
+            assert_eq!(a.channel_details(&id).unwrap().state, "normal");
+        }
+    }
+}

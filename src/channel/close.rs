@@ -10,13 +10,15 @@ use crate::error::StoreError;
 use crate::event::{ClosureReason, Event};
 use crate::message::{ErrorMessage, Message, Shutdown};
 
-/// Output scripts BOLT 2 allows in `shutdown`.
-fn is_standard_shutdown_script(script: &Script) -> bool {
+/// Output scripts BOLT 2 allows in `shutdown`: a segwit v1+ program only
+/// when both sides offered `option_shutdown_anysegwit` (`anysegwit`).
+fn is_standard_shutdown_script(script: &Script, anysegwit: bool) -> bool {
     script.is_p2pkh()
         || script.is_p2sh()
         || script.is_p2wpkh()
         || script.is_p2wsh()
-        || (script.is_witness_program()
+        || (anysegwit
+            && script.is_witness_program()
             && script.witness_version().is_some_and(|v| v.to_num() >= 1))
 }
 
@@ -40,8 +42,13 @@ impl Channel {
 
     /// The peer's `shutdown`. BOLT 2 makes it send `shutdown` again after a
     /// reconnection: the same script again is accepted (and changes
-    /// nothing), a different one is refused.
-    pub(crate) fn handle_shutdown(&mut self, msg: &Shutdown) -> Result<(), StoreError> {
+    /// nothing), a different one is refused. `anysegwit`: the peer offered
+    /// `option_shutdown_anysegwit` (we always do).
+    pub(crate) fn handle_shutdown(
+        &mut self,
+        msg: &Shutdown,
+        anysegwit: bool,
+    ) -> Result<(), StoreError> {
         if !matches!(
             self.phase,
             Phase::Normal | Phase::ShuttingDown | Phase::Negotiating
@@ -59,7 +66,7 @@ impl Channel {
         if self.phase == Phase::Negotiating {
             return Err(self.wrong_state("shutdown"));
         }
-        if !is_standard_shutdown_script(&msg.scriptpubkey) {
+        if !is_standard_shutdown_script(&msg.scriptpubkey, anysegwit) {
             return Err(StoreError::InvalidShutdownScript {
                 channel_id: self.channel_id,
             });

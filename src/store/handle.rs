@@ -231,7 +231,11 @@ impl<C: Container> ChannelStore<C> {
                 let config = &self.config;
                 s.on_channel(&id, true, |c, _| c.handle_update_fee(config, &m))
             }
-            Message::Shutdown(m) => s.on_channel(&id, true, |c, _| c.handle_shutdown(&m)),
+            Message::Shutdown(m) => {
+                let anysegwit = (s.ps.their_features.as_ref())
+                    .is_some_and(|f| f.supports(crate::features::SHUTDOWN_ANYSEGWIT));
+                s.on_channel(&id, true, |c, _| c.handle_shutdown(&m, anysegwit))
+            }
             Message::ClosingSigned(m) => {
                 let config = &self.config;
                 s.on_channel(&id, true, |c, e| {
