@@ -17,7 +17,9 @@ use bitcoin::secp256k1::ecdh::SharedSecret;
 use bitcoin::secp256k1::{Message, PublicKey, Scalar, Secp256k1, SecretKey};
 use chanstore::keys::{
     derive_public_key, derive_revocation_public_key, derive_revocation_public_key_from_base_secret,
-    derive_revocation_public_key_from_commitment_secret, revealed_secret_point,
+    derive_revocation_public_key_from_commitment_secret,
+    derive_revocation_public_key_from_commitment_secret_with_table,
+    derive_revocation_public_key_with_table, revealed_secret_point, RevocationBasepointTable,
 };
 
 fn arg(name: &str, default: u32) -> u32 {
@@ -55,6 +57,7 @@ fn main() {
     let msg = Message::from_digest(sha256::Hash::hash(b"sighash").to_byte_array());
     let sigs: Vec<_> = secrets.iter().map(|s| secp.sign_ecdsa(&msg, s)).collect();
     let at = |i: u32| (i % 64) as usize;
+    let table = RevocationBasepointTable::new(&points[0]);
     let rows: Vec<(&str, f64)> = vec![
         (
             "ec_pubkey_create",
@@ -147,6 +150,28 @@ fn main() {
                     &secrets[at(i + 1)],
                     &points[at(i + 1)],
                 )
+            }),
+        ),
+        (
+            "revocation key, basepoint table (tweak_mul + table sum)",
+            time(rounds, iters, |i| {
+                derive_revocation_public_key_with_table(&table, &points[at(i + 1)])
+            }),
+        ),
+        (
+            "revocation key, table, commitment secret known (create + table sum)",
+            time(rounds, iters, |i| {
+                derive_revocation_public_key_from_commitment_secret_with_table(
+                    &table,
+                    &secrets[at(i + 1)],
+                    &points[at(i + 1)],
+                )
+            }),
+        ),
+        (
+            "a revocation basepoint's table, built",
+            time(rounds.min(5), 5, |i| {
+                RevocationBasepointTable::new(&points[at(i)])
             }),
         ),
         (

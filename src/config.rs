@@ -87,6 +87,13 @@ pub struct StoreConfig {
     /// across all peers (each costs a peer state and a channel until funded
     /// or the peer leaves).
     pub max_inbound_unfunded_channels: usize,
+    /// Most channels that hold revocation basepoint tables at once: 176 KB
+    /// of memory each, bought once a channel has built 256 commitments since
+    /// the store was opened, for about 14 µs less CPU per commitment it
+    /// builds after that (`docs/BENCHMARKS.md`). A trade of memory for
+    /// speed only: every key is the same with or without them. 0 turns
+    /// them off.
+    pub max_revocation_tables: usize,
     /// Most value of trimmed (dust) HTLCs either commitment of a channel may
     /// carry: lost to miners in a unilateral close (BOLT 2
     /// `max_dust_htlc_exposure_msat`). An add over it is not sent (ours) or
@@ -146,6 +153,7 @@ impl Default for StoreConfig {
             max_pending_forwards_per_peer: 2 * MAX_ACCEPTED_HTLCS_LIMIT as usize,
             max_unfunded_channels_per_peer: 4,
             max_inbound_unfunded_channels: 100,
+            max_revocation_tables: 64,
             max_dust_htlc_exposure_msat: 5_000_000,
             max_cltv_expiry_delta: 2016,
             htlc_timeout_grace_blocks: 3,

@@ -22,7 +22,7 @@ use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, Scalar, SecretKey};
 
 use crate::error::StoreError;
-use crate::secp::{add_public_multiple, public_point_of, SECP};
+use crate::secp::{add_public_multiple, public_point_of, PointTable, SECP};
 use crate::types::ChannelId;
 
 /// The per-commitment index of commitment number 0.
@@ -253,6 +253,89 @@ fn revocation_key_knowing(
     PublicKey::from_secret_key(&SECP, &known)
         .combine(&other)
         .expect("revocation key terms do not cancel (p ~ 2^-128)")
+}
+
+/// Precomputed multiples of one revocation basepoint, for deriving many
+/// revocation keys of the same channel faster.
+///
+/// Each revocation key multiplies the channel's revocation basepoint (fixed
+/// for the channel's life) by a hash of public points. With this table
+/// (832 points, about 53 KB, about 2 ms to build) that product is one sum
+/// of table entries instead of a variable-base multiplication; the table
+/// is read in an order that depends on the hash only, which is public, so
+/// no secret goes through variable-time code.
+#[derive(Clone)]
+pub struct RevocationBasepointTable(PointTable);
+
+impl RevocationBasepointTable {
+    /// The table of `revocation_basepoint`.
+    pub fn new(revocation_basepoint: &PublicKey) -> Self {
+        RevocationBasepointTable(PointTable::new(revocation_basepoint))
+    }
+
+    /// The basepoint the table was built for.
+    pub fn basepoint(&self) -> &PublicKey {
+        self.0.point()
+    }
+
+    /// `term + revocation_basepoint * SHA256(revocation_basepoint ||
+    /// per_commitment_point)`: the revocation key, given its other term.
+    fn revocation_key(&self, per_commitment_point: &PublicKey, term: &PublicKey) -> PublicKey {
+        self.0
+            .add_multiple_to(term, &tweak(self.basepoint(), per_commitment_point))
+            .expect("revocation key terms do not cancel (p ~ 2^-128)")
+    }
+}
+
+impl core::fmt::Debug for RevocationBasepointTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("RevocationBasepointTable")
+            .field(self.basepoint())
+            .finish()
+    }
+}
+
+/// [`derive_revocation_public_key`] with a table of the revocation
+/// basepoint: the same point, for anyone (no secret needed), with one
+/// variable-base multiplication (of `per_commitment_point`) instead of two.
+///
+/// Panics only with probability about 2^-128 (see the module docs).
+pub fn derive_revocation_public_key_with_table(
+    revocation_basepoint: &RevocationBasepointTable,
+    per_commitment_point: &PublicKey,
+) -> PublicKey {
+    let point_term = per_commitment_point
+        .mul_tweak(
+            &SECP,
+            &tweak(per_commitment_point, revocation_basepoint.basepoint()),
+        )
+        .expect("hash scalar is not zero (p ~ 2^-256)");
+    revocation_basepoint.revocation_key(per_commitment_point, &point_term)
+}
+
+/// [`derive_revocation_public_key_from_commitment_secret`] with a table of
+/// the peer's revocation basepoint: the revocation key of our own
+/// commitment from one constant-time generator multiplication (the secret's
+/// term) and a table sum, with no variable-base multiplication.
+///
+/// Panics only with probability about 2^-128 (see the module docs).
+pub fn derive_revocation_public_key_from_commitment_secret_with_table(
+    revocation_basepoint: &RevocationBasepointTable,
+    per_commitment_secret: &SecretKey,
+    per_commitment_point: &PublicKey,
+) -> PublicKey {
+    debug_assert_eq!(
+        *per_commitment_point,
+        PublicKey::from_secret_key(&SECP, per_commitment_secret)
+    );
+    let known = per_commitment_secret
+        .mul_tweak(&tweak(
+            per_commitment_point,
+            revocation_basepoint.basepoint(),
+        ))
+        .expect("hash scalar is not zero (p ~ 2^-256)");
+    let point_term = PublicKey::from_secret_key(&SECP, &known);
+    revocation_basepoint.revocation_key(per_commitment_point, &point_term)
 }
 
 /// The `revocationprivkey` of BOLT 3, computable once the counterparty has
@@ -587,6 +670,18 @@ mod tests {
             );
             assert_eq!(
                 derive_revocation_public_key_from_commitment_secret(&basepoint, &secret, &point),
+                expected
+            );
+            // With a table of the basepoint, for either side.
+            let table = RevocationBasepointTable::new(&basepoint);
+            assert_eq!(
+                derive_revocation_public_key_with_table(&table, &point),
+                expected
+            );
+            assert_eq!(
+                derive_revocation_public_key_from_commitment_secret_with_table(
+                    &table, &secret, &point
+                ),
                 expected
             );
             // And it is the public half of the private key BOLT 3 defines.

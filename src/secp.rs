@@ -101,6 +101,113 @@ pub(crate) fn public_point_of(s: &SecretKey) -> PublicKey {
     public_sum(None, &s.secret_bytes()).expect("a valid secret key is nonzero below the order")
 }
 
+/// Bits per digit of a [`PointTable`]'s signed windows.
+const WINDOW_BITS: usize = 6;
+/// Windows of a 256-bit scalar: enough to cover 257 bits, so the carry out
+/// of the top window (at most half its range plus one) never spills over.
+const WINDOWS: usize = 257_usize.div_ceil(WINDOW_BITS);
+/// Entries per window: the digit magnitudes 1 to 32.
+const HALF: usize = 1 << (WINDOW_BITS - 1);
+
+/// `j * 64^i * P` for one fixed point `P`, every window `i` (0 to 42) and
+/// digit magnitude `j` (1 to 32): 1,376 points, 88 KB, built in about
+/// 3.5 ms. With it `k * P`, for a **public** `k`, is one sum of at most 43
+/// entries (a negative digit adds the entry's negation), in one
+/// `ec_pubkey_combine` and no doubling: about 14 µs against 30 µs for
+/// `ec_pubkey_tweak_mul` (`examples/ec_costs`).
+///
+/// A channel's two revocation basepoints are fixed for its life and each
+/// of its revocation keys multiplies one of them by a hash of public
+/// points, so a busy channel keeps a table of each
+/// ([`crate::keys::RevocationBasepointTable`]). Variable time, like the
+/// generator table: **never a secret scalar**.
+#[derive(Clone)]
+pub(crate) struct PointTable {
+    point: PublicKey,
+    entries: Box<[PublicKey]>,
+}
+
+impl PointTable {
+    /// The table of `point`: 1,419 point additions.
+    pub(crate) fn new(point: &PublicKey) -> Self {
+        let mut entries = Vec::with_capacity(WINDOWS * HALF);
+        let mut base = *point;
+        for _ in 0..WINDOWS {
+            let mut entry = base;
+            entries.push(entry);
+            for _ in 1..HALF {
+                // (j + 1) * base from j * base, j < 32: never infinity, as
+                // base is a nonzero multiple of P and j + 1 is far below
+                // the order.
+                entry = entry.combine(&base).expect("j * 64^i * P is not infinity");
+                entries.push(entry);
+            }
+            // 64 * base = 32 * base + 32 * base (combine doubles equal points).
+            base = entry.combine(&entry).expect("64^i * P is not infinity");
+        }
+        PointTable {
+            point: *point,
+            entries: entries.into_boxed_slice(),
+        }
+    }
+
+    /// The point the table multiplies.
+    pub(crate) fn point(&self) -> &PublicKey {
+        &self.point
+    }
+
+    /// `extra + k * P` for a **public** `k`, in variable time. `None` only
+    /// when the sum is the point at infinity.
+    pub(crate) fn add_multiple_to(&self, extra: &PublicKey, k: &Scalar) -> Option<PublicKey> {
+        let bytes = k.to_be_bytes();
+        // k as little-endian 64-bit limbs.
+        let limb = |i: usize| {
+            let at = 32 - 8 * (i + 1);
+            u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let limbs = [limb(0), limb(1), limb(2), limb(3)];
+        // WINDOW_BITS bits of k from bit `low` up (zero above bit 255).
+        let window = |low: usize| -> usize {
+            let (i, shift) = (low / 64, low % 64);
+            let mut v = limbs[i] >> shift;
+            if shift + WINDOW_BITS > 64 && i + 1 < 4 {
+                v |= limbs[i + 1] << (64 - shift);
+            }
+            (v & ((1 << WINDOW_BITS) - 1)) as usize
+        };
+        // Signed digits in -31..=32: a window's value plus the carry is
+        // 0..=64; above 32 it is taken as value - 64 and carries one.
+        let mut negated = [*extra; WINDOWS];
+        let mut terms = [extra; WINDOWS + 1];
+        let mut negative = [None; WINDOWS + 1];
+        let mut n = 1;
+        let mut carry = 0;
+        let windows = negated.iter_mut().zip(self.entries.chunks_exact(HALF));
+        for (w, (slot, entries)) in windows.enumerate() {
+            let value = window(w * WINDOW_BITS) + carry;
+            carry = usize::from(value > HALF);
+            let magnitude = if carry == 1 { 2 * HALF - value } else { value };
+            if magnitude != 0 {
+                let entry = &entries[magnitude - 1];
+                if carry == 1 {
+                    *slot = entry.negate(&SECP);
+                    negative[n] = Some(w);
+                } else {
+                    terms[n] = entry;
+                }
+                n += 1;
+            }
+        }
+        debug_assert_eq!(carry, 0, "k < 2^256 leaves no carry out of 257 bits");
+        for (term, w) in terms.iter_mut().zip(negative) {
+            if let Some(w) = w {
+                *term = &negated[w];
+            }
+        }
+        PublicKey::combine_keys(&terms[..n]).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,10 +284,90 @@ mod tests {
         assert!(base.add_exp_tweak(&SECP, &k).is_err());
     }
 
+    /// `extra + k * P` from the table against libsecp256k1's
+    /// `tweak_mul` and `combine`, for one scalar.
+    fn check_table(table: &PointTable, extra: &PublicKey, bytes: [u8; 32]) {
+        let Ok(k) = Scalar::from_be_bytes(bytes) else {
+            return;
+        };
+        let expected = match table.point().mul_tweak(&SECP, &k) {
+            Ok(product) => extra.combine(&product).ok(),
+            // Only k = 0 fails: the product is the point at infinity.
+            Err(_) => Some(*extra),
+        };
+        assert_eq!(table.add_multiple_to(extra, &k), expected, "{bytes:02x?}");
+    }
+
+    /// The 256-bit big-endian scalar `sum(window[w] * 64^w)`, cut to 256
+    /// bits.
+    fn from_windows(windows: &[u64; WINDOWS]) -> [u8; 32] {
+        let mut limbs = [0u64; 5];
+        for (w, &v) in windows.iter().enumerate() {
+            let (i, shift) = (w * WINDOW_BITS / 64, w * WINDOW_BITS % 64);
+            limbs[i] |= v << shift;
+            if shift + WINDOW_BITS > 64 {
+                limbs[i + 1] |= v >> (64 - shift);
+            }
+        }
+        let mut bytes = [0; 32];
+        for i in 0..4 {
+            bytes[24 - 8 * i..32 - 8 * i].copy_from_slice(&limbs[i].to_be_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn every_point_table_window_and_digit_matches_libsecp256k1() {
+        // One window set to each value 1..=63: digits 1..=32 read one
+        // entry, 33..=63 an entry's negation and a carry into the next
+        // window (in the top window too, whose bits past 255 are cut).
+        let table = PointTable::new(&point(11));
+        let extra = point(12);
+        for w in 0..WINDOWS {
+            for v in 1..(1 << WINDOW_BITS) {
+                let mut windows = [0; WINDOWS];
+                windows[w] = v;
+                check_table(&table, &extra, from_windows(&windows));
+            }
+        }
+        // Carry chains: every window at the boundary, just above it, full.
+        for v in [HALF as u64, HALF as u64 + 1, (1 << WINDOW_BITS) - 1] {
+            check_table(&table, &extra, from_windows(&[v; WINDOWS]));
+        }
+    }
+
+    #[test]
+    fn point_table_edge_scalars_match_libsecp256k1() {
+        let table = PointTable::new(&point(13));
+        let extra = point(14);
+        let mut one = [0; 32];
+        one[31] = 1;
+        for bytes in [
+            [0; 32],
+            one,
+            ORDER_MINUS_ONE,
+            [0x55; 32],
+            [0xaa; 32],
+            [0x7f; 32],
+        ] {
+            check_table(&table, &extra, bytes);
+        }
+        // extra = (n - 1) * P: extra + 1 * P is the point at infinity.
+        let minus_p = table.point().negate(&SECP);
+        let one = Scalar::from_be_bytes(one).unwrap();
+        assert_eq!(table.add_multiple_to(&minus_p, &one), None);
+    }
+
     proptest! {
         #[test]
         fn random_scalars_match_libsecp256k1(bytes in any::<[u8; 32]>(), seed in any::<u8>()) {
             check(bytes, &point(seed));
+        }
+
+        #[test]
+        fn random_point_table_sums_match_libsecp256k1(bytes in any::<[u8; 32]>(), seed in 1..u8::MAX) {
+            let table = PointTable::new(&point(seed));
+            check_table(&table, &point(seed.wrapping_add(1)), bytes);
         }
     }
 }

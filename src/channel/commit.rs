@@ -14,8 +14,9 @@ use super::{Channel, Effects, IncomingHtlc, OutboundResolved, Outcome, Phase};
 use crate::error::StoreError;
 use crate::keys::{
     derive_private_key_from, derive_revocation_public_key_from_base_secret,
-    derive_revocation_public_key_from_commitment_secret, revealed_secret_point,
-    INITIAL_COMMITMENT_INDEX,
+    derive_revocation_public_key_from_commitment_secret,
+    derive_revocation_public_key_from_commitment_secret_with_table,
+    derive_revocation_public_key_with_table, revealed_secret_point, INITIAL_COMMITMENT_INDEX,
 };
 use crate::message::{CommitmentSigned, RevokeAndAck};
 use crate::onion::Failure;
@@ -142,22 +143,29 @@ impl Channel {
         let any_htlc_output = htlcs
             .iter()
             .any(|h| !is_trimmed(h, feerate_per_kw, dust_limit_for_trim, false));
-        // We know one secret of each revocation key: our per-commitment
-        // secret in our commitment, our revocation base secret in the
-        // peer's. Either turns one of its two variable-base multiplications
-        // into a generator multiplication.
-        let revocation_key = if local {
-            derive_revocation_public_key_from_commitment_secret(
+        // With the channel's basepoint tables (`tables.rs`) the term of
+        // the countersignatory's revocation basepoint is a table sum.
+        // Without them, we know one secret of each revocation key: our
+        // per-commitment secret in our commitment, our revocation base
+        // secret in the peer's. Either turns one of its two variable-base
+        // multiplications into a generator multiplication.
+        let revocation_key = match (local, self.tables.get()) {
+            (true, Some(tables)) => derive_revocation_public_key_from_commitment_secret_with_table(
+                &tables.theirs,
+                &self.signer.commitment_secret_key(number),
+                point,
+            ),
+            (false, Some(tables)) => derive_revocation_public_key_with_table(&tables.ours, point),
+            (true, None) => derive_revocation_public_key_from_commitment_secret(
                 &their_keys.revocation_basepoint,
                 &self.signer.commitment_secret_key(number),
                 point,
-            )
-        } else {
-            derive_revocation_public_key_from_base_secret(
+            ),
+            (false, None) => derive_revocation_public_key_from_base_secret(
                 &self.signer.revocation_base_key,
                 &our_keys.revocation_basepoint,
                 point,
-            )
+            ),
         };
         let keys = TxCreationKeys::derive_with_revocation_key(
             point,
@@ -344,6 +352,7 @@ impl Channel {
             HtlcState::on_send_commit,
         )?;
         let (signature, htlc_signatures) = self.sign_remote(&built)?;
+        self.tables.count_commitment();
         self.apply(HtlcState::on_send_commit, &mut Effects::default());
         self.their_prev_point = self.their_current_point;
         self.their_current_point = Some(point);
@@ -373,6 +382,8 @@ impl Channel {
         let point = self.signer.point(number);
         let built = self.build_commitment(true, number, &point, HtlcState::on_recv_commit)?;
         self.verify_local(&built, &msg.signature, &msg.htlc_signatures)?;
+        // Counted once verified: a peer cannot earn tables with bad ones.
+        self.tables.count_commitment();
         self.set_holder_signatures(msg.signature, msg.htlc_signatures.clone());
         self.apply(HtlcState::on_recv_commit, effects);
         self.local_commitment_number = number;

@@ -26,6 +26,7 @@ mod open;
 mod reestablish;
 pub(crate) mod signer;
 mod stats;
+pub(crate) mod tables;
 mod update;
 
 use std::sync::Arc;
@@ -317,9 +318,24 @@ pub(crate) struct Channel {
     pub(crate) counterparty_policy: Option<ForwardingPolicy>,
     /// Read by `list_channels` without the peer lock.
     pub(crate) snapshot: Arc<ArcSwap<ChannelDetails>>,
+    /// Revocation basepoint tables, once the channel is busy (`tables.rs`).
+    /// Memory only.
+    pub(crate) tables: tables::TableSlot,
 }
 
 impl Channel {
+    /// Gives the channel its revocation basepoint tables if it has earned
+    /// them and `budget` has room (`tables.rs`); a funded channel only.
+    pub(crate) fn maybe_build_tables(&mut self, budget: &Arc<tables::TableBudget>) {
+        if let Some(theirs) = self.their_keys {
+            self.tables.maybe_build(
+                budget,
+                &self.signer.pubkeys.revocation_basepoint,
+                &theirs.revocation_basepoint,
+            );
+        }
+    }
+
     /// Error for an action that the current phase does not allow.
     pub(crate) fn wrong_state(&self, action: &'static str) -> StoreError {
         StoreError::WrongState {

@@ -260,6 +260,7 @@ impl Channel {
             funding_height: 0,
             closure: None,
             disk: Default::default(),
+            tables: Default::default(),
             verify_signatures: config.verify_signatures,
             snapshot: Arc::new(ArcSwap::from_pointee(
                 crate::event::ChannelDetails::placeholder(temporary_channel_id, counterparty),

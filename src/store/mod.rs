@@ -87,6 +87,7 @@ pub use read::ResourceCounts;
 pub use sharded::Sharded;
 
 use crate::channel::signer::ChannelSigner;
+use crate::channel::tables::TableBudget;
 use crate::channel::Channel;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
@@ -161,6 +162,9 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// counter checked and changed with one atomic operation, publishing
     /// nothing else.
     pub(crate) inbound_unfunded: AtomicUsize,
+    /// Channels that may hold revocation basepoint tables
+    /// (`StoreConfig::max_revocation_tables`, `channel/tables.rs`).
+    pub(crate) revocation_tables: Arc<TableBudget>,
     /// Set once a write to the persister failed: memory may be ahead of
     /// disk, so the store refuses all further work. Relaxed: it only needs
     /// to become visible eventually; the failing call itself returns the error.
@@ -186,6 +190,7 @@ impl<C: Container> ChannelStore<C> {
         best_height: u32,
     ) -> Result<Self, StoreError> {
         config.validate()?;
+        let revocation_tables = TableBudget::new(config.max_revocation_tables);
         Ok(ChannelStore {
             container: C::new(),
             node_id: PublicKey::from_secret_key(&SECP, &node_secret),
@@ -201,6 +206,7 @@ impl<C: Container> ChannelStore<C> {
             persister: None,
             seq: Sequences::default(),
             inbound_unfunded: AtomicUsize::new(0),
+            revocation_tables,
             failed: AtomicBool::new(false),
         })
     }
@@ -254,6 +260,7 @@ impl<C: Container> ChannelStore<C> {
             inbound_key: &self.inbound_key,
             queued_forwards: &self.queued_forwards,
             inbound_unfunded: &self.inbound_unfunded,
+            revocation_tables: &self.revocation_tables,
             durable: self.persister.is_some(),
         }
     }

@@ -139,6 +139,9 @@ pub struct ResourceCounts {
     pub claimable_payments: usize,
     /// Events waiting for the user.
     pub pending_events: usize,
+    /// Channels holding revocation basepoint tables
+    /// (`StoreConfig::max_revocation_tables`).
+    pub revocation_tables: usize,
 }
 
 impl<C: Container> ChannelStore<C> {
@@ -150,6 +153,7 @@ impl<C: Container> ChannelStore<C> {
             ready_outboxes: self.container.ready_outboxes(),
             claimable_payments: self.claimables.len(),
             pending_events: self.events.len(),
+            revocation_tables: self.revocation_tables.in_use(),
             ..ResourceCounts::default()
         };
         for peer in self.container.peers() {

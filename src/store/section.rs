@@ -84,6 +84,8 @@ pub(crate) struct Context<'a> {
     pub(crate) queued_forwards: &'a DashMap<NodeId, usize>,
     /// Channels peers opened to us that are not funded yet, store-wide.
     pub(crate) inbound_unfunded: &'a AtomicUsize,
+    /// The store's budget of revocation basepoint tables (`channel/tables.rs`).
+    pub(crate) revocation_tables: &'a std::sync::Arc<crate::channel::tables::TableBudget>,
     /// Whether a persister wants the section's writes.
     pub(crate) durable: bool,
 }
@@ -385,6 +387,9 @@ impl<'a> Section<'a> {
         channel.progress_close(config, &mut effects);
         channel.publish();
         if channel.phase != Phase::Closed {
+            if funded {
+                channel.maybe_build_tables(self.ctx.revocation_tables);
+            }
             if durable && funded {
                 super::durable::channel_writes(channel, &mut self.out.writes);
             }

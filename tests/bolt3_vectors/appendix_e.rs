@@ -4,7 +4,9 @@ use bitcoin::secp256k1::SecretKey;
 use chanstore::keys::{
     derive_private_key, derive_public_key, derive_revocation_private_key,
     derive_revocation_public_key, derive_revocation_public_key_from_base_secret,
-    derive_revocation_public_key_from_commitment_secret, per_commitment_point,
+    derive_revocation_public_key_from_commitment_secret,
+    derive_revocation_public_key_from_commitment_secret_with_table,
+    derive_revocation_public_key_with_table, per_commitment_point, RevocationBasepointTable,
 };
 
 use super::{bytes32, pubkey};
@@ -86,6 +88,28 @@ fn derivation_of_revocation_pubkey_knowing_either_secret() {
         ),
         expected,
         "revocation pubkey from basepoint and per_commitment_secret"
+    );
+}
+
+/// The same vector with a table of the basepoint (what a busy channel
+/// keeps): without any secret, and with the per-commitment secret.
+#[test]
+fn derivation_of_revocation_pubkey_with_a_basepoint_table() {
+    let expected = pubkey("0x02916e326636d19c33f13e8c0c3a03dd157f332f3e99c317c141dd865eb01f8ff0");
+    let table = RevocationBasepointTable::new(&pubkey(BASE_POINT));
+    assert_eq!(
+        derive_revocation_public_key_with_table(&table, &pubkey(PER_COMMITMENT_POINT)),
+        expected,
+        "revocation pubkey from a basepoint table and per_commitment_point"
+    );
+    assert_eq!(
+        derive_revocation_public_key_from_commitment_secret_with_table(
+            &table,
+            &secret_key(PER_COMMITMENT_SECRET),
+            &pubkey(PER_COMMITMENT_POINT)
+        ),
+        expected,
+        "revocation pubkey from a basepoint table and per_commitment_secret"
     );
 }
 

@@ -601,6 +601,7 @@ pub(crate) fn decode_channel_record(
         funding_height,
         closure: None,
         disk: Default::default(),
+        tables: Default::default(),
         verify_signatures: flag(FLAG_VERIFY_SIGNATURES),
         counterparty_policy,
         snapshot: Arc::new(ArcSwap::from_pointee(ChannelDetails::placeholder(
