@@ -37,7 +37,10 @@ pub struct StoreConfig {
     pub channel_reserve_proportional_millionths: u32,
     /// Largest reserve a peer may ask us to keep, in millionths of the channel.
     pub max_channel_reserve_proportional_millionths: u32,
-    /// Our dust limit: outputs below it are left out of our commitment transactions.
+    /// Our dust limit: outputs below it are left out of our commitment
+    /// transactions. 354 to 546 sat: BOLT 2's floor, and the most a peer's
+    /// may be (above it a peer could trim our balance away; ours is held to
+    /// the same bound).
     pub dust_limit_sat: u64,
     /// Smallest HTLC we accept, in millisatoshi.
     pub htlc_minimum_msat: u64,
@@ -180,6 +183,12 @@ impl StoreConfig {
         }
         if self.dust_limit_sat < 354 {
             return bad("dust_limit_sat", "is below 354 sat (BOLT 2)");
+        }
+        if self.dust_limit_sat > 546 {
+            return bad(
+                "dust_limit_sat",
+                "is above 546 sat, which peers (LDK among them) refuse",
+            );
         }
         if self.min_funding_sat <= self.dust_limit_sat {
             return bad("min_funding_sat", "must be above dust_limit_sat");

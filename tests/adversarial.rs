@@ -23,7 +23,7 @@ mod world;
 use actions::{apply, Action, Forged, HonestRoute, OutpointPick, PayTo, Sender, Target, Who};
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
-use chanstore::message::OpenChannel;
+use chanstore::message::{AcceptChannel, OpenChannel};
 use chanstore::{
     ChannelId, ChannelStore, Event, Message, PaymentPreimage, Route, RouteHop, StoreConfig,
     StoreError,
@@ -525,6 +525,88 @@ fn open_channel_with_dust_limit_above_its_reserve_is_refused() {
         );
         assert_unchanged(&[&b], &frozen);
     }
+}
+
+/// A peer's dust limit trims our outputs as well as its own (our
+/// `to_remote` in its commitment; in a cooperative close, any output of
+/// ours not above it), so one of 100,000 sat in a channel of 1,000,000 (its
+/// reserve allowed it) sent a balance of ours of 90,000 sat to miners at
+/// the close. Above 546 sat (LDK's `MAX_CHAN_DUST_LIMIT_SATOSHIS`) it is
+/// refused, in `open_channel` and in `accept_channel`, and nothing changes.
+#[test]
+fn a_peer_dust_limit_above_546_is_refused_in_open_and_accept() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    a.create_channel(b.node_id(), 1_000_000, 0).unwrap();
+    let Some((_, Message::OpenChannel(open))) = take_msgs(&a).pop() else {
+        panic!("expected open_channel")
+    };
+    let id = open.temporary_channel_id;
+    for (dust, reserve) in [(547, 10_000), (100_000, 100_000)] {
+        let msg = Message::OpenChannel(OpenChannel {
+            dust_limit_satoshis: dust,
+            channel_reserve_satoshis: reserve,
+            ..open.clone()
+        });
+        let (frozen, _) = freeze(&[&b]);
+        assert_eq!(
+            b.handle_message(&a.node_id(), msg),
+            Err(StoreError::UnacceptableParameter {
+                channel_id: id,
+                parameter: "dust_limit_satoshis",
+                value: dust,
+                limit: 546
+            })
+        );
+        assert_unchanged(&[&b], &frozen);
+    }
+    // 546 itself is fine.
+    b.handle_message(
+        &a.node_id(),
+        Message::OpenChannel(OpenChannel {
+            dust_limit_satoshis: 546,
+            ..open.clone()
+        }),
+    )
+    .unwrap();
+    let Some((_, Message::AcceptChannel(accept))) = take_msgs(&b).pop() else {
+        panic!("expected accept_channel")
+    };
+    // Our reserve of the peer is 10,000 sat here: 547 passes that check
+    // and fails the bound.
+    let (frozen, _) = freeze(&[&a]);
+    assert_eq!(
+        a.handle_message(
+            &b.node_id(),
+            Message::AcceptChannel(AcceptChannel {
+                dust_limit_satoshis: 547,
+                ..accept.clone()
+            })
+        ),
+        Err(StoreError::UnacceptableParameter {
+            channel_id: id,
+            parameter: "dust_limit_satoshis",
+            value: 547,
+            limit: 546
+        })
+    );
+    assert_unchanged(&[&a], &frozen);
+    a.handle_message(&b.node_id(), Message::AcceptChannel(accept))
+        .unwrap();
+}
+
+/// Our own dust limit is held to the same bound: a peer would refuse it.
+#[test]
+fn a_dust_limit_above_546_is_not_a_valid_config() {
+    let config = |dust_limit_sat| StoreConfig {
+        dust_limit_sat,
+        ..StoreConfig::default()
+    };
+    assert!(config(546).validate().is_ok());
+    assert!(matches!(
+        config(547).validate(),
+        Err(StoreError::InvalidConfig { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------

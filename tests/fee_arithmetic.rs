@@ -219,8 +219,8 @@ fn the_funder_waits_for_the_fundee_minimum_depth() {
     assert!(a.channel_details(&id).unwrap().is_usable);
 }
 
-/// A funder peer that announces a high dust limit (allowed up to our
-/// reserve) sends HTLCs that are dust in its own commitment but outputs of
+/// A funder peer that announces a higher dust limit than ours (546 sat,
+/// the most we allow, against our 354) sends HTLCs that are dust in its own commitment but outputs of
 /// ours: free for it, 172 weight units each in ours. Each add must still
 /// leave it the fee of *our* next commitment, the one we would broadcast,
 /// or that commitment pays below its feerate and never confirms (no anchor,
@@ -231,7 +231,7 @@ fn a_funder_peer_cannot_underfund_our_commitment_with_its_dust() {
     let a = node_with(
         1,
         StoreConfig {
-            dust_limit_sat: 5_000,
+            dust_limit_sat: 546,
             ..StoreConfig::default()
         },
     );
@@ -245,7 +245,7 @@ fn a_funder_peer_cannot_underfund_our_commitment_with_its_dust() {
     connect_all(&[&a, &b]);
     // A, the funder, keeps 300,000 sat.
     let (id, _) = open_channel(&a, &b, 1_000_000, 700_000_000);
-    // 600 sat: dust in A's commitment (below 5,000 + 167), an output of
+    // 600 sat: dust in A's commitment (below 546 + 167), an output of
     // B's (above 354 + 177).
     let mut taken = 0u16;
     let mut refused = None;

@@ -48,6 +48,14 @@ macro_rules! announced {
 
 /// BOLT 2's lowest allowed dust limit.
 const MIN_DUST_LIMIT_SAT: u64 = 354;
+/// The highest dust limit we accept from a peer (LDK:
+/// `MAX_CHAN_DUST_LIMIT_SATOSHIS`): 546 sat, the relay dust of the costliest
+/// standard output (P2PKH, BOLT 3 "Dust Limits"). A peer's dust limit trims
+/// *our* outputs too (our `to_remote` in its commitment; in a cooperative
+/// close, any output of ours below it), so a larger one would let it burn
+/// our balance: a peer with a dust limit of 100,000 sat sends to miners
+/// every balance of ours below that when the channel closes.
+pub(crate) const MAX_DUST_LIMIT_SAT: u64 = 546;
 /// Most confirmations we agree to wait for.
 const MAX_MINIMUM_DEPTH: u32 = 2016;
 
@@ -113,6 +121,13 @@ fn check_side_params(
         "dust_limit_satoshis",
         theirs.dust_limit_sat,
         our_reserve_sat,
+    )?;
+    require(
+        theirs.dust_limit_sat <= MAX_DUST_LIMIT_SAT,
+        id,
+        "dust_limit_satoshis",
+        theirs.dust_limit_sat,
+        MAX_DUST_LIMIT_SAT,
     )?;
     require(
         theirs.channel_reserve_sat <= max_reserve,
