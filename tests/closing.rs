@@ -323,3 +323,65 @@ fn a_segwit_v1_shutdown_script_needs_option_shutdown_anysegwit() {
         }
     }
 }
+
+/// A closing transaction with an output below its script's relay dust
+/// (BOLT 3 "Dust Limits": 546 sat for P2PKH) is non-standard and never
+/// relays. A peer with a P2PKH shutdown script and 400 sat (above both dust
+/// limits, 354) used to get our signature on one, and once it signed it
+/// back the channel counted as closed cooperatively with nothing to fall
+/// back on: our balance stuck. Now the negotiation fails at once and our
+/// commitment goes out, which pays the peer's 400 sat to its P2WPKH
+/// `to_remote` (relay dust 294).
+#[test]
+fn a_closing_transaction_that_would_not_relay_is_never_signed() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 100_000, 400_000);
+    a.close_channel(&id).unwrap();
+    deliver_one_way(&a, &b);
+    let p2pkh = bitcoin::ScriptBuf::from_bytes(
+        [&[0x76, 0xa9, 0x14][..], &[7; 20], &[0x88, 0xac]].concat(),
+    );
+    for (_, mut m) in b.get_and_clear_pending_msg_events() {
+        if let Message::Shutdown(s) = &mut m {
+            s.scriptpubkey = p2pkh.clone();
+        }
+        a.handle_message(&b.node_id(), m).unwrap();
+    }
+    let sent = a.get_and_clear_pending_msg_events();
+    assert!(
+        !sent
+            .iter()
+            .any(|(_, m)| matches!(m, Message::ClosingSigned(_))),
+        "A signed a closing transaction paying 400 sat to P2PKH: {sent:?}"
+    );
+    let evs = events(&a);
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            Event::ChannelClosed {
+                reason: ClosureReason::ClosingNegotiationFailed { .. },
+                ..
+            }
+        )),
+        "{evs:?}"
+    );
+    let commitment = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::BroadcastTransaction { transaction, .. } => Some(transaction),
+            _ => None,
+        })
+        .expect("A broadcasts its commitment");
+    assert!(commitment
+        .output
+        .iter()
+        .any(|o| o.value.to_sat() == 400 && o.script_pubkey.is_p2wpkh()));
+}
+
+/// Every message `from` has, to `to`.
+fn deliver_one_way(from: &ChannelStore, to: &ChannelStore) {
+    for (_, m) in from.get_and_clear_pending_msg_events() {
+        to.handle_message(&from.node_id(), m).unwrap();
+    }
+}

@@ -100,6 +100,16 @@ fn script_dust_limit(script: &Script) -> u64 {
     }
 }
 
+/// Whether every output of `tx` is at least the relay dust of its script
+/// (BOLT 3 "Dust Limits"). One below it (a P2PKH output of 400 sat, above
+/// both dust limits of 354) makes the whole transaction non-standard: it
+/// never relays, and a channel closed with it would be stuck.
+fn outputs_relay(tx: &Transaction) -> bool {
+    tx.output
+        .iter()
+        .all(|o| o.value.to_sat() >= script_dust_limit(&o.script_pubkey))
+}
+
 impl Channel {
     /// The real weight of our closing transaction: both shutdown scripts.
     pub(super) fn closing_weight(&self) -> u64 {
@@ -161,10 +171,12 @@ impl Channel {
     }
 
     /// Proposes `fee_sat` over our transaction; one with no output left
-    /// (both trimmed) never relays, so the negotiation fails instead.
+    /// (both trimmed) or with an output below its script's relay dust never
+    /// relays, so the negotiation fails instead (and our commitment goes
+    /// out).
     fn offer(&mut self, fee_sat: u64, range: ClosingFeeRange, effects: &mut Effects) {
         let tx = self.our_closing_tx(fee_sat);
-        if tx.output.is_empty() {
+        if tx.output.is_empty() || !outputs_relay(&tx) {
             return self.cannot_close(fee_sat, effects);
         }
         self.send_closing_signed(fee_sat, &tx, range, effects);
@@ -281,9 +293,7 @@ impl Channel {
     /// Whether every output of `tx` relays (BOLT 3 "Dust Limits") and it
     /// pays us what ours would.
     fn relays(&self, tx: &Transaction, fee_sat: u64) -> bool {
-        tx.output
-            .iter()
-            .all(|o| o.value.to_sat() >= script_dust_limit(&o.script_pubkey))
+        outputs_relay(tx)
             && self.pays_us(tx, fee_sat) == self.pays_us(&self.our_closing_tx(fee_sat), fee_sat)
     }
 
@@ -463,8 +473,11 @@ impl Channel {
     }
 
     /// Both sides signed `tx` at `fee`: the channel is closed cooperatively
-    /// with it (unless it has no output: then the negotiation fails). With `reply`, our `closing_signed` with the same fee goes
-    /// back first, signed over the same transaction (the one the peer signed).
+    /// with it, unless it would not relay (no output, or one below its
+    /// script's relay dust): then the negotiation fails and our commitment
+    /// goes out, as the closed record keeps no commitment to fall back on.
+    /// With `reply`, our `closing_signed` with the same fee goes back first,
+    /// signed over the same transaction (the one the peer signed).
     fn finish_closing(
         &mut self,
         mut tx: Transaction,
@@ -473,7 +486,7 @@ impl Channel {
         fee: u64,
         effects: &mut Effects,
     ) {
-        if tx.output.is_empty() {
+        if tx.output.is_empty() || !outputs_relay(&tx) {
             return self.cannot_close(fee, effects);
         }
         let our_sig = match reply {
