@@ -19,6 +19,8 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::{OutPoint, ScriptBuf, Transaction};
 
 use crate::event::ClosureReason;
+use crate::keys::CounterpartyCommitmentSecrets;
+use crate::transactions::ChannelPublicKeys;
 use crate::types::{ChannelId, PaymentHash, PaymentPreimage};
 
 /// Which side of a channel offered an HTLC.
@@ -157,4 +159,42 @@ pub struct ClosedChannelDetails {
     pub htlcs: Vec<OnChainHtlc>,
     /// Whether the user reported the outputs swept.
     pub outputs_swept: bool,
+    /// The channel's key derivation input: with the node secret it gives
+    /// our basepoints and keys (`ChannelStore::closed_channel_holder_keys`,
+    /// `closed_channel_htlc_key`, `closed_channel_revocation_key`).
+    pub keys_id: [u8; 32],
+    /// The peer's basepoints (`None` if it never sent them).
+    pub counterparty_keys: Option<ChannelPublicKeys>,
+    /// The peer's commitments that may confirm without having been revoked,
+    /// newest first: its latest and, while its revocation was awaited, the
+    /// one before. If the peer broadcasts one, its keys are
+    /// `TxCreationKeys::derive(per_commitment_point, counterparty_keys,
+    /// holder keys)`: they give its HTLC output scripts
+    /// (`offered_htlc_script`, `received_htlc_script`, from the peer's side)
+    /// and, with `closed_channel_htlc_key`, our key for claiming or timing
+    /// out each. Empty in a record written by a version that did not keep
+    /// them.
+    pub counterparty_commitments: Vec<CounterpartyCommitment>,
+    /// The per-commitment secrets the peer revealed: a commitment of the
+    /// peer's with number `n` below those in `counterparty_commitments` is
+    /// revoked, and `get_secret(INITIAL_COMMITMENT_INDEX - n)` with
+    /// `closed_channel_revocation_key` gives the key that takes every one
+    /// of its outputs.
+    pub counterparty_secrets: CounterpartyCommitmentSecrets,
+    /// The `to_self_delay` of our own `to_local` (what the peer asked for);
+    /// `None` in a record written before it was kept.
+    pub holder_to_self_delay: Option<u16>,
+    /// The `to_self_delay` of the peer's `to_local` (what we asked for):
+    /// the window in which a revoked commitment can be punished; `None` in
+    /// a record written before it was kept.
+    pub counterparty_to_self_delay: Option<u16>,
+}
+
+/// One commitment of the peer's that may still confirm unrevoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterpartyCommitment {
+    /// Its commitment number (0 for the first).
+    pub commitment_number: u64,
+    /// The peer's per-commitment point for it.
+    pub per_commitment_point: PublicKey,
 }

@@ -339,9 +339,8 @@ fn a_closing_transaction_that_would_not_relay_is_never_signed() {
     let (id, _) = open_channel(&a, &b, 100_000, 400_000);
     a.close_channel(&id).unwrap();
     deliver_one_way(&a, &b);
-    let p2pkh = bitcoin::ScriptBuf::from_bytes(
-        [&[0x76, 0xa9, 0x14][..], &[7; 20], &[0x88, 0xac]].concat(),
-    );
+    let p2pkh =
+        bitcoin::ScriptBuf::from_bytes([&[0x76, 0xa9, 0x14][..], &[7; 20], &[0x88, 0xac]].concat());
     for (_, mut m) in b.get_and_clear_pending_msg_events() {
         if let Message::Shutdown(s) = &mut m {
             s.scriptpubkey = p2pkh.clone();

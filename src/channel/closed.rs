@@ -21,8 +21,8 @@ use crate::event::{ClosureReason, Event};
 use crate::forward::Resolution;
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::onchain::{
-    ClosedChannelDetails, HtlcDirection, OnChainAction, OnChainHtlc, SpendableOutput,
-    SpendableOutputKind,
+    ClosedChannelDetails, CounterpartyCommitment, HtlcDirection, OnChainAction, OnChainHtlc,
+    SpendableOutput, SpendableOutputKind,
 };
 use crate::onion::{Failure, FailureCode};
 use crate::transactions::{
@@ -71,6 +71,16 @@ pub(crate) struct ClosedChannel {
     /// revoked commitment of the peer's needs.
     pub(crate) their_keys: Option<ChannelPublicKeys>,
     pub(crate) their_secrets: CounterpartyCommitmentSecrets,
+    /// The peer's per-commitment points of its commitments that may still
+    /// confirm unrevoked: its latest, and the one before while its
+    /// revocation was awaited. Every HTLC output of those commitments (its
+    /// script, our key for it) is derived from that point, which the chain
+    /// does not show. Empty in records written before it was kept.
+    pub(crate) their_points: Vec<CounterpartyCommitment>,
+    /// The `to_self_delay` of our `to_local` (the peer's demand) and of the
+    /// peer's (ours): in the two `to_local` scripts and the second-stage
+    /// HTLC outputs. `None` in records written before they were kept.
+    pub(crate) to_self_delays: Option<(u16, u16)>,
 }
 
 /// What closing a channel produces besides the `ChannelClosed` event.
@@ -100,6 +110,12 @@ impl ClosedChannel {
             outputs: self.outputs.clone(),
             htlcs: self.htlcs.iter().map(|h| h.info.clone()).collect(),
             outputs_swept: self.outputs_swept,
+            keys_id: self.keys_id,
+            counterparty_keys: self.their_keys,
+            counterparty_commitments: self.their_points.clone(),
+            counterparty_secrets: self.their_secrets.clone(),
+            holder_to_self_delay: self.to_self_delays.map(|d| d.0),
+            counterparty_to_self_delay: self.to_self_delays.map(|d| d.1),
         }
     }
 
@@ -324,8 +340,32 @@ impl Channel {
             htlcs,
             their_keys: self.their_keys,
             their_secrets: self.their_secrets.clone(),
+            their_points: self.unrevoked_points(),
+            to_self_delays: Some((self.theirs.to_self_delay, self.ours.to_self_delay)),
         });
         closing
+    }
+}
+
+impl Channel {
+    /// The peer's commitments that may confirm unrevoked, newest first.
+    fn unrevoked_points(&self) -> Vec<CounterpartyCommitment> {
+        let n = self.remote_commitment_number;
+        let latest = self.their_current_point.map(|point| (n, point));
+        let previous = self
+            .their_prev_point
+            .filter(|_| self.awaiting_revoke && n > 0)
+            .map(|point| (n - 1, point));
+        latest
+            .into_iter()
+            .chain(previous)
+            .map(
+                |(commitment_number, per_commitment_point)| CounterpartyCommitment {
+                    commitment_number,
+                    per_commitment_point,
+                },
+            )
+            .collect()
     }
 }
 

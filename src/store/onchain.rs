@@ -3,7 +3,7 @@
 //! the reports that settle them ([`ChannelStore::htlc_resolved_on_chain`],
 //! [`ChannelStore::spendable_outputs_swept`]). See [`crate::onchain`].
 
-use bitcoin::secp256k1::SecretKey;
+use bitcoin::secp256k1::{PublicKey, SecretKey};
 
 use super::claimables::remove_part;
 use super::{ChannelStore, Container};
@@ -11,11 +11,12 @@ use crate::channel::closed::HtlcRoute;
 use crate::channel::signer::ChannelSigner;
 use crate::channel::{OutboundResolved, Outcome};
 use crate::error::StoreError;
-use crate::keys::derive_private_key;
+use crate::keys::{derive_private_key, derive_revocation_private_key};
 use crate::onchain::{
     ClosedChannelDetails, HtlcDirection, OnChainOutcome, SpendableOutput, SpendableOutputKind,
 };
 use crate::onion::{Failure, FailureCode};
+use crate::transactions::ChannelPublicKeys;
 use crate::types::ChannelId;
 
 impl<C: Container> ChannelStore<C> {
@@ -141,5 +142,49 @@ impl<C: Container> ChannelStore<C> {
                 per_commitment_point,
             ),
         }
+    }
+
+    /// Our basepoints in the closed channel `details` (derived from the
+    /// node secret and its `keys_id`): the countersignatory's keys when the
+    /// peer broadcast its commitment, the broadcaster's for ours
+    /// (`TxCreationKeys::derive`).
+    pub fn closed_channel_holder_keys(&self, details: &ClosedChannelDetails) -> ChannelPublicKeys {
+        ChannelSigner::derive(&self.node_secret, details.keys_id).pubkeys
+    }
+
+    /// Our HTLC private key in the commitment (either side's) with
+    /// `per_commitment_point`: it signs our claim of an HTLC output with
+    /// the preimage, or its timeout (BOLT 3 `local_htlcpubkey` /
+    /// `remote_htlcpubkey`, whichever is ours).
+    pub fn closed_channel_htlc_key(
+        &self,
+        details: &ClosedChannelDetails,
+        per_commitment_point: &PublicKey,
+    ) -> SecretKey {
+        let signer = ChannelSigner::derive(&self.node_secret, details.keys_id);
+        derive_private_key(&signer.htlc_base_key, per_commitment_point)
+    }
+
+    /// The revocation private key of the peer's commitment whose
+    /// per-commitment secret it revealed (`details.counterparty_secrets`):
+    /// it spends every output of that revoked commitment, `to_local` and
+    /// HTLCs alike, at once (BOLT 3 `revocationprivkey`). Fails with
+    /// [`StoreError::InvalidRevocationSecret`] for 32 bytes that are not a
+    /// secret key.
+    pub fn closed_channel_revocation_key(
+        &self,
+        details: &ClosedChannelDetails,
+        per_commitment_secret: &[u8; 32],
+    ) -> Result<SecretKey, StoreError> {
+        let secret = SecretKey::from_slice(per_commitment_secret).map_err(|_| {
+            StoreError::InvalidRevocationSecret {
+                channel_id: details.channel_id,
+            }
+        })?;
+        let signer = ChannelSigner::derive(&self.node_secret, details.keys_id);
+        Ok(derive_revocation_private_key(
+            &signer.revocation_base_key,
+            &secret,
+        ))
     }
 }

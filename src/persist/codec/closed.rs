@@ -2,7 +2,8 @@
 //! 4 funding (outpoint, value), *5 short channel id*, 6 keys id, 8 closure
 //! reason, *9 transaction to broadcast*, 10 outputs that pay us, 12 HTLCs
 //! still to settle on chain, 14 flags, *15 the peer's basepoints*,
-//! 16 the peer's revealed secrets.
+//! 16 the peer's revealed secrets, *17 the peer's unrevoked commitment
+//! points*, *19 the two `to_self_delay`s*.
 
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, ScriptBuf, Txid};
@@ -16,7 +17,8 @@ use crate::channel::closed::{ClosedHtlc, HtlcRoute};
 use crate::channel::ClosedChannel;
 use crate::error::DecodeError;
 use crate::onchain::{
-    HtlcDirection, OnChainAction, OnChainHtlc, SpendableOutput, SpendableOutputKind,
+    CounterpartyCommitment, HtlcDirection, OnChainAction, OnChainHtlc, SpendableOutput,
+    SpendableOutputKind,
 };
 use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
 use crate::transactions::ChannelPublicKeys;
@@ -35,7 +37,12 @@ mod closed_type {
     pub const FLAGS: u64 = 14;
     pub const THEIR_KEYS: u64 = 15;
     pub const THEIR_SECRETS: u64 = 16;
-    pub const ALL: [u64; 12] = [
+    /// Odd: a reader that predates it may skip it (it adds what the chain
+    /// layer needs; nothing else reads it).
+    pub const THEIR_POINTS: u64 = 17;
+    /// Odd, likewise.
+    pub const TO_SELF_DELAYS: u64 = 19;
+    pub const ALL: [u64; 14] = [
         CHANNEL_ID,
         COUNTERPARTY,
         FUNDING,
@@ -48,6 +55,8 @@ mod closed_type {
         FLAGS,
         THEIR_KEYS,
         THEIR_SECRETS,
+        THEIR_POINTS,
+        TO_SELF_DELAYS,
     ];
 }
 
@@ -307,6 +316,21 @@ pub(crate) fn encode_closed(r: &ClosedChannel) -> Vec<u8> {
         });
     }
     w.with(THEIR_SECRETS, |out| put_secrets(out, &r.their_secrets));
+    if !r.their_points.is_empty() {
+        w.with(THEIR_POINTS, |out| {
+            out.push(r.their_points.len() as u8);
+            for c in &r.their_points {
+                out.extend_from_slice(&c.commitment_number.to_be_bytes());
+                put_pubkey(out, &c.per_commitment_point);
+            }
+        });
+    }
+    if let Some((holder, counterparty)) = r.to_self_delays {
+        w.with(TO_SELF_DELAYS, |out| {
+            out.extend_from_slice(&holder.to_be_bytes());
+            out.extend_from_slice(&counterparty.to_be_bytes());
+        });
+    }
     w.finish()
 }
 
@@ -379,6 +403,37 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
         .transpose()?;
     let mut c = r.cursor(THEIR_SECRETS, "closed.their_secrets")?;
     let their_secrets = get_secrets(&mut c)?;
+    let their_points = match r.optional(THEIR_POINTS) {
+        None => Vec::new(),
+        Some(v) => {
+            let mut c = Cursor::new(v, "closed.their_points");
+            let n = c.u8()?;
+            // At most two: the latest and the one before it.
+            if n == 0 || n > 2 {
+                return Err(DecodeError::InvalidValue {
+                    field: "closed.their_points",
+                });
+            }
+            let mut points = Vec::with_capacity(usize::from(n));
+            for _ in 0..n {
+                points.push(CounterpartyCommitment {
+                    commitment_number: c.u64()?,
+                    per_commitment_point: get_pubkey(&mut c, "closed.their_points")?,
+                });
+            }
+            c.end()?;
+            points
+        }
+    };
+    let to_self_delays = r
+        .optional(TO_SELF_DELAYS)
+        .map(|v| {
+            let mut c = Cursor::new(v, "closed.to_self_delays");
+            let delays = (c.u16()?, c.u16()?);
+            c.end()?;
+            Ok::<_, DecodeError>(delays)
+        })
+        .transpose()?;
     Ok(ClosedChannel {
         channel_id,
         counterparty,
@@ -400,6 +455,8 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
         outputs_swept: flags & FLAG_OUTPUTS_SWEPT != 0,
         their_keys,
         their_secrets,
+        their_points,
+        to_self_delays,
     })
 }
 
@@ -446,8 +503,66 @@ mod tests {
             outputs_swept: false,
             their_keys: None,
             their_secrets: CounterpartyCommitmentSecrets::new(),
+            their_points: Vec::new(),
+            to_self_delays: None,
         };
         let bytes = encode_closed(&record);
         assert_eq!(decode_closed(&bytes), Ok(record));
+    }
+
+    /// The peer's unrevoked points and the two delays (odd records 17 and
+    /// 19) read back; a record without them (as older versions wrote it)
+    /// reads as none; a count of points other than 1 or 2 is an error.
+    #[test]
+    fn unrevoked_points_and_delays_read_back() {
+        let key = |b| {
+            PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[b; 32]).unwrap())
+        };
+        let mut record = ClosedChannel {
+            channel_id: ChannelId([5; 32]),
+            counterparty: key(1),
+            funding_outpoint: OutPoint::null(),
+            funding_sat: 100_000,
+            short_channel_id: None,
+            keys_id: [4; 32],
+            reason: ClosureReason::LocallyForceClosed,
+            transaction: None,
+            outputs: Vec::new(),
+            htlcs: Vec::new(),
+            outputs_swept: false,
+            their_keys: None,
+            their_secrets: CounterpartyCommitmentSecrets::new(),
+            their_points: Vec::new(),
+            to_self_delays: None,
+        };
+        let old = encode_closed(&record);
+        record.their_points = vec![
+            CounterpartyCommitment {
+                commitment_number: 8,
+                per_commitment_point: key(2),
+            },
+            CounterpartyCommitment {
+                commitment_number: 7,
+                per_commitment_point: key(3),
+            },
+        ];
+        record.to_self_delays = Some((144, 2016));
+        let new = encode_closed(&record);
+        assert_eq!(decode_closed(&new), Ok(record.clone()));
+        let without = decode_closed(&old).unwrap();
+        assert!(without.their_points.is_empty() && without.to_self_delays.is_none());
+        // A count of 3 (the TLV value starts with it).
+        let mut w = TlvWriter::new();
+        w.with(closed_type::THEIR_POINTS, |out| {
+            out.push(3);
+            for _ in 0..3 {
+                out.extend_from_slice(&1u64.to_be_bytes());
+                put_pubkey(out, &key(2));
+            }
+        });
+        let extra = w.finish();
+        let mut bad = old.clone();
+        bad.extend_from_slice(&extra);
+        assert!(decode_closed(&bad).is_err());
     }
 }

@@ -1,0 +1,173 @@
+//! What a closed channel's record gives the user's chain layer, through the
+//! public API: enough to find and spend every output of whichever
+//! commitment of the peer's confirms. Built here from the record alone and
+//! checked against the transaction the peer really broadcast.
+
+mod common;
+
+use bitcoin::secp256k1::{PublicKey, Secp256k1};
+use bitcoin::ScriptBuf;
+use chanstore::keys::{
+    derive_revocation_public_key, per_commitment_point, INITIAL_COMMITMENT_INDEX,
+};
+use chanstore::transactions::{offered_htlc_script, to_local_script, TxCreationKeys};
+use chanstore::{Event, OnChainAction, StoreConfig};
+use common::*;
+
+fn p2wsh(script: &ScriptBuf) -> ScriptBuf {
+    ScriptBuf::new_p2wsh(&script.wscript_hash())
+}
+
+/// A pays B 5,000 sat (an HTLC output on both commitments); B claims it but
+/// its fulfill never reaches A, and A broadcasts its latest commitment. The
+/// HTLC output there is B's to claim with the preimage, and only B's record
+/// can say what its script and B's key are: both come from A's
+/// per-commitment point, which the chain does not show. The record used to
+/// drop that point at the close (found by review), so the preimage B holds
+/// could claim nothing, and A took the HTLC back after its expiry.
+#[test]
+fn the_record_rebuilds_the_peers_commitment_and_our_key_for_its_htlc() {
+    let b_config = StoreConfig {
+        to_self_delay: 200,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node(1), node_with(2, b_config));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let p = preimage(0x51, 0);
+    let route = route_to(&b, scid);
+    a.send_payment(
+        &route,
+        p.payment_hash(),
+        5_000_000,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&[&a, &b]);
+    events(&b);
+    b.claim_funds(p).unwrap();
+    take_msgs(&b); // the fulfill is lost
+    events(&a);
+    a.force_close_channel(&id).unwrap();
+    let broadcast = events(&a)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::BroadcastTransaction { transaction, .. } => Some(transaction),
+            _ => None,
+        })
+        .expect("A broadcasts its commitment");
+    deliver_all(&[&a, &b]); // A's error closes B's end
+    let d = b.closed_channel(&id).expect("B keeps a record");
+    let htlc = d
+        .htlcs
+        .iter()
+        .find(|h| h.payment_hash == p.payment_hash())
+        .unwrap();
+    assert_eq!(htlc.action, OnChainAction::Claim);
+
+    // From the record alone: A's keys for each commitment of A's that may
+    // confirm. B signed two that A did not revoke: 1 (with the HTLC, which
+    // A broadcast) and 2 (with the fulfill, which A never got).
+    let theirs = d.counterparty_keys.expect("A's basepoints");
+    let ours = b.closed_channel_holder_keys(&d);
+    let numbers: Vec<u64> = d
+        .counterparty_commitments
+        .iter()
+        .map(|c| c.commitment_number)
+        .collect();
+    assert_eq!(numbers, [2, 1], "newest first");
+    let outputs: Vec<_> = broadcast
+        .output
+        .iter()
+        .map(|o| (o.script_pubkey.clone(), o.value.to_sat()))
+        .collect();
+    let matching: Vec<_> = d
+        .counterparty_commitments
+        .iter()
+        .filter_map(|c| {
+            let keys = TxCreationKeys::derive(&c.per_commitment_point, &theirs, &ours);
+            let htlc_script = offered_htlc_script(&keys, &p.payment_hash(), false);
+            outputs
+                .contains(&(p2wsh(&htlc_script), 5_000))
+                .then_some((*c, keys))
+        })
+        .collect();
+    let [(broadcast_commitment, keys)] = matching[..] else {
+        panic!("the HTLC output of A's commitment, from B's record: {outputs:?}")
+    };
+    assert_eq!(broadcast_commitment.commitment_number, 1);
+    // A's to_local waits the delay B asked for (200), not A's (144).
+    let to_local = to_local_script(
+        &keys.revocation_key,
+        d.counterparty_to_self_delay.expect("kept"),
+        &keys.broadcaster_delayed_payment_key,
+    );
+    assert_eq!(d.counterparty_to_self_delay, Some(200));
+    assert!(
+        outputs.iter().any(|(s, _)| *s == p2wsh(&to_local)),
+        "A's to_local"
+    );
+    let latest = broadcast_commitment;
+    // B's key for that output: the one in its script.
+    let key = b.closed_channel_htlc_key(&d, &latest.per_commitment_point);
+    assert_eq!(
+        PublicKey::from_secret_key(&Secp256k1::new(), &key),
+        keys.countersignatory_htlc_key
+    );
+    assert_eq!(d.holder_to_self_delay, Some(a.config().to_self_delay));
+
+    // All of it is durable: the record reads back the same.
+    let b2 = reread(&b, 2);
+    assert_eq!(b2.closed_channel(&id), Some(d));
+}
+
+/// Every commitment of the peer's older than those in
+/// `counterparty_commitments` is revoked, and its secret is in
+/// `counterparty_secrets`: with `closed_channel_revocation_key` it gives the
+/// key of that commitment's revocation paths (the key its scripts name).
+#[test]
+fn the_record_gives_the_revocation_key_of_each_revoked_commitment() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    for i in 0..3 {
+        let p = preimage(0x52, i);
+        let route = route_to(&b, scid);
+        a.send_payment(
+            &route,
+            p.payment_hash(),
+            5_000_000,
+            invoice(&route, p.payment_hash()),
+        )
+        .unwrap();
+        deliver_all(&[&a, &b]);
+        b.claim_funds(p).unwrap();
+        deliver_all(&[&a, &b]);
+    }
+    b.force_close_channel(&id).unwrap();
+    let d = b.closed_channel(&id).unwrap();
+    let ours = b.closed_channel_holder_keys(&d);
+    let latest = d.counterparty_commitments[0].commitment_number;
+    assert_eq!(latest, 6, "3 payments, 2 commitments of A's each");
+    let secp = Secp256k1::new();
+    for n in 0..latest {
+        let secret = d
+            .counterparty_secrets
+            .get_secret(INITIAL_COMMITMENT_INDEX - n)
+            .unwrap_or_else(|| panic!("A revoked its commitment {n}"));
+        let point = per_commitment_point(&secret).unwrap();
+        let key = b.closed_channel_revocation_key(&d, &secret).unwrap();
+        assert_eq!(
+            PublicKey::from_secret_key(&secp, &key),
+            derive_revocation_public_key(&ours.revocation_basepoint, &point),
+            "commitment {n}"
+        );
+    }
+    // The latest is not revoked: no secret for it.
+    assert_eq!(
+        d.counterparty_secrets
+            .get_secret(INITIAL_COMMITMENT_INDEX - latest),
+        None
+    );
+    assert!(b.closed_channel_revocation_key(&d, &[0; 32]).is_err());
+}
