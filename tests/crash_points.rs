@@ -557,6 +557,22 @@ fn run_scenario(
         s.name
     );
     w.check(&payments, &context);
+    // In these scenarios nothing calls for a close: a crash and restart at
+    // any write must not make one (a reestablish that failed after a
+    // restart would, and the payment checks above would not see it).
+    if ["success", "failure downstream", "reconnects and update_fee"].contains(&s.name) {
+        let closes: Vec<&Event> = w
+            .a_events
+            .iter()
+            .chain(&w.b_events)
+            .chain(&w.c_events)
+            .filter(|e| matches!(e, Event::ChannelClosed { .. }))
+            .collect();
+        assert!(
+            closes.is_empty() && w.b_closed.is_empty(),
+            "{context}: a crash and restart closed a channel: {closes:?}"
+        );
+    }
     (w.setup, written, died)
 }
 
