@@ -33,8 +33,8 @@ pub use error::{DecodeError, StoreError};
 pub use event::{ChannelDetails, ClosureReason, Event, ForwardingPolicy};
 pub use message::Message;
 pub use onchain::{
-    ClosedChannelDetails, CounterpartyCommitment, HtlcDirection, OnChainAction, OnChainHtlc,
-    OnChainOutcome, SpendableOutput, SpendableOutputKind,
+    ClosedChannelDetails, CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction,
+    OnChainHtlc, OnChainOutcome, SpendableOutput, SpendableOutputKind,
 };
 pub use onion::FailureCode;
 pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};

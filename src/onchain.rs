@@ -188,6 +188,25 @@ pub struct ClosedChannelDetails {
     /// the window in which a revoked commitment can be punished; `None` in
     /// a record written before it was kept.
     pub counterparty_to_self_delay: Option<u16>,
+    /// Our commitment in `transaction`, when that is what we broadcast: its
+    /// keys are `TxCreationKeys::derive(per_commitment_point, holder keys,
+    /// counterparty_keys)`, which give each HTLC output's script; with
+    /// `feerate_per_kw` and `holder_to_self_delay`, `build_htlc_transaction`
+    /// gives the second-stage transaction that
+    /// [`OnChainHtlc::counterparty_htlc_signature`] signs. `None` when we
+    /// broadcast no commitment, and in a record written before it was kept.
+    pub holder_commitment: Option<HolderCommitment>,
+}
+
+/// Our commitment transaction that a closed channel's record broadcasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HolderCommitment {
+    /// Its commitment number.
+    pub commitment_number: u64,
+    /// Our per-commitment point for it.
+    pub per_commitment_point: PublicKey,
+    /// Its feerate, which the second-stage HTLC transactions pay too.
+    pub feerate_per_kw: u32,
 }
 
 /// One commitment of the peer's that may still confirm unrevoked.

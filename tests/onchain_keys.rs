@@ -10,7 +10,10 @@ use bitcoin::ScriptBuf;
 use chanstore::keys::{
     derive_revocation_public_key, per_commitment_point, INITIAL_COMMITMENT_INDEX,
 };
-use chanstore::transactions::{offered_htlc_script, to_local_script, TxCreationKeys};
+use chanstore::transactions::{
+    build_htlc_transaction, htlc_sighash, offered_htlc_script, to_local_script, verify,
+    HtlcOutputInCommitment, TxCreationKeys,
+};
 use chanstore::{Event, OnChainAction, StoreConfig};
 use common::*;
 
@@ -170,4 +173,74 @@ fn the_record_gives_the_revocation_key_of_each_revoked_commitment() {
         None
     );
     assert!(b.closed_channel_revocation_key(&d, &[0; 32]).is_err());
+}
+
+/// Our own commitment, broadcast by us with an HTLC we offered: from the
+/// record alone, its HTLC output's script, the HTLC-timeout transaction
+/// that spends it, the peer's signature on that transaction (which must
+/// verify) and our key for the second signature.
+#[test]
+fn the_record_rebuilds_our_htlc_timeout_transaction() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let p = preimage(0x53, 0);
+    let route = route_to(&b, scid);
+    a.send_payment(
+        &route,
+        p.payment_hash(),
+        5_000_000,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&[&a, &b]);
+    events(&a);
+    a.force_close_channel(&id).unwrap();
+    let d = a.closed_channel(&id).unwrap();
+    let tx = d.transaction.clone().expect("our commitment");
+    let holder = d.holder_commitment.expect("kept with the transaction");
+    let ours = a.closed_channel_holder_keys(&d);
+    let keys = TxCreationKeys::derive(
+        &holder.per_commitment_point,
+        &ours,
+        &d.counterparty_keys.unwrap(),
+    );
+    let htlc = d
+        .htlcs
+        .iter()
+        .find(|h| h.payment_hash == p.payment_hash())
+        .unwrap();
+    assert_eq!(htlc.action, OnChainAction::TimeOut);
+    let vout = htlc.commitment_output.expect("not trimmed");
+    assert_eq!(
+        tx.output[vout as usize].script_pubkey,
+        p2wsh(&offered_htlc_script(&keys, &p.payment_hash(), false))
+    );
+    let output = HtlcOutputInCommitment {
+        offered: true,
+        amount_msat: htlc.amount_msat,
+        cltv_expiry: htlc.cltv_expiry,
+        payment_hash: htlc.payment_hash,
+    };
+    let timeout = build_htlc_transaction(
+        &tx.compute_txid(),
+        vout,
+        &output,
+        holder.feerate_per_kw,
+        d.holder_to_self_delay.unwrap(),
+        &keys,
+        false,
+    );
+    let sighash = htlc_sighash(&timeout, &output, &keys, false);
+    assert!(verify(
+        &sighash,
+        &htlc.counterparty_htlc_signature.expect("the peer's"),
+        &keys.countersignatory_htlc_key
+    ));
+    let key = a.closed_channel_htlc_key(&d, &holder.per_commitment_point);
+    assert_eq!(
+        PublicKey::from_secret_key(&Secp256k1::new(), &key),
+        keys.broadcaster_htlc_key
+    );
+    assert_eq!(reread(&a, 1).closed_channel(&id), Some(d));
 }

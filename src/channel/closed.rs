@@ -21,8 +21,8 @@ use crate::event::{ClosureReason, Event};
 use crate::forward::Resolution;
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::onchain::{
-    ClosedChannelDetails, CounterpartyCommitment, HtlcDirection, OnChainAction, OnChainHtlc,
-    SpendableOutput, SpendableOutputKind,
+    ClosedChannelDetails, CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction,
+    OnChainHtlc, SpendableOutput, SpendableOutputKind,
 };
 use crate::onion::{Failure, FailureCode};
 use crate::transactions::{
@@ -81,6 +81,10 @@ pub(crate) struct ClosedChannel {
     /// peer's (ours): in the two `to_local` scripts and the second-stage
     /// HTLC outputs. `None` in records written before they were kept.
     pub(crate) to_self_delays: Option<(u16, u16)>,
+    /// Our commitment in `transaction`, when that is what we broadcast:
+    /// what its HTLC outputs' scripts and second-stage transactions are
+    /// built from. `None` in records written before it was kept.
+    pub(crate) holder_commitment: Option<HolderCommitment>,
 }
 
 /// What closing a channel produces besides the `ChannelClosed` event.
@@ -116,6 +120,7 @@ impl ClosedChannel {
             counterparty_secrets: self.their_secrets.clone(),
             holder_to_self_delay: self.to_self_delays.map(|d| d.0),
             counterparty_to_self_delay: self.to_self_delays.map(|d| d.1),
+            holder_commitment: self.holder_commitment,
         }
     }
 
@@ -243,6 +248,7 @@ impl Channel {
         let id = self.channel_id;
         let mut closing = Closing::default();
         let mut outputs = Vec::new();
+        let mut holder_commitment = None;
         let transaction = match &reason {
             ClosureReason::Cooperative { .. } => {
                 let tx = self.closing_tx.clone();
@@ -299,6 +305,11 @@ impl Channel {
                         }
                     }
                 }
+                holder_commitment = signed.as_ref().map(|(_, built)| HolderCommitment {
+                    commitment_number: self.local_commitment_number,
+                    per_commitment_point: built.keys.per_commitment_point,
+                    feerate_per_kw: built.feerate_per_kw,
+                });
                 // If the peer's commitment confirms instead.
                 outputs.extend(self.static_payment_output());
                 closing.record_htlcs(self, signed.as_ref().map(|(_, built)| built));
@@ -342,6 +353,7 @@ impl Channel {
             their_secrets: self.their_secrets.clone(),
             their_points: self.unrevoked_points(),
             to_self_delays: Some((self.theirs.to_self_delay, self.ours.to_self_delay)),
+            holder_commitment,
         });
         closing
     }

@@ -3,7 +3,8 @@
 //! reason, *9 transaction to broadcast*, 10 outputs that pay us, 12 HTLCs
 //! still to settle on chain, 14 flags, *15 the peer's basepoints*,
 //! 16 the peer's revealed secrets, *17 the peer's unrevoked commitment
-//! points*, *19 the two `to_self_delay`s*.
+//! points*, *19 the two `to_self_delay`s*, *21 our broadcast commitment
+//! (number, point, feerate)*.
 
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, ScriptBuf, Txid};
@@ -17,8 +18,8 @@ use crate::channel::closed::{ClosedHtlc, HtlcRoute};
 use crate::channel::ClosedChannel;
 use crate::error::DecodeError;
 use crate::onchain::{
-    CounterpartyCommitment, HtlcDirection, OnChainAction, OnChainHtlc, SpendableOutput,
-    SpendableOutputKind,
+    CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction, OnChainHtlc,
+    SpendableOutput, SpendableOutputKind,
 };
 use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
 use crate::transactions::ChannelPublicKeys;
@@ -42,7 +43,9 @@ mod closed_type {
     pub const THEIR_POINTS: u64 = 17;
     /// Odd, likewise.
     pub const TO_SELF_DELAYS: u64 = 19;
-    pub const ALL: [u64; 14] = [
+    /// Odd, likewise.
+    pub const HOLDER_COMMITMENT: u64 = 21;
+    pub const ALL: [u64; 15] = [
         CHANNEL_ID,
         COUNTERPARTY,
         FUNDING,
@@ -57,6 +60,7 @@ mod closed_type {
         THEIR_SECRETS,
         THEIR_POINTS,
         TO_SELF_DELAYS,
+        HOLDER_COMMITMENT,
     ];
 }
 
@@ -331,6 +335,13 @@ pub(crate) fn encode_closed(r: &ClosedChannel) -> Vec<u8> {
             out.extend_from_slice(&counterparty.to_be_bytes());
         });
     }
+    if let Some(h) = &r.holder_commitment {
+        w.with(HOLDER_COMMITMENT, |out| {
+            out.extend_from_slice(&h.commitment_number.to_be_bytes());
+            put_pubkey(out, &h.per_commitment_point);
+            out.extend_from_slice(&h.feerate_per_kw.to_be_bytes());
+        });
+    }
     w.finish()
 }
 
@@ -434,6 +445,19 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
             Ok::<_, DecodeError>(delays)
         })
         .transpose()?;
+    let holder_commitment = r
+        .optional(HOLDER_COMMITMENT)
+        .map(|v| {
+            let mut c = Cursor::new(v, "closed.holder_commitment");
+            let h = HolderCommitment {
+                commitment_number: c.u64()?,
+                per_commitment_point: get_pubkey(&mut c, "closed.holder_commitment")?,
+                feerate_per_kw: c.u32()?,
+            };
+            c.end()?;
+            Ok::<_, DecodeError>(h)
+        })
+        .transpose()?;
     Ok(ClosedChannel {
         channel_id,
         counterparty,
@@ -457,6 +481,7 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
         their_secrets,
         their_points,
         to_self_delays,
+        holder_commitment,
     })
 }
 
@@ -505,6 +530,7 @@ mod tests {
             their_secrets: CounterpartyCommitmentSecrets::new(),
             their_points: Vec::new(),
             to_self_delays: None,
+            holder_commitment: None,
         };
         let bytes = encode_closed(&record);
         assert_eq!(decode_closed(&bytes), Ok(record));
@@ -534,6 +560,7 @@ mod tests {
             their_secrets: CounterpartyCommitmentSecrets::new(),
             their_points: Vec::new(),
             to_self_delays: None,
+            holder_commitment: None,
         };
         let old = encode_closed(&record);
         record.their_points = vec![
@@ -547,10 +574,16 @@ mod tests {
             },
         ];
         record.to_self_delays = Some((144, 2016));
+        record.holder_commitment = Some(HolderCommitment {
+            commitment_number: 9,
+            per_commitment_point: key(4),
+            feerate_per_kw: 253,
+        });
         let new = encode_closed(&record);
         assert_eq!(decode_closed(&new), Ok(record.clone()));
         let without = decode_closed(&old).unwrap();
         assert!(without.their_points.is_empty() && without.to_self_delays.is_none());
+        assert!(without.holder_commitment.is_none());
         // A count of 3 (the TLV value starts with it).
         let mut w = TlvWriter::new();
         w.with(closed_type::THEIR_POINTS, |out| {
