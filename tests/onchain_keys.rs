@@ -14,11 +14,40 @@ use chanstore::transactions::{
     build_htlc_transaction, htlc_sighash, offered_htlc_script, to_local_script, verify,
     HtlcOutputInCommitment, TxCreationKeys,
 };
-use chanstore::{Event, OnChainAction, StoreConfig};
+use chanstore::{
+    ChannelId, ChannelStore, ClosedChannelDetails, Event, OnChainAction, OnChainHtlc,
+    PaymentPreimage, StoreConfig,
+};
 use common::*;
 
 fn p2wsh(script: &ScriptBuf) -> ScriptBuf {
     ScriptBuf::new_p2wsh(&script.wscript_hash())
+}
+
+/// The record's HTLC paid for with `p`.
+fn the_htlc<'a>(d: &'a ClosedChannelDetails, p: &PaymentPreimage) -> &'a OnChainHtlc {
+    d.htlcs
+        .iter()
+        .find(|h| h.payment_hash == p.payment_hash())
+        .unwrap()
+}
+
+/// A channel from `a` to `b` with one HTLC of 5,000 sat (an output on both
+/// commitments) from `a`, irrevocably committed and not yet claimed.
+fn htlc_in_flight(a: &ChannelStore, b: &ChannelStore, tag: u8) -> (ChannelId, PaymentPreimage) {
+    connect_all(&[a, b]);
+    let (id, scid) = open_channel(a, b, 1_000_000, 0);
+    let p = preimage(tag, 0);
+    let route = route_to(b, scid);
+    a.send_payment(
+        &route,
+        p.payment_hash(),
+        5_000_000,
+        invoice(&route, p.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&[a, b]);
+    (id, p)
 }
 
 /// A pays B 5,000 sat (an HTLC output on both commitments); B claims it but
@@ -35,18 +64,7 @@ fn the_record_rebuilds_the_peers_commitment_and_our_key_for_its_htlc() {
         ..StoreConfig::default()
     };
     let (a, b) = (node(1), node_with(2, b_config));
-    connect_all(&[&a, &b]);
-    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
-    let p = preimage(0x51, 0);
-    let route = route_to(&b, scid);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        5_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
-    deliver_all(&[&a, &b]);
+    let (id, p) = htlc_in_flight(&a, &b, 0x51);
     events(&b);
     b.claim_funds(p).unwrap();
     take_msgs(&b); // the fulfill is lost
@@ -61,11 +79,7 @@ fn the_record_rebuilds_the_peers_commitment_and_our_key_for_its_htlc() {
         .expect("A broadcasts its commitment");
     deliver_all(&[&a, &b]); // A's error closes B's end
     let d = b.closed_channel(&id).expect("B keeps a record");
-    let htlc = d
-        .htlcs
-        .iter()
-        .find(|h| h.payment_hash == p.payment_hash())
-        .unwrap();
+    let htlc = the_htlc(&d, &p);
     assert_eq!(htlc.action, OnChainAction::Claim);
 
     // From the record alone: A's keys for each commitment of A's that may
@@ -182,18 +196,7 @@ fn the_record_gives_the_revocation_key_of_each_revoked_commitment() {
 #[test]
 fn the_record_rebuilds_our_htlc_timeout_transaction() {
     let (a, b) = (node(1), node(2));
-    connect_all(&[&a, &b]);
-    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
-    let p = preimage(0x53, 0);
-    let route = route_to(&b, scid);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        5_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
-    deliver_all(&[&a, &b]);
+    let (id, p) = htlc_in_flight(&a, &b, 0x53);
     events(&a);
     a.force_close_channel(&id).unwrap();
     let d = a.closed_channel(&id).unwrap();
@@ -205,11 +208,7 @@ fn the_record_rebuilds_our_htlc_timeout_transaction() {
         &ours,
         &d.counterparty_keys.unwrap(),
     );
-    let htlc = d
-        .htlcs
-        .iter()
-        .find(|h| h.payment_hash == p.payment_hash())
-        .unwrap();
+    let htlc = the_htlc(&d, &p);
     assert_eq!(htlc.action, OnChainAction::TimeOut);
     let vout = htlc.commitment_output.expect("not trimmed");
     assert_eq!(

@@ -492,6 +492,32 @@ mod tests {
     use crate::keys::CounterpartyCommitmentSecrets;
     use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 
+    /// A force-closed record with `htlcs` and nothing else optional.
+    fn record(
+        channel_id: ChannelId,
+        counterparty: PublicKey,
+        htlcs: Vec<ClosedHtlc>,
+    ) -> ClosedChannel {
+        ClosedChannel {
+            channel_id,
+            counterparty,
+            funding_outpoint: OutPoint::null(),
+            funding_sat: 100_000,
+            short_channel_id: None,
+            keys_id: [4; 32],
+            reason: ClosureReason::LocallyForceClosed,
+            transaction: None,
+            outputs: Vec::new(),
+            htlcs,
+            outputs_swept: false,
+            their_keys: None,
+            their_secrets: CounterpartyCommitmentSecrets::new(),
+            their_points: Vec::new(),
+            to_self_delays: None,
+            holder_commitment: None,
+        }
+    }
+
     /// The smallest HTLC a closed record can hold (found by the adversarial
     /// suite: a record with one such HTLC did not read back).
     #[test]
@@ -514,24 +540,7 @@ mod tests {
             },
             route: HtlcRoute::Received { pays_us: false },
         };
-        let record = ClosedChannel {
-            channel_id: id,
-            counterparty: key,
-            funding_outpoint: OutPoint::null(),
-            funding_sat: 100_000,
-            short_channel_id: None,
-            keys_id: [4; 32],
-            reason: ClosureReason::LocallyForceClosed,
-            transaction: None,
-            outputs: Vec::new(),
-            htlcs: vec![htlc],
-            outputs_swept: false,
-            their_keys: None,
-            their_secrets: CounterpartyCommitmentSecrets::new(),
-            their_points: Vec::new(),
-            to_self_delays: None,
-            holder_commitment: None,
-        };
+        let record = record(id, key, vec![htlc]);
         let bytes = encode_closed(&record);
         assert_eq!(decode_closed(&bytes), Ok(record));
     }
@@ -544,24 +553,7 @@ mod tests {
         let key = |b| {
             PublicKey::from_secret_key(&Secp256k1::new(), &SecretKey::from_slice(&[b; 32]).unwrap())
         };
-        let mut record = ClosedChannel {
-            channel_id: ChannelId([5; 32]),
-            counterparty: key(1),
-            funding_outpoint: OutPoint::null(),
-            funding_sat: 100_000,
-            short_channel_id: None,
-            keys_id: [4; 32],
-            reason: ClosureReason::LocallyForceClosed,
-            transaction: None,
-            outputs: Vec::new(),
-            htlcs: Vec::new(),
-            outputs_swept: false,
-            their_keys: None,
-            their_secrets: CounterpartyCommitmentSecrets::new(),
-            their_points: Vec::new(),
-            to_self_delays: None,
-            holder_commitment: None,
-        };
+        let mut record = record(ChannelId([5; 32]), key(1), Vec::new());
         let old = encode_closed(&record);
         record.their_points = vec![
             CounterpartyCommitment {
