@@ -50,22 +50,42 @@ static GENERATOR_TABLE: LazyLock<Box<[PublicKey]>> = LazyLock::new(|| {
         b
     })
     .expect("1 is a valid secret key");
-    let mut table = Vec::with_capacity(32 * ENTRIES);
-    let mut base = PublicKey::from_secret_key(&SECP, &one);
-    for _ in 0..32 {
+    window_multiples(&PublicKey::from_secret_key(&SECP, &one), 32, ENTRIES, 8)
+});
+
+/// `j * 2^(bits * i) * point` at index `i * entries + (j - 1)`, for each
+/// window `i` below `windows` and `j` in `1..=entries`, where `entries` is
+/// at least half of `2^bits` (the generator table's 255 of 256, a point
+/// table's 32 of 64): one addition per entry, each window's base the sum of
+/// two entries of the window below. Never the point at infinity: every
+/// multiple is of a nonzero point by a number far below the group order.
+fn window_multiples(
+    point: &PublicKey,
+    windows: usize,
+    entries: usize,
+    bits: u32,
+) -> Box<[PublicKey]> {
+    let span = 1usize << bits;
+    debug_assert!(2 * entries >= span && entries < span);
+    let mut table = Vec::with_capacity(windows * entries);
+    let mut base = *point;
+    for _ in 0..windows {
+        let start = table.len();
         let mut entry = base;
         table.push(entry);
-        for _ in 1..ENTRIES {
-            // (b + 1) * base for b * base: never the point at infinity, as
-            // b + 1 < 256 is far below the group order.
-            entry = entry.combine(&base).expect("b * 256^i * G is not infinity");
+        for _ in 1..entries {
+            entry = entry
+                .combine(&base)
+                .expect("a small multiple is not infinity");
             table.push(entry);
         }
-        // 256 * base = 255 * base + base.
-        base = entry.combine(&base).expect("256^i * G is not infinity");
+        // span * base = entries * base + (span - entries) * base.
+        base = entry
+            .combine(&table[start + span - entries - 1])
+            .expect("a small multiple is not infinity");
     }
     table.into_boxed_slice()
-});
+}
 
 /// `point + k * G` (or `k * G` when `point` is `None`) for a **public**
 /// `k`, in variable time (module docs). `None` when the sum is the point
@@ -130,24 +150,9 @@ pub(crate) struct PointTable {
 impl PointTable {
     /// The table of `point`: 1,419 point additions.
     pub(crate) fn new(point: &PublicKey) -> Self {
-        let mut entries = Vec::with_capacity(WINDOWS * HALF);
-        let mut base = *point;
-        for _ in 0..WINDOWS {
-            let mut entry = base;
-            entries.push(entry);
-            for _ in 1..HALF {
-                // (j + 1) * base from j * base, j < 32: never infinity, as
-                // base is a nonzero multiple of P and j + 1 is far below
-                // the order.
-                entry = entry.combine(&base).expect("j * 64^i * P is not infinity");
-                entries.push(entry);
-            }
-            // 64 * base = 32 * base + 32 * base (combine doubles equal points).
-            base = entry.combine(&entry).expect("64^i * P is not infinity");
-        }
         PointTable {
             point: *point,
-            entries: entries.into_boxed_slice(),
+            entries: window_multiples(point, WINDOWS, HALF, WINDOW_BITS as u32),
         }
     }
 
