@@ -7,6 +7,15 @@ use crate::error::StoreError;
 /// The most HTLCs BOLT 2 allows one side to have offered at once.
 pub const MAX_ACCEPTED_HTLCS_LIMIT: u16 = 483;
 
+/// The highest dust limit we accept from a peer (LDK:
+/// `MAX_CHAN_DUST_LIMIT_SATOSHIS`): 546 sat, the relay dust of the costliest
+/// standard output (P2PKH, BOLT 3 "Dust Limits"). A peer's dust limit trims
+/// *our* outputs too (our `to_remote` in its commitment; in a cooperative
+/// close, any output of ours below it), so a larger one would let it burn
+/// our balance: a peer with a dust limit of 100,000 sat sends to miners
+/// every balance of ours below that when the channel closes.
+pub(crate) const MAX_DUST_LIMIT_SAT: u64 = 546;
+
 /// Limits and policies of a [`crate::ChannelStore`].
 ///
 /// The `Default` values follow what current Lightning implementations use.
@@ -184,7 +193,7 @@ impl StoreConfig {
         if self.dust_limit_sat < 354 {
             return bad("dust_limit_sat", "is below 354 sat (BOLT 2)");
         }
-        if self.dust_limit_sat > 546 {
+        if self.dust_limit_sat > MAX_DUST_LIMIT_SAT {
             return bad(
                 "dust_limit_sat",
                 "is above 546 sat, which peers (LDK among them) refuse",

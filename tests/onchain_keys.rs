@@ -16,7 +16,7 @@ use chanstore::transactions::{
 };
 use chanstore::{
     ChannelId, ChannelStore, ClosedChannelDetails, Event, OnChainAction, OnChainHtlc,
-    PaymentPreimage, StoreConfig,
+    PaymentPreimage, ShortChannelId, StoreConfig,
 };
 use common::*;
 
@@ -38,6 +38,12 @@ fn htlc_in_flight(a: &ChannelStore, b: &ChannelStore, tag: u8) -> (ChannelId, Pa
     connect_all(&[a, b]);
     let (id, scid) = open_channel(a, b, 1_000_000, 0);
     let p = preimage(tag, 0);
+    send_5000_sat(a, b, scid, &p);
+    (id, p)
+}
+
+/// 5,000 sat from `a` to `b` over `scid`, delivered (not claimed).
+fn send_5000_sat(a: &ChannelStore, b: &ChannelStore, scid: ShortChannelId, p: &PaymentPreimage) {
     let route = route_to(b, scid);
     a.send_payment(
         &route,
@@ -47,7 +53,6 @@ fn htlc_in_flight(a: &ChannelStore, b: &ChannelStore, tag: u8) -> (ChannelId, Pa
     )
     .unwrap();
     deliver_all(&[a, b]);
-    (id, p)
 }
 
 /// A pays B 5,000 sat (an HTLC output on both commitments); B claims it but
@@ -149,15 +154,7 @@ fn the_record_gives_the_revocation_key_of_each_revoked_commitment() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     for i in 0..3 {
         let p = preimage(0x52, i);
-        let route = route_to(&b, scid);
-        a.send_payment(
-            &route,
-            p.payment_hash(),
-            5_000_000,
-            invoice(&route, p.payment_hash()),
-        )
-        .unwrap();
-        deliver_all(&[&a, &b]);
+        send_5000_sat(&a, &b, scid, &p);
         b.claim_funds(p).unwrap();
         deliver_all(&[&a, &b]);
     }

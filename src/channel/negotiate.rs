@@ -100,14 +100,17 @@ fn script_dust_limit(script: &Script) -> u64 {
     }
 }
 
-/// Whether every output of `tx` is at least the relay dust of its script
-/// (BOLT 3 "Dust Limits"). One below it (a P2PKH output of 400 sat, above
-/// both dust limits of 354) makes the whole transaction non-standard: it
-/// never relays, and a channel closed with it would be stuck.
-fn outputs_relay(tx: &Transaction) -> bool {
-    tx.output
-        .iter()
-        .all(|o| o.value.to_sat() >= script_dust_limit(&o.script_pubkey))
+/// Whether `tx` can relay as a closing transaction: it has an output, and
+/// every output is at least the relay dust of its script (BOLT 3 "Dust
+/// Limits"). One below it (a P2PKH output of 400 sat, above both dust
+/// limits of 354) makes the whole transaction non-standard: it never
+/// relays, and a channel closed with it would be stuck.
+fn would_relay(tx: &Transaction) -> bool {
+    !tx.output.is_empty()
+        && tx
+            .output
+            .iter()
+            .all(|o| o.value.to_sat() >= script_dust_limit(&o.script_pubkey))
 }
 
 impl Channel {
@@ -176,7 +179,7 @@ impl Channel {
     /// out).
     fn offer(&mut self, fee_sat: u64, range: ClosingFeeRange, effects: &mut Effects) {
         let tx = self.our_closing_tx(fee_sat);
-        if tx.output.is_empty() || !outputs_relay(&tx) {
+        if !would_relay(&tx) {
             return self.cannot_close(fee_sat, effects);
         }
         self.send_closing_signed(fee_sat, &tx, range, effects);
@@ -293,7 +296,7 @@ impl Channel {
     /// Whether every output of `tx` relays (BOLT 3 "Dust Limits") and it
     /// pays us what ours would.
     fn relays(&self, tx: &Transaction, fee_sat: u64) -> bool {
-        outputs_relay(tx)
+        would_relay(tx)
             && self.pays_us(tx, fee_sat) == self.pays_us(&self.our_closing_tx(fee_sat), fee_sat)
     }
 
@@ -486,7 +489,7 @@ impl Channel {
         fee: u64,
         effects: &mut Effects,
     ) {
-        if tx.output.is_empty() || !outputs_relay(&tx) {
+        if !would_relay(&tx) {
             return self.cannot_close(fee, effects);
         }
         let our_sig = match reply {

@@ -11,7 +11,7 @@ use bitcoin::OutPoint;
 
 use super::signer::ChannelSigner;
 use super::{Channel, Effects, Phase, SideParams};
-use crate::config::{StoreConfig, MAX_ACCEPTED_HTLCS_LIMIT};
+use crate::config::{StoreConfig, MAX_ACCEPTED_HTLCS_LIMIT, MAX_DUST_LIMIT_SAT};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::features::Features;
@@ -48,14 +48,6 @@ macro_rules! announced {
 
 /// BOLT 2's lowest allowed dust limit.
 const MIN_DUST_LIMIT_SAT: u64 = 354;
-/// The highest dust limit we accept from a peer (LDK:
-/// `MAX_CHAN_DUST_LIMIT_SATOSHIS`): 546 sat, the relay dust of the costliest
-/// standard output (P2PKH, BOLT 3 "Dust Limits"). A peer's dust limit trims
-/// *our* outputs too (our `to_remote` in its commitment; in a cooperative
-/// close, any output of ours below it), so a larger one would let it burn
-/// our balance: a peer with a dust limit of 100,000 sat sends to miners
-/// every balance of ours below that when the channel closes.
-pub(crate) const MAX_DUST_LIMIT_SAT: u64 = 546;
 /// Most confirmations we agree to wait for.
 const MAX_MINIMUM_DEPTH: u32 = 2016;
 
