@@ -711,7 +711,7 @@ fn peer_with_no_channels_costs_nothing_after_it_leaves() {
 fn open_template() -> OpenChannel {
     let funder = node(1);
     let to = node(250).node_id();
-    funder.peer_connected(to);
+    greet(&funder, to);
     funder.create_channel(to, 100_000, 0).unwrap();
     let Some((_, Message::OpenChannel(open))) = funder.get_and_clear_pending_msg_events().pop()
     else {
@@ -1361,6 +1361,83 @@ fn unclaimed_payment_is_failed_back_before_expiry() {
             Event::PaymentFailed { .. }
         )));
         assert!(b.claim_funds(p).is_err(), "too late to claim");
+    }
+}
+
+/// Delivers every message, but applies no queued forward.
+fn deliver_holding_forwards(nodes: &[&ChannelStore]) {
+    loop {
+        let mut moved = false;
+        for from in nodes {
+            for (to, msg) in take_msgs(from) {
+                let dest = nodes.iter().find(|n| n.node_id() == to).unwrap();
+                deliver_one(from, dest, msg);
+                moved = true;
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// Point 14: a forward that waited in B's queue (B was slow, or stopped
+/// with it durable and restarted later) until its outgoing expiry is too
+/// close is failed back to A with `expiry_too_soon`, not offered to C: an
+/// HTLC C must refuse, and that B would close B-C on a block later.
+#[test]
+fn a_forward_queued_past_its_expiry_is_failed_back() {
+    for restart in [false, true] {
+        let mut net = Net::new();
+        let amount = 5_000_000;
+        let p = preimage(14, 2 + u16::from(restart));
+        let route = net.route(amount);
+        net.a
+            .send_payment(&route, p.payment_hash(), amount, invoice(&route, p.payment_hash()))
+            .unwrap();
+        deliver_holding_forwards(&net.nodes());
+        assert_eq!(net.b.pending_forwards(), 1);
+        // The outgoing expiry is HEIGHT + 42, the incoming one 72 later.
+        let outgoing = HEIGHT + u32::from(net.config.min_final_cltv_expiry_delta);
+        let now = outgoing - net.config.htlc_timeout_grace_blocks;
+        if restart {
+            net.b.flush().unwrap();
+            net.b.best_block_updated(now);
+            net.restart_b();
+            deliver_holding_forwards(&net.nodes());
+            assert_eq!(net.b.pending_forwards(), 1, "the forward was restored");
+        }
+        for n in net.nodes() {
+            n.best_block_updated(now);
+        }
+        net.b.process_pending_forwards();
+        let out = take_msgs(&net.b);
+        assert!(
+            !out.iter().any(|(to, _)| *to == net.c.node_id()),
+            "restart={restart}: nothing goes to C: {out:?}"
+        );
+        for (to, msg) in out {
+            assert_eq!(to, net.a.node_id());
+            deliver_one(&net.b, &net.a, msg);
+        }
+        deliver_all(&net.nodes());
+        let a_events = events(&net.a);
+        assert!(
+            has(&a_events, |e| matches!(
+                e,
+                Event::PaymentFailed { failure: FailureCode::ExpiryTooSoon, failing_node, .. }
+                    if *failing_node == Some(net.b.node_id())
+            )),
+            "restart={restart}: {a_events:?}"
+        );
+        assert_eq!(net.pending(&net.a, &net.ab), 0);
+        assert_eq!(net.pending(&net.b, &net.bc), 0);
+        // Blocks pass: nothing is left to close a channel on.
+        for n in net.nodes() {
+            n.best_block_updated(outgoing + net.config.htlc_timeout_grace_blocks + 1);
+        }
+        assert!(net.b.closed_channels().is_empty(), "restart={restart}");
+        assert!(net.a.closed_channels().is_empty(), "restart={restart}");
     }
 }
 

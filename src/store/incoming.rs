@@ -16,6 +16,7 @@ use super::gossip::failure_with_update;
 use super::payments::{unix_now, unknown_payment_data};
 use super::section::{fail_back_with, Section};
 use crate::channel::{Inbound, IncomingHtlc, PrevHop};
+use crate::config::StoreConfig;
 use crate::event::Event;
 use crate::forward::{HtlcForward, HtlcResolution, NextHop, Resolution, Work};
 use crate::inbound_payment;
@@ -165,7 +166,7 @@ impl Section<'_> {
         if htlc.cltv_expiry < outgoing_cltv_value.saturating_add(delta) {
             return update(FailureCode::IncorrectCltvExpiry);
         }
-        if outgoing_cltv_value <= height {
+        if expires_too_soon(config, outgoing_cltv_value, height) {
             return update(FailureCode::ExpiryTooSoon);
         }
         let Some(onion) = htlc.onion.clone() else {
@@ -280,4 +281,14 @@ fn count_queued_forward(s: &Section<'_>, peer: NodeId) -> bool {
     }
     *n += 1;
     true
+}
+
+/// Whether an HTLC we would offer, expiring at `cltv_expiry`, is too close
+/// to its expiry at `height` to go out (BOLT 4 `expiry_too_soon`): within
+/// `htlc_timeout_grace_blocks`, the blocks the next hop gets before we
+/// close on it (LDK's `LATENCY_GRACE_PERIOD_BLOCKS`, also 3). Checked when
+/// the incoming HTLC is decided and again when its forward is applied,
+/// which may be many blocks later (a restart, a slow queue).
+pub(crate) fn expires_too_soon(config: &StoreConfig, cltv_expiry: u32, height: u32) -> bool {
+    cltv_expiry <= height.saturating_add(config.htlc_timeout_grace_blocks)
 }

@@ -466,6 +466,9 @@ fn add_forward(s: &mut Section<'_>, f: &HtlcForward) -> Result<(), Failure> {
         ));
     }
     let config = s.ctx.config;
+    if super::incoming::expires_too_soon(config, f.cltv_expiry, s.ctx.height) {
+        return Err(fail(s, FailureCode::ExpiryTooSoon));
+    }
     let result = s.on_channel(&next, true, |c, e| {
         let add = c.send_htlc(
             config,
