@@ -126,6 +126,7 @@ fn open(nodes: &[&Node], a: &Node, b: &Node, n: u8) -> ShortChannelId {
     // Half pushed, so payments can go either way; 1,600 payments of
     // 5,000,000 msat fit.
     let peer = b.id();
+    deliver(nodes); // the inits: BOLT 1 lets nothing go out before them
     let temp = a.call(move |s| s.create_channel(peer, 16_000_000, 8_000_000_000).unwrap());
     deliver(nodes);
     let outpoint = OutPoint::new(Txid::from_byte_array([n; 32]), 0);

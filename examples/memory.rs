@@ -80,6 +80,7 @@ fn open_from(hub: &ChannelStore, peer: &ChannelStore, peer_index: u32, count: u3
             break;
         }
     };
+    deliver(); // the inits
     for c in 0..count {
         let temp = peer.create_channel(hub.node_id(), 100_000, 0).unwrap();
         deliver();

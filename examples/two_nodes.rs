@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nodes = [("Alice", &alice), ("Bob", &bob)];
     alice.peer_connected(bob.node_id());
     bob.peer_connected(alice.node_id());
+    deliver(&nodes)?; // the two inits (BOLT 1: nothing may go out before)
 
     println!("== Alice opens a 1_000_000 sat channel to Bob, pushing him 100_000 sat");
     let temporary_id = alice.create_channel(bob.node_id(), 1_000_000, 100_000_000)?;

@@ -164,6 +164,7 @@ fn open_channel(
     push_msat: u64,
     block: u32,
 ) -> (ChannelId, ShortChannelId) {
+    deliver_all(&[a, b]); // the inits, if the peers just connected
     let temp = a
         .create_channel(b.node_id(), funding_sat, push_msat)
         .unwrap();

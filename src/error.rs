@@ -327,6 +327,14 @@ pub enum StoreError {
         /// The peer.
         node_id: PublicKey,
     },
+    /// The peer is connected but its `init` has not arrived yet: nothing
+    /// but our own `init` may go to it (BOLT 1), and a channel's type
+    /// depends on the features it announces there.
+    #[error("peer {node_id} has not sent its init yet")]
+    PeerInitPending {
+        /// The peer.
+        node_id: PublicKey,
+    },
     /// A per-peer resource limit was reached.
     #[error("peer {node_id}: {resource} limit of {limit} reached")]
     PeerLimit {

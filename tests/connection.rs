@@ -7,7 +7,7 @@ use bitcoin::constants::ChainHash;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::Network;
 use chanstore::features::Features;
-use chanstore::message::{Init, Ping, Pong, Warning};
+use chanstore::message::{Init, Ping, Warning};
 use chanstore::{Event, Message, StoreError};
 use common::*;
 
@@ -43,19 +43,22 @@ fn init_goes_out_first_and_must_come_in_first() {
             message: "ping"
         })
     );
-    assert!(
-        hub.create_channel(peer, 100_000, 0).is_ok(),
-        "our own messages may queue"
+    // Nor may we open a channel before it: nothing but our init may go
+    // out, and the channel's type depends on the peer's features.
+    assert_eq!(
+        hub.create_channel(peer, 100_000, 0),
+        Err(StoreError::PeerInitPending { node_id: peer })
     );
+    assert_eq!(hub.resource_counts().channels, 0);
+    assert!(hub.get_and_clear_pending_msg_events().is_empty());
     hub.handle_message(&peer, Message::Init(Init::ours(chain(&hub))))
         .unwrap();
     hub.handle_message(&peer, ping).unwrap();
+    let temp = hub.create_channel(peer, 100_000, 0).unwrap();
     let out = hub.get_and_clear_pending_msg_events();
     assert!(
-        out.iter().any(|(_, m)| *m
-            == Message::Pong(Pong {
-                ignored: vec![0; 4]
-            })),
+        matches!(&out[..], [(_, Message::Pong(p)), (_, Message::OpenChannel(o))]
+            if p.ignored == vec![0; 4] && o.temporary_channel_id == temp),
         "{out:?}"
     );
     // A second init on one connection is refused.

@@ -190,6 +190,10 @@ impl<C: Container> Net<C> {
             let p = &self.peers[i];
             self.hub.peer_connected(p.id);
             p.store.peer_connected(hub_id);
+        }
+        self.settle(owned); // the inits
+        for &i in owned {
+            let p = &self.peers[i];
             for _ in 0..config.channels_per_peer {
                 p.store
                     .create_channel(hub_id, config.funding_sat, config.funding_sat * 500)

@@ -61,6 +61,7 @@ impl CsPair {
     fn open(a: ChannelStore, b: ChannelStore) -> Self {
         a.peer_connected(b.node_id());
         b.peer_connected(a.node_id());
+        deliver(&a, &b); // the inits
         let temp = a
             .create_channel(b.node_id(), 8_000_000, 100_000_000)
             .expect("open_channel");

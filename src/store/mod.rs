@@ -406,7 +406,9 @@ impl<C: Container> ChannelStore<C> {
 
     /// Opens a channel of `funding_sat` to a connected peer, pushing
     /// `push_msat` to it. Returns the temporary channel id; `open_channel`
-    /// is queued for the peer.
+    /// is queued for the peer. The peer's `init` must have arrived
+    /// ([`StoreError::PeerInitPending`] before): BOLT 1 lets nothing but
+    /// our `init` go out until then.
     ///
     /// **Locking behaviour:** takes that peer's lock once (key derivation
     /// happens before).
@@ -422,6 +424,9 @@ impl<C: Container> ChannelStore<C> {
         self.with_user_section(&NodeId::from(&peer), |s| {
             if !s.ps.connected {
                 return Err(StoreError::PeerNotConnected { node_id: peer });
+            }
+            if s.ps.their_features.is_none() {
+                return Err(StoreError::PeerInitPending { node_id: peer });
             }
             self.check_channel_limit(s)?;
             let id = channel.channel_id;

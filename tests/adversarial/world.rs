@@ -147,6 +147,7 @@ impl Base {
             next_payment: 0,
         };
         w.connect();
+        w.flush(); // the inits
         for (funder, fundee, funding_sat, push_msat, peer) in [
             (A, HUB, 1_000_000, 400_000_000, A),
             (HUB, B, 1_000_000, 400_000_000, B),

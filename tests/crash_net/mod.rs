@@ -257,6 +257,7 @@ pub fn journal_append(dir: &Path, line: &str) {
 
 /// Opens the channels (not interrupted).
 pub fn setup(net: &Net, dir: &Path) {
+    while net.pump().unwrap() {} // the inits
     for e in 1..=EDGES {
         for k in 0..CHANNELS_PER_EDGE {
             let (hub, edge) = (&net.nodes[0], &net.nodes[e]);
