@@ -180,3 +180,113 @@ fn a_crash_anywhere_in_a_claim_still_fulfills_every_part() {
         assert_paid(&a, 2, &format!("crash state {k} of {n}"));
     }
 }
+
+/// C restarts: the same store, from what it wrote.
+fn restart(a: &ChannelStore, c: ChannelStore, disk: &Arc<MemoryPersister>) -> ChannelStore {
+    c.flush().unwrap();
+    drop(c);
+    let c = c_on(disk.clone());
+    reconnect(a, &c);
+    let _ = events(&c);
+    c
+}
+
+/// An overpaid payment (BOLT 4 lets the parts' sum pass the total): 1M and
+/// 0.5M of a 5M total on one channel, then 4M on another; C announces
+/// 5.5M. A restart finds the parts in channel order, not in the order
+/// they came (the set may be complete before its last part is found):
+/// every part is in the set again, so the claim fulfills all three and
+/// none is left to close a channel at its expiry.
+#[test]
+fn every_part_of_an_overpaid_payment_is_claimed_after_restart() {
+    for restarted in [false, true] {
+        let a = node(1);
+        let disk = Arc::new(MemoryPersister::new());
+        let c = c_on(disk.clone());
+        connect_all(&[&a, &c]);
+        let x = open_channel(&a, &c, 1_000_000, 0);
+        let y = open_channel(&a, &c, 1_000_000, 0);
+        // The parts that complete the set on the channel restored last.
+        let (first, last) = if x.0 < y.0 { (x, y) } else { (y, x) };
+        let p = preimage(9, 7);
+        let hash = p.payment_hash();
+        let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
+        let total = 5_000_000;
+        for (scid, amount) in [(last.1, 1_000_000), (last.1, 500_000), (first.1, 4_000_000)] {
+            a.send_payment_part(&route_to(&c, scid), hash, amount, total, fields.clone())
+                .unwrap();
+            deliver_all(&[&a, &c]);
+        }
+        let evs = events(&c);
+        assert!(
+            evs.contains(&Event::PaymentReceived {
+                payment_hash: hash,
+                amount_msat: 5_500_000,
+                payment_preimage: None,
+            }),
+            "{evs:?}"
+        );
+        let c = if restarted { restart(&a, c, &disk) } else { c };
+        c.claim_funds(p).expect("the announced payment is claimable");
+        deliver_all(&[&a, &c]);
+        assert_paid(&a, 3, &format!("restarted: {restarted}"));
+        let pending: usize = c.list_channels().iter().map(|d| d.pending_htlcs).sum();
+        assert_eq!(pending, 0, "restarted: {restarted}");
+    }
+}
+
+/// The only part so far of a 5M payment (3M) waits on a channel that
+/// force-closes, so it is on chain; C restarts; the other part (2M)
+/// arrives: the set completes, as it does without the restart, because
+/// the closed record kept the part's secret and total. (Before, the
+/// restored set knew neither: it counted as complete, refused the new
+/// part as another payment's, and the payer gave up.)
+#[test]
+fn a_payment_whose_only_part_is_on_chain_completes_after_restart() {
+    for restarted in [false, true] {
+        let a = node(1);
+        let disk = Arc::new(MemoryPersister::new());
+        let c = c_on(disk.clone());
+        connect_all(&[&a, &c]);
+        let (_, scid1) = open_channel(&a, &c, 1_000_000, 0);
+        let (ch2, scid2) = open_channel(&a, &c, 1_000_000, 0);
+        let p = preimage(9, 8);
+        let hash = p.payment_hash();
+        let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
+        a.send_payment_part(&route_to(&c, scid2), hash, 3_000_000, 5_000_000, fields.clone())
+            .unwrap();
+        deliver_all(&[&a, &c]);
+        c.force_close_channel(&ch2).unwrap();
+        deliver_all(&[&a, &c]);
+        let _ = events(&a);
+        let _ = events(&c);
+        let c = if restarted { restart(&a, c, &disk) } else { c };
+        // Still incomplete: nothing to claim yet.
+        assert!(matches!(
+            c.claim_funds(p),
+            Err(StoreError::UnknownPayment { .. })
+        ));
+        a.send_payment_part(&route_to(&c, scid1), hash, 2_000_000, 5_000_000, fields)
+            .unwrap();
+        deliver_all(&[&a, &c]);
+        let evs = events(&c);
+        assert!(
+            evs.contains(&Event::PaymentReceived {
+                payment_hash: hash,
+                amount_msat: 5_000_000,
+                payment_preimage: None,
+            }),
+            "restarted: {restarted}: {evs:?}"
+        );
+        assert!(
+            !events(&a).iter().any(|e| matches!(e, Event::PaymentFailed { .. })),
+            "restarted: {restarted}"
+        );
+        c.claim_funds(p).unwrap();
+        deliver_all(&[&a, &c]);
+        // The part on chain is claimed there; A hears of the live one.
+        assert_paid(&a, 1, &format!("restarted: {restarted}"));
+        let closed = c.closed_channel(&ch2).unwrap();
+        assert_eq!(closed.htlcs[0].payment_preimage, Some(p));
+    }
+}

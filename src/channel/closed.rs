@@ -24,6 +24,7 @@ use crate::onchain::{
     ClosedChannelDetails, CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction,
     OnChainHtlc, SpendableOutput, SpendableOutputKind,
 };
+use crate::onion::payload::PaymentData;
 use crate::onion::{Failure, FailureCode};
 use crate::transactions::{
     commitment_sighash, funding_redeemscript, funding_spend_witness, sign, to_local_script,
@@ -51,6 +52,10 @@ pub(crate) struct ClosedHtlc {
     pub(crate) info: OnChainHtlc,
     /// Where its outcome goes.
     pub(crate) route: HtlcRoute,
+    /// For a payment to us, the secret and total its onion named: a
+    /// restart rebuilds its payment's set of parts with them. `None` in
+    /// records written before they were kept (odd TLV 23).
+    pub(crate) payment_data: Option<PaymentData>,
 }
 
 /// A closed channel's durable record.
@@ -459,6 +464,10 @@ impl Closing {
             };
             let (commitment_output, counterparty_htlc_signature) =
                 output_of(index).map_or((None, None), |(vout, sig)| (Some(vout), sig));
+            let payment_data = match &h.kind {
+                HtlcKind::Received(inbound) => inbound.payment_data(),
+                HtlcKind::Offered { .. } => None,
+            };
             self.record_htlcs_out.push(ClosedHtlc {
                 info: OnChainHtlc {
                     channel_id: channel.channel_id,
@@ -473,6 +482,7 @@ impl Closing {
                     action,
                 },
                 route,
+                payment_data,
             });
         }
     }

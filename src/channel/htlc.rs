@@ -415,6 +415,18 @@ impl Inbound {
         )
     }
 
+    /// The secret and total of a payment to us, as its onion named them
+    /// (`None` for a forward, or a payment stored by version 0.1).
+    pub(crate) fn payment_data(&self) -> Option<crate::onion::payload::PaymentData> {
+        match self {
+            Inbound::Payload {
+                payload: HopPayload::Receive { payment_data, .. },
+                ..
+            } => *payment_data,
+            _ => None,
+        }
+    }
+
     /// The shared secret with the sender, if we have one.
     pub(crate) fn shared_secret(&self) -> Option<&[u8; 32]> {
         match self {

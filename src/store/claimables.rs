@@ -3,8 +3,8 @@
 //! multi-part payments), then announced once with `PaymentReceived`.
 //!
 //! A set lives in memory only: it is rebuilt on restart from the HTLCs
-//! themselves (each keeps its `payment_data`), so nothing about it is
-//! written. Parts are added under their own peer's lock; the set's
+//! themselves (each keeps its `payment_data`, in its channel or in its
+//! closed channel's record), so nothing about it is written. Parts are added under their own peer's lock; the set's
 //! `DashMap` entry is the one lock taken inside it, for a few
 //! instructions. Parts that wait more than `StoreConfig::mpp_timeout_ticks`
 //! calls of [`ChannelStore::timer_tick_occurred`] are failed back with
@@ -113,29 +113,56 @@ pub(crate) fn add_part(
     }
 }
 
-/// Adds a part that went on chain while waiting to be claimed (a closed
-/// channel's record keeps no `payment_data`): it joins its payment's set,
-/// or makes one that counts as announced (it was irrevocably committed
-/// and its payment complete or not, the user claims it only after
-/// `PaymentReceived`).
-pub(crate) fn join_part(
-    claimables: &DashMap<PaymentHash, ClaimableSet>,
-    hash: PaymentHash,
-    part: Claimable,
-) {
-    let mut set = claimables.entry(hash).or_insert_with(|| ClaimableSet {
-        parts: Vec::new(),
-        payment_secret: None,
-        total_msat: 0,
-        preimage: None,
-        complete: true,
-        ticks: 0,
-    });
-    if !set.parts.contains(&part) {
-        set.parts.push(part);
+/// The parts of one payment to us found on restart, in live channels and
+/// closed records, before they become a set again.
+#[derive(Debug, Default)]
+pub(crate) struct RestoredParts {
+    parts: Vec<Claimable>,
+    /// What the first part that kept its onion's `payment_data` said.
+    of: Option<PartOf>,
+}
+
+impl RestoredParts {
+    /// Adds a part; `of` is `None` for a part on chain whose record
+    /// predates the records' `payment_data`.
+    pub(crate) fn add(&mut self, part: Claimable, of: Option<PartOf>) {
+        if !self.parts.contains(&part) {
+            self.parts.push(part);
+        }
+        if self.of.is_none() {
+            self.of = of;
+        }
     }
-    if set.payment_secret.is_none() {
-        set.total_msat = set.amount_msat();
+
+    /// The set again. Every part joins it, whatever order the restart
+    /// found them in: live, the set would have refused a part that came
+    /// after it completed (an overpayment's extra part) or named another
+    /// secret or total, but that part's failure was not durable, so the
+    /// part is still pending and only its set can resolve it (claim, MPP
+    /// timeout or deadline). A set whose parts reach its total was
+    /// announced in the batch that completed it: it is claimable again,
+    /// not announced again. Parts on chain from older records alone know
+    /// no total: their set counts as announced (they were irrevocably
+    /// committed; the user claims only after `PaymentReceived`).
+    pub(crate) fn into_set(self) -> ClaimableSet {
+        let amount_msat: u64 = self.parts.iter().map(|c| c.amount_msat).sum();
+        let (payment_secret, total_msat, preimage, complete) = match self.of {
+            Some(of) => (
+                of.payment_secret,
+                of.total_msat,
+                of.preimage,
+                amount_msat >= of.total_msat,
+            ),
+            None => (None, amount_msat, None, true),
+        };
+        ClaimableSet {
+            parts: self.parts,
+            payment_secret,
+            total_msat,
+            preimage,
+            complete,
+            ticks: 0,
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 
-use super::claimables::{add_part, join_part, PartOf};
+use super::claimables::{PartOf, RestoredParts};
 use super::{ChannelStore, Claimable, Container, Sharded};
 use crate::channel::closed::HtlcRoute;
 use crate::channel::htlc::{HtlcKind, HtlcState, Inbound};
@@ -45,7 +45,7 @@ use crate::forward::{Addressed, Work};
 use crate::inbound_payment;
 use crate::message::{OnionPacket, ONION_PACKET_LEN};
 use crate::onchain::OnChainAction;
-use crate::onion::payload::HopPayload;
+use crate::onion::payload::{HopPayload, PaymentData};
 use crate::persist::codec::{
     decode_channel, decode_channel_record, decode_closed, decode_event, decode_htlc,
     decode_signatures, decode_work, encode_channel, encode_closed, encode_event, encode_work,
@@ -53,7 +53,7 @@ use crate::persist::codec::{
 };
 use crate::persist::tlv::{put_bytes, TlvReader, TlvWriter};
 use crate::persist::{frame, unframe, FileOptions, FilePersister, Key, Persister};
-use crate::types::{ChannelId, NodeId};
+use crate::types::{ChannelId, NodeId, PaymentHash};
 
 /// What a store is rebuilt from.
 #[derive(Default)]
@@ -412,6 +412,7 @@ impl<C: Container> ChannelStore<C> {
             })
             .collect();
         let mut forgotten = Vec::new();
+        let mut payments: HashMap<PaymentHash, RestoredParts> = HashMap::new();
         for mut channel in loaded.channels {
             if channel.phase == Phase::FundingCreatedSent {
                 // BOLT 2: the funder forgets a channel whose funding_signed
@@ -428,7 +429,7 @@ impl<C: Container> ChannelStore<C> {
             }
             self.container
                 .snapshot_register(node, id, channel.snapshot.clone());
-            self.restore_claimables(&channel, &resolving);
+            self.restore_claimables(&channel, &resolving, &mut payments);
             self.container.insert_peer(pk);
             self.container.with_peer(&node, |ps| {
                 channel.publish();
@@ -451,7 +452,11 @@ impl<C: Container> ChannelStore<C> {
                         amount_msat: h.info.amount_msat,
                         cltv_expiry: h.info.cltv_expiry,
                     };
-                    join_part(&self.claimables, h.info.payment_hash, part);
+                    let of = h.payment_data.map(|d| self.part_of(&h.info.payment_hash, d));
+                    payments
+                        .entry(h.info.payment_hash)
+                        .or_default()
+                        .add(part, of);
                 }
             }
             self.container.insert_peer(pk);
@@ -459,12 +464,8 @@ impl<C: Container> ChannelStore<C> {
                 ps.closed.insert(id, Box::new(record));
             });
         }
-        // A set whose parts, live and on chain, reach its total was
-        // announced in the batch that completed it: it is claimable again.
-        for mut set in self.claimables.iter_mut() {
-            if !set.complete && set.amount_msat() >= set.total_msat {
-                set.complete = true;
-            }
+        for (hash, parts) in payments {
+            self.claimables.insert(hash, parts.into_set());
         }
         for item in loaded.work {
             if let Work::Forward(f) = &item.work {
@@ -505,11 +506,25 @@ impl<C: Container> ChannelStore<C> {
         Ok(())
     }
 
+    /// What a part's `payment_data` says of its payment.
+    fn part_of(&self, hash: &PaymentHash, d: PaymentData) -> PartOf {
+        PartOf {
+            payment_secret: Some(d.payment_secret),
+            total_msat: d.total_msat,
+            preimage: inbound_payment::get_payment_preimage(&self.inbound_key, hash, &d.payment_secret)
+                .ok(),
+        }
+    }
+
     /// Payments to us in a live channel that are neither claimed nor
-    /// failed: their sets are rebuilt (a set whose parts reach its total was
-    /// announced before the restart, in the batch that completed it, and is
-    /// not announced again).
-    fn restore_claimables(&self, channel: &Channel, resolving: &HashSet<(ChannelId, u64)>) {
+    /// failed: their parts are gathered into `payments`, to be sets again
+    /// (`RestoredParts::into_set`).
+    fn restore_claimables(
+        &self,
+        channel: &Channel,
+        resolving: &HashSet<(ChannelId, u64)>,
+        payments: &mut HashMap<PaymentHash, RestoredParts>,
+    ) {
         let node = NodeId::from(&channel.counterparty);
         for h in &channel.htlcs {
             let HtlcKind::Received(Inbound::Payload {
@@ -526,16 +541,7 @@ impl<C: Container> ChannelStore<C> {
                 continue;
             }
             let of = match payment_data {
-                Some(d) => PartOf {
-                    payment_secret: Some(d.payment_secret),
-                    total_msat: d.total_msat,
-                    preimage: inbound_payment::get_payment_preimage(
-                        &self.inbound_key,
-                        &h.payment_hash,
-                        &d.payment_secret,
-                    )
-                    .ok(),
-                },
+                Some(d) => self.part_of(&h.payment_hash, *d),
                 // Version 0.1: no secret, a payment in one part.
                 None => PartOf {
                     payment_secret: None,
@@ -550,7 +556,7 @@ impl<C: Container> ChannelStore<C> {
                 amount_msat: h.amount_msat,
                 cltv_expiry: h.cltv_expiry,
             };
-            add_part(&self.claimables, h.payment_hash, part, of);
+            payments.entry(h.payment_hash).or_default().add(part, Some(of));
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::onchain::{
 };
 use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
 use crate::transactions::ChannelPublicKeys;
-use crate::types::{ChannelId, ShortChannelId};
+use crate::onion::payload::PaymentData;
+use crate::types::{ChannelId, PaymentSecret, ShortChannelId};
 
 mod closed_type {
     pub const CHANNEL_ID: u64 = 0;
@@ -45,7 +46,11 @@ mod closed_type {
     pub const TO_SELF_DELAYS: u64 = 19;
     /// Odd, likewise.
     pub const HOLDER_COMMITMENT: u64 = 21;
-    pub const ALL: [u64; 15] = [
+    /// Odd: the secret and total of each payment to us still awaiting its
+    /// preimage (a restart rebuilds its set of parts from them). Without
+    /// it (older records) such a part joins its set as it can.
+    pub const PAYMENT_DATA: u64 = 23;
+    pub const ALL: [u64; 16] = [
         CHANNEL_ID,
         COUNTERPARTY,
         FUNDING,
@@ -61,6 +66,7 @@ mod closed_type {
         THEIR_POINTS,
         TO_SELF_DELAYS,
         HOLDER_COMMITMENT,
+        PAYMENT_DATA,
     ];
 }
 
@@ -270,7 +276,11 @@ fn get_htlc(c: &mut Cursor<'_>, channel_id: ChannelId) -> Result<ClosedHtlc, Dec
             })
         }
     };
-    Ok(ClosedHtlc { info, route })
+    Ok(ClosedHtlc {
+        info,
+        route,
+        payment_data: None,
+    })
 }
 
 /// Encodes a closed channel's record.
@@ -342,7 +352,46 @@ pub(crate) fn encode_closed(r: &ClosedChannel) -> Vec<u8> {
             out.extend_from_slice(&h.feerate_per_kw.to_be_bytes());
         });
     }
+    let with_data: Vec<(u64, PaymentData)> = (r.htlcs.iter())
+        .filter_map(|h| h.payment_data.map(|d| (h.info.htlc_id, d)))
+        .collect();
+    if !with_data.is_empty() {
+        w.with(PAYMENT_DATA, |out| {
+            out.extend_from_slice(&(with_data.len() as u32).to_be_bytes());
+            for (htlc_id, d) in &with_data {
+                out.extend_from_slice(&htlc_id.to_be_bytes());
+                out.extend_from_slice(&d.payment_secret.0);
+                out.extend_from_slice(&d.total_msat.to_be_bytes());
+            }
+        });
+    }
     w.finish()
+}
+
+/// Reads the `PAYMENT_DATA` record into the record's HTLCs: each entry
+/// names a payment to us the record holds, once.
+fn get_payment_data(c: &mut Cursor<'_>, htlcs: &mut [ClosedHtlc]) -> Result<(), DecodeError> {
+    const ENTRY_LEN: usize = 8 + 32 + 8;
+    let bad = DecodeError::InvalidValue {
+        field: "closed.payment_data",
+    };
+    for _ in 0..c.count(ENTRY_LEN)? {
+        let htlc_id = c.u64()?;
+        let data = PaymentData {
+            payment_secret: PaymentSecret(c.array()?),
+            total_msat: c.u64()?,
+        };
+        let h = htlcs
+            .iter_mut()
+            .find(|h| {
+                h.info.htlc_id == htlc_id && h.route == (HtlcRoute::Received { pays_us: true })
+            })
+            .ok_or(bad.clone())?;
+        if h.payment_data.replace(data).is_some() {
+            return Err(bad);
+        }
+    }
+    c.end()
 }
 
 /// The fewest bytes one HTLC of a closed record takes: a received HTLC with
@@ -445,6 +494,9 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
             Ok::<_, DecodeError>(delays)
         })
         .transpose()?;
+    if let Some(v) = r.optional(PAYMENT_DATA) {
+        get_payment_data(&mut Cursor::new(v, "closed.payment_data"), &mut htlcs)?;
+    }
     let holder_commitment = r
         .optional(HOLDER_COMMITMENT)
         .map(|v| {
@@ -539,10 +591,60 @@ mod tests {
                 action: OnChainAction::AwaitPreimage,
             },
             route: HtlcRoute::Received { pays_us: false },
+            payment_data: None,
         };
         let record = record(id, key, vec![htlc]);
         let bytes = encode_closed(&record);
         assert_eq!(decode_closed(&bytes), Ok(record));
+    }
+
+    /// A payment to us keeps its secret and total (odd record 23); a
+    /// record without it (as older versions wrote it) reads as none; an
+    /// entry naming an HTLC that is no payment to us, or named twice, is
+    /// an error.
+    #[test]
+    fn payment_data_of_parts_on_chain_reads_back() {
+        let id = ChannelId([6; 32]);
+        let key = PublicKey::from_secret_key(
+            &Secp256k1::new(),
+            &SecretKey::from_slice(&[2; 32]).unwrap(),
+        );
+        let htlc = |htlc_id, pays_us| ClosedHtlc {
+            info: OnChainHtlc {
+                channel_id: id,
+                htlc_id,
+                direction: HtlcDirection::Received,
+                payment_hash: crate::types::PaymentHash([9; 32]),
+                amount_msat: 3_000_000,
+                cltv_expiry: 500,
+                payment_preimage: None,
+                commitment_output: None,
+                counterparty_htlc_signature: None,
+                action: OnChainAction::AwaitPreimage,
+            },
+            route: HtlcRoute::Received { pays_us },
+            payment_data: None,
+        };
+        let mut record = record(id, key, vec![htlc(1, true), htlc(2, false)]);
+        let old = encode_closed(&record);
+        record.htlcs[0].payment_data = Some(PaymentData {
+            payment_secret: PaymentSecret([7; 32]),
+            total_msat: 5_000_000,
+        });
+        let bytes = encode_closed(&record);
+        assert_eq!(decode_closed(&bytes), Ok(record.clone()));
+        assert_eq!(decode_closed(&old).unwrap().htlcs[0].payment_data, None);
+        let bad = DecodeError::InvalidValue {
+            field: "closed.payment_data",
+        };
+        let mut forward = record.clone();
+        forward.htlcs[0].route = HtlcRoute::Received { pays_us: false };
+        let bytes = encode_closed(&forward);
+        assert_eq!(decode_closed(&bytes), Err(bad.clone()));
+        let mut twice = record.clone();
+        twice.htlcs[1] = twice.htlcs[0].clone();
+        let bytes = encode_closed(&twice);
+        assert_eq!(decode_closed(&bytes), Err(bad));
     }
 
     /// The peer's unrevoked points and the two delays (odd records 17 and
