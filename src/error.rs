@@ -84,6 +84,22 @@ pub enum StoreError {
         /// The reserve (plus fee where the side pays it) it must keep.
         reserve_msat: u64,
     },
+    /// A commitment would leave its funder unable to pay its fee: a feerate
+    /// update raced HTLCs the fundee added (each valid at the feerate its
+    /// sender knew). The channel is failed: closed with our latest
+    /// commitment, which can pay
+    /// ([`ClosureReason::FunderCannotPayFee`](crate::ClosureReason)).
+    #[error("channel {channel_id}: at {feerate_per_kw} sat/kw the funder's {funder_msat} msat cannot pay the commitment's fee of {fee_msat} msat; the channel is failed")]
+    FunderCannotPayFee {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The commitment's feerate.
+        feerate_per_kw: u32,
+        /// What the funder has in that commitment.
+        funder_msat: u64,
+        /// The fee it would have to pay.
+        fee_msat: u64,
+    },
     /// An HTLC below the receiver's `htlc_minimum_msat`.
     #[error("channel {channel_id}: htlc of {amount_msat} msat is below the minimum of {minimum_msat} msat")]
     HtlcBelowMinimum {

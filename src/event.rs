@@ -232,6 +232,16 @@ pub enum ClosureReason {
         /// The last fee the peer proposed.
         their_fee_sat: u64,
     },
+    /// A commitment would have left its funder unable to pay its fee
+    /// ([`StoreError::FunderCannotPayFee`](crate::StoreError)): a feerate
+    /// update raced HTLCs the fundee added (BOLT 2 allows both). The
+    /// channel is closed with our latest commitment, which can, as LDK
+    /// closes it; one that pays less than its fee is never signed nor
+    /// taken.
+    FunderCannotPayFee {
+        /// The feerate of the commitment that could not be paid.
+        feerate_per_kw: u32,
+    },
 }
 
 /// A read-only snapshot of one channel, as `list_channels` returns it.

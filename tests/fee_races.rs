@@ -129,3 +129,76 @@ fn many_update_fee_without_commitment_signed_stay_bounded() {
         n.check_value_conserved().unwrap();
     }
 }
+
+/// BOLT 2 lets the funder's `update_fee` race the fundee's adds, each
+/// valid at the feerate its sender knew. A (funder, dust limit 546) raises
+/// the feerate to 5,000 sat/kw, keeping exactly its reserve, the fee and
+/// room for two racing HTLCs; meanwhile B (fundee, dust limit 354) adds
+/// twenty 4,000-sat HTLCs: dust in A's commitment at 5,000 sat/kw, outputs
+/// in B's, whose fee (20,820 sat) A's 15,400 sat cannot pay. No commitment
+/// that pays less than its fee may be signed or taken: the channel is
+/// failed instead (as LDK fails it), with commitments that can.
+#[test]
+fn an_update_fee_racing_adds_never_leaves_a_commitment_unpaid() {
+    let config = |dust_limit_sat| chanstore::StoreConfig {
+        dust_limit_sat,
+        max_dust_htlc_exposure_msat: 100_000_000,
+        ..chanstore::StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, config(546)), node_with(2, config(354)));
+    connect_all(&[&a, &b]);
+    // A keeps 15,400 sat: reserve 10,000 + fee(5000, 2 racing) = 15,340.
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 984_600_000);
+    a.update_fee(&id, 5_000).unwrap();
+    for i in 0..20u16 {
+        let hash = PaymentPreimage([i as u8 + 1; 32]).payment_hash();
+        b.send_payment(&route_to(&a, scid), hash, 4_000_000, invoice(&route_to(&a, scid), hash))
+            .unwrap();
+    }
+    let mut refusals = Vec::new();
+    for _ in 0..100 {
+        let mut moved = false;
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for (_, m) in from.get_and_clear_pending_msg_events() {
+                let name = m.name();
+                if let Err(e) = to.handle_message(&from.node_id(), m) {
+                    refusals.push((name, e));
+                }
+                moved = true;
+            }
+        }
+        for n in [&a, &b] {
+            n.check_commitments_fully_paid().unwrap();
+            n.check_value_conserved().unwrap();
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(
+        refusals.iter().any(|(_, e)| matches!(
+            e,
+            chanstore::StoreError::FunderCannotPayFee {
+                feerate_per_kw: 5_000,
+                ..
+            }
+        )),
+        "{refusals:?}"
+    );
+    // A failed the channel; B took its error. Each broadcasts its latest
+    // commitment, which the checks above found fully paid at every step.
+    let reason = |n: &chanstore::ChannelStore| n.closed_channel(&id).map(|c| c.reason);
+    assert_eq!(
+        reason(&a),
+        Some(chanstore::ClosureReason::FunderCannotPayFee {
+            feerate_per_kw: 5_000
+        })
+    );
+    assert!(matches!(
+        reason(&b),
+        Some(chanstore::ClosureReason::CounterpartyError { .. })
+    ));
+    for n in [&a, &b] {
+        assert!(n.closed_channel(&id).unwrap().transaction.is_some());
+    }
+}

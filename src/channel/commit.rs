@@ -382,6 +382,17 @@ impl Channel {
         let point = self.signer.point(number);
         let built = self.build_commitment(true, number, &point, HtlcState::on_recv_commit)?;
         self.verify_local(&built, &msg.signature, &msg.htlc_signatures)?;
+        // A funder peer's update_fee that raced our adds (each side checked
+        // only what it knew) can leave this commitment unable to pay its
+        // fee: never take it (the channel is failed with the one before).
+        if !self.is_outbound && built.funder_msat < 1000 * built.tx.fee_sat {
+            return Err(StoreError::FunderCannotPayFee {
+                channel_id: self.channel_id,
+                feerate_per_kw: built.feerate_per_kw,
+                funder_msat: built.funder_msat,
+                fee_msat: 1000 * built.tx.fee_sat,
+            });
+        }
         // Counted once verified: a peer cannot earn tables with bad ones.
         self.tables.count_commitment();
         self.set_holder_signatures(msg.signature, msg.htlc_signatures.clone());

@@ -361,6 +361,23 @@ impl Channel {
                 if i128::from(our_msat) < i128::from(needed) {
                     return Err(self.reserve_violated(our_msat.into(), needed));
                 }
+                // And of the peer's, which we sign: with a lower dust limit
+                // there, HTLCs trimmed in ours are outputs in it. Adds the
+                // peer sent before it saw our update_fee are valid at the
+                // feerate it knew, so only this race gets here; the
+                // commitment would pay less than its fee, and the channel
+                // is failed instead (its reserve may go to the fee, as on
+                // the other side above).
+                let theirs = self.project(false, feerate, Counted::All, Some((false, amount_msat)));
+                let fee_msat = 1000 * commitment_fee_sat(feerate, theirs.untrimmed, false);
+                if our_msat < fee_msat {
+                    return Err(StoreError::FunderCannotPayFee {
+                        channel_id,
+                        feerate_per_kw: feerate,
+                        funder_msat: our_msat,
+                        fee_msat,
+                    });
+                }
             }
         }
         let within_dust_limit = self.commitment_feerates().all(|(local, feerate)| {

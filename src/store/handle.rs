@@ -10,7 +10,7 @@ use super::{ChannelStore, Container};
 use crate::channel::signer::ChannelSigner;
 use crate::channel::Channel;
 use crate::error::StoreError;
-use crate::event::Event;
+use crate::event::{ClosureReason, Event};
 use crate::message::Message;
 use crate::types::{ChannelId, NodeId};
 
@@ -200,9 +200,10 @@ impl<C: Container> ChannelStore<C> {
             }),
             Message::UpdateAddHtlc(m) => {
                 let (config, secret) = (&self.config, &self.node_secret);
-                s.on_channel(&id, true, |c, _| {
+                let result = s.on_channel(&id, true, |c, _| {
                     c.handle_update_add_htlc(config, &m, height, secret)
-                })
+                });
+                fail_if_unpayable(s, &id, result)
             }
             Message::UpdateFulfillHtlc(m) => s.on_channel(&id, true, |c, e| {
                 if let Some(resolved) = c.handle_update_fulfill_htlc(&m)? {
@@ -216,11 +217,14 @@ impl<C: Container> ChannelStore<C> {
             Message::UpdateFailMalformedHtlc(m) => {
                 s.on_channel(&id, true, |c, _| c.handle_update_fail_malformed_htlc(&m))
             }
-            Message::CommitmentSigned(m) => s.on_channel(&id, true, |c, e| {
-                let revoke = c.handle_commitment_signed(&m, e)?;
-                e.msgs.push(Message::RevokeAndAck(revoke));
-                Ok(())
-            }),
+            Message::CommitmentSigned(m) => {
+                let result = s.on_channel(&id, true, |c, e| {
+                    let revoke = c.handle_commitment_signed(&m, e)?;
+                    e.msgs.push(Message::RevokeAndAck(revoke));
+                    Ok(())
+                });
+                fail_if_unpayable(s, &id, result)
+            }
             Message::RevokeAndAck(m) => {
                 s.on_channel(&id, true, |c, e| c.handle_revoke_and_ack(&m, e))?;
                 // Its batch may be lazy if it releases nothing (`Outcome::may_wait`).
@@ -284,4 +288,27 @@ fn channel_pending(c: &Channel) -> Event {
             .funding_outpoint
             .expect("a channel with signed commitments has its funding outpoint"),
     }
+}
+
+/// A message refused with [`StoreError::FunderCannotPayFee`] (an
+/// `update_fee` raced the fundee's adds) leaves a channel that can go on
+/// only with a commitment that pays less than its fee: it is failed
+/// instead, with our latest commitment, as LDK fails it ("Funding remote
+/// cannot afford proposed new fee"); the error is still returned.
+fn fail_if_unpayable<T>(
+    s: &mut super::Section<'_>,
+    id: &ChannelId,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if let Err(StoreError::FunderCannotPayFee { feerate_per_kw, .. }) = &result {
+        let reason = ClosureReason::FunderCannotPayFee {
+            feerate_per_kw: *feerate_per_kw,
+        };
+        let failed = s.on_channel(id, true, |c, e| {
+            c.fail_with_error("the funder cannot pay the commitment fee", reason, e);
+            Ok(())
+        });
+        debug_assert!(failed.is_ok(), "the channel was just found");
+    }
+    result
 }

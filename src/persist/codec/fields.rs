@@ -347,6 +347,10 @@ pub(super) fn put_reason(out: &mut Vec<u8>, reason: &ClosureReason) {
             out.push(10);
             out.extend_from_slice(&their_fee_sat.to_be_bytes());
         }
+        ClosureReason::FunderCannotPayFee { feerate_per_kw } => {
+            out.push(11);
+            out.extend_from_slice(&feerate_per_kw.to_be_bytes());
+        }
     }
 }
 
@@ -377,10 +381,61 @@ pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeErro
         10 => ClosureReason::ClosingNegotiationFailed {
             their_fee_sat: c.u64()?,
         },
+        11 => ClosureReason::FunderCannotPayFee {
+            feerate_per_kw: c.u32()?,
+        },
         _ => {
             return Err(DecodeError::InvalidValue {
                 field: "closure_reason",
             })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::PaymentHash;
+
+    /// Every closure reason reads back as written; an unknown tag is an error.
+    #[test]
+    fn closure_reasons_read_back() {
+        let reasons = [
+            ClosureReason::Cooperative {
+                closing_tx_fee_sat: 7,
+            },
+            ClosureReason::LocallyForceClosed,
+            ClosureReason::CounterpartyError {
+                message: "bye".into(),
+            },
+            ClosureReason::ReestablishFailed {
+                reason: "numbers".into(),
+            },
+            ClosureReason::LostData,
+            ClosureReason::FundingNotSigned,
+            ClosureReason::DisconnectedWhileUnfunded,
+            ClosureReason::FundingTimedOut,
+            ClosureReason::HtlcTimedOut {
+                payment_hash: PaymentHash([1; 32]),
+                cltv_expiry: 9,
+            },
+            ClosureReason::HtlcClaimDeadline {
+                payment_hash: PaymentHash([2; 32]),
+                cltv_expiry: 10,
+            },
+            ClosureReason::ClosingNegotiationFailed { their_fee_sat: 11 },
+            ClosureReason::FunderCannotPayFee {
+                feerate_per_kw: 5_000,
+            },
+        ];
+        for reason in reasons {
+            let mut out = Vec::new();
+            put_reason(&mut out, &reason);
+            let mut c = Cursor::new(&out, "reason");
+            assert_eq!(get_reason(&mut c), Ok(reason));
+            assert!(c.is_empty());
+        }
+        let mut c = Cursor::new(&[12], "reason");
+        assert!(get_reason(&mut c).is_err());
+    }
 }
