@@ -190,6 +190,9 @@ impl StoreConfig {
         if self.min_funding_sat > self.max_funding_sat {
             return bad("min_funding_sat", "is above max_funding_sat");
         }
+        if self.max_funding_sat > bitcoin::Amount::MAX_MONEY.to_sat() {
+            return bad("max_funding_sat", "is above 21,000,000 BTC");
+        }
         if self.dust_limit_sat < 354 {
             return bad("dust_limit_sat", "is below 354 sat (BOLT 2)");
         }

@@ -143,3 +143,45 @@ fn queued_forwards_per_peer_are_capped() {
         .iter()
         .any(|e| matches!(e, Event::PaymentReceived { .. })));
 }
+
+/// A peer's `funding_satoshis` is any u64: the reserve bound computed from
+/// it must not overflow (a panic in a debug build, a wrong bound in a
+/// release one), even where `max_funding_sat` allows all the bitcoin
+/// there is; and no `max_funding_sat` above that is a valid config.
+#[test]
+fn a_huge_open_channel_is_judged_without_overflow() {
+    let all_bitcoin = 21_000_000 * 100_000_000;
+    let config = StoreConfig {
+        max_funding_sat: all_bitcoin,
+        ..StoreConfig::default()
+    };
+    assert!(StoreConfig {
+        max_funding_sat: all_bitcoin + 1,
+        ..StoreConfig::default()
+    }
+    .validate()
+    .is_err());
+    let (a, b) = (node(1), node_with(2, config));
+    connect_all(&[&a, &b]);
+    a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    let Some((_, Message::OpenChannel(mut open))) = a.get_and_clear_pending_msg_events().pop()
+    else {
+        panic!("no open_channel")
+    };
+    // 1M BTC, its reserve 1%: within every bound.
+    open.funding_satoshis = 100_000_000_000_000;
+    open.channel_reserve_satoshis = 1_000_000_000_000;
+    b.handle_message(&a.node_id(), Message::OpenChannel(open.clone()))
+        .unwrap();
+    assert!(matches!(
+        b.get_and_clear_pending_msg_events().pop(),
+        Some((_, Message::AcceptChannel(_)))
+    ));
+    // Above the bound: refused precisely.
+    open.temporary_channel_id = chanstore::ChannelId([0xee; 32]);
+    open.funding_satoshis = u64::MAX;
+    assert!(matches!(
+        b.handle_message(&a.node_id(), Message::OpenChannel(open)),
+        Err(StoreError::FundingTooLarge { .. })
+    ));
+}

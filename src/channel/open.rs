@@ -98,8 +98,12 @@ fn check_side_params(
     our_dust_sat: u64,
     our_reserve_sat: u64,
 ) -> Result<(), StoreError> {
-    let max_reserve =
-        funding_sat * u64::from(config.max_channel_reserve_proportional_millionths) / 1_000_000;
+    // In u128: a peer's funding_satoshis is any u64 (checked against
+    // max_funding_sat only on some paths before this).
+    let max_reserve = (u128::from(funding_sat)
+        * u128::from(config.max_channel_reserve_proportional_millionths)
+        / 1_000_000)
+        .min(u128::from(u64::MAX)) as u64;
     require(
         theirs.dust_limit_sat >= MIN_DUST_LIMIT_SAT,
         id,
@@ -184,11 +188,13 @@ fn check_funding(
             max_sat: config.max_funding_sat,
         });
     }
-    if push_msat > funding_sat * 1000 {
+    // Not above max_funding_sat here, which validate keeps below 21M BTC.
+    let funding_msat = funding_sat * 1000;
+    if push_msat > funding_msat {
         return Err(StoreError::PushExceedsFunding {
             channel_id: id,
             push_msat,
-            funding_msat: funding_sat * 1000,
+            funding_msat,
         });
     }
     Ok(())
