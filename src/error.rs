@@ -140,8 +140,10 @@ pub enum StoreError {
         /// What the sender could still offer.
         available_msat: u64,
     },
-    /// The HTLC's `cltv_expiry` is not in the future (or is not a block height).
-    #[error("channel {channel_id}: htlc cltv_expiry {cltv_expiry} is not after the best height {best_height}")]
+    /// The HTLC's `cltv_expiry` is not a block height (500,000,000 or
+    /// more: a timestamp). One already past is taken and failed back once
+    /// committed.
+    #[error("channel {channel_id}: htlc cltv_expiry {cltv_expiry} is not a block height (best height {best_height})")]
     HtlcExpired {
         /// The channel.
         channel_id: ChannelId,

@@ -972,12 +972,14 @@ fn refuses_amount_above_sender_balance() {
 }
 
 #[test]
-fn refuses_htlc_already_expired() {
+fn an_htlc_already_expired_is_taken_and_failed_back() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let best = HEIGHT + 100;
     p.b.best_block_updated(best);
     // A (still at HEIGHT) offers an HTLC that expires at HEIGHT + the final
-    // delta: B, which has seen more blocks, refuses the real message.
+    // delta, long past for B, which has seen more blocks. Refusing the
+    // message would leave the two out of step for good (A resends it on
+    // every reconnection); B takes it and fails it back once committed.
     let pre = preimage(9, 0);
     p.a.send_payment(
         &route_to(&p.b, p.scid),
@@ -986,31 +988,39 @@ fn refuses_htlc_already_expired() {
         invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
     )
     .unwrap();
-    let msgs = take_msgs(&p.a);
-    let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
-        panic!("{msgs:?}")
-    };
-    let expired = |cltv_expiry| StoreError::HtlcExpired {
-        channel_id: p.id,
-        cltv_expiry,
-        best_height: best,
-    };
-    let final_expiry = HEIGHT + u32::from(StoreConfig::default().min_final_cltv_expiry_delta);
-    assert_eq!(add.cltv_expiry, final_expiry);
-    p.assert_msg_refused(
-        &p.a,
-        &p.b,
-        Message::UpdateAddHtlc(add.clone()),
-        expired(final_expiry),
+    deliver_all(&p.nodes());
+    let b_events = events(&p.b);
+    assert!(
+        !b_events.iter().any(|e| matches!(e, Event::PaymentReceived { .. })),
+        "{b_events:?}"
     );
-    // Expiring at the best height itself is already too late, and a value
-    // above the block-height range is a timestamp, not a height.
-    for cltv in [best, 500_000_000] {
-        let add = craft_add(&p.b, p.id, 0, 1_000_000, pre.payment_hash(), cltv);
-        p.assert_msg_refused(&p.a, &p.b, add, expired(cltv));
+    let a_events = events(&p.a);
+    assert!(
+        a_events.iter().any(|e| matches!(
+            e,
+            Event::PaymentFailed {
+                failure: FailureCode::IncorrectOrUnknownPaymentDetails,
+                ..
+            }
+        )),
+        "{a_events:?}"
+    );
+    for n in p.nodes() {
+        let d = n.channel_details(&p.id).unwrap();
+        assert_eq!((d.state, d.pending_htlcs), ("normal", 0));
     }
-    let add = craft_add(&p.b, p.id, 0, 1_000_000, pre.payment_hash(), best + 1);
-    p.b.handle_message(&p.a.node_id(), add).unwrap();
+    // A value of the timestamp range is not a height: refused.
+    let add = craft_add(&p.b, p.id, 1, 1_000_000, pre.payment_hash(), 500_000_000);
+    let (frozen, _) = freeze(&p.nodes());
+    assert_eq!(
+        p.b.handle_message(&p.a.node_id(), add),
+        Err(StoreError::HtlcExpired {
+            channel_id: p.id,
+            cltv_expiry: 500_000_000,
+            best_height: best,
+        })
+    );
+    assert_unchanged(&p.nodes(), &frozen);
 }
 
 #[test]

@@ -84,7 +84,15 @@ impl Channel {
                 got: msg.id,
             });
         }
-        if msg.cltv_expiry <= best_height || msg.cltv_expiry >= LOCKTIME_THRESHOLD {
+        // 500,000,000 and above is a timestamp, not a height (BOLT 2: fail
+        // the connection). An expiry already past is taken: the peer saw
+        // fewer blocks, or forwards for a hub that did, and BOLT 2 has no
+        // such rule for the receiver. Once committed, it is failed back
+        // like any HTLC too close to its expiry (`expiry_too_soon`, or
+        // `incorrect_or_unknown_payment_details` at the final hop), as LDK
+        // does; refusing the message would leave the two sides out of step
+        // for good, the peer resending it on every reconnection.
+        if msg.cltv_expiry >= LOCKTIME_THRESHOLD {
             return Err(StoreError::HtlcExpired {
                 channel_id: self.channel_id,
                 cltv_expiry: msg.cltv_expiry,
