@@ -92,12 +92,16 @@ pub struct StoreConfig {
     pub max_channels_per_peer: usize,
     /// Most HTLCs from one peer that may wait in the forward queues at once.
     pub max_pending_forwards_per_peer: usize,
-    /// Most channels one peer may have open with us before they are funded
-    /// (LDK: `MAX_UNFUNDED_CHANS_PER_PEER`, 4).
+    /// Most channels one peer may have open with us before their funding
+    /// confirms (LDK: `MAX_UNFUNDED_CHANS_PER_PEER`, 4): unfunded, funded
+    /// by a `funding_created` (which may name a transaction that never
+    /// existed) but not confirmed, or closed unconfirmed with a record
+    /// kept (until `funding_timeout_blocks`).
     pub max_unfunded_channels_per_peer: usize,
-    /// Most channels that peers opened to us and that are not funded yet,
-    /// across all peers (each costs a peer state and a channel until funded
-    /// or the peer leaves).
+    /// Most channels that peers opened to us whose funding has not
+    /// confirmed, counted as `max_unfunded_channels_per_peer` counts them,
+    /// across all peers (each costs a peer state and a channel, or a
+    /// closed record, until funded or forgotten).
     pub max_inbound_unfunded_channels: usize,
     /// Most channels that hold revocation basepoint tables at once: 176 KB
     /// of memory each, bought once a channel has built 256 commitments since
@@ -128,7 +132,8 @@ pub struct StoreConfig {
     /// not claim is failed back (LDK: `HTLC_FAIL_BACK_BUFFER`, 21).
     pub htlc_fail_back_buffer_blocks: u32,
     /// As fundee, blocks after `funding_created` after which a channel whose
-    /// funding never confirmed is forgotten (BOLT 2: 2016).
+    /// funding never confirmed is forgotten (BOLT 2: 2016), and so is the
+    /// record of one that closed before its funding confirmed.
     pub funding_timeout_blocks: u32,
     /// Calls of `ChannelStore::timer_tick_occurred` (made about once a
     /// minute) that the parts of a multi-part payment to us may wait for

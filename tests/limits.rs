@@ -185,3 +185,140 @@ fn a_huge_open_channel_is_judged_without_overflow() {
         Err(StoreError::FundingTooLarge { .. })
     ));
 }
+
+/// An outpoint no transaction has: a `funding_created` naming it costs its
+/// sender nothing on chain.
+fn made_up_outpoint(i: u8) -> bitcoin::OutPoint {
+    use bitcoin::hashes::Hash;
+    bitcoin::OutPoint::new(bitcoin::Txid::from_byte_array([i; 32]), 0)
+}
+
+/// `a` opens a channel to `b` and "funds" it with a made-up outpoint;
+/// returns its id, or the error `b` answered the `open_channel` with.
+/// (`all`: every node connected to either, for the deliveries.)
+fn open_unconfirmed_among(
+    all: &[&chanstore::ChannelStore],
+    a: &chanstore::ChannelStore,
+    b: &chanstore::ChannelStore,
+    push_msat: u64,
+    i: u8,
+) -> Result<chanstore::ChannelId, StoreError> {
+    deliver_all(all);
+    let temp = a.create_channel(b.node_id(), 100_000, push_msat).unwrap();
+    for (_, m) in a.get_and_clear_pending_msg_events() {
+        b.handle_message(&a.node_id(), m)?;
+    }
+    deliver_all(all);
+    events(a);
+    let id = a
+        .funding_transaction_generated(&temp, &b.node_id(), made_up_outpoint(i))
+        .unwrap();
+    deliver_all(all);
+    events(b);
+    Ok(id)
+}
+
+fn open_unconfirmed(
+    a: &chanstore::ChannelStore,
+    b: &chanstore::ChannelStore,
+    push_msat: u64,
+    i: u8,
+) -> Result<chanstore::ChannelId, StoreError> {
+    open_unconfirmed_among(&[a, b], a, b, push_msat, i)
+}
+
+/// A funded channel whose funding has not confirmed still counts under
+/// the unfunded caps (per peer and store-wide), also after a restart,
+/// until the funding confirms: otherwise `funding_created` for made-up
+/// transactions opens channels without end.
+#[test]
+fn channels_funded_but_unconfirmed_count_under_the_unfunded_caps() {
+    let config = StoreConfig {
+        max_unfunded_channels_per_peer: 1,
+        max_inbound_unfunded_channels: 2,
+        ..StoreConfig::default()
+    };
+    let disk = std::sync::Arc::new(chanstore::MemoryPersister::new());
+    let hub = |disk: &std::sync::Arc<chanstore::MemoryPersister>| {
+        chanstore::ChannelStore::with_persister(
+            config.clone(),
+            bitcoin::secp256k1::SecretKey::from_slice(&[2; 32]).unwrap(),
+            HEIGHT,
+            disk.clone() as std::sync::Arc<dyn chanstore::Persister>,
+        )
+        .unwrap()
+    };
+    let (a, c, d) = (node(1), node(3), node(4));
+    let mut b = hub(&disk);
+    connect_all(&[&a, &b, &c, &d]);
+    let first = open_unconfirmed_among(&[&a, &b, &c, &d], &a, &b, 0, 1).unwrap();
+    let per_peer = |r: Result<_, StoreError>| {
+        matches!(r, Err(StoreError::PeerLimit { resource: "unfunded channels", limit: 1, .. }))
+    };
+    assert!(per_peer(open_unconfirmed_among(&[&a, &b, &c, &d], &a, &b, 0, 2)));
+    open_unconfirmed_among(&[&a, &b, &c, &d], &c, &b, 0, 3).unwrap();
+    let global = |r: Result<_, StoreError>| {
+        matches!(r, Err(StoreError::GlobalLimit { limit: 2, .. }))
+    };
+    assert!(global(open_unconfirmed_among(&[&a, &b, &c, &d], &d, &b, 0, 4)));
+    // The same after a restart.
+    b.flush().unwrap();
+    drop(b);
+    b = hub(&disk);
+    for n in [&a, &c, &d] {
+        n.peer_disconnected(&b.node_id());
+    }
+    connect_all(&[&a, &b, &c, &d]);
+    assert!(per_peer(open_unconfirmed_among(&[&a, &b, &c, &d], &a, &b, 0, 5)));
+    assert!(global(open_unconfirmed_among(&[&a, &b, &c, &d], &d, &b, 0, 6)));
+    // A's funding confirms: its place goes to D.
+    b.funding_confirmed(&first, chanstore::ShortChannelId::new(1, 1, 0).unwrap())
+        .unwrap();
+    open_unconfirmed_among(&[&a, &b, &c, &d], &d, &b, 0, 7).unwrap();
+    assert_eq!(b.list_channels().len(), 3);
+}
+
+/// A channel closed before its funding confirmed keeps a record (its
+/// commitment, should the funding confirm after all), which a peer could
+/// make for free: such records count under the unfunded caps too, and go
+/// `funding_timeout_blocks` after `funding_created`, as a live channel
+/// whose funding never confirms goes (with no record).
+#[test]
+fn records_of_channels_closed_unconfirmed_are_capped_and_expire() {
+    let config = StoreConfig {
+        max_unfunded_channels_per_peer: 2,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node(1), node_with(2, config));
+    connect_all(&[&a, &b]);
+    for i in 0..2 {
+        // Pushing B something, so the record has an output to keep.
+        let id = open_unconfirmed(&a, &b, 50_000_000, i + 1).unwrap();
+        a.force_close_channel(&id).unwrap();
+        deliver_all(&[&a, &b]);
+        assert!(b.closed_channel(&id).is_some());
+    }
+    assert_eq!(b.resource_counts().closed_channels, 2);
+    assert!(matches!(
+        open_unconfirmed(&a, &b, 50_000_000, 3),
+        Err(StoreError::PeerLimit { resource: "unfunded channels", .. })
+    ));
+    // A live one whose funding never confirms goes at the timeout with no
+    // record; so do the records.
+    let timeout = StoreConfig::default().funding_timeout_blocks;
+    b.best_block_updated(HEIGHT + timeout - 1);
+    assert_eq!(b.resource_counts().closed_channels, 2);
+    b.best_block_updated(HEIGHT + timeout);
+    assert_eq!(b.resource_counts().closed_channels, 0);
+    let live = open_unconfirmed(&a, &b, 50_000_000, 4).unwrap();
+    b.best_block_updated(HEIGHT + 2 * timeout);
+    assert!(b.channel_details(&live).is_none());
+    assert!(b.closed_channel(&live).is_none(), "forgotten, no record");
+    assert!(events(&b).iter().any(|e| matches!(
+        e,
+        Event::ChannelClosed { reason: chanstore::ClosureReason::FundingTimedOut, .. }
+    )));
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    assert_eq!(b.resource_counts().peers, 0, "nothing of A is kept");
+}

@@ -90,6 +90,12 @@ pub(crate) struct ClosedChannel {
     /// what its HTLC outputs' scripts and second-stage transactions are
     /// built from. `None` in records written before it was kept.
     pub(crate) holder_commitment: Option<HolderCommitment>,
+    /// A channel the peer opened whose funding we never saw confirmed: the
+    /// height its `funding_created` came. Such a record counts against the
+    /// caps on unfunded channels (the funding may never have existed: a
+    /// peer could make records for free) and is forgotten
+    /// `StoreConfig::funding_timeout_blocks` after it (BOLT 2).
+    pub(crate) unconfirmed_since: Option<u32>,
 }
 
 /// What closing a channel produces besides the `ChannelClosed` event.
@@ -250,6 +256,11 @@ impl Channel {
         let (Some(funding_outpoint), true) = (self.funding_outpoint, from.is_funded()) else {
             return Closing::default();
         };
+        if reason == ClosureReason::FundingTimedOut {
+            // BOLT 2: the fundee forgets a channel whose funding never
+            // confirmed; it has no HTLC yet.
+            return Closing::default();
+        }
         let id = self.channel_id;
         let mut closing = Closing::default();
         let mut outputs = Vec::new();
@@ -277,7 +288,7 @@ impl Channel {
                 tx
             }
             // Our commitment is revoked: broadcasting it would be punished.
-            ClosureReason::LostData | ClosureReason::FundingTimedOut => {
+            ClosureReason::LostData => {
                 outputs.extend(self.static_payment_output());
                 closing.record_htlcs(self, None);
                 None
@@ -359,6 +370,9 @@ impl Channel {
             their_points: self.unrevoked_points(),
             to_self_delays: Some((self.theirs.to_self_delay, self.ours.to_self_delay)),
             holder_commitment,
+            unconfirmed_since: self
+                .holds_unconfirmed_slot()
+                .then_some(self.funding_height),
         });
         closing
     }

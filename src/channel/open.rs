@@ -613,6 +613,16 @@ impl Channel {
         }
     }
 
+    /// A channel the peer opened whose funding we have not seen confirmed:
+    /// it holds a place under `max_unfunded_channels_per_peer` and
+    /// `max_inbound_unfunded_channels`, funded or not (a `funding_created`
+    /// can name a transaction that never existed, at no cost to its
+    /// sender), until the funding confirms or the channel, or its closed
+    /// record, goes.
+    pub(crate) fn holds_unconfirmed_slot(&self) -> bool {
+        !self.is_outbound && !self.funding_confirmed
+    }
+
     /// Whether `channel_ready` waits only for the funding to get deeper.
     pub(crate) fn awaits_depth(&self) -> bool {
         self.phase == Phase::AwaitingReady && self.funding_confirmed && !self.sent_ready

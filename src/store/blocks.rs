@@ -57,6 +57,20 @@ impl<C: Container> ChannelStore<C> {
                         Ok(())
                     })?;
                 }
+                // A record of a channel the peer opened whose funding we
+                // never saw confirmed goes with the funding timeout (BOLT
+                // 2), as the live channel would.
+                let expired: Vec<ChannelId> = (s.ps.closed.iter())
+                    .filter(|(_, r)| {
+                        r.unconfirmed_since.is_some_and(|since| {
+                            height >= since.saturating_add(config.funding_timeout_blocks)
+                        })
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in expired {
+                    s.forget_closed(id);
+                }
                 for (id, reason) in due {
                     s.on_channel(&id, true, |c, e| {
                         let message = match reason {

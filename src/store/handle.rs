@@ -154,7 +154,7 @@ impl<C: Container> ChannelStore<C> {
                 }
                 self.check_channel_limit(s)?;
                 let per_peer = self.config.max_unfunded_channels_per_peer;
-                if s.ps.unfunded.len() >= per_peer {
+                if s.ps.unconfirmed_inbound() >= per_peer {
                     return Err(StoreError::PeerLimit {
                         node_id: s.ps.node,
                         resource: "unfunded channels",

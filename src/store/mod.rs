@@ -509,10 +509,15 @@ impl<C: Container> ChannelStore<C> {
     ) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
         self.with_user_section(&peer, |s| {
-            s.on_channel(channel_id, true, |c, e| {
+            let freed = s.on_channel(channel_id, true, |c, e| {
+                let held = c.holds_unconfirmed_slot();
                 *e = c.funding_confirmed(scid, self.best_height())?;
-                Ok(())
+                Ok(held)
             })?;
+            if freed {
+                // Funded for real: it leaves the unfunded caps.
+                self.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
+            }
             s.out.index.push(IndexOp::Confirmed {
                 scid,
                 id: *channel_id,

@@ -106,6 +106,18 @@ impl PeerState {
         self.channels.len() + self.unfunded.len()
     }
 
+    /// Channels this peer opened whose funding we have not seen confirmed,
+    /// live or closed (`Channel::holds_unconfirmed_slot`).
+    pub(crate) fn unconfirmed_inbound(&self) -> usize {
+        let live = (self.channels.values())
+            .chain(self.unfunded.values())
+            .filter(|c| c.holds_unconfirmed_slot())
+            .count();
+        live + (self.closed.values())
+            .filter(|r| r.unconfirmed_since.is_some())
+            .count()
+    }
+
     /// Nothing of this peer needs keeping: it is disconnected and has no
     /// channel, live or closed, and no message waiting. Its state can be
     /// dropped, so a peer that connects and leaves costs nothing after.

@@ -430,6 +430,9 @@ impl<C: Container> ChannelStore<C> {
             self.container
                 .snapshot_register(node, id, channel.snapshot.clone());
             self.restore_claimables(&channel, &resolving, &mut payments);
+            if channel.holds_unconfirmed_slot() {
+                self.inbound_unfunded.fetch_add(1, Ordering::Relaxed);
+            }
             self.container.insert_peer(pk);
             self.container.with_peer(&node, |ps| {
                 channel.publish();
@@ -438,6 +441,9 @@ impl<C: Container> ChannelStore<C> {
         }
         for record in loaded.closed {
             let (pk, id) = (record.counterparty, record.channel_id);
+            if record.unconfirmed_since.is_some() {
+                self.inbound_unfunded.fetch_add(1, Ordering::Relaxed);
+            }
             let node = NodeId::from(&pk);
             self.claim_id(id, node, &pk)?;
             for h in &record.htlcs {

@@ -416,11 +416,13 @@ impl<'a> Section<'a> {
     /// is told what to do on chain. All in this section's batch.
     fn close(&mut self, channel: Channel, funded: bool) {
         let id = channel.channel_id;
-        if !funded && !channel.is_outbound {
-            // An inbound channel that never got funded leaves the cap.
+        let closing = channel.closing();
+        // A channel the peer opened, its funding never confirmed, leaves
+        // the cap, unless its record takes its place there.
+        let record_keeps_slot = (closing.record.as_ref()).is_some_and(|r| r.unconfirmed_since.is_some());
+        if channel.holds_unconfirmed_slot() && !record_keeps_slot {
             self.ctx.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
         }
-        let closing = channel.closing();
         if self.ctx.durable && funded {
             super::durable::channel_deletes(&channel, &mut self.out.writes);
         }
@@ -452,15 +454,25 @@ impl<'a> Section<'a> {
             return;
         };
         if record.is_done() {
-            self.ps.closed.remove(&id);
-            self.out.index.push(IndexOp::Forgotten { id });
-            self.out.maybe_idle = true;
-            if self.ctx.durable {
-                self.out.writes.push((Key::Closed(id), None));
-            }
+            self.forget_closed(id);
         } else if self.ctx.durable {
             let bytes = crate::persist::frame(&crate::persist::codec::encode_closed(record));
             self.out.writes.push((Key::Closed(id), Some(bytes)));
+        }
+    }
+
+    /// Deletes a closed channel's record (done, or expired).
+    pub(crate) fn forget_closed(&mut self, id: ChannelId) {
+        let Some(record) = self.ps.closed.remove(&id) else {
+            return;
+        };
+        if record.unconfirmed_since.is_some() {
+            self.ctx.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.out.index.push(IndexOp::Forgotten { id });
+        self.out.maybe_idle = true;
+        if self.ctx.durable {
+            self.out.writes.push((Key::Closed(id), None));
         }
     }
 
@@ -486,9 +498,8 @@ impl<'a> Section<'a> {
             .unfunded
             .remove(&temporary_id)
             .expect("the caller found it unfunded");
-        if !channel.is_outbound {
-            self.ctx.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
-        }
+        // An inbound channel keeps its place under the unfunded caps until
+        // its funding confirms (`Channel::holds_unconfirmed_slot`).
         channel.funding_height = self.ctx.height;
         self.out.index.push(IndexOp::Funded {
             temporary_id,

@@ -50,7 +50,11 @@ mod closed_type {
     /// preimage (a restart rebuilds its set of parts from them). Without
     /// it (older records) such a part joins its set as it can.
     pub const PAYMENT_DATA: u64 = 23;
-    pub const ALL: [u64; 16] = [
+    /// Odd: the height of `funding_created` for a channel the peer opened
+    /// whose funding we never saw confirmed. An older reader keeps such a
+    /// record as any other.
+    pub const UNCONFIRMED_SINCE: u64 = 25;
+    pub const ALL: [u64; 17] = [
         CHANNEL_ID,
         COUNTERPARTY,
         FUNDING,
@@ -67,6 +71,7 @@ mod closed_type {
         TO_SELF_DELAYS,
         HOLDER_COMMITMENT,
         PAYMENT_DATA,
+        UNCONFIRMED_SINCE,
     ];
 }
 
@@ -365,6 +370,9 @@ pub(crate) fn encode_closed(r: &ClosedChannel) -> Vec<u8> {
             }
         });
     }
+    if let Some(height) = r.unconfirmed_since {
+        w.record(UNCONFIRMED_SINCE, &height.to_be_bytes());
+    }
     w.finish()
 }
 
@@ -534,6 +542,15 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
         their_points,
         to_self_delays,
         holder_commitment,
+        unconfirmed_since: r
+            .optional(UNCONFIRMED_SINCE)
+            .map(|v| {
+                let mut c = Cursor::new(v, "closed.unconfirmed_since");
+                let height = c.u32()?;
+                c.end()?;
+                Ok::<_, DecodeError>(height)
+            })
+            .transpose()?,
     })
 }
 
@@ -567,6 +584,7 @@ mod tests {
             their_points: Vec::new(),
             to_self_delays: None,
             holder_commitment: None,
+            unconfirmed_since: None,
         }
     }
 
@@ -598,8 +616,9 @@ mod tests {
         assert_eq!(decode_closed(&bytes), Ok(record));
     }
 
-    /// A payment to us keeps its secret and total (odd record 23); a
-    /// record without it (as older versions wrote it) reads as none; an
+    /// A payment to us keeps its secret and total (odd record 23), an
+    /// unconfirmed inbound channel its funding height (odd record 25); a
+    /// record without them (as older versions wrote it) reads as none; an
     /// entry naming an HTLC that is no payment to us, or named twice, is
     /// an error.
     #[test]
@@ -631,9 +650,11 @@ mod tests {
             payment_secret: PaymentSecret([7; 32]),
             total_msat: 5_000_000,
         });
+        record.unconfirmed_since = Some(800_123);
         let bytes = encode_closed(&record);
         assert_eq!(decode_closed(&bytes), Ok(record.clone()));
-        assert_eq!(decode_closed(&old).unwrap().htlcs[0].payment_data, None);
+        let read = decode_closed(&old).unwrap();
+        assert_eq!((read.htlcs[0].payment_data, read.unconfirmed_since), (None, None));
         let bad = DecodeError::InvalidValue {
             field: "closed.payment_data",
         };
