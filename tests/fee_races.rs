@@ -152,8 +152,13 @@ fn an_update_fee_racing_adds_never_leaves_a_commitment_unpaid() {
     a.update_fee(&id, 5_000).unwrap();
     for i in 0..20u16 {
         let hash = PaymentPreimage([i as u8 + 1; 32]).payment_hash();
-        b.send_payment(&route_to(&a, scid), hash, 4_000_000, invoice(&route_to(&a, scid), hash))
-            .unwrap();
+        b.send_payment(
+            &route_to(&a, scid),
+            hash,
+            4_000_000,
+            invoice(&route_to(&a, scid), hash),
+        )
+        .unwrap();
     }
     let mut refusals = Vec::new();
     for _ in 0..100 {

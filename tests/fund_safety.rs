@@ -1393,7 +1393,12 @@ fn a_forward_queued_past_its_expiry_is_failed_back() {
         let p = preimage(14, 2 + u16::from(restart));
         let route = net.route(amount);
         net.a
-            .send_payment(&route, p.payment_hash(), amount, invoice(&route, p.payment_hash()))
+            .send_payment(
+                &route,
+                p.payment_hash(),
+                amount,
+                invoice(&route, p.payment_hash()),
+            )
             .unwrap();
         deliver_holding_forwards(&net.nodes());
         assert_eq!(net.b.pending_forwards(), 1);

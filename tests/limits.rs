@@ -253,14 +253,32 @@ fn channels_funded_but_unconfirmed_count_under_the_unfunded_caps() {
     connect_all(&[&a, &b, &c, &d]);
     let first = open_unconfirmed_among(&[&a, &b, &c, &d], &a, &b, 0, 1).unwrap();
     let per_peer = |r: Result<_, StoreError>| {
-        matches!(r, Err(StoreError::PeerLimit { resource: "unfunded channels", limit: 1, .. }))
+        matches!(
+            r,
+            Err(StoreError::PeerLimit {
+                resource: "unfunded channels",
+                limit: 1,
+                ..
+            })
+        )
     };
-    assert!(per_peer(open_unconfirmed_among(&[&a, &b, &c, &d], &a, &b, 0, 2)));
+    assert!(per_peer(open_unconfirmed_among(
+        &[&a, &b, &c, &d],
+        &a,
+        &b,
+        0,
+        2
+    )));
     open_unconfirmed_among(&[&a, &b, &c, &d], &c, &b, 0, 3).unwrap();
-    let global = |r: Result<_, StoreError>| {
-        matches!(r, Err(StoreError::GlobalLimit { limit: 2, .. }))
-    };
-    assert!(global(open_unconfirmed_among(&[&a, &b, &c, &d], &d, &b, 0, 4)));
+    let global =
+        |r: Result<_, StoreError>| matches!(r, Err(StoreError::GlobalLimit { limit: 2, .. }));
+    assert!(global(open_unconfirmed_among(
+        &[&a, &b, &c, &d],
+        &d,
+        &b,
+        0,
+        4
+    )));
     // The same after a restart.
     b.flush().unwrap();
     drop(b);
@@ -269,8 +287,20 @@ fn channels_funded_but_unconfirmed_count_under_the_unfunded_caps() {
         n.peer_disconnected(&b.node_id());
     }
     connect_all(&[&a, &b, &c, &d]);
-    assert!(per_peer(open_unconfirmed_among(&[&a, &b, &c, &d], &a, &b, 0, 5)));
-    assert!(global(open_unconfirmed_among(&[&a, &b, &c, &d], &d, &b, 0, 6)));
+    assert!(per_peer(open_unconfirmed_among(
+        &[&a, &b, &c, &d],
+        &a,
+        &b,
+        0,
+        5
+    )));
+    assert!(global(open_unconfirmed_among(
+        &[&a, &b, &c, &d],
+        &d,
+        &b,
+        0,
+        6
+    )));
     // A's funding confirms: its place goes to D.
     b.funding_confirmed(&first, chanstore::ShortChannelId::new(1, 1, 0).unwrap())
         .unwrap();
@@ -301,7 +331,10 @@ fn records_of_channels_closed_unconfirmed_are_capped_and_expire() {
     assert_eq!(b.resource_counts().closed_channels, 2);
     assert!(matches!(
         open_unconfirmed(&a, &b, 50_000_000, 3),
-        Err(StoreError::PeerLimit { resource: "unfunded channels", .. })
+        Err(StoreError::PeerLimit {
+            resource: "unfunded channels",
+            ..
+        })
     ));
     // A live one whose funding never confirms goes at the timeout with no
     // record; so do the records.
@@ -316,7 +349,10 @@ fn records_of_channels_closed_unconfirmed_are_capped_and_expire() {
     assert!(b.closed_channel(&live).is_none(), "forgotten, no record");
     assert!(events(&b).iter().any(|e| matches!(
         e,
-        Event::ChannelClosed { reason: chanstore::ClosureReason::FundingTimedOut, .. }
+        Event::ChannelClosed {
+            reason: chanstore::ClosureReason::FundingTimedOut,
+            ..
+        }
     )));
     a.peer_disconnected(&b.node_id());
     b.peer_disconnected(&a.node_id());

@@ -227,7 +227,8 @@ fn every_part_of_an_overpaid_payment_is_claimed_after_restart() {
             "{evs:?}"
         );
         let c = if restarted { restart(&a, c, &disk) } else { c };
-        c.claim_funds(p).expect("the announced payment is claimable");
+        c.claim_funds(p)
+            .expect("the announced payment is claimable");
         deliver_all(&[&a, &c]);
         assert_paid(&a, 3, &format!("restarted: {restarted}"));
         let pending: usize = c.list_channels().iter().map(|d| d.pending_htlcs).sum();
@@ -253,8 +254,14 @@ fn a_payment_whose_only_part_is_on_chain_completes_after_restart() {
         let p = preimage(9, 8);
         let hash = p.payment_hash();
         let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
-        a.send_payment_part(&route_to(&c, scid2), hash, 3_000_000, 5_000_000, fields.clone())
-            .unwrap();
+        a.send_payment_part(
+            &route_to(&c, scid2),
+            hash,
+            3_000_000,
+            5_000_000,
+            fields.clone(),
+        )
+        .unwrap();
         deliver_all(&[&a, &c]);
         c.force_close_channel(&ch2).unwrap();
         deliver_all(&[&a, &c]);
@@ -279,7 +286,9 @@ fn a_payment_whose_only_part_is_on_chain_completes_after_restart() {
             "restarted: {restarted}: {evs:?}"
         );
         assert!(
-            !events(&a).iter().any(|e| matches!(e, Event::PaymentFailed { .. })),
+            !events(&a)
+                .iter()
+                .any(|e| matches!(e, Event::PaymentFailed { .. })),
             "restarted: {restarted}"
         );
         c.claim_funds(p).unwrap();

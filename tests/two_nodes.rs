@@ -991,7 +991,9 @@ fn an_htlc_already_expired_is_taken_and_failed_back() {
     deliver_all(&p.nodes());
     let b_events = events(&p.b);
     assert!(
-        !b_events.iter().any(|e| matches!(e, Event::PaymentReceived { .. })),
+        !b_events
+            .iter()
+            .any(|e| matches!(e, Event::PaymentReceived { .. })),
         "{b_events:?}"
     );
     let a_events = events(&p.a);

@@ -370,9 +370,7 @@ impl Channel {
             their_points: self.unrevoked_points(),
             to_self_delays: Some((self.theirs.to_self_delay, self.ours.to_self_delay)),
             holder_commitment,
-            unconfirmed_since: self
-                .holds_unconfirmed_slot()
-                .then_some(self.funding_height),
+            unconfirmed_since: self.holds_unconfirmed_slot().then_some(self.funding_height),
         });
         closing
     }

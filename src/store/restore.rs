@@ -458,7 +458,9 @@ impl<C: Container> ChannelStore<C> {
                         amount_msat: h.info.amount_msat,
                         cltv_expiry: h.info.cltv_expiry,
                     };
-                    let of = h.payment_data.map(|d| self.part_of(&h.info.payment_hash, d));
+                    let of = h
+                        .payment_data
+                        .map(|d| self.part_of(&h.info.payment_hash, d));
                     payments
                         .entry(h.info.payment_hash)
                         .or_default()
@@ -517,8 +519,12 @@ impl<C: Container> ChannelStore<C> {
         PartOf {
             payment_secret: Some(d.payment_secret),
             total_msat: d.total_msat,
-            preimage: inbound_payment::get_payment_preimage(&self.inbound_key, hash, &d.payment_secret)
-                .ok(),
+            preimage: inbound_payment::get_payment_preimage(
+                &self.inbound_key,
+                hash,
+                &d.payment_secret,
+            )
+            .ok(),
         }
     }
 
@@ -562,7 +568,10 @@ impl<C: Container> ChannelStore<C> {
                 amount_msat: h.amount_msat,
                 cltv_expiry: h.cltv_expiry,
             };
-            payments.entry(h.payment_hash).or_default().add(part, Some(of));
+            payments
+                .entry(h.payment_hash)
+                .or_default()
+                .add(part, Some(of));
         }
     }
 }

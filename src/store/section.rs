@@ -419,7 +419,8 @@ impl<'a> Section<'a> {
         let closing = channel.closing();
         // A channel the peer opened, its funding never confirmed, leaves
         // the cap, unless its record takes its place there.
-        let record_keeps_slot = (closing.record.as_ref()).is_some_and(|r| r.unconfirmed_since.is_some());
+        let record_keeps_slot =
+            (closing.record.as_ref()).is_some_and(|r| r.unconfirmed_since.is_some());
         if channel.holds_unconfirmed_slot() && !record_keeps_slot {
             self.ctx.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
         }

@@ -21,9 +21,9 @@ use crate::onchain::{
     CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction, OnChainHtlc,
     SpendableOutput, SpendableOutputKind,
 };
+use crate::onion::payload::PaymentData;
 use crate::persist::tlv::{put_bytes, Cursor, TlvReader, TlvWriter};
 use crate::transactions::ChannelPublicKeys;
-use crate::onion::payload::PaymentData;
 use crate::types::{ChannelId, PaymentSecret, ShortChannelId};
 
 mod closed_type {
@@ -654,7 +654,10 @@ mod tests {
         let bytes = encode_closed(&record);
         assert_eq!(decode_closed(&bytes), Ok(record.clone()));
         let read = decode_closed(&old).unwrap();
-        assert_eq!((read.htlcs[0].payment_data, read.unconfirmed_since), (None, None));
+        assert_eq!(
+            (read.htlcs[0].payment_data, read.unconfirmed_since),
+            (None, None)
+        );
         let bad = DecodeError::InvalidValue {
             field: "closed.payment_data",
         };
