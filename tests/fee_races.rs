@@ -160,26 +160,7 @@ fn an_update_fee_racing_adds_never_leaves_a_commitment_unpaid() {
         )
         .unwrap();
     }
-    let mut refusals = Vec::new();
-    for _ in 0..100 {
-        let mut moved = false;
-        for (from, to) in [(&a, &b), (&b, &a)] {
-            for (_, m) in from.get_and_clear_pending_msg_events() {
-                let name = m.name();
-                if let Err(e) = to.handle_message(&from.node_id(), m) {
-                    refusals.push((name, e));
-                }
-                moved = true;
-            }
-        }
-        for n in [&a, &b] {
-            n.check_commitments_fully_paid().unwrap();
-            n.check_value_conserved().unwrap();
-        }
-        if !moved {
-            break;
-        }
-    }
+    let refusals = deliver_auditing(&a, &b);
     assert!(
         refusals.iter().any(|(_, e)| matches!(
             e,
