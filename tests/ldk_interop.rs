@@ -548,6 +548,56 @@ fn s2_payments_both_ways_cs_funds() {
     scenario_2(false);
 }
 
+/// chanstore funds, its balance nearly spent, at 2,500 sat/kw. LDK, the
+/// fundee, prices its adds only against chanstore's commitment (0.2.7
+/// `get_available_balances_for_scope`), where 2,050 sat HTLCs are dust
+/// (trimmed at 354 + the success fee, 2,111 sat); but they are outputs in
+/// LDK's own (trimmed at 354 + the timeout fee, 2,011 sat), each 430 sat
+/// more fee for chanstore's 3,700 sat. The add that would leave LDK's
+/// commitment unable to pay its fee is failed back once committed; the
+/// channel stays open and the others are claimed.
+#[test]
+fn s2_ldk_adds_its_commitment_cannot_pay_for_are_failed_back_not_the_channel() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    // Room for the HTLCs that are dust in chanstore's commitment (its
+    // default exposure limit, 5,000 sat, would fail back the third).
+    let config = chanstore::StoreConfig {
+        max_dust_htlc_exposure_msat: 100_000_000,
+        ..ldk::cs_config()
+    };
+    let mut net = Net::with_configs(&nodes, vec![config]);
+    net.connect(0, 0);
+    net.run();
+    // chanstore keeps 3,700 sat: enough for LDK's reserve (1,000) and its
+    // update_fee's room for two racing HTLCs at 2,500 sat/kw (2,670).
+    let chan = open_from_cs(&mut net, 0, 0, 100_000, 96_300_000);
+    net.cs[0].update_fee(&chan.id, 2_500).unwrap();
+    let mut ledger = Ledger::default();
+    settle(&mut net, &mut ledger, true);
+    net.check(
+        ldk_feerate(&net, chan.id) == Some(2_500),
+        "LDK took the update_fee",
+    );
+    // Five at once, none claimed yet: LDK's commitment pays 1,810 + 430 n
+    // sat of fee, 3,530 with four, 3,960 (more than chanstore has) with five.
+    let hashes: Vec<PaymentHash> = (0..5)
+        .map(|_| ldk_pays_cs(&mut net, 0, 0, chan, 2_050_000))
+        .collect();
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("LDK's adds: none refused, no channel failed");
+    let claimed: Vec<PaymentHash> = ledger.cs_claimed.iter().map(|(h, _)| *h).collect();
+    net.check(
+        claimed == hashes[..4] && ledger.ldk_failed == hashes[4..],
+        format!("four claimed, the fifth failed back: {ledger:?}"),
+    );
+    let d = net.cs[0].channel_details(&chan.id).expect("still open");
+    net.check(
+        d.state == "normal" && d.pending_htlcs == 0,
+        format!("open, nothing pending: {d:?}"),
+    );
+    net.cs[0].check_value_conserved().unwrap();
+}
+
 // ---------------------------------------------------------------------
 // Scenario 7: closes
 // ---------------------------------------------------------------------

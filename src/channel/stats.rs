@@ -280,9 +280,11 @@ impl Channel {
     }
 
     /// BOLT 2 checks of the peer's add (lenient view, our commitment, where
-    /// the add appears first). `Ok(false)`: the add is valid but would take
-    /// our dust exposure over our limit, which the peer cannot know; BOLT 2:
-    /// fail the HTLC once it is committed.
+    /// the add appears first). `Ok(false)`: the add is valid but is to be
+    /// failed once it is committed (BOLT 2): it would take our dust exposure
+    /// over our limit, which the peer cannot know, or, as funder, leave the
+    /// peer's commitment unable to pay its fee at the feerate the peer
+    /// priced it at (see below).
     pub(crate) fn check_their_add(
         &self,
         amount_msat: u64,
@@ -349,6 +351,7 @@ impl Channel {
                 return Err(self.reserve_violated(left, our_fee));
             }
         }
+        let mut peer_commitment_payable = true;
         if self.is_outbound {
             // We pay the fee of whatever our next commitment carries, our own
             // adds the peer has not seen yet included: never sign one we
@@ -361,23 +364,35 @@ impl Channel {
                 if i128::from(our_msat) < i128::from(needed) {
                     return Err(self.reserve_violated(our_msat.into(), needed));
                 }
-                // And of the peer's, which we sign: with a lower dust limit
-                // there, HTLCs trimmed in ours are outputs in it. Adds the
-                // peer sent before it saw our update_fee are valid at the
-                // feerate it knew, so only this race gets here; the
-                // commitment would pay less than its fee, and the channel
-                // is failed instead (its reserve may go to the fee, as on
-                // the other side above).
+                // And of the peer's, which we sign: HTLCs trimmed in ours
+                // can be outputs there (its dust limit may be lower, and an
+                // offered HTLC trims at the timeout fee, below the success
+                // fee that trims it in ours). Its reserve may go to the
+                // fee, as on the other side above.
                 let theirs = self.project(false, feerate, Counted::All, Some((false, amount_msat)));
                 let fee_msat = 1000 * commitment_fee_sat(feerate, theirs.untrimmed, false);
-                if our_msat < fee_msat {
-                    return Err(StoreError::FunderCannotPayFee {
-                        channel_id,
-                        feerate_per_kw: feerate,
-                        funder_msat: our_msat,
-                        fee_msat,
-                    });
+                if our_msat >= fee_msat {
+                    continue;
                 }
+                if feerate == self.feerate_per_kw {
+                    // At the feerate the peer priced it at: an LDK fundee
+                    // checks only our commitment when it sends, so this is
+                    // an honest add. It is failed back once committed (as
+                    // LDK fails back what its fee spike buffer cannot
+                    // take), not the channel.
+                    peer_commitment_payable = false;
+                    continue;
+                }
+                // At a feerate we proposed and the peer may not have seen:
+                // its add raced our update_fee, and the commitment with
+                // both would pay less than its fee. The channel is failed
+                // instead, as LDK fails it.
+                return Err(StoreError::FunderCannotPayFee {
+                    channel_id,
+                    feerate_per_kw: feerate,
+                    funder_msat: our_msat,
+                    fee_msat,
+                });
             }
         }
         let within_dust_limit = self.commitment_feerates().all(|(local, feerate)| {
@@ -385,7 +400,7 @@ impl Channel {
                 .dust_msat
                 <= max_dust_msat
         });
-        Ok(within_dust_limit)
+        Ok(within_dust_limit && peer_commitment_payable)
     }
 
     fn check_amount_limits(&self, amount_msat: u64, minimum_msat: u64) -> Result<(), StoreError> {

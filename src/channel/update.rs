@@ -102,7 +102,8 @@ impl Channel {
         let within_dust_limit =
             self.check_their_add(msg.amount_msat, config.max_dust_htlc_exposure_msat)?;
         let (mut inbound, onion) = read_onion(msg, node_secret);
-        // One over our dust limit is failed back too (BOLT 2).
+        // One over our dust limit, or one the peer's commitment cannot pay
+        // the fee of (`check_their_add`), is failed back once committed.
         if !within_dust_limit && !matches!(inbound, Inbound::Malformed { .. }) {
             inbound = Inbound::Fail {
                 code: FailureCode::TemporaryChannelFailure,
