@@ -69,7 +69,9 @@ pub enum HopPayload {
         /// The invoice's payment secret and the payment's total (for
         /// multi-part payments).
         payment_data: Option<PaymentData>,
-        /// The invoice's `payment_metadata`, returned to the recipient.
+        /// The invoice's `payment_metadata`, which the sender returns to the
+        /// recipient (a store receiving it does not keep it: its
+        /// `PaymentReceived` does not carry it).
         payment_metadata: Option<Vec<u8>>,
     },
 }
