@@ -181,6 +181,20 @@ fn a_crash_anywhere_in_a_claim_still_fulfills_every_part() {
     }
 }
 
+/// C announced the payment `hash` of `amount_msat` (its preimage is not one
+/// C derived: the tests' hashes are their own).
+fn assert_received(c: &ChannelStore, hash: chanstore::PaymentHash, amount_msat: u64, when: &str) {
+    let evs = events(c);
+    assert!(
+        evs.contains(&Event::PaymentReceived {
+            payment_hash: hash,
+            amount_msat,
+            payment_preimage: None,
+        }),
+        "{when}: {evs:?}"
+    );
+}
+
 /// C restarts: the same store, from what it wrote.
 fn restart(a: &ChannelStore, c: ChannelStore, disk: &Arc<MemoryPersister>) -> ChannelStore {
     c.flush().unwrap();
@@ -217,15 +231,7 @@ fn every_part_of_an_overpaid_payment_is_claimed_after_restart() {
                 .unwrap();
             deliver_all(&[&a, &c]);
         }
-        let evs = events(&c);
-        assert!(
-            evs.contains(&Event::PaymentReceived {
-                payment_hash: hash,
-                amount_msat: 5_500_000,
-                payment_preimage: None,
-            }),
-            "{evs:?}"
-        );
+        assert_received(&c, hash, 5_500_000, "before any restart");
         let c = if restarted { restart(&a, c, &disk) } else { c };
         c.claim_funds(p)
             .expect("the announced payment is claimable");
@@ -276,15 +282,7 @@ fn a_payment_whose_only_part_is_on_chain_completes_after_restart() {
         a.send_payment_part(&route_to(&c, scid1), hash, 2_000_000, 5_000_000, fields)
             .unwrap();
         deliver_all(&[&a, &c]);
-        let evs = events(&c);
-        assert!(
-            evs.contains(&Event::PaymentReceived {
-                payment_hash: hash,
-                amount_msat: 5_000_000,
-                payment_preimage: None,
-            }),
-            "restarted: {restarted}: {evs:?}"
-        );
+        assert_received(&c, hash, 5_000_000, &format!("restarted: {restarted}"));
         assert!(
             !events(&a)
                 .iter()

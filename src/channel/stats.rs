@@ -369,8 +369,9 @@ impl Channel {
                 // offered HTLC trims at the timeout fee, below the success
                 // fee that trims it in ours). Its reserve may go to the
                 // fee, as on the other side above.
-                let theirs = self.project(false, feerate, Counted::All, Some((false, amount_msat)));
-                let fee_msat = 1000 * commitment_fee_sat(feerate, theirs.untrimmed, false);
+                let peer_side =
+                    self.project(false, feerate, Counted::All, Some((false, amount_msat)));
+                let fee_msat = 1000 * commitment_fee_sat(feerate, peer_side.untrimmed, false);
                 if our_msat >= fee_msat {
                     continue;
                 }

@@ -4,9 +4,9 @@
 //!
 //! A set lives in memory only: it is rebuilt on restart from the HTLCs
 //! themselves (each keeps its `payment_data`, in its channel or in its
-//! closed channel's record), so nothing about it is written. Parts are added under their own peer's lock; the set's
-//! `DashMap` entry is the one lock taken inside it, for a few
-//! instructions. Parts that wait more than `StoreConfig::mpp_timeout_ticks`
+//! closed channel's record), so nothing about it is written. Parts are
+//! added under their own peer's lock; the set's `DashMap` entry is the one
+//! lock taken inside it, for a few instructions. Parts that wait more than `StoreConfig::mpp_timeout_ticks`
 //! calls of [`ChannelStore::timer_tick_occurred`] are failed back with
 //! `mpp_timeout`.
 
