@@ -1446,6 +1446,116 @@ fn a_forward_queued_past_its_expiry_is_failed_back() {
     }
 }
 
+/// Delivers every message between A and B, and B's forwards, until quiet;
+/// what either sends C is dropped (C is away).
+fn deliver_without_c(net: &Net) {
+    loop {
+        let mut moved = false;
+        for (from, to) in [(&net.a, &net.b), (&net.b, &net.a)] {
+            for (dest, m) in from.get_and_clear_pending_msg_events() {
+                if dest == to.node_id() {
+                    deliver_one(from, to, m);
+                    moved = true;
+                }
+            }
+            moved |= from.process_pending_forwards() > 0;
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// Point 14: forwards queued into a channel whose peer never came back to
+/// `channel_reestablish` are in no commitment. Once the first is too close
+/// to its expiry to offer, it and those queued after it are failed back
+/// (`expiry_too_soon`, then `temporary_channel_failure`), and the channel
+/// lives: no HTLC timeout closes it for an HTLC the peer never signed, and
+/// when the peer comes back the next add takes the first id taken back.
+#[test]
+fn forwards_queued_into_a_channel_the_peer_left_are_failed_back_in_time() {
+    for restart in [false, true] {
+        let mut net = Net::new();
+        net.b.peer_disconnected(&net.c.node_id());
+        net.b.peer_connected(net.c.node_id());
+        let amount = 5_000_000;
+        let send = |net: &Net, n: u16| {
+            let p = preimage(14, 10 + n + 2 * u16::from(restart));
+            let route = net.route(amount);
+            let hash = p.payment_hash();
+            net.a
+                .send_payment(&route, hash, amount, invoice(&route, hash))
+                .unwrap();
+            deliver_without_c(net);
+            hash
+        };
+        let first = send(&net, 0);
+        for n in net.nodes() {
+            n.best_block_updated(HEIGHT + 5);
+        }
+        let second = send(&net, 1);
+        assert_eq!(net.pending(&net.b, &net.bc), 2, "both queued on B-C");
+        if restart {
+            net.b.flush().unwrap();
+            net.restart_b();
+            deliver_without_c(&net);
+            assert_eq!(net.pending(&net.b, &net.bc), 2, "both restored");
+        }
+        // The first forward's outgoing expiry is HEIGHT + 42.
+        let grace = net.config.htlc_timeout_grace_blocks;
+        let outgoing = HEIGHT + u32::from(net.config.min_final_cltv_expiry_delta);
+        for n in net.nodes() {
+            n.best_block_updated(outgoing - grace);
+        }
+        deliver_without_c(&net);
+        let a_events = events(&net.a);
+        for (hash, code) in [
+            (first, FailureCode::ExpiryTooSoon),
+            (second, FailureCode::TemporaryChannelFailure),
+        ] {
+            assert!(
+                has(&a_events, |e| matches!(
+                    e,
+                    Event::PaymentFailed { payment_hash, failure, failing_node, .. }
+                        if *payment_hash == hash && *failure == code
+                            && *failing_node == Some(net.b.node_id())
+                )),
+                "restart={restart}: {code:?}: {a_events:?}"
+            );
+        }
+        assert_eq!(net.pending(&net.a, &net.ab), 0, "restart={restart}");
+        assert_eq!(net.pending(&net.b, &net.bc), 0, "restart={restart}");
+        for n in net.nodes() {
+            n.best_block_updated(outgoing + 5 + grace + 1);
+        }
+        for n in net.nodes() {
+            assert!(n.closed_channels().is_empty(), "restart={restart}");
+        }
+        if restart {
+            // What was taken back is gone from disk too.
+            net.b.flush().unwrap();
+            net.restart_b();
+            deliver_without_c(&net);
+            assert_eq!(net.pending(&net.b, &net.bc), 0, "nothing restored");
+        }
+        // C comes back: the channel works, from the first id taken back.
+        net.b.peer_disconnected(&net.c.node_id());
+        net.c.peer_disconnected(&net.b.node_id());
+        connect(&net.b, &net.c);
+        deliver_all(&net.nodes());
+        let p = net.pay_to_c(20 + u16::from(restart), amount);
+        net.c.claim_funds(p).unwrap();
+        deliver_all(&net.nodes());
+        assert!(
+            has(&events(&net.a), |e| matches!(
+                e,
+                Event::PaymentSent { payment_preimage, .. } if *payment_preimage == p
+            )),
+            "restart={restart}"
+        );
+    }
+}
+
 // ---- 15: adds checked against the commitment they appear in ----
 
 /// Point 15: a funder peer's add is priced with every HTLC the commitment

@@ -5,7 +5,13 @@
 
 use std::sync::atomic::Ordering;
 
+use super::gossip::failure_with_update;
+use super::incoming::expires_too_soon;
+use super::section::Section;
 use super::{ChannelStore, Container};
+use crate::channel::htlc::HtlcKind;
+use crate::channel::{Effects, OutboundResolved, Outcome};
+use crate::error::StoreError;
 use crate::event::Event;
 use crate::forward::Resolution;
 use crate::onion::{Failure, FailureCode};
@@ -17,7 +23,9 @@ impl<C: Container> ChannelStore<C> {
     /// now deep enough send `channel_ready`. Channels that a deadline
     /// now requires to go on chain are closed (each with its
     /// `ChannelClosed` and what to broadcast), fundee channels whose
-    /// funding never confirmed are forgotten, and payments to us within
+    /// funding never confirmed are forgotten, forwards queued into a paused
+    /// channel that are now too close to their expiry are failed back (with
+    /// those queued after them), and payments to us within
     /// `StoreConfig::htlc_fail_back_buffer_blocks` of expiring are failed
     /// back (`Event::PaymentClaimExpired`).
     ///
@@ -38,6 +46,13 @@ impl<C: Container> ChannelStore<C> {
         let config = &self.config;
         for peer in self.container.peers() {
             let _ = self.with_section(&peer, |s| {
+                let paused: Vec<ChannelId> = (s.ps.channels.iter())
+                    .filter(|(_, c)| c.paused)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in paused {
+                    take_back_unsent_adds(s, id)?;
+                }
                 let due: Vec<(ChannelId, crate::event::ClosureReason)> =
                     s.ps.channels
                         .iter()
@@ -107,4 +122,39 @@ impl<C: Container> ChannelStore<C> {
             self.resolve_set(set, Resolution::Fail(failure), event);
         }
     }
+}
+
+/// Fails back the adds a paused channel takes back because one is too close
+/// to its expiry to offer (`Channel::take_back_unsent_adds`): that one with
+/// `expiry_too_soon`, those after it with `temporary_channel_failure`, each
+/// with our `channel_update` for the channel, as `add_forward` would have.
+fn take_back_unsent_adds(s: &mut Section<'_>, id: ChannelId) -> Result<(), StoreError> {
+    let (config, height) = (s.ctx.config, s.ctx.height);
+    let too_close = |expiry| expires_too_soon(config, expiry, height);
+    let taken = s.channel(&id, true)?.take_back_unsent_adds(too_close);
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let scid = s.ps.channels.get(&id).and_then(|c| c.short_channel_id);
+    let update = s.our_update_bytes(scid);
+    let mut effects = Effects::default();
+    for h in taken {
+        let HtlcKind::Offered { source, .. } = h.kind else {
+            continue;
+        };
+        let code = if too_close(h.cltv_expiry) {
+            FailureCode::ExpiryTooSoon
+        } else {
+            FailureCode::TemporaryChannelFailure
+        };
+        let failure = failure_with_update(code, h.amount_msat, h.cltv_expiry, update.clone());
+        effects.resolved.push(OutboundResolved {
+            source,
+            payment_hash: h.payment_hash,
+            amount_msat: h.amount_msat,
+            outcome: Outcome::Failed(failure),
+        });
+    }
+    s.take(id, true, effects);
+    Ok(())
 }
