@@ -201,3 +201,46 @@ fn unknown_odd_record_is_skipped_unknown_even_refused() {
         }))
     ));
 }
+
+/// A persister as 0.1 left it: one channel, stored whole under
+/// `Key::Channel`.
+fn v01_persister() -> (
+    std::sync::Arc<chanstore::MemoryPersister>,
+    chanstore::ChannelId,
+) {
+    use chanstore::{persist::Key, Persister};
+    let record = golden("channel.bin");
+    let id = decode_channel_details(&record, &hub_secret())
+        .unwrap()
+        .channel_id;
+    let p = std::sync::Arc::new(chanstore::MemoryPersister::new());
+    p.write_batch(&[(Key::Channel(id), Some(record))]).unwrap();
+    (p, id)
+}
+
+/// A 0.1 channel that closes before anything rewrote it (forced by the
+/// user, or by a deadline that passed while the node was down, so on
+/// open) leaves no live record behind: the store opens again, with the
+/// channel closed.
+#[test]
+fn a_v01_channel_closed_before_its_first_write_stays_closed_after_restart() {
+    // Early enough that nothing is due, then 5,000 blocks late.
+    for (height, force) in [(800_000 - 500, true), (800_000 + 5_000, false)] {
+        let (p, id) = v01_persister();
+        let open = || {
+            ChannelStore::with_persister(StoreConfig::default(), hub_secret(), height, p.clone())
+        };
+        let b = open().unwrap();
+        if force {
+            assert_eq!(b.list_channels().len(), 1);
+            b.force_close_channel(&id).unwrap();
+        }
+        b.flush().unwrap();
+        assert!(b.list_channels().is_empty(), "force={force}");
+        assert_eq!(b.closed_channels().len(), 1, "force={force}");
+        drop(b);
+        let again = open().unwrap_or_else(|e| panic!("force={force}: reopening fails: {e}"));
+        assert!(again.list_channels().is_empty(), "force={force}");
+        assert_eq!(again.closed_channels().len(), 1, "force={force}");
+    }
+}

@@ -151,6 +151,14 @@ fn assemble(id: ChannelId, parts: Parts, node_secret: &SecretKey) -> Result<Chan
                 field: "channel.htlcs (inline and separate)",
             });
         }
+        // It is on disk under Key::Channel: a close must delete it, and the
+        // first write replaces it by a header (whose digest differs).
+        channel.disk.header = Some(
+            sha256::Hash::hash(records).to_byte_array()[..16]
+                .try_into()
+                .expect("16 bytes"),
+        );
+        channel.disk.sigs_dirty = channel.holder_sigs.is_some();
         return Ok(channel);
     };
     if parts.htlcs.len() != expected as usize {
