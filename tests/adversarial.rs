@@ -595,6 +595,50 @@ fn a_peer_dust_limit_above_546_is_refused_in_open_and_accept() {
         .unwrap();
 }
 
+/// BOLT 7: a channel opened with `announce_channel` is owed
+/// `announcement_signatures`, which we never send (our channels are
+/// unannounced). It is refused, and nothing changes; reserved bits alone
+/// are no reason to refuse.
+#[test]
+fn an_open_channel_asking_to_be_announced_is_refused() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    let Some((_, Message::OpenChannel(open))) = take_msgs(&a).pop() else {
+        panic!("expected open_channel")
+    };
+    let id = open.temporary_channel_id;
+    for flags in [1, 0x81] {
+        let msg = Message::OpenChannel(OpenChannel {
+            channel_flags: flags,
+            ..open.clone()
+        });
+        let (frozen, _) = freeze(&[&b]);
+        assert_eq!(
+            b.handle_message(&a.node_id(), msg),
+            Err(StoreError::UnacceptableParameter {
+                channel_id: id,
+                parameter: "channel_flags (announce_channel)",
+                value: flags.into(),
+                limit: 0
+            })
+        );
+        assert_unchanged(&[&b], &frozen);
+    }
+    b.handle_message(
+        &a.node_id(),
+        Message::OpenChannel(OpenChannel {
+            channel_flags: 0x80,
+            ..open
+        }),
+    )
+    .unwrap();
+    assert!(matches!(
+        take_msgs(&b).pop(),
+        Some((_, Message::AcceptChannel(_)))
+    ));
+}
+
 /// Our own dust limit is held to the same bound: a peer would refuse it.
 #[test]
 fn a_dust_limit_above_546_is_not_a_valid_config() {

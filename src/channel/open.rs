@@ -353,6 +353,17 @@ impl Channel {
         }
         check_funding(config, id, msg.funding_satoshis, msg.push_msat)?;
         check_channel_type(id, msg.channel_type.as_ref())?;
+        // BOLT 7: an `announce_channel` opener is owed
+        // `announcement_signatures`, which we never send (every channel is
+        // unannounced), so the channel would never become what it asked
+        // for. LDK refuses a different announcement preference too.
+        require(
+            msg.channel_flags & 1 == 0,
+            id,
+            "channel_flags (announce_channel)",
+            msg.channel_flags.into(),
+            0,
+        )?;
         let feerate = u64::from(msg.feerate_per_kw);
         require(
             feerate >= u64::from(config.min_feerate_per_kw),
