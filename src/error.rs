@@ -395,6 +395,18 @@ pub enum StoreError {
         /// The short channel id.
         scid: ShortChannelId,
     },
+    /// `funding_confirmed` named a short channel id that cannot be the
+    /// channel's: its output index is not the funding output's, or another
+    /// channel has it already.
+    #[error("short channel id {scid} cannot be channel {channel_id}'s: {reason}")]
+    ShortChannelIdMismatch {
+        /// The channel being confirmed.
+        channel_id: ChannelId,
+        /// The short channel id given.
+        scid: ShortChannelId,
+        /// Why it cannot be the channel's.
+        reason: &'static str,
+    },
     /// No claimable or pending HTLC has this payment hash.
     #[error("no pending payment with hash {payment_hash}")]
     UnknownPayment {

@@ -4,6 +4,7 @@
 mod common;
 
 use bitcoin::constants::ChainHash;
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::Network;
@@ -35,6 +36,51 @@ fn open_fund_ready() {
     assert_eq!(db.balance_msat, 0);
     assert_eq!(a.counterparty_of(&id), Some(b.node_id()));
     assert_eq!(b.counterparty_of(&id), Some(a.node_id()));
+}
+
+/// Forwards are routed by short channel id, so `funding_confirmed` refuses
+/// one that cannot be the channel's: one whose output index is not the
+/// funding output's, or one another channel has (it would take the other's
+/// forwards, and its close would leave the other unroutable). Nothing
+/// changes; the right scid is then accepted.
+#[test]
+fn funding_confirmed_refuses_an_scid_that_cannot_be_the_channels() {
+    let (a, b, c) = (node(1), node(2), node(3));
+    connect_all(&[&a, &b, &c]);
+    let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 0);
+    let temp = a.create_channel(c.node_id(), 1_000_000, 0).unwrap();
+    deliver_all(&[&a, &c]);
+    let outpoint = bitcoin::OutPoint::new(bitcoin::Txid::from_byte_array([0xac; 32]), 1);
+    let ac = a
+        .funding_transaction_generated(&temp, &c.node_id(), outpoint)
+        .unwrap();
+    deliver_all(&[&a, &c]);
+    let wrong_output = ShortChannelId::new(HEIGHT - 10, 7, 0).unwrap();
+    for (scid, reason) in [
+        (wrong_output, "its output index is not the funding output's"),
+        (scid_ab, "another channel has it"),
+    ] {
+        let (frozen, _) = freeze(&[&a]);
+        assert_eq!(
+            a.funding_confirmed(&ac, scid),
+            Err(StoreError::ShortChannelIdMismatch {
+                channel_id: ac,
+                scid,
+                reason
+            })
+        );
+        assert_unchanged(&[&a], &frozen);
+    }
+    assert_eq!(
+        a.channel_details(&ab).unwrap().short_channel_id,
+        Some(scid_ab)
+    );
+    let scid_ac = ShortChannelId::new(HEIGHT - 10, 7, 1).unwrap();
+    a.funding_confirmed(&ac, scid_ac).unwrap();
+    c.funding_confirmed(&ac, scid_ac).unwrap();
+    deliver_all(&[&a, &c]);
+    assert!(a.channel_details(&ac).unwrap().is_usable);
+    a.check_indexes().unwrap();
 }
 
 #[test]

@@ -501,6 +501,10 @@ impl<C: Container> ChannelStore<C> {
     /// [`ChannelStore::best_block_updated`] (BOLT 2: the funder waits for
     /// the fundee's `minimum_depth`).
     ///
+    /// A `scid` whose output index is not the funding output's, or that
+    /// another channel has, is refused with
+    /// [`StoreError::ShortChannelIdMismatch`]: forwards are routed by it.
+    ///
     /// **Locking behaviour:** takes the channel's peer lock once.
     pub fn funding_confirmed(
         &self,
@@ -508,8 +512,26 @@ impl<C: Container> ChannelStore<C> {
         scid: ShortChannelId,
     ) -> Result<(), StoreError> {
         let peer = self.owner_hint(channel_id)?;
+        let mismatch = |reason| StoreError::ShortChannelIdMismatch {
+            channel_id: *channel_id,
+            scid,
+            reason,
+        };
+        // The index is changed only under the owning peer's lock, so a
+        // check here races only a second confirmation with the same scid,
+        // which the funding outpoints (one per channel) already rule out.
+        if self
+            .container
+            .scid_get(&scid)
+            .is_some_and(|other| other != *channel_id)
+        {
+            return Err(mismatch("another channel has it"));
+        }
         self.with_user_section(&peer, |s| {
             let freed = s.on_channel(channel_id, true, |c, e| {
+                if c.funding_outpoint.map(|o| o.vout) != Some(u32::from(scid.output_index())) {
+                    return Err(mismatch("its output index is not the funding output's"));
+                }
                 let held = c.holds_unconfirmed_slot();
                 *e = c.funding_confirmed(scid, self.best_height())?;
                 Ok(held)

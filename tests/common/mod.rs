@@ -154,7 +154,7 @@ pub fn open_channel(
 }
 
 /// Opens a channel from `a` to `b`, funds it with output 0 of the txid
-/// `[txid_byte; 32]` in block `HEIGHT`, and reports it confirmed to both at
+/// `[txid_byte; 32]` in block `HEIGHT` (at index `1 + txid_byte`), and reports it confirmed to both at
 /// once (depth 1), with no check of the events: for tests that take the
 /// channel from there (a deeper `minimum_depth`, a fee check at depth 1).
 pub fn fund_and_confirm(
@@ -173,7 +173,8 @@ pub fn fund_and_confirm(
         .funding_transaction_generated(&temp, &b.node_id(), outpoint)
         .unwrap();
     deliver_all(&[a, b]);
-    let scid = ShortChannelId::new(HEIGHT, 1, 0).unwrap();
+    // One transaction per txid byte: each channel its own scid.
+    let scid = ShortChannelId::new(HEIGHT, 1 + u32::from(txid_byte), 0).unwrap();
     a.funding_confirmed(&id, scid).unwrap();
     b.funding_confirmed(&id, scid).unwrap();
     (id, scid)
