@@ -1556,6 +1556,58 @@ fn forwards_queued_into_a_channel_the_peer_left_are_failed_back_in_time() {
     }
 }
 
+/// BOLT 2: a node SHOULD fail to route an HTLC added after its
+/// `shutdown`. A, which has not seen B's `shutdown` of A-B yet, adds a
+/// forward to C and a payment to B: both are failed back
+/// (`permanent_channel_failure`, as LDK), neither reaches C or the user, and
+/// the close then completes. Unchecked, a peer that kept adding could hold
+/// the close off for as long as it liked.
+#[test]
+fn htlcs_added_after_our_shutdown_are_failed_not_routed() {
+    let net = Net::new();
+    net.b.close_channel(&net.ab).unwrap();
+    let held: Vec<Message> = (net.b.get_and_clear_pending_msg_events().into_iter())
+        .map(|(_, m)| m)
+        .collect();
+    assert!(matches!(held[..], [Message::Shutdown(_)]), "{held:?}");
+    let amount = 5_000_000;
+    let to_c = preimage(0xd, 1).payment_hash();
+    let route = net.route(amount);
+    (net.a
+        .send_payment(&route, to_c, amount, invoice(&route, to_c)))
+    .unwrap();
+    let (to_b, secret) = net.b.create_inbound_payment(Some(amount), 3600).unwrap();
+    let route = route_to(&net.b, net.scid_ab);
+    let fields = chanstore::RecipientOnionFields::secret_only(secret);
+    (net.a.send_payment(&route, to_b, amount, fields)).unwrap();
+    deliver_all(&net.nodes());
+    let a_events = events(&net.a);
+    for hash in [to_c, to_b] {
+        assert!(
+            a_events.contains(&failed_by(
+                &net.b,
+                hash,
+                FailureCode::PermanentChannelFailure,
+                vec![]
+            )),
+            "{a_events:?}"
+        );
+    }
+    assert_eq!(net.pending(&net.b, &net.bc), 0, "nothing went to C");
+    assert!(events(&net.c).is_empty());
+    let b_events = events(&net.b);
+    assert!(
+        !has(&b_events, |e| matches!(e, Event::PaymentReceived { .. })),
+        "{b_events:?}"
+    );
+    // B's shutdown arrives late: the close completes.
+    deliver_one(&net.b, &net.a, held[0].clone());
+    deliver_all(&net.nodes());
+    for n in [&net.a, &net.b] {
+        assert!(n.channel_details(&net.ab).is_none());
+    }
+}
+
 // ---- 15: adds checked against the commitment they appear in ----
 
 /// Point 15: a funder peer's add is priced with every HTLC the commitment

@@ -488,9 +488,10 @@ fn cooperative_close_initiated_by_fundee() {
     cooperative_close(false);
 }
 
-/// Close requested right after a payment was offered (its add not even
-/// delivered): shutdown waits for the HTLC, which settles through the
-/// shutdown, and only then does the channel close.
+/// Close requested with a payment committed and not settled: shutdown
+/// waits for the HTLC, which settles through the shutdown, and only then
+/// does the channel close. (An HTLC committed only after a `shutdown` is
+/// failed back instead: `fund_safety::htlcs_added_after_our_shutdown_are_failed_not_routed`.)
 fn close_with_htlc_in_flight(claim: bool) {
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
@@ -503,6 +504,7 @@ fn close_with_htlc_in_flight(claim: bool) {
         invoice(&route_to(&b, scid), p.payment_hash()),
     )
     .unwrap();
+    deliver_all(&[&a, &b]);
     a.close_channel(&id).unwrap();
     deliver_all(&[&a, &b]);
     // Both sides shut down, but the HTLC holds the channel open.

@@ -125,6 +125,15 @@ impl Section<'_> {
             Inbound::Malformed { .. } => return local(FailureCode::InvalidOnionHmac),
             Inbound::Payload { payload, .. } => payload,
         };
+        // BOLT 2: a node SHOULD fail to route an HTLC added after its
+        // `shutdown`. As LDK, every HTLC decided after ours is failed
+        // (`permanent_channel_failure`), paying us or not: a peer that
+        // keeps adding cannot hold our close off.
+        let shut = (self.ps.channels.get(&prev.channel_id))
+            .is_some_and(|c| c.local_shutdown_script.is_some());
+        if shut {
+            return local(FailureCode::PermanentChannelFailure);
+        }
         if htlc.cltv_expiry > height.saturating_add(config.max_cltv_expiry_delta) {
             return local(FailureCode::ExpiryTooFar);
         }
