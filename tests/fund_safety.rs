@@ -524,40 +524,10 @@ fn forward_to_channel_closed_before_commit_fails_back() {
             invoice(&net.route(5_000_000), p.payment_hash()),
         )
         .unwrap();
-    let to_a_and_b = |n: &ChannelStore| {
-        n.get_and_clear_pending_msg_events()
-            .into_iter()
-            .filter(|(to, _)| *to != net.c.node_id())
-            .collect::<Vec<_>>()
-    };
-    loop {
-        let mut moved = false;
-        for (from, to) in [(&net.a, &net.b), (&net.b, &net.a)] {
-            for (_, m) in to_a_and_b(from) {
-                deliver_one(from, to, m);
-                moved = true;
-            }
-            moved |= from.process_pending_forwards() > 0;
-        }
-        if !moved {
-            break;
-        }
-    }
+    deliver_without_c(&net);
     assert_eq!(net.pending(&net.b, &net.bc), 1, "queued on B-C");
     net.b.force_close_channel(&net.bc).unwrap();
-    loop {
-        let mut moved = false;
-        for (from, to) in [(&net.a, &net.b), (&net.b, &net.a)] {
-            for (_, m) in to_a_and_b(from) {
-                deliver_one(from, to, m);
-                moved = true;
-            }
-            moved |= from.process_pending_forwards() > 0;
-        }
-        if !moved {
-            break;
-        }
-    }
+    deliver_without_c(&net);
     let a_events = events(&net.a);
     assert!(
         a_events.contains(&failed_by(
