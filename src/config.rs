@@ -64,9 +64,13 @@ pub struct StoreConfig {
     /// Blocks we require between an incoming HTLC's expiry and the one we forward.
     pub cltv_expiry_delta: u16,
     /// Blocks we require between the best height and the expiry of an HTLC
-    /// paid to us (and that we give the recipient of our payments). 42 by
+    /// paid to us (and the least we give the recipient of our payments; a
+    /// route's last hop can ask for more, as an invoice's `c` does). 42 by
     /// default: LDK requires more than 40; it must exceed
-    /// `htlc_fail_back_buffer_blocks`.
+    /// `htlc_fail_back_buffer_blocks`. A payment to us may come in up to
+    /// `htlc_timeout_grace_blocks` short of it (never within
+    /// `htlc_fail_back_buffer_blocks`): its sender may not have seen the
+    /// last blocks yet, or one was found while the HTLC travelled.
     pub min_final_cltv_expiry_delta: u16,
     /// Blocks the peer must wait to claim its own output after a unilateral close.
     pub to_self_delay: u16,

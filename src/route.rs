@@ -16,7 +16,9 @@ pub struct RouteHop {
     pub short_channel_id: ShortChannelId,
     /// The fee `node_id` charges to forward to the next hop (0 for the last hop).
     pub fee_msat: u64,
-    /// The cltv delta `node_id` requires to forward (ignored for the last hop).
+    /// The cltv delta `node_id` requires to forward; for the last hop, the
+    /// recipient's `min_final_cltv_expiry_delta` (an invoice's `c`), used
+    /// when above our `StoreConfig::min_final_cltv_expiry_delta` (0: ours).
     pub cltv_expiry_delta: u32,
 }
 

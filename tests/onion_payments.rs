@@ -378,3 +378,61 @@ fn parts_are_gathered_again_after_a_restart() {
         .count();
     assert_eq!(sent, 2);
 }
+
+/// Delivers everything between `a` and `b`; then `b`'s `PaymentReceived`s
+/// and `a`'s `PaymentFailed`s.
+fn received_and_failed(
+    a: &ChannelStore,
+    b: &ChannelStore,
+) -> (Vec<chanstore::Event>, Vec<chanstore::Event>) {
+    deliver_all(&[a, b]);
+    let received = (events(b).into_iter())
+        .filter(|e| matches!(e, chanstore::Event::PaymentReceived { .. }))
+        .collect();
+    let failed = (events(a).into_iter())
+        .filter(|e| matches!(e, chanstore::Event::PaymentFailed { .. }))
+        .collect();
+    (received, failed)
+}
+
+/// The sender counts the final expiry from its own height. A recipient
+/// that has seen more blocks (one found while the HTLC travelled) takes the
+/// payment with up to `htlc_timeout_grace_blocks` of them, and refuses it
+/// beyond.
+#[test]
+fn a_recipient_a_few_blocks_ahead_still_takes_the_payment() {
+    let grace = StoreConfig::default().htlc_timeout_grace_blocks;
+    for (ahead, taken) in [(1, true), (grace, true), (grace + 1, false)] {
+        let (a, b) = (node(61), node(62));
+        connect_all(&[&a, &b]);
+        let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
+        let (hash, secret) = b.create_inbound_payment(Some(20_000_000), 3600).unwrap();
+        let fields = chanstore::RecipientOnionFields::secret_only(secret);
+        a.send_payment(&route_to(&b, scid), hash, 20_000_000, fields)
+            .unwrap();
+        b.best_block_updated(HEIGHT + ahead);
+        let (received, failed) = received_and_failed(&a, &b);
+        assert_eq!(received.len(), usize::from(taken), "{ahead}: {received:?}");
+        assert_eq!(failed.len(), usize::from(!taken), "{ahead}: {failed:?}");
+    }
+}
+
+/// An invoice's `c` above our own `min_final_cltv_expiry_delta` (BOLT 11:
+/// the payer must use it) is given as the route's last `cltv_expiry_delta`.
+#[test]
+fn the_last_hops_cltv_delta_is_the_recipients_min_final_cltv_delta() {
+    let config = StoreConfig {
+        min_final_cltv_expiry_delta: 80,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node(63), node_with(64, config));
+    connect_all(&[&a, &b]);
+    let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let (hash, secret) = b.create_inbound_payment(Some(20_000_000), 3600).unwrap();
+    let mut route = route_to(&b, scid);
+    route.hops[0].cltv_expiry_delta = 80;
+    let fields = chanstore::RecipientOnionFields::secret_only(secret);
+    a.send_payment(&route, hash, 20_000_000, fields).unwrap();
+    let (received, failed) = received_and_failed(&a, &b);
+    assert_eq!((received.len(), failed.len()), (1, 0), "{failed:?}");
+}

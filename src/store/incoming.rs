@@ -221,7 +221,14 @@ impl Section<'_> {
             code: FailureCode::IncorrectOrUnknownPaymentDetails,
             data: unknown_payment_data(htlc.amount_msat, height),
         };
-        if htlc.cltv_expiry < height.saturating_add(config.min_final_cltv_expiry_delta.into()) {
+        // A few blocks of slack (`htlc_timeout_grace_blocks`): the sender
+        // counted from its own height, which a block found since, or a
+        // sender a block behind, makes ours exceed (LDK's receiver leaves
+        // slack too). Never so little that it would be failed back at once.
+        let least_delta = u32::from(config.min_final_cltv_expiry_delta)
+            .saturating_sub(config.htlc_timeout_grace_blocks)
+            .max(config.htlc_fail_back_buffer_blocks + 1);
+        if htlc.cltv_expiry < height.saturating_add(least_delta) {
             return Err(unknown());
         }
         let legacy = htlc.inbound.shared_secret().is_none();

@@ -66,7 +66,10 @@ impl<C: Container> ChannelStore<C> {
         let plan = route.plan(
             amount_msat,
             self.best_height(),
-            self.config.min_final_cltv_expiry_delta.into(),
+            // The recipient's (an invoice's `c`, on the last hop), if more.
+            (route.hops.last())
+                .map_or(0, |h| h.cltv_expiry_delta)
+                .max(self.config.min_final_cltv_expiry_delta.into()),
             &recipient,
             total_msat,
         )?;
