@@ -16,7 +16,6 @@
 //!   reported confirmed within `StoreConfig::funding_timeout_blocks` of its
 //!   `funding_created` is forgotten (BOLT 2).
 //!
-//!
 //! A paused channel's adds that no `commitment_signed` covers are in no
 //! commitment, so their expiry closes nothing: once one is too close to
 //! offer, they are taken back and failed back instead
@@ -74,9 +73,7 @@ impl Channel {
         }
         None
     }
-}
 
-impl Channel {
     /// Takes back, from a paused channel, our adds that no `commitment_signed`
     /// of ours covers, from the first one `too_close(cltv_expiry)` judges too
     /// close to its expiry to offer: left in, it would go out on

@@ -81,13 +81,18 @@ pub(crate) fn channel_writes(channel: &mut Channel, out: &mut Vec<(Key, Option<V
         }
     }
     let header = encode_channel_header(channel, present);
-    let digest: [u8; 16] = sha256::Hash::hash(&header).to_byte_array()[..16]
-        .try_into()
-        .expect("16 bytes");
+    let digest = record_digest(&header);
     if channel.disk.header != Some(digest) {
         channel.disk.header = Some(digest);
         out.push((Key::Channel(id), Some(frame(&header))));
     }
+}
+
+/// What `DiskState::header` keeps of the channel record on disk.
+pub(crate) fn record_digest(record: &[u8]) -> [u8; 16] {
+    sha256::Hash::hash(record).to_byte_array()[..16]
+        .try_into()
+        .expect("16 bytes")
 }
 
 /// The deletes that remove every record of a channel that closed.

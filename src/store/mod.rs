@@ -517,9 +517,9 @@ impl<C: Container> ChannelStore<C> {
             scid,
             reason,
         };
-        // The index is changed only under the owning peer's lock, so a
-        // check here races only a second confirmation with the same scid,
-        // which the funding outpoints (one per channel) already rule out.
+        // Checked before the section, as the index is read everywhere: only
+        // two confirmations with one scid racing on two threads, the
+        // operator's mistake made twice at once, would both pass.
         if self
             .container
             .scid_get(&scid)

@@ -153,11 +153,7 @@ fn assemble(id: ChannelId, parts: Parts, node_secret: &SecretKey) -> Result<Chan
         }
         // It is on disk under Key::Channel: a close must delete it, and the
         // first write replaces it by a header (whose digest differs).
-        channel.disk.header = Some(
-            sha256::Hash::hash(records).to_byte_array()[..16]
-                .try_into()
-                .expect("16 bytes"),
-        );
+        channel.disk.header = Some(super::durable::record_digest(records));
         channel.disk.sigs_dirty = channel.holder_sigs.is_some();
         return Ok(channel);
     };
