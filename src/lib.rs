@@ -25,6 +25,9 @@ pub mod persist;
 pub mod route;
 mod secp;
 mod store;
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod test_hooks;
 pub mod transactions;
 pub mod types;
 

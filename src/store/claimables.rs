@@ -9,6 +9,20 @@
 //! lock taken inside it, for a few instructions. Parts that wait more than `StoreConfig::mpp_timeout_ticks`
 //! calls of [`ChannelStore::timer_tick_occurred`] are failed back with
 //! `mpp_timeout`.
+//!
+//! **A claim waits for its parts' batches.** A part joins its set inside
+//! its section, before that section's batch is appended to the journal;
+//! another peer's section (on another thread) may complete the set
+//! meanwhile and the user claim it. The claim of a set in several parts is
+//! written before any part is fulfilled (`resolve_set`), and a commit writes
+//! every batch appended before it, so the claim is durable only with the
+//! parts it fulfills as long as their batches were appended first. Each set
+//! lists the parts whose sections have not appended yet
+//! ([`ClaimableSet::unappended`]); `claim_funds` waits (no lock held) until
+//! that list is empty, which takes the rest of one section. Without the
+//! wait, a crash after the claim's write lost the late part's commitment:
+//! restarted, that part came back as a new, incomplete set and timed out,
+//! while the preimage was out (`tests/mpp_race.rs`).
 
 use dashmap::DashMap;
 
@@ -45,6 +59,9 @@ pub(crate) struct ClaimableSet {
     pub(crate) complete: bool,
     /// Timer ticks it has waited incomplete.
     pub(crate) ticks: u32,
+    /// Parts (channel, HTLC id) added by a section whose batch is not in the
+    /// journal yet: a claim waits for them (see the module doc).
+    pub(crate) unappended: Vec<(ChannelId, u64)>,
 }
 
 impl ClaimableSet {
@@ -94,6 +111,7 @@ pub(crate) fn add_part(
         preimage: of.preimage,
         complete: false,
         ticks: 0,
+        unappended: Vec::new(),
     });
     if set.parts.contains(&part) {
         return Added::Known;
@@ -101,6 +119,7 @@ pub(crate) fn add_part(
     if set.payment_secret != of.payment_secret || set.total_msat != of.total_msat || set.complete {
         return Added::Refused;
     }
+    set.unappended.push((part.channel_id, part.htlc_id));
     set.parts.push(part);
     let amount_msat = set.amount_msat();
     if amount_msat < set.total_msat {
@@ -162,6 +181,21 @@ impl RestoredParts {
             preimage,
             complete,
             ticks: 0,
+            unappended: Vec::new(),
+        }
+    }
+}
+
+/// The sections that added these parts (payment hash, channel, HTLC id)
+/// have appended their batches: claims need no longer wait for them.
+pub(crate) fn parts_appended(
+    claimables: &DashMap<PaymentHash, ClaimableSet>,
+    parts: &[(PaymentHash, ChannelId, u64)],
+) {
+    for (hash, channel_id, htlc_id) in parts {
+        if let Some(mut set) = claimables.get_mut(hash) {
+            set.unappended
+                .retain(|(c, h)| !(c == channel_id && h == htlc_id));
         }
     }
 }
@@ -208,6 +242,28 @@ impl<C: Container> ChannelStore<C> {
             );
         }
         let _ = self.flush();
+    }
+
+    /// Takes the complete set of the payment `hash` out to be claimed, once
+    /// every section that added a part to it has appended its batch (see
+    /// the module doc): until then it yields, holding no lock.
+    pub(crate) fn take_claimable(
+        &self,
+        hash: PaymentHash,
+    ) -> Result<ClaimableSet, crate::error::StoreError> {
+        loop {
+            let taken = (self.claimables)
+                .remove_if(&hash, |_, set| set.complete && set.unappended.is_empty());
+            if let Some((_, set)) = taken {
+                return Ok(set);
+            }
+            let waiting = (self.claimables.get(&hash))
+                .is_some_and(|set| set.complete && !set.unappended.is_empty());
+            if !waiting {
+                return Err(crate::error::StoreError::UnknownPayment { payment_hash: hash });
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Resolves every part of the payment `hash` if its set passes

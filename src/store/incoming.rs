@@ -57,7 +57,12 @@ impl Section<'_> {
                     amount_msat: htlc.amount_msat,
                     cltv_expiry: htlc.cltv_expiry,
                 };
-                match add_part(self.ctx.claimables, htlc.payment_hash, part, of) {
+                let added = add_part(self.ctx.claimables, htlc.payment_hash, part, of);
+                if matches!(added, Added::Waiting | Added::Complete { .. }) {
+                    let id = (htlc.payment_hash, channel_id, htlc.htlc_id);
+                    self.out.parts_added.push(id);
+                }
+                match added {
                     Added::Complete {
                         amount_msat,
                         preimage,

@@ -290,7 +290,12 @@ impl<C: Container> ChannelStore<C> {
                 // (`journal.rs`). Nobody waits for the disk here.
                 let writes = std::mem::take(&mut outcome.writes);
                 let events = std::mem::take(&mut outcome.events);
+                #[cfg(feature = "test-hooks")]
+                crate::test_hooks::before_append();
                 let seq = self.append_section(writes, events, lazy);
+                if !outcome.parts_added.is_empty() {
+                    claimables::parts_appended(&self.claimables, &outcome.parts_added);
+                }
                 ps.seal(start, seq);
                 let index = std::mem::take(&mut outcome.index);
                 ((result, Some(outcome)), index)

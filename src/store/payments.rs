@@ -202,15 +202,15 @@ impl<C: Container> ChannelStore<C> {
     /// fulfilled are fulfilled by `process_pending_forwards` once the store
     /// is read back (and a second `claim_funds` finds nothing to claim).
     ///
+    /// A part that another thread's section has just added is claimed once
+    /// that section's batch is in the journal (the claim waits, holding no
+    /// lock, for the rest of that section), so the claim is never durable
+    /// without the parts it fulfills.
+    ///
     /// **Locking behaviour:** one claimables shard, then each paying peer's lock once.
     pub fn claim_funds(&self, payment_preimage: PaymentPreimage) -> Result<(), StoreError> {
-        let hash = payment_preimage.payment_hash();
-        self.resolve_parts(
-            hash,
-            |set| set.complete,
-            Resolution::Fulfill(payment_preimage),
-            None,
-        )?;
+        let set = self.take_claimable(payment_preimage.payment_hash())?;
+        self.resolve_set(set, Resolution::Fulfill(payment_preimage), None);
         self.flush()
     }
 

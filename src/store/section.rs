@@ -110,6 +110,10 @@ pub(crate) struct Outcome {
     /// The section handled a `revoke_and_ack` from the peer: its batch may
     /// be lazy if it releases nothing ([`Outcome::may_wait`]).
     pub(crate) received_revocation: bool,
+    /// Parts of payments to us this section added to their sets (hash,
+    /// channel, HTLC id): once its batch is appended, claims of those sets
+    /// may go ahead (`claimables.rs`).
+    pub(crate) parts_added: Vec<(PaymentHash, ChannelId, u64)>,
 }
 
 impl Outcome {
