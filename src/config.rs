@@ -144,6 +144,11 @@ pub struct StoreConfig {
     /// the rest; then they are failed back with `mpp_timeout`. BOLT 4 says
     /// at least 60 seconds; 3 by default (LDK: `MPP_TIMEOUT_TICKS`).
     pub mpp_timeout_ticks: u32,
+    /// Calls of `ChannelStore::timer_tick_occurred` a close may wait for
+    /// its fee negotiation once both sides shut down with nothing in
+    /// flight; then the channel is failed with our latest commitment
+    /// (`ClosureReason::ClosingNegotiationTimedOut`). 2 by default, as LDK.
+    pub closing_negotiation_timeout_ticks: u32,
 }
 
 impl Default for StoreConfig {
@@ -182,6 +187,7 @@ impl Default for StoreConfig {
             htlc_fail_back_buffer_blocks: 21,
             funding_timeout_blocks: 2016,
             mpp_timeout_ticks: 3,
+            closing_negotiation_timeout_ticks: 2,
         }
     }
 }
@@ -195,6 +201,9 @@ impl StoreConfig {
         }
         if self.mpp_timeout_ticks == 0 {
             return bad("mpp_timeout_ticks", "must be at least 1");
+        }
+        if self.closing_negotiation_timeout_ticks == 0 {
+            return bad("closing_negotiation_timeout_ticks", "must be at least 1");
         }
         if self.min_funding_sat > self.max_funding_sat {
             return bad("min_funding_sat", "is above max_funding_sat");

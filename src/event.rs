@@ -232,6 +232,13 @@ pub enum ClosureReason {
         /// The last fee the peer proposed.
         their_fee_sat: u64,
     },
+    /// Both sides shut down with nothing left in flight, and the closing fee
+    /// negotiation did not finish within
+    /// `StoreConfig::closing_negotiation_timeout_ticks` timer ticks (the
+    /// peer answered with fees we refuse, or not at all, or stayed away):
+    /// the channel is failed with our latest commitment (BOLT 2: fail the
+    /// channel if no satisfying fee comes after a reasonable time).
+    ClosingNegotiationTimedOut,
     /// A commitment would have left its funder unable to pay its fee
     /// ([`StoreError::FunderCannotPayFee`](crate::StoreError)): a feerate
     /// update raced HTLCs the fundee added (BOLT 2 allows both). The

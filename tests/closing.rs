@@ -384,3 +384,118 @@ fn deliver_one_way(from: &ChannelStore, to: &ChannelStore) {
         to.handle_message(&from.node_id(), m).unwrap();
     }
 }
+
+/// The channel's close reason from `node`'s `ChannelClosed` event, if any.
+fn closed_reason(evs: &[Event]) -> Option<ClosureReason> {
+    evs.iter().find_map(|e| match e {
+        Event::ChannelClosed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+/// Ranges with no fee in common, and no side gives in: each side fails the
+/// channel once the negotiation has waited
+/// `closing_negotiation_timeout_ticks` timer ticks (BOLT 2: no satisfying
+/// fee after a reasonable time), with an `error` and its latest commitment
+/// to broadcast; one tick fewer changes nothing.
+#[test]
+fn a_negotiation_that_cannot_agree_fails_the_channel_in_time() {
+    let (a, b) = (node(1), node_with(2, with_floor(5_000)));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    let (_, refused) = run_close(&a, &b, |_, _| {});
+    assert!(matches!(
+        refused,
+        Some(StoreError::ClosingFeeRangesDisjoint { .. })
+    ));
+    let _ = (events(&a), events(&b));
+    let ticks = b.config().closing_negotiation_timeout_ticks;
+    assert_eq!(ticks, 2, "LDK's two ticks");
+    for _ in 1..ticks {
+        b.timer_tick_occurred();
+    }
+    assert_eq!(b.channel_details(&id).unwrap().state, "negotiating_close");
+    assert!(closed_reason(&events(&b)).is_none());
+    b.timer_tick_occurred();
+    let evs = events(&b);
+    assert_eq!(
+        closed_reason(&evs),
+        Some(ClosureReason::ClosingNegotiationTimedOut)
+    );
+    assert!(
+        (evs.iter()).any(|e| matches!(e, Event::BroadcastTransaction { .. })),
+        "B's commitment goes out: {evs:?}"
+    );
+    assert!(b.channel_details(&id).is_none());
+    // B's `error` closes A's side too.
+    let msgs = b.get_and_clear_pending_msg_events();
+    assert!(
+        matches!(msgs.as_slice(), [(_, Message::Error(e))] if e.channel_id == id),
+        "{msgs:?}"
+    );
+    for (_, m) in msgs {
+        a.handle_message(&b.node_id(), m).unwrap();
+    }
+    assert!(matches!(
+        closed_reason(&events(&a)),
+        Some(ClosureReason::CounterpartyError { .. })
+    ));
+}
+
+/// A peer that disconnects once both sides shut down and stays away holds
+/// the close no longer than the timeout: the count goes on while the
+/// channel is paused (reconnecting restarts the negotiation, not the count).
+#[test]
+fn a_peer_that_stays_away_after_both_shutdowns_cannot_hold_the_close() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    // A's shutdown, B's shutdown; A's first closing_signed is not delivered.
+    deliver_one_way(&a, &b);
+    deliver_one_way(&b, &a);
+    let _ = a.get_and_clear_pending_msg_events();
+    a.timer_tick_occurred();
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    assert!(closed_reason(&events(&a)).is_none());
+    a.timer_tick_occurred();
+    assert_eq!(
+        closed_reason(&events(&a)),
+        Some(ClosureReason::ClosingNegotiationTimedOut)
+    );
+}
+
+/// HTLCs still in flight after both `shutdown`s are not the negotiation's
+/// time: however many ticks they take to settle, the close then goes on
+/// cooperatively.
+#[test]
+fn htlcs_draining_after_shutdown_do_not_count_towards_the_closing_timeout() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let p = preimage(7, 1);
+    let route = route_to(&b, scid);
+    (a.send_payment(
+        &route,
+        p.payment_hash(),
+        5_000_000,
+        invoice(&route, p.payment_hash()),
+    ))
+    .unwrap();
+    deliver_all(&[&a, &b]);
+    assert!((events(&b).iter()).any(|e| matches!(e, Event::PaymentReceived { .. })));
+    a.close_channel(&id).unwrap();
+    deliver_all(&[&a, &b]);
+    assert_eq!(a.channel_details(&id).unwrap().state, "shutting_down");
+    for _ in 0..5 {
+        a.timer_tick_occurred();
+        b.timer_tick_occurred();
+    }
+    assert!(closed_reason(&events(&a)).is_none());
+    assert!(closed_reason(&events(&b)).is_none());
+    b.claim_funds(p).unwrap();
+    deliver_all(&[&a, &b]);
+    assert!(cooperative_fee(&a).is_some());
+}

@@ -121,6 +121,39 @@ impl Channel {
         }
     }
 
+    /// Whether the close waits for the closing fee negotiation alone: both
+    /// `shutdown`s sent and nothing in flight (negotiating, or about to, or
+    /// paused by a disconnection that restarts it).
+    pub(crate) fn waits_for_closing_fee(&self) -> bool {
+        matches!(self.phase, Phase::ShuttingDown | Phase::Negotiating)
+            && self.local_shutdown_script.is_some()
+            && self.remote_shutdown_script.is_some()
+            && !self.has_pending_updates()
+    }
+
+    /// A timer tick. A close that has waited for its fee negotiation alone
+    /// for `StoreConfig::closing_negotiation_timeout_ticks` ticks fails the
+    /// channel: BOLT 2 makes a node fail the channel when no satisfying fee
+    /// comes after a reasonable time, and a peer that answers with fees we
+    /// refuse, or not at all, or that stays away, would otherwise hold the
+    /// funds forever (LDK: `timer_check_closing_negotiation_progress`, two
+    /// ticks). The count starts once both sides shut down and nothing is in
+    /// flight, so HTLCs draining after `shutdown` never count; it goes on
+    /// across disconnections, which restart the negotiation itself.
+    pub(crate) fn closing_timer_tick(&mut self, config: &StoreConfig, effects: &mut Effects) {
+        if !self.waits_for_closing_fee() {
+            return;
+        }
+        self.closing_ticks += 1;
+        if self.closing_ticks >= config.closing_negotiation_timeout_ticks {
+            self.fail_with_error(
+                "closing fee negotiation did not finish in time",
+                ClosureReason::ClosingNegotiationTimedOut,
+                effects,
+            );
+        }
+    }
+
     /// The peer's `error` for this channel: the channel is failed (our
     /// latest commitment is to be broadcast).
     pub(crate) fn handle_error(&mut self, msg: &ErrorMessage) -> Effects {

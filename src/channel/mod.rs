@@ -300,6 +300,9 @@ pub(crate) struct Channel {
     pub(crate) shutdown_sent_at: Option<u64>,
     /// The closing fee negotiation, once started.
     pub(crate) closing: ClosingNegotiation,
+    /// Timer ticks the close has waited for its fee negotiation alone
+    /// (`Channel::closing_timer_tick`). In memory: a restart starts over.
+    pub(crate) closing_ticks: u32,
     /// The signed closing transaction, once both sides agreed on its fee.
     pub(crate) closing_tx: Option<Transaction>,
     /// The peer's signatures on our latest commitment.

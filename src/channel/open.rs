@@ -268,6 +268,7 @@ impl Channel {
             shutdown_sent_at: None,
             counterparty_policy: None,
             closing: Default::default(),
+            closing_ticks: 0,
             closing_tx: None,
             holder_sigs: None,
             funding_height: 0,

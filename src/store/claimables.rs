@@ -218,10 +218,14 @@ pub(crate) fn remove_part(
 impl<C: Container> ChannelStore<C> {
     /// Call about once a minute: the parts of multi-part payments to us
     /// that have waited `StoreConfig::mpp_timeout_ticks` ticks for the
-    /// rest are failed back with `mpp_timeout` (BOLT 4).
+    /// rest are failed back with `mpp_timeout` (BOLT 4), and channels whose
+    /// close has waited `StoreConfig::closing_negotiation_timeout_ticks`
+    /// ticks for its fee negotiation alone are failed
+    /// (`ClosureReason::ClosingNegotiationTimedOut`).
     ///
     /// **Locking behaviour:** the claimables' shards in turn, then each
-    /// timed-out payment's peers one at a time.
+    /// timed-out payment's peers one at a time, then each peer's lock in
+    /// turn, one at a time.
     pub fn timer_tick_occurred(&self) {
         let limit = self.config.mpp_timeout_ticks;
         let mut timed_out = Vec::new();
@@ -240,6 +244,22 @@ impl<C: Container> ChannelStore<C> {
                 Resolution::Fail(Failure::local(FailureCode::MppTimeout)),
                 None,
             );
+        }
+        let config = &self.config;
+        for peer in self.container.peers() {
+            let _ = self.with_section(&peer, |s| {
+                let closing: Vec<ChannelId> = (s.ps.channels.iter())
+                    .filter(|(_, c)| c.waits_for_closing_fee())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in closing {
+                    s.on_channel(&id, true, |c, e| {
+                        c.closing_timer_tick(config, e);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            });
         }
         let _ = self.flush();
     }

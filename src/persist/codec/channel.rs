@@ -596,6 +596,7 @@ pub(crate) fn decode_channel_record(
         shutdown_requested: flag(FLAG_SHUTDOWN_REQUESTED),
         shutdown_sent_at,
         closing: Default::default(),
+        closing_ticks: 0,
         closing_tx: None,
         holder_sigs,
         funding_height,

@@ -351,6 +351,7 @@ pub(super) fn put_reason(out: &mut Vec<u8>, reason: &ClosureReason) {
             out.push(11);
             out.extend_from_slice(&feerate_per_kw.to_be_bytes());
         }
+        ClosureReason::ClosingNegotiationTimedOut => out.push(12),
     }
 }
 
@@ -384,6 +385,7 @@ pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeErro
         11 => ClosureReason::FunderCannotPayFee {
             feerate_per_kw: c.u32()?,
         },
+        12 => ClosureReason::ClosingNegotiationTimedOut,
         _ => {
             return Err(DecodeError::InvalidValue {
                 field: "closure_reason",
@@ -427,6 +429,7 @@ mod tests {
             ClosureReason::FunderCannotPayFee {
                 feerate_per_kw: 5_000,
             },
+            ClosureReason::ClosingNegotiationTimedOut,
         ];
         for reason in reasons {
             let mut out = Vec::new();
@@ -435,7 +438,7 @@ mod tests {
             assert_eq!(get_reason(&mut c), Ok(reason));
             assert!(c.is_empty());
         }
-        let mut c = Cursor::new(&[12], "reason");
+        let mut c = Cursor::new(&[13], "reason");
         assert!(get_reason(&mut c).is_err());
     }
 }
