@@ -1,8 +1,10 @@
 //! A payment to us in two parts from two peers, whose revocations are
-//! handled on two threads at once: the part whose section completes the set
-//! announces it, the user claims, and the other part's section has not yet
-//! appended its batch. The claim's durable write must not overtake it, or a
-//! crash leaves the preimage out with one part no longer ours.
+//! handled on two threads at once: one part's section is stalled between
+//! adding its part and appending its batch while the other's completes the
+//! set. Neither the payment's `PaymentReceived` nor a claim may become
+//! durable before the stalled part's batch: a crash would leave the user
+//! told of a payment it cannot claim, or the preimage out with one part no
+//! longer ours.
 //!
 //! Needs the hidden `test-hooks` feature (`cargo test --all-features`): it
 //! stalls the first part's section, on its own thread, between its work and
@@ -77,17 +79,19 @@ fn paid_once(node: &ChannelStore, who: &str) {
     assert_eq!((sent, failed), (1, 0), "{who}'s part: {evs:?}");
 }
 
-/// A pays 3,000,000 and B 2,000,000 msat of one 5,000,000 msat payment to
-/// C. B's revocation completes the set while A's section (which added A's
-/// part) is stalled before its append; C announces the payment and the user
-/// claims at once. C then crashes right after the claim's first write.
-/// Restarted from that state, C must still be paid both parts: the claim
-/// may not be durable before the part it fulfills. (Before the fix, the
-/// claim's work items were written without A's batch; after the restart A's
-/// part came back into a new, incomplete set and timed out: A's 3,000,000
-/// msat went back to A, the preimage having already gone to B.)
-#[test]
-fn a_claim_is_never_durable_before_a_part_it_fulfills() {
+/// What the race needs: A pays 3,000,000 and B 2,000,000 msat of one
+/// 5,000,000 msat payment to C (recording its batches), everything
+/// delivered but the two revocations that make the parts irrevocable at C.
+struct Race {
+    a: ChannelStore,
+    b: ChannelStore,
+    c: ChannelStore,
+    rec: Arc<Recording>,
+    p: chanstore::PaymentPreimage,
+}
+
+/// The race's set-up, with A's and B's held revocations.
+fn race(tag: u16) -> (Race, Message, Message) {
     let a = node(1);
     let b = node(2);
     let rec = Recording::new();
@@ -95,7 +99,7 @@ fn a_claim_is_never_durable_before_a_part_it_fulfills() {
     connect_all(&[&a, &b, &c]);
     let (_, scid_a) = open_channel(&a, &c, 1_000_000, 0);
     let (_, scid_b) = open_channel(&b, &c, 1_000_000, 0);
-    let p = preimage(9, 7);
+    let p = preimage(9, tag);
     let hash = p.payment_hash();
     let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
     (a.send_payment_part(
@@ -107,7 +111,6 @@ fn a_claim_is_never_durable_before_a_part_it_fulfills() {
     ))
     .unwrap();
     (b.send_payment_part(&route_to(&c, scid_b), hash, 2_000_000, 5_000_000, fields)).unwrap();
-    // Everything but the revocations that make the parts irrevocable at C.
     let c_id = c.node_id();
     let mut held = deliver_holding(&[&a, &b, &c], |to, msg| {
         *to == c_id && matches!(msg, Message::RevokeAndAck(_))
@@ -117,20 +120,28 @@ fn a_claim_is_never_durable_before_a_part_it_fulfills() {
     let (_, _, from_a) = held.pop().unwrap();
     let _ = (events(&a), events(&b), events(&c));
     c.flush().unwrap();
-    let from = rec.len();
+    (Race { a, b, c, rec, p }, from_a, from_b)
+}
 
+/// Runs `f` on a second thread with A's revocation handled on the first
+/// and its section stalled before its append, until `release` says so (or
+/// 2 s pass: `release` may never hold if what it waits for waits for A).
+fn with_a_stalled(
+    r: &Race,
+    from_a: Message,
+    release: impl Fn() -> bool + Send + 'static,
+    f: impl FnOnce(),
+) {
     let (stalled_tx, stalled_rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let (a, c, rec) = (&a, &c, rec.clone());
+        let (a, c) = (&r.a, &r.c);
         let x = s.spawn(move || {
             let mut stalled = Some(stalled_tx);
             test_hooks::set_before_append(Some(Box::new(move || {
                 let Some(tx) = stalled.take() else { return };
                 tx.send(()).unwrap();
-                // Hold A's section until the claim is written, or 2 s
-                // (it never is, if the claim waits for this section).
                 let until = Instant::now() + Duration::from_secs(2);
-                while claim_written(&rec, from).is_none() && Instant::now() < until {
+                while !release() && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             })));
@@ -138,27 +149,28 @@ fn a_claim_is_never_durable_before_a_part_it_fulfills() {
             test_hooks::set_before_append(None);
         });
         stalled_rx.recv().unwrap();
-        deliver_one(&b, c, from_b);
-        let evs = events(c);
-        assert!(
-            (evs.iter()).any(|e| matches!(
-                e,
-                Event::PaymentReceived {
-                    amount_msat: 5_000_000,
-                    ..
-                }
-            )),
-            "B's part completes the set while A's section is stalled: {evs:?}"
-        );
-        c.claim_funds(p).unwrap();
+        f();
         x.join().unwrap();
     });
+}
 
-    // C crashes just after the claim's first write; nothing C sent after
-    // it reached A or B.
-    let k = claim_written(&rec, from).expect("the claim wrote its parts") + 1;
+fn is_received(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::PaymentReceived {
+            amount_msat: 5_000_000,
+            ..
+        }
+    )
+}
+
+/// C restarts from `disk`; both payers reconnect, forwards and timers run,
+/// the user claims (again): each payer must be paid, none failed.
+fn restart_and_settle(r: Race, disk: Arc<chanstore::MemoryPersister>) {
+    let Race { a, b, c, p, .. } = r;
+    let c_id = c.node_id();
     drop(c);
-    let c = on(3, rec.prefix(k));
+    let c = on(3, disk);
     for payer in [&a, &b] {
         payer.peer_disconnected(&c_id);
         connect_all(&[payer, &c]);
@@ -177,4 +189,65 @@ fn a_claim_is_never_durable_before_a_part_it_fulfills() {
     deliver_all(&[&a, &b, &c]);
     paid_once(&a, "A");
     paid_once(&b, "B");
+}
+
+/// B's revocation completes the set while A's section (which added A's
+/// part) is stalled before its append: C must not announce the payment
+/// yet. Once A's batch is appended the announcement comes; a crash right
+/// after it was handed out still leaves the payment claimable. (Before the
+/// fix, B's batch carried `PaymentReceived`: handed out, then a crash, and
+/// the restarted C could not claim the payment it announced.)
+#[test]
+fn a_payment_is_announced_only_with_every_part_it_counts() {
+    let (r, from_a, from_b) = race(8);
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = released.clone();
+    with_a_stalled(
+        &r,
+        from_a,
+        move || flag.load(std::sync::atomic::Ordering::SeqCst),
+        || {
+            deliver_one(&r.b, &r.c, from_b);
+            let evs = events(&r.c);
+            assert!(
+                !evs.iter().any(is_received),
+                "announced while A's part is not in the journal: {evs:?}"
+            );
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+        },
+    );
+    let evs = events(&r.c);
+    assert!(
+        evs.iter().any(is_received),
+        "announced once A's part is: {evs:?}"
+    );
+    // C crashes right after handing the event out.
+    let disk = r.rec.prefix(r.rec.len());
+    restart_and_settle(r, disk);
+}
+
+/// The user claims (holding the preimage, it need not wait for the event)
+/// while A's section is stalled; C then crashes right after the claim's
+/// first write. Restarted from there, C must still be paid both parts: the
+/// claim may not be durable before a part it fulfills. (Before the fix,
+/// the claim's work items were written without A's batch; after the
+/// restart A's part came back into a new, incomplete set and timed out: A's
+/// 3,000,000 msat went back to A, the preimage having already gone to B.)
+#[test]
+fn a_claim_is_never_durable_before_a_part_it_fulfills() {
+    let (r, from_a, from_b) = race(7);
+    let from = r.rec.len();
+    let rec = r.rec.clone();
+    with_a_stalled(
+        &r,
+        from_a,
+        move || claim_written(&rec, from).is_some(),
+        || {
+            deliver_one(&r.b, &r.c, from_b);
+            r.c.claim_funds(r.p).unwrap();
+        },
+    );
+    let k = claim_written(&r.rec, from).expect("the claim wrote its parts") + 1;
+    let disk = r.rec.prefix(k);
+    restart_and_settle(r, disk);
 }

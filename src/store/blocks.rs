@@ -115,7 +115,7 @@ impl<C: Container> ChannelStore<C> {
             let Some((_, set)) = self.claimables.remove(&hash) else {
                 continue;
             };
-            let event = set.complete.then(|| Event::PaymentClaimExpired {
+            let event = set.announced.then(|| Event::PaymentClaimExpired {
                 payment_hash: hash,
                 amount_msat: set.amount_msat(),
             });

@@ -10,19 +10,25 @@
 //! calls of [`ChannelStore::timer_tick_occurred`] are failed back with
 //! `mpp_timeout`.
 //!
-//! **A claim waits for its parts' batches.** A part joins its set inside
-//! its section, before that section's batch is appended to the journal;
+//! **Announced in the last part's batch.** A part joins its set inside its
+//! section, before that section's batch is appended to the journal, and
 //! another peer's section (on another thread) may complete the set
-//! meanwhile and the user claim it. The claim of a set in several parts is
-//! written before any part is fulfilled (`resolve_set`), and a commit writes
-//! every batch appended before it, so the claim is durable only with the
-//! parts it fulfills as long as their batches were appended first. Each set
-//! lists the parts whose sections have not appended yet
-//! ([`ClaimableSet::unappended`]); `claim_funds` waits (no lock held) until
-//! that list is empty, which takes the rest of one section. Without the
-//! wait, a crash after the claim's write lost the late part's commitment:
-//! restarted, that part came back as a new, incomplete set and timed out,
-//! while the preimage was out (`tests/mpp_race.rs`).
+//! meanwhile. Each set lists the parts whose sections have not appended yet
+//! ([`ClaimableSet::unappended`]); a section's append clears its own, under
+//! the journal's lock, and the append that leaves a complete set with none
+//! carries its `PaymentReceived` ([`parts_appended`]). A commit writes a
+//! prefix of the batches, so the event is durable only with every part it
+//! counts, and restart may take a set whose parts are all on disk as
+//! announced. `claim_funds` takes only an announced set (it waits, holding
+//! no lock, for one that is complete but not yet announced: the rest of one
+//! section), so a claim, written before any part is fulfilled
+//! (`resolve_set`), is durable only with the parts it fulfills. Without
+//! this, the completing section announced the payment in its own batch: a
+//! crash then could leave the event handed out and the late part's
+//! commitment lost, the payment unclaimable; and a claim made at once was
+//! durable without that part, which came back, restarted, as a new,
+//! incomplete set and timed out while the preimage was out
+//! (`tests/mpp_race.rs`).
 
 use dashmap::DashMap;
 
@@ -55,8 +61,11 @@ pub(crate) struct ClaimableSet {
     pub(crate) total_msat: u64,
     /// The preimage, when we derived it (`create_inbound_payment`).
     pub(crate) preimage: Option<PaymentPreimage>,
-    /// The parts reached `total_msat` and `PaymentReceived` was recorded.
+    /// The parts reached `total_msat`: it takes no more.
     pub(crate) complete: bool,
+    /// Complete, every part's batch appended, and `PaymentReceived`
+    /// recorded (in the last of them): it may be claimed.
+    pub(crate) announced: bool,
     /// Timer ticks it has waited incomplete.
     pub(crate) ticks: u32,
     /// Parts (channel, HTLC id) added by a section whose batch is not in the
@@ -82,13 +91,9 @@ pub(crate) struct PartOf {
 /// What adding a part did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Added {
-    /// The set waits for more parts.
-    Waiting,
-    /// This part completed it: announce it with this total.
-    Complete {
-        amount_msat: u64,
-        preimage: Option<PaymentPreimage>,
-    },
+    /// It joined the set (which may now be complete): it is announced, if
+    /// at all, when the section's batch is appended ([`parts_appended`]).
+    Joined,
     /// This part was there already, or the set was complete before (a
     /// restored set): nothing to announce.
     Known,
@@ -110,6 +115,7 @@ pub(crate) fn add_part(
         total_msat: of.total_msat,
         preimage: of.preimage,
         complete: false,
+        announced: false,
         ticks: 0,
         unappended: Vec::new(),
     });
@@ -121,15 +127,8 @@ pub(crate) fn add_part(
     }
     set.unappended.push((part.channel_id, part.htlc_id));
     set.parts.push(part);
-    let amount_msat = set.amount_msat();
-    if amount_msat < set.total_msat {
-        return Added::Waiting;
-    }
-    set.complete = true;
-    Added::Complete {
-        amount_msat,
-        preimage: set.preimage,
-    }
+    set.complete = set.amount_msat() >= set.total_msat;
+    Added::Joined
 }
 
 /// The parts of one payment to us found on restart, in live channels and
@@ -159,7 +158,7 @@ impl RestoredParts {
     /// secret or total, but that part's failure was not durable, so the
     /// part is still pending and only its set can resolve it (claim, MPP
     /// timeout or deadline). A set whose parts reach its total was
-    /// announced in the batch that completed it: it is claimable again,
+    /// announced in the batch of its last part: it is claimable again,
     /// not announced again. Parts on chain from older records alone know
     /// no total: their set counts as announced (they were irrevocably
     /// committed; the user claims only after `PaymentReceived`).
@@ -180,24 +179,38 @@ impl RestoredParts {
             total_msat,
             preimage,
             complete,
+            announced: complete,
             ticks: 0,
             unappended: Vec::new(),
         }
     }
 }
 
-/// The sections that added these parts (payment hash, channel, HTLC id)
-/// have appended their batches: claims need no longer wait for them.
+/// The section that added these parts (payment hash, channel, HTLC id) is
+/// appending its batch: called under the journal's lock, it returns the
+/// `PaymentReceived` of each set this leaves complete with every part
+/// appended, for that batch (see the module doc).
 pub(crate) fn parts_appended(
     claimables: &DashMap<PaymentHash, ClaimableSet>,
     parts: &[(PaymentHash, ChannelId, u64)],
-) {
+) -> Vec<Event> {
+    let mut announced = Vec::new();
     for (hash, channel_id, htlc_id) in parts {
-        if let Some(mut set) = claimables.get_mut(hash) {
-            set.unappended
-                .retain(|(c, h)| !(c == channel_id && h == htlc_id));
+        let Some(mut set) = claimables.get_mut(hash) else {
+            continue;
+        };
+        set.unappended
+            .retain(|(c, h)| !(c == channel_id && h == htlc_id));
+        if set.complete && set.unappended.is_empty() && !set.announced {
+            set.announced = true;
+            announced.push(Event::PaymentReceived {
+                payment_hash: *hash,
+                amount_msat: set.amount_msat(),
+                payment_preimage: set.preimage,
+            });
         }
     }
+    announced
 }
 
 /// Takes an HTLC out of its set (it was resolved on chain); the set goes
@@ -264,21 +277,20 @@ impl<C: Container> ChannelStore<C> {
         let _ = self.flush();
     }
 
-    /// Takes the complete set of the payment `hash` out to be claimed, once
-    /// every section that added a part to it has appended its batch (see
-    /// the module doc): until then it yields, holding no lock.
+    /// Takes the set of the payment `hash` out to be claimed once it is
+    /// announced (see the module doc): a complete set not announced yet is
+    /// waited for, yielding, holding no lock.
     pub(crate) fn take_claimable(
         &self,
         hash: PaymentHash,
     ) -> Result<ClaimableSet, crate::error::StoreError> {
         loop {
-            let taken = (self.claimables)
-                .remove_if(&hash, |_, set| set.complete && set.unappended.is_empty());
+            let taken = (self.claimables).remove_if(&hash, |_, set| set.announced);
             if let Some((_, set)) = taken {
                 return Ok(set);
             }
-            let waiting = (self.claimables.get(&hash))
-                .is_some_and(|set| set.complete && !set.unappended.is_empty());
+            let waiting =
+                (self.claimables.get(&hash)).is_some_and(|set| set.complete && !set.announced);
             if !waiting {
                 return Err(crate::error::StoreError::UnknownPayment { payment_hash: hash });
             }

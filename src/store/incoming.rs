@@ -4,7 +4,8 @@
 //!
 //! **Deciding an incoming HTLC** ([`Section::decide_incoming`]) needs no
 //! index: a payment to us is checked against its onion payload and our
-//! final-hop rules and becomes claimable (with its `PaymentReceived`); a
+//! final-hop rules and joins its payment's set (announced with
+//! `PaymentReceived` in the batch of the payment's last part); a
 //! forward is checked against our fee and CLTV rules and queued by the
 //! short channel id its onion names, looked up only when it is applied; any
 //! other case fails the HTLC back at once, in this section. So an HTLC is
@@ -17,7 +18,6 @@ use super::payments::{unix_now, unknown_payment_data};
 use super::section::{fail_back_with, Section};
 use crate::channel::{Inbound, IncomingHtlc, PrevHop};
 use crate::config::StoreConfig;
-use crate::event::Event;
 use crate::forward::{HtlcForward, HtlcResolution, NextHop, Resolution, Work};
 use crate::inbound_payment;
 use crate::message::Message;
@@ -57,21 +57,14 @@ impl Section<'_> {
                     amount_msat: htlc.amount_msat,
                     cltv_expiry: htlc.cltv_expiry,
                 };
-                let added = add_part(self.ctx.claimables, htlc.payment_hash, part, of);
-                if matches!(added, Added::Waiting | Added::Complete { .. }) {
-                    let id = (htlc.payment_hash, channel_id, htlc.htlc_id);
-                    self.out.parts_added.push(id);
-                }
-                match added {
-                    Added::Complete {
-                        amount_msat,
-                        preimage,
-                    } => self.event(Event::PaymentReceived {
-                        payment_hash: htlc.payment_hash,
-                        amount_msat,
-                        payment_preimage: preimage,
-                    }),
-                    Added::Waiting | Added::Known => {}
+                match add_part(self.ctx.claimables, htlc.payment_hash, part, of) {
+                    // Announced when this section's batch is appended, if
+                    // it completes the payment (`claimables.rs`).
+                    Added::Joined => {
+                        let id = (htlc.payment_hash, channel_id, htlc.htlc_id);
+                        self.out.parts_added.push(id);
+                    }
+                    Added::Known => {}
                     Added::Refused => {
                         let data = unknown_payment_data(htlc.amount_msat, self.ctx.height);
                         self.fail_here(

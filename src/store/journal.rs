@@ -47,7 +47,8 @@ use parking_lot::Mutex;
 use super::{ChannelStore, Container};
 use crate::error::StoreError;
 use crate::event::Event;
-use crate::persist::Key;
+use crate::persist::{codec, frame, Key};
+use crate::types::{ChannelId, PaymentHash};
 
 /// One section's writes.
 type Batch = Vec<(Key, Option<Vec<u8>>)>;
@@ -87,7 +88,22 @@ impl Journal {
     /// events is never lazy. Called under the section's peer lock; the
     /// journal's lock is a leaf.
     pub(crate) fn append(&self, writes: Batch, events: Vec<(u64, Event)>, lazy: bool) -> u64 {
+        self.append_with(writes, events, lazy, |_, _| {})
+    }
+
+    /// [`Journal::append`], with `more` adding to the batch under the
+    /// journal's lock, so that no batch is appended between what it saw and
+    /// the batch it adds to (the payments a section's parts complete,
+    /// `claimables.rs`). `more` takes only leaf locks.
+    pub(crate) fn append_with(
+        &self,
+        mut writes: Batch,
+        mut events: Vec<(u64, Event)>,
+        lazy: bool,
+        more: impl FnOnce(&mut Batch, &mut Vec<(u64, Event)>),
+    ) -> u64 {
         let mut p = self.pending.lock();
+        more(&mut writes, &mut events);
         if p.next == 0 {
             p.next = 1;
         }
@@ -217,20 +233,39 @@ impl<C: Container> ChannelStore<C> {
 
     /// Queues a section's durable consequences (see the module doc);
     /// returns the number its messages wait for. Without a persister its
-    /// events go out at once. `lazy`: see [`Journal::append`].
+    /// events go out at once. `lazy`: see [`Journal::append`]. `parts`:
+    /// the parts of payments to us the section added; a payment whose last
+    /// part this batch carries is announced in it (`PaymentReceived`, see
+    /// `claimables.rs`), under the journal's lock.
     pub(crate) fn append_section(
         &self,
-        writes: Batch,
-        events: Vec<(u64, Event)>,
+        mut writes: Batch,
+        mut events: Vec<(u64, Event)>,
         lazy: bool,
+        parts: &[(PaymentHash, ChannelId, u64)],
     ) -> u64 {
-        if self.persister.is_none() {
+        let durable = self.persister.is_some();
+        let announce = |writes: &mut Batch, events: &mut Vec<(u64, Event)>| {
+            for event in super::claimables::parts_appended(&self.claimables, parts) {
+                let (seq, event) = self.seq.new_event(event);
+                if durable {
+                    let bytes = frame(&codec::encode_event(&event));
+                    writes.push((Key::Event(seq), Some(bytes)));
+                }
+                events.push((seq, event));
+            }
+        };
+        if !durable {
+            announce(&mut writes, &mut events);
             for event in events {
                 self.events.push(event);
             }
             return 0;
         }
-        self.journal.append(writes, events, lazy)
+        if parts.is_empty() {
+            return self.journal.append(writes, events, lazy);
+        }
+        self.journal.append_with(writes, events, lazy, announce)
     }
 
     /// The number up to which messages may leave (everything, without a

@@ -16,7 +16,10 @@
 //!    section updates the indexes and snapshots it changed, and the
 //!    claimable payments, before its lock is released) and are released
 //!    before anything else is taken; no leaf lock is ever held while a peer
-//!    lock is taken.
+//!    lock is taken. One nesting among leaves: the journal's lock takes
+//!    claimable payments' shards inside it (a section's append announces
+//!    the payments its parts complete, `claimables.rs`); nothing holding
+//!    such a shard waits for the journal or another shard.
 //!
 //! The closure run under a peer lock never calls back into the container:
 //! the index and snapshot changes it makes are returned to the container,
@@ -30,9 +33,10 @@
 //! **Why this cannot deadlock.** A deadlock needs a cycle of threads each
 //! holding one lock while waiting for another. A peer lock is only ever
 //! waited for with no lock held; a leaf lock may be waited for while a
-//! peer lock is held, but a leaf lock's holder never waits for anything.
-//! So the wait-for graph only has edges from peer locks to leaf locks, and
-//! no cycle. The baseline designs follow the same contract (their outer
+//! peer lock is held, but a leaf lock's holder never waits for anything
+//! but a claimables shard (the journal's), whose holder waits for nothing.
+//! So the wait-for graph only has edges from peer locks to leaf locks and
+//! from the journal to those shards, and no cycle. The baseline designs follow the same contract (their outer
 //! lock plays the role of the peer lock).
 //!
 //! # Persistence and forwarding order
@@ -292,10 +296,7 @@ impl<C: Container> ChannelStore<C> {
                 let events = std::mem::take(&mut outcome.events);
                 #[cfg(feature = "test-hooks")]
                 crate::test_hooks::before_append();
-                let seq = self.append_section(writes, events, lazy);
-                if !outcome.parts_added.is_empty() {
-                    claimables::parts_appended(&self.claimables, &outcome.parts_added);
-                }
+                let seq = self.append_section(writes, events, lazy, &outcome.parts_added);
                 ps.seal(start, seq);
                 let index = std::mem::take(&mut outcome.index);
                 ((result, Some(outcome)), index)
