@@ -1839,3 +1839,63 @@ fn retransmitted_shutdown_precedes_updates_sent_after_it() {
         )));
     }
 }
+
+/// `closed_channels()` and `closed_channel()` hand out the commitment to
+/// broadcast: only once the record naming it is durable. Here A's HTLC and
+/// `commitment_signed` (a new commitment of C's) and then A's `error` are
+/// handled by C, and nothing else has committed them; the record is listed
+/// at once, the user broadcasts what it names, and C crashes. Restarted,
+/// C must name the same transaction (before the fix it had no record, a
+/// live channel at the older commitment, and closing it named another
+/// transaction than the one on chain: the outputs it describes would never
+/// confirm).
+#[test]
+fn a_closed_channel_record_is_handed_out_only_once_durable() {
+    for single in [false, true] {
+        let a = node(1);
+        let rec = Recording::new();
+        let c = durable(3, StoreConfig::default(), &rec);
+        connect_all(&[&a, &c]);
+        let (id, scid) = open_channel(&a, &c, 1_000_000, 400_000_000);
+        let _ = (events(&a), events(&c));
+        c.flush().unwrap();
+        let p = preimage(9, 9);
+        let route = route_to(&c, scid);
+        (a.send_payment(
+            &route,
+            p.payment_hash(),
+            2_000_000,
+            invoice(&route, p.payment_hash()),
+        ))
+        .unwrap();
+        for (_, msg) in take_msgs(&a) {
+            deliver_one(&a, &c, msg); // update_add_htlc, commitment_signed
+        }
+        let error = chanstore::message::ErrorMessage {
+            channel_id: id,
+            data: b"bye".to_vec(),
+        };
+        c.handle_message(&a.node_id(), Message::Error(error))
+            .unwrap();
+        let told = if single {
+            c.closed_channel(&id)
+        } else {
+            c.closed_channels().pop()
+        };
+        let told = (told.and_then(|r| r.transaction)).expect("a commitment to broadcast");
+        let crash_at = rec.len();
+        drop(c);
+        let c = durable(
+            3,
+            StoreConfig::default(),
+            &Recording::from_prefix(&rec, crash_at),
+        );
+        let again = c.closed_channel(&id).and_then(|r| r.transaction);
+        assert_eq!(
+            again.map(|t| t.compute_txid()),
+            Some(told.compute_txid()),
+            "closed_channel{} named a transaction the restarted store does not know",
+            if single { "" } else { "s" }
+        );
+    }
+}

@@ -22,9 +22,14 @@ use crate::types::ChannelId;
 impl<C: Container> ChannelStore<C> {
     /// Every closed channel that still has outputs to sweep or HTLCs to
     /// settle on chain. Durable: after any number of restarts, this is what
-    /// the user still has to do.
+    /// the user still has to do. A record is handed out only once it is
+    /// durable (the call commits what it read: a channel a message just
+    /// closed may not be yet), so the transaction it names to broadcast is
+    /// the one a restart names too. Nothing, if the store has failed (its
+    /// persister refused a write; what is durable is read back on restart).
     ///
-    /// **Locking behaviour:** takes each peer's lock in turn, one at a time.
+    /// **Locking behaviour:** takes each peer's lock in turn, one at a
+    /// time, then commits (no lock held) if what it read is not durable.
     pub fn closed_channels(&self) -> Vec<ClosedChannelDetails> {
         let mut out = Vec::new();
         for peer in self.container.peers() {
@@ -33,17 +38,32 @@ impl<C: Container> ChannelStore<C> {
             });
         }
         out.sort_by_key(|c| c.channel_id);
-        out
+        self.durable_or_nothing(out)
     }
 
-    /// One closed channel's record, if it is still kept.
+    /// One closed channel's record, if it is still kept; durable, as
+    /// [`ChannelStore::closed_channels`] hands them out.
     ///
-    /// **Locking behaviour:** an index lookup, then that peer's lock briefly.
+    /// **Locking behaviour:** an index lookup, then that peer's lock
+    /// briefly, then a commit as [`ChannelStore::closed_channels`].
     pub fn closed_channel(&self, channel_id: &ChannelId) -> Option<ClosedChannelDetails> {
         let peer = self.container.index_get(channel_id)?;
-        self.container
+        let record = self
+            .container
             .with_peer(&peer, |ps| ps.closed.get(channel_id).map(|c| c.details()))
-            .flatten()
+            .flatten();
+        self.durable_or_nothing(record.into_iter().collect()).pop()
+    }
+
+    /// Records read under their peers' locks, once durable: they were
+    /// appended before those locks were released, so a commit now covers
+    /// them.
+    fn durable_or_nothing(&self, records: Vec<ClosedChannelDetails>) -> Vec<ClosedChannelDetails> {
+        if records.is_empty() || self.flush().is_ok() {
+            records
+        } else {
+            Vec::new()
+        }
     }
 
     /// Reports how an HTLC of a closed channel ended on chain. For an HTLC
