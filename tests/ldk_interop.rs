@@ -1893,6 +1893,12 @@ fn close_with_cut(funder: Side, initiator: Side, cut: usize) -> Option<ShutdownA
     let at_cut = net.log.lines.len();
     net.reconnect(0, 0);
     net.run();
+    // LDK resends its shutdown first after channel_reestablish, before the
+    // adds it sent ahead of it: chanstore as funder negotiates once those
+    // could no longer come, at LDK's next ping (every 10 s) or its own
+    // timer tick, which stands for both here.
+    net.cs[0].timer_tick_occurred();
+    net.run();
     net.assert_clean(&format!("close by {initiator:?}, cut after {cut}"));
     // A delivered shutdown's line, with no refusal (a refusal or a message
     // LDK cannot read also fails assert_clean).
@@ -2082,4 +2088,302 @@ fn s7_coop_close_cs_output_between_dust_limits_cs_initiates() {
 #[ignore = "LDK 0.2.7 limitation (F10): it checks a closing signature only at its own dust limit, with or without the signer's output (channel.rs:10638-10665), so a signer whose larger limit trims LDK's output is refused"]
 fn s7_coop_close_ldk_output_between_dust_limits() {
     scenario_7_dust_limits(Side::Cs, Side::Cs);
+}
+
+// ---------------------------------------------------------------------
+// Random schedules against LDK with reconnections (a reestablish review)
+// ---------------------------------------------------------------------
+
+fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    // A dust cap that never refuses (the fixed 5,000,000 msat cap refuses
+    // LDK's update_fee, a separate matter): only the reconnections count.
+    let cfg = chanstore::StoreConfig {
+        max_dust_htlc_exposure_msat: 1_000_000_000,
+        ..ldk::cs_config()
+    };
+    let mut net = Net::with_configs(&nodes, vec![cfg]);
+    net.connect(0, 0);
+    net.run();
+    net.assert_clean("init");
+    let chan = match funder {
+        Side::Ldk => open_from_ldk(&mut net, 0, 0, 1_000_000, 300_000_000),
+        Side::Cs => open_from_cs(&mut net, 0, 0, 1_000_000, 300_000_000),
+    };
+    let mut ledger = Ledger::default();
+    let mut rng = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut ldk_paid = Vec::new();
+    let mut cs_paid = Vec::new();
+    let mut amounts: Vec<(PaymentHash, u64)> = Vec::new();
+    let mut closing = false;
+    let before = net.cs[0].channel_details(&chan.id).unwrap().balance_msat;
+    for _ in 0..steps {
+        match next() % 20 {
+            0 | 1 => {
+                let amt = 1_000_000 + (next() % 5) * 2_000_000;
+                if net.cs[0]
+                    .channel_details(&chan.id)
+                    .is_some_and(|d| d.is_usable)
+                {
+                    let h = ldk_pays_cs_try(&mut net, chan, amt);
+                    ldk_paid.push(h);
+                    amounts.push((h, amt));
+                }
+            }
+            2 | 3 => {
+                let amt = 1_000_000 + (next() % 5) * 2_000_000;
+                if net.cs[0]
+                    .channel_details(&chan.id)
+                    .is_some_and(|d| d.is_usable)
+                {
+                    let (hash, secret) = ldk_invoice(&net, 0, amt);
+                    let route = chanstore::Route {
+                        hops: vec![chanstore::RouteHop {
+                            node_id: net.id(Party::Ldk(0)),
+                            short_channel_id: chan.scid,
+                            fee_msat: 0,
+                            cltv_expiry_delta: 0,
+                        }],
+                    };
+                    if net.cs[0]
+                        .send_payment(&route, hash, amt, RecipientOnionFields::secret_only(secret))
+                        .is_ok()
+                    {
+                        net.log_note(format!("== cs pays {amt} =="));
+                        cs_paid.push(hash);
+                        amounts.push((hash, amt));
+                    }
+                }
+            }
+            4 => {
+                let rate = 253 + (next() % 8) as u32 * 250;
+                match funder {
+                    Side::Ldk => {
+                        *net.ldk[0].fee_estimator.sat_per_kw.lock().unwrap() = rate;
+                        net.ldk[0].node.timer_tick_occurred();
+                    }
+                    Side::Cs if !cs_fee => {}
+                    Side::Cs => {
+                        if net.cs[0].update_fee(&chan.id, rate).is_ok() {
+                            net.log_note(format!("== cs update_fee {rate} =="));
+                        }
+                    }
+                }
+            }
+            5 => {
+                net.log_note("== reconnect ==".into());
+                net.reconnect(0, 0);
+            }
+            6 | 7 => {
+                handle_events(&mut net, &mut ledger, true);
+            }
+            8 if std::env::var_os("CLOSE").is_some() && !closing && next() % 8 == 0 => {
+                if next() % 2 == 0 {
+                    net.log_note("== cs close ==".into());
+                    closing = net.cs[0].close_channel(&chan.id).is_ok();
+                } else {
+                    net.log_note("== ldk close ==".into());
+                    closing = net.ldk[0]
+                        .node
+                        .close_channel(&ldk_id(chan.id), &net.id(Party::Cs(0)))
+                        .is_ok();
+                }
+            }
+            x => {
+                net.step_dir(x % 2 == 0);
+            }
+        }
+        net.cs[0].check_value_conserved().unwrap();
+        net.cs[0].check_commitments_fully_paid().unwrap();
+    }
+    net.reconnect(0, 0);
+    settle(&mut net, &mut ledger, true);
+    // A close held back for LDK's retransmitted adds goes on at the next
+    // ping or timer tick (see close_with_cut).
+    net.cs[0].timer_tick_occurred();
+    settle(&mut net, &mut ledger, true);
+    net.ldk_errors
+        .retain(|e| !e.contains("timeout awaiting response"));
+    net.assert_clean(&format!("seed {seed}"));
+    for h in &ldk_paid {
+        let n = ledger.ldk_sent.iter().filter(|(x, _)| x == h).count();
+        let f = ledger.ldk_failed.iter().filter(|x| *x == h).count();
+        net.check(
+            n + f == 1,
+            format!("seed {seed}: ldk payment {h:?} ends once ({n} sent, {f} failed)"),
+        );
+    }
+    for h in &cs_paid {
+        let n = ledger.cs_sent.iter().filter(|(x, _)| x == h).count();
+        let f = ledger
+            .cs_failed
+            .iter()
+            .filter(|e| matches!(e, chanstore::Event::PaymentFailed { payment_hash, .. } if payment_hash == h))
+            .count();
+        net.check(
+            n + f == 1,
+            format!("seed {seed}: cs payment {h:?} ends once ({n} sent, {f} failed)"),
+        );
+    }
+    if closing {
+        let cs_reason = net.cs[0].closed_channel(&chan.id).map(|c| c.reason);
+        let ldk_open = net.ldk[0]
+            .node
+            .list_channels()
+            .iter()
+            .any(|c| c.channel_id == ldk_id(chan.id));
+        net.check(
+            matches!(
+                cs_reason,
+                Some(chanstore::ClosureReason::Cooperative { .. })
+            ) && !ldk_open
+                && net.cs[0].channel_details(&chan.id).is_none(),
+            format!(
+                "seed {seed}: closes cs {cs_reason:?} ldk open {ldk_open}\n  {}",
+                net.log.tail(60)
+            ),
+        );
+        return;
+    }
+    let d = net.cs[0].channel_details(&chan.id).unwrap();
+    net.check(
+        d.pending_htlcs == 0 && d.is_usable,
+        format!("seed {seed}: {d:?}"),
+    );
+    let mut want = before as i64;
+    for (h, a) in &amounts {
+        if ledger.ldk_sent.iter().any(|(x, _)| x == h) {
+            want += *a as i64;
+        }
+        if ledger.cs_sent.iter().any(|(x, _)| x == h) {
+            want -= *a as i64;
+        }
+    }
+    net.check(
+        d.balance_msat as i64 == want,
+        format!("seed {seed}: cs balance {} want {want}", d.balance_msat),
+    );
+}
+
+fn ldk_pays_cs_try(net: &mut Net, chan: Chan, amount_msat: u64) -> PaymentHash {
+    let (hash, secret) = net.cs[0]
+        .create_inbound_payment(Some(amount_msat), 3600)
+        .expect("chanstore invoice");
+    let final_cltv = u32::from(net.cs[0].config().min_final_cltv_expiry_delta);
+    let hop = ldk_hop(net.id(Party::Cs(0)), chan.scid, amount_msat, final_cltv);
+    match ldk_send(net, 0, vec![hop], hash, secret) {
+        Ok(()) => net.log_note(format!("== ldk pays {amount_msat} ==")),
+        Err(e) => net.log_note(format!("== ldk pay refused {e} ==")),
+    }
+    hash
+}
+
+#[test]
+fn reest_fuzz_ldk() {
+    let n: u64 = std::env::var("SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let first: u64 = std::env::var("FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    for seed in first..first + n {
+        for funder in [Side::Ldk, Side::Cs] {
+            if std::env::var("FUNDER").is_ok_and(|f| f != format!("{funder:?}")) {
+                continue;
+            }
+            eprintln!("seed {seed} {funder:?}");
+            reest_fuzz_one(seed, funder, 250, std::env::var_os("CSFEE").is_some());
+        }
+    }
+}
+
+/// chanstore funds and updates its fee among payments and reconnections
+/// (seed 2 of the schedules). Before chanstore held a second `update_fee`
+/// for the revocation of the first, it sent 1753 while 503 waited for it;
+/// LDK, which keeps one pending fee update, overwrote 503 and the two sides
+/// disagreed on the feerate of chanstore's next commitment: LDK's
+/// `commitment_signed` was refused and the channel wedged.
+#[test]
+fn reest_ldk_fee_updates_overlap_after_reconnect() {
+    reest_fuzz_one(2, Side::Cs, 250, true);
+}
+
+/// The same without any reconnection. chanstore (funder) asks for
+/// `update_fee` 1000 and then 2000 while LDK's `commitment_signed` crosses
+/// the first: 2000 must wait for LDK's revocation. (Sent at once, LDK,
+/// holding 1000 in `AwaitingRemoteRevokeToAnnounce`, its one pending fee
+/// slot, replaced it with 2000 and forgot 1000; the `commitment_signed` it
+/// sent for its held payment priced chanstore's commitment at the old 253
+/// while chanstore expected 1000: refused, on every reconnection.)
+#[test]
+fn reest_ldk_second_update_fee_before_revocation() {
+    one_channel!(nodes, net, chan, Side::Cs);
+    let mut ledger = Ledger::default();
+    ldk_pays_cs(&mut net, 0, 0, chan, 5_000_000);
+    net.cs[0].update_fee(&chan.id, 1_000).unwrap();
+    net.cs[0].update_fee(&chan.id, 2_000).unwrap();
+    // update_fee 1000, commitment_signed, update_fee 2000 reach LDK first;
+    // LDK's update_add_htlc and commitment_signed were already on the wire.
+    for _ in 0..3 {
+        net.step_dir(true);
+    }
+    // LDK, awaiting chanstore's revoke_and_ack, holds a second payment in
+    // its holding cell: it signs it as soon as that revocation arrives.
+    ldk_pays_cs(&mut net, 0, 0, chan, 6_000_000);
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("overlapping update_fee with crossing commitment_signed");
+    let d = net.cs[0].channel_details(&chan.id).unwrap();
+    net.check(
+        d.feerate_per_kw == 2_000 && d.pending_htlcs == 0,
+        format!("{d:?}"),
+    );
+}
+
+/// LDK sent `update_add_htlc` and `commitment_signed`, then
+/// answered chanstore's `shutdown` with its own; all three are lost. On
+/// reconnection LDK retransmits `shutdown` first and then the add and the
+/// `commitment_signed` (channelmanager.rs `internal_channel_reestablish`
+/// queues `SendShutdown` before the commitment update). chanstore must take
+/// them (and fail the HTLC back, its own shutdown having gone out) and close
+/// cooperatively. (Before, it took the shutdown and then refused the add,
+/// "not allowed while shutting_down", and so the `commitment_signed`
+/// covering it: the channel wedged, the same on every reconnection, until
+/// the HTLC timed out on chain.)
+#[test]
+fn reest_ldk_shutdown_retransmitted_before_its_adds() {
+    one_channel!(nodes, net, chan, Side::Ldk);
+    let mut ledger = Ledger::default();
+    // One payment first: not only the channel's first commitment.
+    cs_pays_ldk(&mut net, 0, 0, chan, 2_000_000);
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("a first payment");
+    ldk_pays_cs(&mut net, 0, 0, chan, 5_000_000);
+    net.cs[0].close_channel(&chan.id).unwrap();
+    // chanstore's shutdown reaches LDK before LDK's add does.
+    net.step_dir(true);
+    let in_flight = net.in_flight();
+    net.check(
+        in_flight
+            .iter()
+            .map(|(_, _, n)| n.as_str())
+            .collect::<Vec<_>>()
+            == ["update_add_htlc", "commitment_signed", "shutdown"],
+        format!("LDK's add, commitment_signed and shutdown in flight: {in_flight:?}"),
+    );
+    net.reconnect(0, 0);
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("shutdown retransmitted before the adds it followed");
+    let closed = net.cs[0].closed_channel(&chan.id).map(|c| c.reason);
+    net.check(
+        matches!(closed, Some(chanstore::ClosureReason::Cooperative { .. })),
+        format!("closed cooperatively after the payment: {closed:?}"),
+    );
 }

@@ -415,8 +415,12 @@ fn retransmissions_are_byte_identical() {
     a.close_channel(&id).unwrap();
     let lost: Vec<Message> = take_msgs(&a).into_iter().map(|(_, m)| m).collect();
     assert!(matches!(&lost[..], [Message::Shutdown(_)]), "{lost:?}");
-    let (again, _) = reestablish(&a, &b);
+    let (again, from_b) = reestablish(&a, &b);
     assert_eq!(wire(&again), wire(&lost), "A's shutdown again");
+    // B's channel_update, sent on A's channel_reestablish, comes first.
+    for m in from_b {
+        deliver_one(&b, &a, m);
+    }
     for m in again {
         deliver_one(&a, &b, m);
     }
@@ -430,4 +434,78 @@ fn retransmissions_are_byte_identical() {
             }
         )));
     }
+}
+
+/// A peer's `shutdown` forbids its adds (BOLT 2), except those it
+/// retransmits after it: LDK resends `shutdown` first after
+/// `channel_reestablish`, then the adds it had sent before it. So an add
+/// right after a `shutdown` that was the peer's first message after its
+/// `channel_reestablish` is taken; one after the window closed (here by a
+/// `ping`: the peer is past its retransmissions) or after a `shutdown`
+/// that came later is refused, and changes nothing.
+#[test]
+fn adds_after_the_peers_shutdown_are_taken_only_as_its_retransmission() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
+    // One payment first: past the first commitment, channel_ready is not
+    // retransmitted.
+    let p = preimage(5, 2);
+    let route = route_to(&b, scid);
+    (a.send_payment(
+        &route,
+        p.payment_hash(),
+        1_000_000,
+        invoice(&route, p.payment_hash()),
+    ))
+    .unwrap();
+    deliver_all(&[&a, &b]);
+    b.claim_funds(p).unwrap();
+    deliver_all(&[&a, &b]);
+    let hash = preimage(5, 1).payment_hash();
+    let add = |n| craft_add(&a, id, n, 1_000_000, hash, HEIGHT + 100);
+    let refused_as_shut = |r: Result<(), chanstore::StoreError>| {
+        matches!(
+            r,
+            Err(chanstore::StoreError::WrongState {
+                action: "update_add_htlc",
+                ..
+            })
+        )
+    };
+    // B shuts down with no reconnection: its add after that is refused.
+    b.close_channel(&id).unwrap();
+    let shutdown = take_msgs(&b).pop().unwrap().1;
+    assert!(matches!(shutdown, Message::Shutdown(_)));
+    deliver_one(&b, &a, shutdown);
+    let _ = take_msgs(&a);
+    let (frozen, _) = freeze(&[&a]);
+    assert!(refused_as_shut(a.handle_message(&b.node_id(), add(0))));
+    assert_unchanged(&[&a], &frozen);
+    // Reconnected, B's reestablish and then its shutdown again: what B
+    // sent before that shutdown may follow it.
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect(&a, &b);
+    for (_, m) in take_msgs(&a) {
+        deliver_one(&a, &b, m);
+    }
+    let from_b = take_msgs(&b);
+    let [(_, reestablish), (_, again)] = <[_; 2]>::try_from(from_b).unwrap();
+    assert!(matches!(reestablish, Message::ChannelReestablish(_)));
+    assert!(matches!(again, Message::Shutdown(_)));
+    deliver_one(&b, &a, reestablish);
+    let _ = take_msgs(&a);
+    deliver_one(&b, &a, again);
+    a.handle_message(&b.node_id(), add(0))
+        .expect("an add retransmitted after the shutdown is taken");
+    // A ping: B is past its retransmissions.
+    let ping = Message::Ping(chanstore::message::Ping {
+        num_pong_bytes: 0,
+        ignored: Vec::new(),
+    });
+    a.handle_message(&b.node_id(), ping).unwrap();
+    let (frozen, _) = freeze(&[&a]);
+    assert!(refused_as_shut(a.handle_message(&b.node_id(), add(1))));
+    assert_unchanged(&[&a], &frozen);
 }

@@ -57,6 +57,9 @@ impl Channel {
         }
         if let Some(known) = &self.remote_shutdown_script {
             if *known == msg.scriptpubkey {
+                // Retransmitted: the adds it came after may follow again
+                // (a disconnection may have cut them off the last time).
+                self.shutdown_while_resuming |= self.resuming && self.just_reestablished;
                 return Ok(());
             }
             return Err(StoreError::InvalidShutdownScript {
@@ -82,6 +85,7 @@ impl Channel {
             return Err(self.wrong_state("shutdown"));
         }
         self.remote_shutdown_script = Some(msg.scriptpubkey.clone());
+        self.shutdown_while_resuming = self.resuming && self.just_reestablished;
         self.shutdown_requested = true;
         self.phase = Phase::ShuttingDown;
         Ok(())
@@ -112,6 +116,7 @@ impl Channel {
             && both_shut
             && !self.has_pending_updates()
             && !self.awaiting_revoke
+            && !self.negotiation_held()
         {
             self.phase = Phase::Negotiating;
             self.closing = Default::default();
@@ -142,6 +147,11 @@ impl Channel {
     /// across disconnections, which restart the negotiation itself.
     pub(crate) fn closing_timer_tick(&mut self, config: &StoreConfig, effects: &mut Effects) {
         if !self.waits_for_closing_fee() {
+            return;
+        }
+        if self.negotiation_held() {
+            // The peer's retransmissions are long over: negotiate now.
+            self.end_resume_window();
             return;
         }
         self.closing_ticks += 1;

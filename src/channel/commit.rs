@@ -405,6 +405,8 @@ impl Channel {
         };
         self.apply(HtlcState::on_send_revoke, effects);
         self.cs_after_raa = false;
+        // What the peer retransmits ends with its commitment_signed.
+        self.end_resume_window();
         Ok(revoke)
     }
 

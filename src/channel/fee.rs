@@ -4,11 +4,11 @@
 //!
 //! **Several at once.** BOLT 2 lets the funder send `update_fee` at any time,
 //! and a commitment takes the feerate of the *latest* update it includes. So a
-//! second update may arrive (or be sent) while the first still waits for its
-//! `revoke_and_ack`; LDK does exactly that: it sends the next one as soon as
-//! the previous one's revocation frees its holding cell
-//! (lightning 0.2.7 `channel.rs:9180-9231`, `send_update_fee`). The channel
-//! keeps every pending update, oldest first, each in its own state:
+//! second update may arrive (or be sent) while the first is still in flight:
+//! LDK sends the next one as soon as the previous one's revocation frees its
+//! holding cell (lightning 0.2.7 `send_update_fee`), while the fundee may
+//! still wait for the funder's last revocation. The channel keeps every
+//! pending update, oldest first, each in its own state:
 //!
 //! * a new update replaces one in the same state (neither is in any
 //!   commitment yet: only the latest counts);
@@ -20,6 +20,16 @@
 //! States move in lock step, so two updates can only ever share a state by
 //! being in no commitment yet, which the first rule forbids: at most one
 //! update per state, a handful in all.
+//!
+//! **Ours wait for the revocation, as LDK's do.** As funder we send no
+//! `update_fee` while we await the peer's `revoke_and_ack`: the update is
+//! held ([`Channel::held_fee`], durable) and sent, checked again, once it
+//! arrives. LDK as fundee keeps a single pending fee update: one that came
+//! with our `commitment_signed` (committed on its side, waiting for our
+//! revocation) is overwritten by a second `update_fee` sent before the
+//! revocation came back, and LDK then prices our next commitment at the old
+//! feerate, refused by us on every reconnection (`tests/ldk_interop.rs`
+//! `reest_ldk_second_update_fee_before_revocation`).
 
 use super::htlc::{HtlcState, Presence, Step};
 use super::{Channel, FeeUpdate, Phase};
@@ -35,22 +45,42 @@ pub(crate) const MAX_PENDING_FEES: usize = 5;
 impl Channel {
     /// The funder proposes a new feerate. An earlier proposal of ours that is
     /// still in flight is no obstacle (the latest wins, BOLT 2); one that no
-    /// `commitment_signed` carried yet is replaced.
+    /// `commitment_signed` carried yet is replaced. While we await the
+    /// peer's `revoke_and_ack` it is held instead (`None`; see the module
+    /// doc), replacing one held before.
     pub(crate) fn send_update_fee(
         &mut self,
         config: &StoreConfig,
         feerate_per_kw: u32,
-    ) -> Result<UpdateFee, StoreError> {
+    ) -> Result<Option<UpdateFee>, StoreError> {
         if !self.is_outbound || !self.is_usable() {
             return Err(self.wrong_state("update_fee"));
         }
         self.check_feerate(config, feerate_per_kw)?;
         self.check_new_feerate(feerate_per_kw, true, config.max_dust_htlc_exposure_msat)?;
+        if self.awaiting_revoke {
+            self.held_fee = Some(feerate_per_kw);
+            return Ok(None);
+        }
+        self.held_fee = None;
         self.add_fee_update(feerate_per_kw, HtlcState::SentAddHtlc);
-        Ok(UpdateFee {
+        Ok(Some(UpdateFee {
             channel_id: self.channel_id,
             feerate_per_kw,
-        })
+        }))
+    }
+
+    /// The held `update_fee`, once the revocation it waited for came: sent
+    /// now if it is still one we may send (checked again: HTLCs added
+    /// meanwhile may make it one the funder cannot pay, or the channel may
+    /// be closing), else dropped, as LDK drops a fee its holding cell can no
+    /// longer send.
+    pub(crate) fn release_held_fee(&mut self, config: &StoreConfig) -> Option<UpdateFee> {
+        if self.awaiting_revoke || self.paused {
+            return None;
+        }
+        let feerate_per_kw = self.held_fee.take()?;
+        self.send_update_fee(config, feerate_per_kw).ok().flatten()
     }
 
     /// The funder's `update_fee`. Only the funder may send it; one that

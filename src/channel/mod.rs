@@ -303,6 +303,21 @@ pub(crate) struct Channel {
     /// Timer ticks the close has waited for its fee negotiation alone
     /// (`Channel::closing_timer_tick`). In memory: a restart starts over.
     pub(crate) closing_ticks: u32,
+    /// Our `update_fee` asked for while we await the peer's
+    /// `revoke_and_ack`: sent once it arrives (`fee.rs`).
+    pub(crate) held_fee: Option<u32>,
+    /// The peer may still be retransmitting what it sent before the last
+    /// disconnection (from its `channel_reestablish` until its next
+    /// `commitment_signed`, `closing_signed`, `ping` or a timer tick; see
+    /// `Channel::handle_update_add_htlc`). In memory only.
+    pub(crate) resuming: bool,
+    /// The peer's `channel_reestablish` was the last message it sent for
+    /// this channel: a `shutdown` now may be a retransmitted one.
+    pub(crate) just_reestablished: bool,
+    /// The peer's `shutdown` first reached us as the first message after
+    /// its `channel_reestablish`: the adds it sent before it may follow it
+    /// (LDK resends `shutdown` first).
+    pub(crate) shutdown_while_resuming: bool,
     /// The signed closing transaction, once both sides agreed on its fee.
     pub(crate) closing_tx: Option<Transaction>,
     /// The peer's signatures on our latest commitment.

@@ -324,6 +324,9 @@ impl Channel {
         config: &StoreConfig,
         msg: &ClosingSigned,
     ) -> Result<Effects, StoreError> {
+        if self.negotiation_held() && self.waits_for_closing_fee() {
+            return self.negotiate_after_resuming(config, msg);
+        }
         if self.phase != Phase::Negotiating {
             return Err(self.wrong_state("closing_signed"));
         }
@@ -366,6 +369,45 @@ impl Channel {
             None => self.answer_legacy(fee, tx, msg, ours, &mut effects),
         }
         Ok(effects)
+    }
+
+    /// A `closing_signed` while the negotiation waited for the peer's
+    /// retransmissions (`Channel::negotiation_held`): the peer negotiates,
+    /// so they are over. The negotiation begins and the message is handled
+    /// in it; if it is refused, the channel is as it was.
+    fn negotiate_after_resuming(
+        &mut self,
+        config: &StoreConfig,
+        msg: &ClosingSigned,
+    ) -> Result<Effects, StoreError> {
+        let held = (
+            self.resuming,
+            self.just_reestablished,
+            self.shutdown_while_resuming,
+        );
+        self.end_resume_window();
+        let mut effects = Effects::default();
+        self.progress_close(config, &mut effects);
+        match self.handle_closing_signed(config, msg) {
+            Ok(answer) => {
+                effects.msgs.extend(answer.msgs);
+                effects.events.extend(answer.events);
+                effects.incoming.extend(answer.incoming);
+                effects.resolved.extend(answer.resolved);
+                effects.send_channel_update |= answer.send_channel_update;
+                Ok(effects)
+            }
+            Err(e) => {
+                self.phase = Phase::ShuttingDown;
+                self.closing = Default::default();
+                (
+                    self.resuming,
+                    self.just_reestablished,
+                    self.shutdown_while_resuming,
+                ) = held;
+                Err(e)
+            }
+        }
     }
 
     fn out_of_range(&self, fee_sat: u64, min_sat: u64, max_sat: u64) -> StoreError {

@@ -32,6 +32,7 @@ impl Channel {
     /// Pauses the channel on disconnection (funded channels only).
     pub(crate) fn pause(&mut self) {
         self.drop_uncommitted_remote_updates();
+        self.end_resume_window();
         if self.phase.is_funded() {
             self.paused = true;
             // A closing negotiation starts over after reconnection.
@@ -40,6 +41,41 @@ impl Channel {
                 self.closing = Default::default();
             }
         }
+    }
+
+    /// The peer's retransmissions are over (see [`Channel::resuming`]): a
+    /// close its `shutdown` held back may go on.
+    pub(crate) fn end_resume_window(&mut self) {
+        self.resuming = false;
+        self.just_reestablished = false;
+        self.shutdown_while_resuming = false;
+    }
+
+    /// Whether the peer may still send the adds it sent before its
+    /// `shutdown`. LDK retransmits, after `channel_reestablish`, its
+    /// `shutdown` first and then the updates and `commitment_signed` it had
+    /// sent before it (`internal_channel_reestablish` queues `SendShutdown`
+    /// before the commitment update); BOLT 2 fixes no order. So a peer's
+    /// `shutdown` that is the first message after its `channel_reestablish`
+    /// (new, or one we had: an earlier reconnection may have cut off the
+    /// adds that followed it) lets its adds in until the window ends (its
+    /// next `commitment_signed` or `closing_signed`, a `ping`, a timer
+    /// tick), and holds the fee negotiation back until then: the peer's
+    /// HTLCs would otherwise find it under way and be refused, the channel
+    /// wedged on every reconnection. Such adds are failed back once
+    /// committed if our own `shutdown` went out (`route_incoming`), as LDK
+    /// fails them.
+    pub(crate) fn takes_retransmitted_adds(&self) -> bool {
+        self.resuming && self.shutdown_while_resuming
+    }
+
+    /// Whether the fee negotiation waits for the peer's retransmissions:
+    /// while it may still send adds after its `shutdown`
+    /// ([`Channel::takes_retransmitted_adds`]), and, right after its
+    /// `channel_reestablish`, until its first message says whether a
+    /// retransmitted `shutdown` leads them.
+    pub(crate) fn negotiation_held(&self) -> bool {
+        self.resuming && (self.just_reestablished || self.shutdown_while_resuming)
     }
 
     /// The number of the next `revoke_and_ack` we expect: the one revoking
@@ -133,6 +169,8 @@ impl Channel {
         };
 
         self.paused = false;
+        self.resuming = true;
+        self.just_reestablished = true;
         if msg.next_commitment_number == 1 && local == 0 && self.sent_ready {
             effects.msgs.push(Message::ChannelReady(ChannelReady {
                 channel_id: self.channel_id,

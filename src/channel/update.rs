@@ -71,10 +71,11 @@ impl Channel {
         best_height: u32,
         node_secret: &SecretKey,
     ) -> Result<(), StoreError> {
-        // After the peer's shutdown it may add nothing (BOLT 2).
-        if self.phase != Phase::Normal
-            && !(self.phase == Phase::ShuttingDown && self.remote_shutdown_script.is_none())
-        {
+        // After the peer's shutdown it may add nothing (BOLT 2), except what
+        // it retransmits after it (`takes_retransmitted_adds`).
+        let shutting_open =
+            self.remote_shutdown_script.is_none() || self.takes_retransmitted_adds();
+        if self.phase != Phase::Normal && !(self.phase == Phase::ShuttingDown && shutting_open) {
             return Err(self.wrong_state("update_add_htlc"));
         }
         if msg.id != self.next_received_id {

@@ -31,6 +31,8 @@ impl<C: Container> ChannelStore<C> {
                 if let Some(pong) = ping.answer() {
                     s.send(Message::Pong(pong));
                 }
+                // A ping comes after whatever the peer retransmitted.
+                s.end_resume_windows()?;
                 Ok(None)
             }
             // We send no pings, so a pong answers nothing; BOLT 1 lets a

@@ -100,10 +100,12 @@ impl Section<'_> {
             return Err(StoreError::UnknownShortChannelId { scid });
         };
         let our_node_id = self.ctx.node_id;
-        if self
-            .channel(&id, true)?
-            .handle_channel_update(msg, &our_node_id)?
-        {
+        let channel = self.channel(&id, true)?;
+        let changed = channel.handle_channel_update(msg, &our_node_id)?;
+        // The peer sends it after its retransmissions
+        // (`Channel::takes_retransmitted_adds`).
+        channel.just_reestablished = false;
+        if changed {
             // Published and written with the channel.
             self.touch(id, true);
         }

@@ -121,6 +121,28 @@ impl<C: Container> ChannelStore<C> {
                 action: msg.name(),
             });
         }
+        // A retransmitted shutdown comes first after the peer's
+        // channel_reestablish (`Channel::takes_retransmitted_adds`): any
+        // other message taken first says there is none.
+        let after_reestablish =
+            !matches!(msg, Message::Shutdown(_) | Message::ChannelReestablish(_));
+        let result = self.dispatch_to(s, id, height, msg);
+        if result.is_ok() && after_reestablish {
+            if let Some(c) = s.ps.channels.get_mut(&id) {
+                c.just_reestablished = false;
+            }
+        }
+        result
+    }
+
+    /// [`ChannelStore::dispatch`]'s handlers, by message.
+    fn dispatch_to(
+        &self,
+        s: &mut super::Section<'_>,
+        id: ChannelId,
+        height: u32,
+        msg: Message,
+    ) -> Result<(), StoreError> {
         // A peer reconnects to a channel we closed (it missed our `error`,
         // or our last `closing_signed`), or one we settled and forgot since:
         // tell it (BOLT 1), so it goes on chain too instead of waiting for

@@ -154,8 +154,8 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// Derives and checks our invoices' payment secrets.
     pub(crate) inbound_key: ExpandedKey,
     /// Per incoming peer: its HTLCs waiting in the forward queues
-    /// (`StoreConfig::max_pending_forwards_per_peer`). Only touched outside
-    /// peer locks.
+    /// (`StoreConfig::max_pending_forwards_per_peer`). A leaf lock: counted
+    /// up in the section that queues a forward, down when it is applied.
     pub(crate) queued_forwards: DashMap<NodeId, usize>,
     /// Where durable state goes, if anywhere.
     pub(crate) persister: Option<Arc<dyn Persister>>,
@@ -587,6 +587,11 @@ impl<C: Container> ChannelStore<C> {
 
     /// As the funder of a channel, proposes a new commitment feerate
     /// (`update_fee`); it applies once the commitment round trip completes.
+    /// While the previous round trip still awaits the peer's
+    /// `revoke_and_ack`, the update is held and goes out when it arrives
+    /// (checked again then, and dropped if the channel can no longer take
+    /// it), as LDK holds its own: LDK keeps one pending fee update and
+    /// loses track of the first of two sent that close together.
     ///
     /// **Locking behaviour:** takes the channel's peer lock once.
     pub fn update_fee(
@@ -598,9 +603,9 @@ impl<C: Container> ChannelStore<C> {
         let config = &self.config;
         self.with_user_section(&peer, |s| {
             s.on_channel(channel_id, true, |c, e| {
-                e.msgs.push(Message::UpdateFee(
-                    c.send_update_fee(config, feerate_per_kw)?,
-                ));
+                if let Some(msg) = c.send_update_fee(config, feerate_per_kw)? {
+                    e.msgs.push(Message::UpdateFee(msg));
+                }
                 Ok(())
             })
         })

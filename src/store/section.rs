@@ -322,6 +322,23 @@ impl<'a> Section<'a> {
         self.out.work.push(item);
     }
 
+    /// Ends every channel's window of retransmissions from this peer
+    /// (`Channel::negotiation_held`): a close it held back goes on
+    /// when the channel is polled.
+    pub(crate) fn end_resume_windows(&mut self) -> Result<(), StoreError> {
+        let open: Vec<ChannelId> = (self.ps.channels.iter())
+            .filter(|(_, c)| c.negotiation_held())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in open {
+            self.on_channel(&id, true, |c, _| {
+                c.end_resume_window();
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Queues a message for this peer.
     pub(crate) fn send(&mut self, msg: Message) {
         self.out.newly_listed |= self.ps.send(msg);
@@ -383,6 +400,9 @@ impl<'a> Section<'a> {
             return;
         };
         let mut effects = Effects::default();
+        if let Some(fee) = channel.release_held_fee(config) {
+            effects.msgs.push(Message::UpdateFee(fee));
+        }
         match channel.send_commitment() {
             Ok(Some(cs)) => effects.msgs.push(Message::CommitmentSigned(cs)),
             Ok(None) => {}

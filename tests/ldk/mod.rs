@@ -514,6 +514,18 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
         Some(line)
     }
 
+    /// Delivers the oldest envelope sent by chanstore (`from_cs`) or by LDK.
+    pub fn step_dir(&mut self, from_cs: bool) -> Option<String> {
+        self.collect();
+        let pos = self.queue.iter().position(|e| match e {
+            Envelope::Msg { from, .. } => matches!(from, Party::Cs(_)) == from_cs,
+            Envelope::Disconnect { .. } => !from_cs,
+        })?;
+        let env = self.queue.remove(pos).unwrap();
+        self.queue.push_front(env);
+        self.step()
+    }
+
     /// Delivers until every node is quiet; returns how many messages went.
     pub fn run(&mut self) -> usize {
         let before = self.delivered;

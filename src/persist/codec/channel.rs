@@ -66,7 +66,10 @@ mod channel_type {
     pub const COUNTERPARTY_POLICY: u64 = 43;
     /// The `minimum_depth` the peer asked for in `accept_channel`.
     pub const THEIR_MINIMUM_DEPTH: u64 = 45;
-    pub const ALL: [u64; 28] = [
+    /// Our `update_fee` held for the peer's `revoke_and_ack` (`held_fee`):
+    /// optional, an older reader loses only a fee update never sent.
+    pub const HELD_FEE: u64 = 47;
+    pub const ALL: [u64; 29] = [
         CHANNEL_ID,
         TEMPORARY_ID,
         COUNTERPARTY,
@@ -95,6 +98,7 @@ mod channel_type {
         MORE_PENDING_FEES,
         COUNTERPARTY_POLICY,
         THEIR_MINIMUM_DEPTH,
+        HELD_FEE,
     ];
 }
 
@@ -321,6 +325,9 @@ fn put_last_records(w: &mut TlvWriter, c: &Channel) {
     if let Some(depth) = c.their_minimum_depth {
         w.record(THEIR_MINIMUM_DEPTH, &depth.to_be_bytes());
     }
+    if let Some(feerate) = c.held_fee {
+        w.record(HELD_FEE, &feerate.to_be_bytes());
+    }
 }
 
 fn put_signatures(out: &mut Vec<u8>, sigs: &HolderSignatures) {
@@ -513,15 +520,18 @@ pub(crate) fn decode_channel_record(
             field: "channel.more_pending_fees",
         });
     }
-    let their_minimum_depth = r
-        .optional(THEIR_MINIMUM_DEPTH)
-        .map(|v| {
-            let mut c = Cursor::new(v, "channel.their_minimum_depth");
-            let depth = c.u32()?;
-            c.end()?;
-            Ok::<_, DecodeError>(depth)
-        })
-        .transpose()?;
+    let optional_u32 = |ty, field| {
+        r.optional(ty)
+            .map(|v| {
+                let mut c = Cursor::new(v, field);
+                let value = c.u32()?;
+                c.end()?;
+                Ok::<_, DecodeError>(value)
+            })
+            .transpose()
+    };
+    let their_minimum_depth = optional_u32(THEIR_MINIMUM_DEPTH, "channel.their_minimum_depth")?;
+    let held_fee = optional_u32(HELD_FEE, "channel.held_fee")?;
     let mut sd = r.cursor(SHUTDOWN, "channel.shutdown")?;
     let (local_shutdown_script, remote_shutdown_script) =
         (get_script(&mut sd)?, get_script(&mut sd)?);
@@ -597,6 +607,10 @@ pub(crate) fn decode_channel_record(
         shutdown_sent_at,
         closing: Default::default(),
         closing_ticks: 0,
+        held_fee,
+        resuming: false,
+        just_reestablished: false,
+        shutdown_while_resuming: false,
         closing_tx: None,
         holder_sigs,
         funding_height,
