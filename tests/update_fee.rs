@@ -189,3 +189,55 @@ fn pay_10k_sat(a: &ChannelStore, b: &ChannelStore, scid: ShortChannelId, id: &Ch
     deliver_all(&[a, b]);
     assert_eq!(b.channel_details(id).unwrap().balance_msat, 110_000_000);
 }
+
+/// As funder, an `update_fee` asked for while we await the peer's
+/// `revoke_and_ack` is held (LDK keeps one pending fee update: a second
+/// sent before the first is revoked confuses it) and goes out when the
+/// revocation comes, also across a restart: the held fee is durable.
+#[test]
+fn an_update_fee_awaiting_the_revocation_is_held_then_sent_even_after_a_restart() {
+    let disk = std::sync::Arc::new(chanstore::MemoryPersister::new());
+    let on = |p: std::sync::Arc<chanstore::MemoryPersister>| {
+        ChannelStore::with_persister(
+            chanstore::StoreConfig::default(),
+            secret_of(&node(1).node_id()),
+            HEIGHT,
+            p,
+        )
+        .unwrap()
+    };
+    let (a, b) = (on(disk.clone()), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    let p = PaymentPreimage([7; 32]);
+    let route = route_to(&b, scid);
+    (a.send_payment(
+        &route,
+        p.payment_hash(),
+        5_000_000,
+        invoice(&route, p.payment_hash()),
+    ))
+    .unwrap();
+    // A's add and commitment_signed reach B; B's answer does not reach A.
+    for (_, m) in take_msgs(&a) {
+        deliver_one(&a, &b, m);
+    }
+    let _ = take_msgs(&b);
+    a.update_fee(&id, 1_000).unwrap();
+    let sent = take_msgs(&a);
+    assert!(
+        !sent.iter().any(|(_, m)| matches!(m, Message::UpdateFee(_))),
+        "held while A awaits B's revoke_and_ack: {sent:?}"
+    );
+    a.flush().unwrap();
+    drop(a);
+    let a = on(disk);
+    b.peer_disconnected(&a.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert_eq!(n.channel_details(&id).unwrap().feerate_per_kw, 1_000);
+        n.check_value_conserved().unwrap();
+        n.check_commitments_fully_paid().unwrap();
+    }
+}
