@@ -499,3 +499,36 @@ fn htlcs_draining_after_shutdown_do_not_count_towards_the_closing_timeout() {
     deliver_all(&[&a, &b]);
     assert!(cooperative_fee(&a).is_some());
 }
+
+/// A channel funded but not confirmed yet closes cooperatively, whichever
+/// side asks (BOLT 2 allows `shutdown` once `funding_signed` is through):
+/// no `channel_ready` is needed, and the funding reported confirmed
+/// afterwards is still taken while the negotiation runs.
+#[test]
+fn a_channel_not_ready_yet_closes_cooperatively() {
+    for closer in [0, 1] {
+        let (a, b) = (node(1), node(2));
+        connect_all(&[&a, &b]);
+        let temp = a.create_channel(b.node_id(), 1_000_000, 0).unwrap();
+        deliver_all(&[&a, &b]);
+        let outpoint =
+            bitcoin::OutPoint::new(bitcoin::hashes::Hash::from_byte_array([0x77; 32]), 0);
+        let id = a
+            .funding_transaction_generated(&temp, &b.node_id(), outpoint)
+            .unwrap();
+        deliver_all(&[&a, &b]);
+        assert_eq!(
+            b.channel_details(&id).unwrap().state,
+            "awaiting_channel_ready"
+        );
+        let _ = (events(&a), events(&b));
+        [&a, &b][closer].close_channel(&id).unwrap();
+        // Confirmed while the shutdowns cross: still reported.
+        let scid = chanstore::ShortChannelId::new(HEIGHT, 1, 0).unwrap();
+        a.funding_confirmed(&id, scid).unwrap();
+        deliver_all(&[&a, &b]);
+        let (fa, fb) = (cooperative_fee(&a), cooperative_fee(&b));
+        assert!(fa.is_some() && fa == fb, "closer {closer}: {fa:?} {fb:?}");
+        assert!(a.channel_details(&id).is_none() && b.channel_details(&id).is_none());
+    }
+}

@@ -2387,3 +2387,85 @@ fn reest_ldk_shutdown_retransmitted_before_its_adds() {
         format!("closed cooperatively after the payment: {closed:?}"),
     );
 }
+
+/// A cooperative close of a channel whose funding has not confirmed yet:
+/// `shutdown` after `funding_signed` and before `channel_ready` (BOLT 2
+/// allows it; LDK sends it from `close_channel` on such a channel, and
+/// negotiates without `channel_ready`). Both sides close cooperatively with
+/// one closing transaction, which spends the funding once it confirms.
+fn close_before_channel_ready(funder: Side, closer: Side) {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    net.assert_clean("init");
+    match funder {
+        Side::Ldk => {
+            let cs = net.id(Party::Cs(0));
+            (net.ldk[0]
+                .node
+                .create_channel(cs, 1_000_000, 0, 42, None, None))
+            .expect("LDK create_channel");
+        }
+        Side::Cs => {
+            let ldk = net.id(Party::Ldk(0));
+            net.cs[0].create_channel(ldk, 1_000_000, 0).unwrap();
+        }
+    }
+    net.run();
+    net.assert_clean("open_channel .. funding_signed");
+    let funding = net.mempool()[0].compute_txid();
+    let id = ChannelId::from_funding_outpoint(&bitcoin::OutPoint::new(funding, 0));
+    let _ = net.take_cs_events(0);
+    match closer {
+        Side::Ldk => {
+            let cs = net.id(Party::Cs(0));
+            (net.ldk[0].node.close_channel(&ldk_id(id), &cs)).expect("LDK close_channel");
+        }
+        Side::Cs => net.cs[0]
+            .close_channel(&id)
+            .expect("chanstore closes a channel not ready yet"),
+    }
+    net.run();
+    net.assert_clean("close before channel_ready");
+    let ldk_reason = ldk_closed(&mut net, 0, id);
+    let cs_reason = cs_closed(&mut net, 0, id);
+    net.check(
+        matches!(
+            ldk_reason,
+            Some(lightning::events::ClosureReason::LocallyInitiatedCooperativeClosure)
+                | Some(lightning::events::ClosureReason::CounterpartyInitiatedCooperativeClosure)
+        ) && matches!(
+            cs_reason,
+            Some(chanstore::ClosureReason::Cooperative { .. })
+        ),
+        format!("both close cooperatively: LDK {ldk_reason:?}, chanstore {cs_reason:?}"),
+    );
+    net.mine(2);
+    let spender = net.spender(&bitcoin::OutPoint::new(funding, 0));
+    let tx = spender.and_then(|t| net.transaction(&t));
+    net.check(
+        tx.is_some_and(|tx| tx.input[0].sequence == bitcoin::Sequence::MAX),
+        "the cooperative closing transaction spends the funding",
+    );
+}
+
+#[test]
+fn s7_close_before_channel_ready_ldk_funds_ldk_closes() {
+    close_before_channel_ready(Side::Ldk, Side::Ldk);
+}
+
+#[test]
+fn s7_close_before_channel_ready_ldk_funds_cs_closes() {
+    close_before_channel_ready(Side::Ldk, Side::Cs);
+}
+
+#[test]
+fn s7_close_before_channel_ready_cs_funds_ldk_closes() {
+    close_before_channel_ready(Side::Cs, Side::Ldk);
+}
+
+#[test]
+fn s7_close_before_channel_ready_cs_funds_cs_closes() {
+    close_before_channel_ready(Side::Cs, Side::Cs);
+}

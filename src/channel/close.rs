@@ -24,10 +24,15 @@ fn is_standard_shutdown_script(script: &Script, anysegwit: bool) -> bool {
 
 impl Channel {
     /// The user asks to close: `shutdown` goes out as soon as no update of
-    /// ours waits to be signed (BOLT 2 forbids it before).
+    /// ours waits to be signed (BOLT 2 forbids it before). A channel whose
+    /// first commitments are signed but that is not ready yet closes the
+    /// same way (BOLT 2 allows `shutdown` once `funding_signed` is sent or
+    /// received; LDK does it, and negotiates without `channel_ready`).
     pub(crate) fn close(&mut self) -> Result<Effects, StoreError> {
         match self.phase {
-            Phase::Normal | Phase::ShuttingDown if !self.shutdown_requested => {
+            Phase::AwaitingReady | Phase::Normal | Phase::ShuttingDown
+                if !self.shutdown_requested =>
+            {
                 self.shutdown_requested = true;
                 Ok(Effects::default())
             }
@@ -40,10 +45,11 @@ impl Channel {
         }
     }
 
-    /// The peer's `shutdown`. BOLT 2 makes it send `shutdown` again after a
-    /// reconnection: the same script again is accepted (and changes
-    /// nothing), a different one is refused. `anysegwit`: the peer offered
-    /// `option_shutdown_anysegwit` (we always do).
+    /// The peer's `shutdown`, from `funding_signed` on (a channel not ready
+    /// yet, too: see [`Channel::close`]). BOLT 2 makes it send `shutdown`
+    /// again after a reconnection: the same script again is accepted (and
+    /// changes nothing), a different one is refused. `anysegwit`: the peer
+    /// offered `option_shutdown_anysegwit` (we always do).
     pub(crate) fn handle_shutdown(
         &mut self,
         msg: &Shutdown,
@@ -51,7 +57,7 @@ impl Channel {
     ) -> Result<(), StoreError> {
         if !matches!(
             self.phase,
-            Phase::Normal | Phase::ShuttingDown | Phase::Negotiating
+            Phase::AwaitingReady | Phase::Normal | Phase::ShuttingDown | Phase::Negotiating
         ) {
             return Err(self.wrong_state("shutdown"));
         }

@@ -612,7 +612,13 @@ impl Channel {
         scid: ShortChannelId,
         best_height: u32,
     ) -> Result<Effects, StoreError> {
-        if self.phase != Phase::AwaitingReady || self.funding_confirmed {
+        // A close begun before the channel was ready still wants its
+        // confirmation (the unfunded caps count it until then).
+        let waits = matches!(
+            self.phase,
+            Phase::AwaitingReady | Phase::ShuttingDown | Phase::Negotiating
+        );
+        if !waits || self.funding_confirmed {
             return Err(self.wrong_state("funding_confirmed"));
         }
         self.funding_confirmed = true;
@@ -667,7 +673,11 @@ impl Channel {
     ) -> Result<Effects, StoreError> {
         let mut effects = Effects::default();
         match self.phase {
-            Phase::AwaitingReady if !self.received_ready => {}
+            // Also once a close began before the channel was ready: its
+            // point is kept (a reestablish needs it), the channel stays
+            // closing.
+            Phase::AwaitingReady | Phase::ShuttingDown | Phase::Negotiating
+                if !self.received_ready => {}
             // BOLT 2: a redundant channel_ready (retransmitted after a
             // reconnection) is ignored.
             phase if phase.is_funded() && self.received_ready => return Ok(effects),
