@@ -239,6 +239,17 @@ pub enum ClosureReason {
     /// the channel is failed with our latest commitment (BOLT 2: fail the
     /// channel if no satisfying fee comes after a reasonable time).
     ClosingNegotiationTimedOut,
+    /// The peer's `update_fee` could not be taken: its feerate is outside
+    /// `StoreConfig::min_feerate_per_kw`..`max_feerate_per_kw`, would take
+    /// our dust exposure past `max_dust_htlc_exposure_msat`, or is one its
+    /// funder cannot pay. The channel is failed with our latest commitment,
+    /// as LDK fails it (BOLT 2 allows that or a disconnection, but the peer
+    /// would resend the same update, and the `commitment_signed` that
+    /// counts it, after every reconnection).
+    UnacceptableFeeUpdate {
+        /// The feerate the peer proposed.
+        feerate_per_kw: u32,
+    },
     /// A commitment would have left its funder unable to pay its fee
     /// ([`StoreError::FunderCannotPayFee`](crate::StoreError)): a feerate
     /// update raced HTLCs the fundee added (BOLT 2 allows both). The

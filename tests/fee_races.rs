@@ -188,3 +188,49 @@ fn an_update_fee_racing_adds_never_leaves_a_commitment_unpaid() {
         assert!(n.closed_channel(&id).unwrap().transaction.is_some());
     }
 }
+
+/// The fundee's adds race the funder's `update_fee`: each is valid at the
+/// feerate its sender knew, but at the new feerate the adds are dust and
+/// the fundee's dust exposure passes its cap. Whatever each side refuses,
+/// neither may be left wedged: every message is taken, or the channel is
+/// failed (LDK fails it: "Peer sent update_fee with a feerate ... which may
+/// over-expose us to dust-in-flight").
+#[test]
+fn an_update_fee_that_makes_racing_adds_dust_never_wedges_the_channel() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
+    a.update_fee(&id, 5_000).unwrap();
+    // Two 3,000-sat payments B -> A: untrimmed at 253 sat/kw, dust at 5,000.
+    for n in 0..2 {
+        let p = preimage(8, n);
+        let route = route_to(&a, scid);
+        (b.send_payment(
+            &route,
+            p.payment_hash(),
+            3_000_000,
+            invoice(&route, p.payment_hash()),
+        ))
+        .unwrap();
+    }
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        let mut moved = false;
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for (_, m) in take_msgs(from) {
+                moved = true;
+                if let Err(e) = to.handle_message(&from.node_id(), m.clone()) {
+                    refused.push(format!("{}: {e}", m.name()));
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let open = [&a, &b].map(|n| n.channel_details(&id).is_some());
+    assert!(
+        refused.is_empty() || open == [false, false],
+        "refused {refused:?} and the channel is still open on {open:?}: wedged"
+    );
+}

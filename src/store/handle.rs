@@ -255,7 +255,8 @@ impl<C: Container> ChannelStore<C> {
             }
             Message::UpdateFee(m) => {
                 let config = &self.config;
-                s.on_channel(&id, true, |c, _| c.handle_update_fee(config, &m))
+                let result = s.on_channel(&id, true, |c, _| c.handle_update_fee(config, &m));
+                fail_if_fee_refused(s, &id, m.feerate_per_kw, result)
             }
             Message::Shutdown(m) => {
                 let anysegwit = (s.ps.their_features.as_ref())
@@ -317,6 +318,37 @@ fn channel_pending(c: &Channel) -> Event {
 /// only with a commitment that pays less than its fee: it is failed
 /// instead, with our latest commitment, as LDK fails it ("Funding remote
 /// cannot afford proposed new fee"); the error is still returned.
+/// A refused `update_fee` (see [`ClosureReason::UnacceptableFeeUpdate`]):
+/// the peer counts it in its next `commitment_signed` and resends both
+/// after every reconnection, so the channel is failed with our latest
+/// commitment, as LDK fails it; the error is still returned. A message in
+/// the wrong state (a fundee's, one while paused) is only refused.
+fn fail_if_fee_refused(
+    s: &mut super::Section<'_>,
+    id: &ChannelId,
+    feerate_per_kw: u32,
+    result: Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let refused = matches!(
+        &result,
+        Err(StoreError::UnacceptableParameter {
+            parameter: "feerate_per_kw",
+            ..
+        } | StoreError::DustExposureExceeded { .. }
+            | StoreError::ReserveViolated { .. }
+            | StoreError::FunderCannotPayFee { .. })
+    );
+    if refused {
+        let reason = ClosureReason::UnacceptableFeeUpdate { feerate_per_kw };
+        let failed = s.on_channel(id, true, |c, e| {
+            c.fail_with_error("unacceptable update_fee", reason, e);
+            Ok(())
+        });
+        debug_assert!(failed.is_ok(), "the channel was just found");
+    }
+    result
+}
+
 fn fail_if_unpayable<T>(
     s: &mut super::Section<'_>,
     id: &ChannelId,

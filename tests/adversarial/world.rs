@@ -24,7 +24,7 @@ use bitcoin::{OutPoint, Txid};
 use crate::common::invoice;
 use chanstore::{
     ChannelId, ChannelStore, Event, Message, PaymentHash, PaymentPreimage, Route, RouteHop,
-    ShortChannelId, StoreConfig,
+    ShortChannelId, StoreConfig, StoreError,
 };
 
 /// Best block height of every store.
@@ -673,11 +673,35 @@ impl World {
             others(&after, &from),
             "{name} from {from} changed another peer's state ({result:?})"
         );
+        // A refused update_fee fails its channel (the peer would resend it
+        // with the commitment_signed that counts it, forever), as LDK does:
+        // that channel closes, nothing else changes.
+        let failed_channel = match &result {
+            Err(
+                StoreError::UnacceptableParameter {
+                    channel_id,
+                    parameter: "feerate_per_kw",
+                    ..
+                }
+                | StoreError::DustExposureExceeded { channel_id, .. }
+                | StoreError::ReserveViolated { channel_id, .. }
+                | StoreError::FunderCannotPayFee { channel_id, .. },
+            ) if name == "update_fee" => Some(*channel_id),
+            _ => None,
+        };
         if let Err(e) = &result {
-            assert_eq!(before, after, "refused {name} ({e}) changed the hub");
-            let events = hub.get_and_clear_pending_events();
-            assert!(events.is_empty(), "refused {name} ({e}): {events:?}");
-            assert_eq!(hub.pending_forwards(), forwards, "refused {name} ({e})");
+            if let Some(id) = failed_channel {
+                // Its ChannelClosed is taken by the next drain_events.
+                assert!(
+                    hub.channel_details(&id).is_none(),
+                    "refused {name} ({e}) fails its channel"
+                );
+            } else {
+                assert_eq!(before, after, "refused {name} ({e}) changed the hub");
+                let events = hub.get_and_clear_pending_events();
+                assert!(events.is_empty(), "refused {name} ({e}): {events:?}");
+                assert_eq!(hub.pending_forwards(), forwards, "refused {name} ({e})");
+            }
         }
         // Usually `PeerNotConnected`; a `funding_created` claims its id in
         // the index first, so it may be `WrongPeer`/`DuplicateChannelId`.

@@ -352,6 +352,10 @@ pub(super) fn put_reason(out: &mut Vec<u8>, reason: &ClosureReason) {
             out.extend_from_slice(&feerate_per_kw.to_be_bytes());
         }
         ClosureReason::ClosingNegotiationTimedOut => out.push(12),
+        ClosureReason::UnacceptableFeeUpdate { feerate_per_kw } => {
+            out.push(13);
+            out.extend_from_slice(&feerate_per_kw.to_be_bytes());
+        }
     }
 }
 
@@ -386,6 +390,9 @@ pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeErro
             feerate_per_kw: c.u32()?,
         },
         12 => ClosureReason::ClosingNegotiationTimedOut,
+        13 => ClosureReason::UnacceptableFeeUpdate {
+            feerate_per_kw: c.u32()?,
+        },
         _ => {
             return Err(DecodeError::InvalidValue {
                 field: "closure_reason",
@@ -430,6 +437,7 @@ mod tests {
                 feerate_per_kw: 5_000,
             },
             ClosureReason::ClosingNegotiationTimedOut,
+            ClosureReason::UnacceptableFeeUpdate { feerate_per_kw: 99 },
         ];
         for reason in reasons {
             let mut out = Vec::new();
@@ -438,7 +446,7 @@ mod tests {
             assert_eq!(get_reason(&mut c), Ok(reason));
             assert!(c.is_empty());
         }
-        let mut c = Cursor::new(&[13], "reason");
+        let mut c = Cursor::new(&[14], "reason");
         assert!(get_reason(&mut c).is_err());
     }
 }
