@@ -532,3 +532,129 @@ fn a_channel_not_ready_yet_closes_cooperatively() {
         assert!(a.channel_details(&id).is_none() && b.channel_details(&id).is_none());
     }
 }
+
+/// A peer that never negotiates but reconnects (sending only its
+/// `channel_reestablish`) between each of our timer ticks cannot keep the
+/// closing timeout from firing: a tick that ends the window of its
+/// retransmissions still counts. (Before, each such tick only ended the
+/// window, and the close waited forever.)
+#[test]
+fn a_peer_reconnecting_every_tick_cannot_hold_the_close() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    // A's shutdown to B, B's shutdown to A; A's closing_signed dropped (B never negotiates).
+    for (_, m) in take_msgs(&a) {
+        deliver_one(&a, &b, m);
+    }
+    for (_, m) in take_msgs(&b) {
+        deliver_one(&b, &a, m);
+    }
+    let _ = take_msgs(&a);
+    let _ = (events(&a), events(&b));
+    let mut closed = None;
+    for _ in 0..10 {
+        a.peer_disconnected(&b.node_id());
+        b.peer_disconnected(&a.node_id());
+        connect(&a, &b);
+        // Only B's channel_reestablish reaches A; nothing of A's reaches B.
+        let _ = take_msgs(&a);
+        for (_, m) in take_msgs(&b) {
+            if matches!(m, Message::ChannelReestablish(_)) {
+                deliver_one(&b, &a, m);
+            }
+        }
+        let _ = take_msgs(&a);
+        a.timer_tick_occurred();
+        let _ = take_msgs(&a);
+        if let Some(r) = closed_reason(&events(&a)) {
+            closed = Some(r);
+            break;
+        }
+    }
+    assert_eq!(
+        closed,
+        Some(ClosureReason::ClosingNegotiationTimedOut),
+        "10 ticks (timeout {}) and the close still waits: {:?}",
+        a.config().closing_negotiation_timeout_ticks,
+        a.channel_details(&id).map(|d| d.state)
+    );
+}
+
+/// A `closing_signed` that ends the wait for the peer's retransmissions and
+/// is refused leaves the channel as it was (the adversarial suite's rule);
+/// one that finds our own negotiation failing as it begins (our closing
+/// floor above our ceiling) is taken, the channel failed as the next poll
+/// would have. (Before, the failure was half undone: `closure` stayed set
+/// on a channel still shutting down, its `error` and event dropped.)
+#[test]
+fn a_closing_signed_ending_the_retransmission_wait_is_all_or_nothing() {
+    let a = node_with(
+        1,
+        chanstore::StoreConfig {
+            min_closing_feerate_per_kw: 5_000,
+            ..chanstore::StoreConfig::default()
+        },
+    );
+    let b = node(2);
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    let lost = take_msgs(&a);
+    assert!(matches!(&lost[..], [(_, Message::Shutdown(_))]), "{lost:?}");
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect(&a, &b);
+    // A's reestablish to B; B's reestablish alone back (its channel_ready
+    // and channel_update are not needed: no order is fixed).
+    for (_, m) in take_msgs(&a) {
+        deliver_one(&a, &b, m);
+    }
+    for (_, m) in take_msgs(&b) {
+        if matches!(m, Message::ChannelReestablish(_)) {
+            deliver_one(&b, &a, m);
+        }
+    }
+    // A's shutdown again, to B; B's shutdown, the first message after its
+    // reestablish.
+    for (_, m) in take_msgs(&a) {
+        if matches!(m, Message::Shutdown(_)) {
+            deliver_one(&a, &b, m);
+        }
+    }
+    let from_b = take_msgs(&b);
+    let names: Vec<_> = from_b.iter().map(|(_, m)| m.name()).collect();
+    let shutdown = from_b
+        .into_iter()
+        .map(|(_, m)| m)
+        .find(|m| matches!(m, Message::Shutdown(_)));
+    deliver_one(
+        &b,
+        &a,
+        shutdown.unwrap_or_else(|| panic!("B's shutdown: {names:?}")),
+    );
+    let _ = take_msgs(&a);
+    assert_eq!(a.channel_details(&id).unwrap().state, "shutting_down");
+    let (frozen, _) = freeze(&[&a]);
+    let sig = bitcoin::secp256k1::ecdsa::Signature::from_compact(&[1u8; 64]).unwrap();
+    let cs = Message::ClosingSigned(chanstore::message::ClosingSigned {
+        channel_id: id,
+        fee_satoshis: 500,
+        signature: sig,
+        fee_range: Some(chanstore::message::ClosingFeeRange {
+            min_fee_satoshis: 200,
+            max_fee_satoshis: 4_000,
+        }),
+    });
+    // Refused, nothing may have changed; taken, the channel failed whole.
+    if a.handle_message(&b.node_id(), cs).is_err() {
+        assert_unchanged(&[&a], &frozen);
+    } else {
+        assert!(a.channel_details(&id).is_none());
+        assert!(matches!(
+            closed_reason(&events(&a)),
+            Some(ClosureReason::ClosingNegotiationFailed { .. })
+        ));
+    }
+}

@@ -156,9 +156,10 @@ impl Channel {
             return;
         }
         if self.negotiation_held() {
-            // The peer's retransmissions are long over: negotiate now.
+            // The peer's retransmissions are long over: negotiate now. The
+            // tick still counts: a peer that reconnects every tick would
+            // otherwise hold the close forever.
             self.end_resume_window();
-            return;
         }
         self.closing_ticks += 1;
         if self.closing_ticks >= config.closing_negotiation_timeout_ticks {

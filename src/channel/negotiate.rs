@@ -388,6 +388,11 @@ impl Channel {
         self.end_resume_window();
         let mut effects = Effects::default();
         self.progress_close(config, &mut effects);
+        if self.phase == Phase::Closed {
+            // Our own range is empty: the negotiation failed as it began,
+            // as it would have at the next poll; the message is moot.
+            return Ok(effects);
+        }
         match self.handle_closing_signed(config, msg) {
             Ok(answer) => {
                 effects.msgs.extend(answer.msgs);
