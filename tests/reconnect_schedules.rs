@@ -1,13 +1,23 @@
-//! Random schedules of payments both ways, claims, fails and
-//! fee updates, with disconnections at random message boundaries; both
-//! sides must converge with value conserved and every payment ending once.
+//! Random schedules of payments both ways, claims, fails, fee updates and
+//! a cooperative close, with disconnections at random message boundaries
+//! and, in the crash schedules, crashes: a node restarts from what its
+//! persister holds (uncommitted and lazy batches lost). Both sides must
+//! converge with value conserved, every payment ending once and, closing,
+//! one cooperative close. `SEEDS` and `FIRST` pick the seeds.
 
 mod common;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use chanstore::{ChannelStore, Event, Message, PaymentHash, PaymentPreimage};
+use chanstore::{ChannelStore, Event, MemoryPersister, Message, PaymentHash, PaymentPreimage};
 use common::*;
+
+/// Crashes played, and those after which the node came back with another
+/// state than it had (what was lost was not yet durable).
+static CRASHES: AtomicUsize = AtomicUsize::new(0);
+static LOST: AtomicUsize = AtomicUsize::new(0);
 
 struct Rng(u64);
 impl Rng {
@@ -33,8 +43,11 @@ struct Pay {
     decided: Option<bool>, // Some(true) claim, Some(false) fail
 }
 
-struct Sim<'a> {
-    nodes: [&'a ChannelStore; 2],
+struct Sim {
+    nodes: [ChannelStore; 2],
+    /// Each node's persister, in the crash schedules.
+    disks: Option<[Arc<MemoryPersister>; 2]>,
+    cfg: chanstore::StoreConfig,
     queues: [VecDeque<Message>; 2], // queues[i]: from i to 1-i
     log: Vec<String>,
     pays: HashMap<PaymentHash, Pay>,
@@ -43,7 +56,7 @@ struct Sim<'a> {
     closed: [Option<u64>; 2],
 }
 
-impl<'a> Sim<'a> {
+impl Sim {
     fn collect(&mut self) {
         for i in 0..2 {
             for (_, m) in self.nodes[i].get_and_clear_pending_msg_events() {
@@ -105,12 +118,11 @@ impl<'a> Sim<'a> {
             m.name()
         );
         let wire = Message::decode(&m.encode()).unwrap();
-        let (src, dst) = (self.nodes[from], self.nodes[1 - from]);
+        let (src, dst) = (&self.nodes[from], &self.nodes[1 - from]);
         if let Err(e) = dst.handle_message(&src.node_id(), wire) {
             panic!("{name} refused: {e}\nlog {:#?}", self.log);
         }
         self.log.push(name);
-        self.events();
         true
     }
     fn reconnect(&mut self) {
@@ -118,15 +130,40 @@ impl<'a> Sim<'a> {
         let lost: usize = self.queues.iter().map(|q| q.len()).sum();
         self.queues[0].clear();
         self.queues[1].clear();
-        let [a, b] = self.nodes;
+        let [a, b] = &self.nodes;
         a.peer_disconnected(&b.node_id());
         b.peer_disconnected(&a.node_id());
         a.peer_connected(b.node_id());
         b.peer_connected(a.node_id());
         self.log.push(format!("-- reconnect (lost {lost}) --"));
     }
+    fn crash(&mut self, i: usize) {
+        self.collect();
+        self.queues[0].clear();
+        self.queues[1].clear();
+        let other = self.nodes[i].node_id();
+        let disk = self.disks.as_ref().expect("a crash schedule")[i].clone();
+        let fresh = store(&self.cfg, i, Some(disk));
+        let chans = |n: &ChannelStore| {
+            let mut d = n.list_channels();
+            d.sort_by_key(|d| d.channel_id);
+            format!("{d:?}")
+        };
+        if chans(&self.nodes[i]) != chans(&fresh) {
+            LOST.fetch_add(1, Ordering::Relaxed);
+        }
+        CRASHES.fetch_add(1, Ordering::Relaxed);
+        let old = std::mem::replace(&mut self.nodes[i], fresh);
+        drop(old);
+        self.nodes[1 - i].peer_disconnected(&other);
+        let [a, b] = &self.nodes;
+        a.peer_connected(b.node_id());
+        b.peer_connected(a.node_id());
+        self.log.push(format!("-- crash {} --", ["a", "b"][i]));
+    }
     fn settle(&mut self) {
         for _ in 0..10_000 {
+            self.events();
             let moved = self.deliver(0) | self.deliver(1);
             if !moved {
                 return;
@@ -136,20 +173,53 @@ impl<'a> Sim<'a> {
     }
 }
 
-fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
+/// Node `i` (0 is A, the funder), on `disk` if any.
+fn store(
+    cfg: &chanstore::StoreConfig,
+    i: usize,
+    disk: Option<Arc<MemoryPersister>>,
+) -> ChannelStore {
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[i as u8 + 1; 32]).unwrap();
+    match disk {
+        Some(disk) => ChannelStore::with_persister(cfg.clone(), secret, HEIGHT, disk).unwrap(),
+        None => ChannelStore::new(cfg.clone(), secret, HEIGHT).unwrap(),
+    }
+}
+
+/// What a schedule may do besides payments, claims, fails and
+/// reconnections.
+#[derive(Clone, Copy)]
+struct Plays {
+    fee: bool,
+    close: bool,
+    crashes: bool,
+}
+
+fn run(seed: u64, steps: usize, plays: Plays) {
+    let Plays {
+        fee: with_fee,
+        close: with_close,
+        crashes,
+    } = plays;
     let cfg = chanstore::StoreConfig {
         max_dust_htlc_exposure_msat: 1_000_000_000,
         ..Default::default()
     };
-    let (a, b) = (node_with(1, cfg.clone()), node_with(2, cfg));
+    let disks = crashes.then(|| [(); 2].map(|_| Arc::new(MemoryPersister::new())));
+    let disk = |i: usize| disks.as_ref().map(|d| d[i].clone());
+    let (a, b) = (store(&cfg, 0, disk(0)), store(&cfg, 1, disk(1)));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
+    a.flush().unwrap();
+    b.flush().unwrap();
     let before = [
         a.channel_details(&id).unwrap().balance_msat,
         b.channel_details(&id).unwrap().balance_msat,
     ];
     let mut sim = Sim {
-        nodes: [&a, &b],
+        nodes: [a, b],
+        disks: disks.clone(),
+        cfg: cfg.clone(),
         queues: [VecDeque::new(), VecDeque::new()],
         log: vec![],
         pays: HashMap::new(),
@@ -163,7 +233,7 @@ fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
         match rng.below(20) {
             0..=2 => {
                 let payer = rng.below(2) as usize;
-                let (s, r) = (sim.nodes[payer], sim.nodes[1 - payer]);
+                let (s, r) = (&sim.nodes[payer], &sim.nodes[1 - payer]);
                 n_pay += 1;
                 let pre = preimage(7 + payer as u8, n_pay);
                 let amount = 1_000_000 + rng.below(5) * 3_000_000;
@@ -206,11 +276,15 @@ fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
             }
             5 if with_fee => {
                 let rate = 253 + rng.below(8) as u32 * 250;
-                if a.update_fee(&id, rate).is_ok() {
+                if sim.nodes[0].update_fee(&id, rate).is_ok() {
                     sim.log.push(format!("a update_fee {rate}"));
                 }
             }
             6 => sim.reconnect(),
+            8 if crashes && rng.below(2) == 0 => {
+                let i = rng.below(2) as usize;
+                sim.crash(i);
+            }
             7 if with_close && !sim.closing && rng.below(10) == 0 => {
                 let who = rng.below(2) as usize;
                 sim.nodes[who].close_channel(&id).unwrap();
@@ -222,8 +296,12 @@ fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
                 sim.deliver(from);
             }
         }
-        sim.events();
-        for n in [&a, &b] {
+        // A crash schedule leaves events unread for a while: they must
+        // survive the crash (or be redone), not be lost.
+        if !crashes || rng.below(4) == 0 {
+            sim.events();
+        }
+        for n in &sim.nodes {
             n.check_value_conserved()
                 .unwrap_or_else(|e| panic!("{e}\nlog {:#?}", sim.log));
             n.check_commitments_fully_paid()
@@ -244,33 +322,11 @@ fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
     }
     // A close held back after the reconnection (the peer's shutdown came
     // first: its adds might have followed) goes on at a timer tick.
-    for n in sim.nodes {
+    for n in &sim.nodes {
         n.timer_tick_occurred();
     }
     sim.settle();
     sim.events();
-    if sim.closing {
-        for (hash, p) in &sim.pays {
-            assert!(
-                p.received <= 1,
-                "received twice {hash:?} {p:?}\nlog {:#?}",
-                sim.log
-            );
-            assert_eq!(
-                p.sent + p.failed,
-                1,
-                "payment {hash:?} must end once: {p:?}\nlog {:#?}",
-                sim.log
-            );
-        }
-        assert!(
-            sim.closed[0].is_some() && sim.closed[0] == sim.closed[1],
-            "closes {:?}\nlog {:#?}",
-            sim.closed,
-            sim.log
-        );
-        return;
-    }
     let mut delta = [0i64; 2];
     for (hash, p) in &sim.pays {
         assert!(
@@ -290,6 +346,15 @@ fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
             delta[1 - p.payer] += p.amount as i64;
         }
     }
+    if sim.closing {
+        assert!(
+            sim.closed[0].is_some() && sim.closed[0] == sim.closed[1],
+            "closes {:?}\nlog {:#?}",
+            sim.closed,
+            sim.log
+        );
+        return;
+    }
     for i in 0..2 {
         let d = sim.nodes[i].channel_details(&id).unwrap();
         assert_eq!(d.pending_htlcs, 0, "node {i} {d:?}\nlog {:#?}", sim.log);
@@ -303,45 +368,82 @@ fn run(seed: u64, steps: usize, with_fee: bool, with_close: bool) {
         sim.nodes[i].check_value_conserved().unwrap();
         sim.nodes[i].check_commitments_fully_paid().unwrap();
     }
-    let fa = a.channel_details(&id).unwrap().feerate_per_kw;
-    let fb = b.channel_details(&id).unwrap().feerate_per_kw;
+    let fa = sim.nodes[0].channel_details(&id).unwrap().feerate_per_kw;
+    let fb = sim.nodes[1].channel_details(&id).unwrap().feerate_per_kw;
     assert_eq!(fa, fb, "feerates differ");
+}
+
+fn seeds(default: u64) -> std::ops::Range<u64> {
+    let env = |name, default| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let first = env("FIRST", 0);
+    first..first + env("SEEDS", default)
+}
+
+fn run_all(plays: Plays, default_seeds: u64) {
+    for seed in seeds(default_seeds) {
+        eprintln!("seed {seed}");
+        run(seed, 300, plays);
+    }
 }
 
 #[test]
 fn random_schedules_no_fee() {
-    let n: u64 = std::env::var("SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    for seed in 0..n {
-        eprintln!("seed {seed}");
-        run(seed, 300, false, false);
-    }
+    let plays = Plays {
+        fee: false,
+        close: false,
+        crashes: false,
+    };
+    run_all(plays, 40);
 }
 
 #[test]
 fn random_schedules_with_fee() {
-    let n: u64 = std::env::var("SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    for seed in 0..n {
-        eprintln!("seed {seed}");
-        run(seed, 300, true, false);
-    }
+    let plays = Plays {
+        fee: true,
+        close: false,
+        crashes: false,
+    };
+    run_all(plays, 40);
 }
 
 #[test]
 fn random_schedules_with_close() {
-    let n: u64 = std::env::var("SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    for seed in 0..n {
-        eprintln!("seed {seed}");
-        run(seed, 300, true, true);
-    }
+    let plays = Plays {
+        fee: true,
+        close: true,
+        crashes: false,
+    };
+    run_all(plays, 40);
+}
+
+#[test]
+fn crash_schedules() {
+    let plays = Plays {
+        fee: true,
+        close: false,
+        crashes: true,
+    };
+    run_all(plays, 40);
+    eprintln!(
+        "crashes {} lost-state {}",
+        CRASHES.load(Ordering::Relaxed),
+        LOST.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn crash_schedules_with_close() {
+    let plays = Plays {
+        fee: true,
+        close: true,
+        crashes: true,
+    };
+    run_all(plays, 20);
 }
 
 /// A restarts from an old snapshot (two payments behind): B's
