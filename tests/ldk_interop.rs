@@ -2469,3 +2469,73 @@ fn s7_close_before_channel_ready_cs_funds_ldk_closes() {
 fn s7_close_before_channel_ready_cs_funds_cs_closes() {
     close_before_channel_ready(Side::Cs, Side::Cs);
 }
+
+/// The early close again, but the funding confirms (and
+/// `channel_ready` may go out) while the shutdowns are in flight, and the
+/// connection drops and comes back before the negotiation ends.
+fn s7_close_before_channel_ready_confirmed_and_reconnected(
+    funder: Side,
+    closer: Side,
+    steps: usize,
+) {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    match funder {
+        Side::Ldk => {
+            let cs = net.id(Party::Cs(0));
+            (net.ldk[0]
+                .node
+                .create_channel(cs, 1_000_000, 0, 42, None, None))
+            .expect("LDK create_channel");
+        }
+        Side::Cs => {
+            let ldk = net.id(Party::Ldk(0));
+            net.cs[0].create_channel(ldk, 1_000_000, 0).unwrap();
+        }
+    }
+    net.run();
+    net.assert_clean("open");
+    let funding = net.mempool()[0].compute_txid();
+    let id = ChannelId::from_funding_outpoint(&bitcoin::OutPoint::new(funding, 0));
+    let _ = net.take_cs_events(0);
+    match closer {
+        Side::Ldk => {
+            let cs = net.id(Party::Cs(0));
+            (net.ldk[0].node.close_channel(&ldk_id(id), &cs)).expect("LDK close_channel");
+        }
+        Side::Cs => net.cs[0].close_channel(&id).unwrap(),
+    }
+    net.collect();
+    net.run_steps(steps);
+    net.mine(6);
+    net.run_steps(1);
+    net.reconnect(0, 0);
+    net.run();
+    // The retransmission window after a reestablish ends at a tick.
+    net.cs[0].timer_tick_occurred();
+    net.run();
+    net.assert_clean("close before channel_ready, confirmed and reconnected");
+    let ldk_reason = ldk_closed(&mut net, 0, id);
+    let cs_reason = cs_closed(&mut net, 0, id);
+    net.check(
+        ldk_reason.is_some()
+            && matches!(
+                cs_reason,
+                Some(chanstore::ClosureReason::Cooperative { .. })
+            ),
+        format!("both close: LDK {ldk_reason:?}, chanstore {cs_reason:?}"),
+    );
+}
+
+#[test]
+fn s7_close_before_channel_ready_confirmed_and_reconnected_all() {
+    for funder in [Side::Ldk, Side::Cs] {
+        for closer in [Side::Ldk, Side::Cs] {
+            for steps in 0..4 {
+                s7_close_before_channel_ready_confirmed_and_reconnected(funder, closer, steps);
+            }
+        }
+    }
+}

@@ -374,7 +374,7 @@ impl Channel {
         msg: &CommitmentSigned,
         effects: &mut Effects,
     ) -> Result<RevokeAndAck, StoreError> {
-        if !matches!(self.phase, Phase::Normal | Phase::ShuttingDown) {
+        if !self.received_ready || !matches!(self.phase, Phase::Normal | Phase::ShuttingDown) {
             return Err(self.wrong_state("commitment_signed"));
         }
         let number = self.local_commitment_number + 1;

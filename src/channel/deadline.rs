@@ -25,7 +25,7 @@
 //! before they expire by the store (`store/blocks.rs`), not here.
 
 use super::htlc::{Htlc, HtlcState, Removal};
-use super::{Channel, Phase};
+use super::Channel;
 use crate::config::StoreConfig;
 use crate::event::ClosureReason;
 
@@ -40,7 +40,6 @@ impl Channel {
             return None;
         }
         if !self.is_outbound
-            && self.phase == Phase::AwaitingReady
             && !self.funding_confirmed
             && height
                 >= self

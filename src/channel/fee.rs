@@ -91,7 +91,10 @@ impl Channel {
         config: &StoreConfig,
         msg: &UpdateFee,
     ) -> Result<(), StoreError> {
-        if self.is_outbound || !matches!(self.phase, Phase::Normal | Phase::ShuttingDown) {
+        if self.is_outbound
+            || !self.received_ready
+            || !matches!(self.phase, Phase::Normal | Phase::ShuttingDown)
+        {
             return Err(self.wrong_state("update_fee"));
         }
         self.check_feerate(config, msg.feerate_per_kw)?;

@@ -471,7 +471,7 @@ impl Channel {
         }
         for local in [true, false] {
             self.check_dust(
-                self.project(local, feerate, Counted::All, None).dust_msat,
+                self.project(local, feerate, counted, None).dust_msat,
                 max_dust_msat,
             )?;
         }

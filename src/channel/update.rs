@@ -75,7 +75,11 @@ impl Channel {
         // it retransmits after it (`takes_retransmitted_adds`).
         let shutting_open =
             self.remote_shutdown_script.is_none() || self.takes_retransmitted_adds();
-        if self.phase != Phase::Normal && !(self.phase == Phase::ShuttingDown && shutting_open) {
+        // Nor before its channel_ready (a close begun before the channel
+        // was ready: BOLT 2).
+        let open = self.phase == Phase::Normal
+            || (self.phase == Phase::ShuttingDown && shutting_open && self.received_ready);
+        if !open {
             return Err(self.wrong_state("update_add_htlc"));
         }
         if msg.id != self.next_received_id {

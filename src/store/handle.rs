@@ -313,11 +313,6 @@ fn channel_pending(c: &Channel) -> Event {
     }
 }
 
-/// A message refused with [`StoreError::FunderCannotPayFee`] (an
-/// `update_fee` raced the fundee's adds) leaves a channel that can go on
-/// only with a commitment that pays less than its fee: it is failed
-/// instead, with our latest commitment, as LDK fails it ("Funding remote
-/// cannot afford proposed new fee"); the error is still returned.
 /// A refused `update_fee` (see [`ClosureReason::UnacceptableFeeUpdate`]):
 /// the peer counts it in its next `commitment_signed` and resends both
 /// after every reconnection, so the channel is failed with our latest
@@ -349,6 +344,11 @@ fn fail_if_fee_refused(
     result
 }
 
+/// A message refused with [`StoreError::FunderCannotPayFee`] (an
+/// `update_fee` raced the fundee's adds) leaves a channel that can go on
+/// only with a commitment that pays less than its fee: it is failed
+/// instead, with our latest commitment, as LDK fails it ("Funding remote
+/// cannot afford proposed new fee"); the error is still returned.
 fn fail_if_unpayable<T>(
     s: &mut super::Section<'_>,
     id: &ChannelId,
