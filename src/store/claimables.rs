@@ -289,9 +289,11 @@ impl<C: Container> ChannelStore<C> {
             if let Some((_, set)) = taken {
                 return Ok(set);
             }
-            let waiting =
-                (self.claimables.get(&hash)).is_some_and(|set| set.complete && !set.announced);
-            if !waiting {
+            // Complete but not announced when we looked: wait. Announced
+            // since (its last part's append ran between the two looks):
+            // take it on the next round. A complete set stays complete.
+            let complete = (self.claimables.get(&hash)).is_some_and(|set| set.complete);
+            if !complete {
                 return Err(crate::error::StoreError::UnknownPayment { payment_hash: hash });
             }
             std::thread::yield_now();
