@@ -6,29 +6,8 @@
 
 mod common;
 
-use chanstore::{ChannelId, ChannelStore, Message, ShortChannelId, StoreConfig, StoreError};
+use chanstore::{ChannelId, ChannelStore, Message, ShortChannelId, StoreConfig};
 use common::*;
-
-/// Delivers everything both ways, recording refusals instead of panicking.
-fn pump(a: &ChannelStore, b: &ChannelStore) -> Vec<(&'static str, StoreError)> {
-    let mut refusals = Vec::new();
-    for _ in 0..100 {
-        let mut moved = false;
-        for (from, to) in [(a, b), (b, a)] {
-            for (_, m) in from.get_and_clear_pending_msg_events() {
-                let name = m.name();
-                if let Err(e) = to.handle_message(&from.node_id(), m) {
-                    refusals.push((name, e));
-                }
-                moved = true;
-            }
-        }
-        if !moved {
-            break;
-        }
-    }
-    refusals
-}
 
 fn open_unconfirmed_pair(a: &ChannelStore, b: &ChannelStore, push_msat: u64) -> ChannelId {
     let temp = a.create_channel(b.node_id(), 1_000_000, push_msat).unwrap();
@@ -71,7 +50,7 @@ fn a_peers_updates_before_channel_ready_cannot_wedge_an_early_close() {
     );
     b.funding_confirmed(&id, scid).unwrap();
     b.best_block_updated(HEIGHT + 10);
-    assert!(pump(&a, &b).is_empty());
+    assert!(deliver_auditing(&a, &b).is_empty());
     assert_eq!(a.channel_details(&id).unwrap().state, "normal");
     assert_eq!(
         b.channel_details(&id).unwrap().state,
@@ -91,16 +70,16 @@ fn a_peers_updates_before_channel_ready_cannot_wedge_an_early_close() {
     for (_, m) in b_shutdown {
         a.handle_message(&b.node_id(), m).unwrap();
     }
-    refusals.extend(pump(&a, &b));
+    refusals.extend(deliver_auditing(&a, &b));
     for round in 0..6 {
         a.timer_tick_occurred();
         b.timer_tick_occurred();
-        refusals.extend(pump(&a, &b));
+        refusals.extend(deliver_auditing(&a, &b));
         if round % 2 == 1 {
             a.peer_disconnected(&b.node_id());
             b.peer_disconnected(&a.node_id());
             connect(&a, &b);
-            refusals.extend(pump(&a, &b));
+            refusals.extend(deliver_auditing(&a, &b));
         }
     }
     let state = b.channel_details(&id).map(|d| d.state);
@@ -178,7 +157,7 @@ fn an_honest_update_fee_racing_our_adds_does_not_close_the_channel() {
         ))
         .unwrap();
     }
-    let refused = pump(&a, &b);
+    let refused = deliver_auditing(&a, &b);
     let open = [&a, &b].map(|n| n.channel_details(&id).is_some());
     assert!(
         refused.is_empty() && open == [true, true],
@@ -214,10 +193,10 @@ fn an_early_close_survives_a_restart() {
         a.best_block_updated(HEIGHT + 10);
         b.best_block_updated(HEIGHT + 10);
         connect(&a, &b);
-        let mut refusals = pump(&a, &b);
+        let mut refusals = deliver_auditing(&a, &b);
         a.timer_tick_occurred();
         b.timer_tick_occurred();
-        refusals.extend(pump(&a, &b));
+        refusals.extend(deliver_auditing(&a, &b));
         let closed = [&a, &b].map(|n| n.closed_channel(&id).map(|r| r.reason));
         assert!(
             refusals.is_empty()

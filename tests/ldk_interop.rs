@@ -2388,17 +2388,14 @@ fn reest_ldk_shutdown_retransmitted_before_its_adds() {
     );
 }
 
-/// A cooperative close of a channel whose funding has not confirmed yet:
-/// `shutdown` after `funding_signed` and before `channel_ready` (BOLT 2
-/// allows it; LDK sends it from `close_channel` on such a channel, and
-/// negotiates without `channel_ready`). Both sides close cooperatively with
-/// one closing transaction, which spends the funding once it confirms.
-fn close_before_channel_ready(funder: Side, closer: Side) {
-    ldk_nodes!(nodes, vec![ldk_config()]);
-    let mut net = Net::new(&nodes, 1);
-    net.connect(0, 0);
-    net.run();
-    net.assert_clean("init");
+/// `funder` opens a channel up to `funding_signed` (its funding in the
+/// mempool, unconfirmed) and `closer` asks to close it at once. Returns the
+/// channel and its funding txid.
+fn open_unready_then_close(
+    net: &mut Net,
+    funder: Side,
+    closer: Side,
+) -> (ChannelId, bitcoin::Txid) {
     match funder {
         Side::Ldk => {
             let cs = net.id(Party::Cs(0));
@@ -2426,6 +2423,21 @@ fn close_before_channel_ready(funder: Side, closer: Side) {
             .close_channel(&id)
             .expect("chanstore closes a channel not ready yet"),
     }
+    (id, funding)
+}
+
+/// A cooperative close of a channel whose funding has not confirmed yet:
+/// `shutdown` after `funding_signed` and before `channel_ready` (BOLT 2
+/// allows it; LDK sends it from `close_channel` on such a channel, and
+/// negotiates without `channel_ready`). Both sides close cooperatively with
+/// one closing transaction, which spends the funding once it confirms.
+fn close_before_channel_ready(funder: Side, closer: Side) {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    net.assert_clean("init");
+    let (id, funding) = open_unready_then_close(&mut net, funder, closer);
     net.run();
     net.assert_clean("close before channel_ready");
     let ldk_reason = ldk_closed(&mut net, 0, id);
@@ -2482,31 +2494,7 @@ fn s7_close_before_channel_ready_confirmed_and_reconnected(
     let mut net = Net::new(&nodes, 1);
     net.connect(0, 0);
     net.run();
-    match funder {
-        Side::Ldk => {
-            let cs = net.id(Party::Cs(0));
-            (net.ldk[0]
-                .node
-                .create_channel(cs, 1_000_000, 0, 42, None, None))
-            .expect("LDK create_channel");
-        }
-        Side::Cs => {
-            let ldk = net.id(Party::Ldk(0));
-            net.cs[0].create_channel(ldk, 1_000_000, 0).unwrap();
-        }
-    }
-    net.run();
-    net.assert_clean("open");
-    let funding = net.mempool()[0].compute_txid();
-    let id = ChannelId::from_funding_outpoint(&bitcoin::OutPoint::new(funding, 0));
-    let _ = net.take_cs_events(0);
-    match closer {
-        Side::Ldk => {
-            let cs = net.id(Party::Cs(0));
-            (net.ldk[0].node.close_channel(&ldk_id(id), &cs)).expect("LDK close_channel");
-        }
-        Side::Cs => net.cs[0].close_channel(&id).unwrap(),
-    }
+    let (id, _) = open_unready_then_close(&mut net, funder, closer);
     net.collect();
     net.run_steps(steps);
     net.mine(6);

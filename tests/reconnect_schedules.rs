@@ -12,25 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chanstore::{ChannelStore, Event, MemoryPersister, Message, PaymentHash, PaymentPreimage};
+use common::schedule::{store, Rng};
 use common::*;
 
 /// Crashes played, and those after which the node came back with another
 /// state than it had (what was lost was not yet durable).
 static CRASHES: AtomicUsize = AtomicUsize::new(0);
 static LOST: AtomicUsize = AtomicUsize::new(0);
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Default, Debug, Clone)]
 struct Pay {
@@ -143,7 +131,7 @@ impl Sim {
         self.queues[1].clear();
         let other = self.nodes[i].node_id();
         let disk = self.disks.as_ref().expect("a crash schedule")[i].clone();
-        let fresh = store(&self.cfg, i, Some(disk));
+        let fresh = store(&self.cfg, i, Some(disk), HEIGHT);
         let chans = |n: &ChannelStore| {
             let mut d = n.list_channels();
             d.sort_by_key(|d| d.channel_id);
@@ -173,19 +161,6 @@ impl Sim {
     }
 }
 
-/// Node `i` (0 is A, the funder), on `disk` if any.
-fn store(
-    cfg: &chanstore::StoreConfig,
-    i: usize,
-    disk: Option<Arc<MemoryPersister>>,
-) -> ChannelStore {
-    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[i as u8 + 1; 32]).unwrap();
-    match disk {
-        Some(disk) => ChannelStore::with_persister(cfg.clone(), secret, HEIGHT, disk).unwrap(),
-        None => ChannelStore::new(cfg.clone(), secret, HEIGHT).unwrap(),
-    }
-}
-
 /// What a schedule may do besides payments, claims, fails and
 /// reconnections.
 #[derive(Clone, Copy)]
@@ -207,7 +182,10 @@ fn run(seed: u64, steps: usize, plays: Plays) {
     };
     let disks = crashes.then(|| [(); 2].map(|_| Arc::new(MemoryPersister::new())));
     let disk = |i: usize| disks.as_ref().map(|d| d[i].clone());
-    let (a, b) = (store(&cfg, 0, disk(0)), store(&cfg, 1, disk(1)));
+    let (a, b) = (
+        store(&cfg, 0, disk(0), HEIGHT),
+        store(&cfg, 1, disk(1), HEIGHT),
+    );
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
     a.flush().unwrap();
@@ -227,7 +205,7 @@ fn run(seed: u64, steps: usize, plays: Plays) {
         closing: false,
         closed: [None; 2],
     };
-    let mut rng = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
+    let mut rng = Rng::new(seed);
     let mut n_pay = 0u16;
     for _ in 0..steps {
         match rng.below(20) {

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod recording;
+pub mod schedule;
 
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{PublicKey, SecretKey};
