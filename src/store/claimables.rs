@@ -255,7 +255,6 @@ impl<C: Container> ChannelStore<C> {
                 hash,
                 |set| !set.complete,
                 Resolution::Fail(Failure::local(FailureCode::MppTimeout)),
-                None,
             );
         }
         let config = &self.config;
@@ -301,20 +300,18 @@ impl<C: Container> ChannelStore<C> {
     }
 
     /// Resolves every part of the payment `hash` if its set passes
-    /// `take`, each under its own peer's lock; `event` is recorded with the
-    /// first.
+    /// `take`, each under its own peer's lock.
     pub(crate) fn resolve_parts(
         &self,
         hash: PaymentHash,
         take: impl FnOnce(&ClaimableSet) -> bool,
         resolution: Resolution,
-        event: Option<Event>,
     ) -> Result<(), crate::error::StoreError> {
         let (_, set) = self
             .claimables
             .remove_if(&hash, |_, set| take(set))
             .ok_or(crate::error::StoreError::UnknownPayment { payment_hash: hash })?;
-        self.resolve_set(set, resolution, event);
+        self.resolve_set(set, resolution, None);
         Ok(())
     }
 }

@@ -86,7 +86,8 @@ impl Journal {
     /// `lazy`: nothing leaves with this batch and losing it is harmless
     /// (see the module doc), so no commit needs to run for it; a batch with
     /// events is never lazy. Called under the section's peer lock; the
-    /// journal's lock is a leaf.
+    /// journal's lock is a leaf but for the claimables shards
+    /// [`Journal::append_with`] may take inside it.
     pub(crate) fn append(&self, writes: Batch, events: Vec<(u64, Event)>, lazy: bool) -> u64 {
         self.append_with(writes, events, lazy, |_, _| {})
     }
@@ -261,9 +262,6 @@ impl<C: Container> ChannelStore<C> {
                 self.events.push(event);
             }
             return 0;
-        }
-        if parts.is_empty() {
-            return self.journal.append(writes, events, lazy);
         }
         self.journal.append_with(writes, events, lazy, announce)
     }

@@ -220,7 +220,7 @@ impl<C: Container> ChannelStore<C> {
     /// **Locking behaviour:** as [`ChannelStore::claim_funds`].
     pub fn fail_htlc_backwards(&self, payment_hash: &PaymentHash) -> Result<(), StoreError> {
         let failure = Failure::local(FailureCode::IncorrectOrUnknownPaymentDetails);
-        self.resolve_parts(*payment_hash, |_| true, Resolution::Fail(failure), None)?;
+        self.resolve_parts(*payment_hash, |_| true, Resolution::Fail(failure))?;
         self.flush()
     }
 

@@ -111,8 +111,8 @@ pub(crate) struct Outcome {
     /// be lazy if it releases nothing ([`Outcome::may_wait`]).
     pub(crate) received_revocation: bool,
     /// Parts of payments to us this section added to their sets (hash,
-    /// channel, HTLC id): once its batch is appended, claims of those sets
-    /// may go ahead (`claimables.rs`).
+    /// channel, HTLC id): its batch's append announces the payments they
+    /// leave complete with every part appended (`claimables.rs`).
     pub(crate) parts_added: Vec<(PaymentHash, ChannelId, u64)>,
 }
 
