@@ -282,9 +282,13 @@ pub struct ChannelDetails {
     /// What we could send in one more HTLC now: our balance after HTLCs in
     /// flight, the reserve the peer requires and (if we pay it) the fee.
     pub outbound_capacity_msat: u64,
-    /// The peer's balance minus HTLCs it offered that are still in flight.
+    /// The peer's balance minus HTLCs it offered that are still in flight,
+    /// plus ours it fulfilled (its value from the fulfill on, though the
+    /// HTLC is still being removed from the commitments).
     pub inbound_capacity_msat: u64,
-    /// Value of HTLCs in flight in either direction.
+    /// Value of HTLCs in flight in either direction, less ours the peer
+    /// fulfilled (counted in `inbound_capacity_msat`): `balance_msat`,
+    /// `inbound_capacity_msat` and this add up to the channel's value.
     pub in_flight_msat: u64,
     /// Number of HTLCs in flight in either direction.
     pub pending_htlcs: usize,

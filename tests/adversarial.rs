@@ -354,11 +354,16 @@ fn value_of_an_unsettled_fulfill_cannot_be_spent() {
     }
 }
 
-/// A hostile peer fulfills our HTLC and at once offers one paid from it,
-/// before the fulfill is committed. We used to credit it with the fulfill
-/// and take the add, then panic on the negative balance.
+/// A peer fulfills our HTLC and at once offers one paid from it, before
+/// the fulfill is committed. The value is the peer's from its fulfill on
+/// (the preimage is out, and the removal is in every commitment to come),
+/// and LDK spends it that early, so the add is taken (`ldk_interop.rs`,
+/// `s2_ldk_spends_a_payment_it_just_claimed`). Our first version of that
+/// credit panicked on the peer's HTLCs exceeding its settled balance; now
+/// the snapshot adds up, value is conserved, and a reconnection (which
+/// forgets the uncommitted add) leaves the fulfill to complete.
 #[test]
-fn a_peer_cannot_spend_a_fulfill_before_it_settles() {
+fn a_peer_may_spend_our_htlc_it_fulfilled_before_it_settles() {
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
@@ -379,16 +384,37 @@ fn a_peer_cannot_spend_a_fulfill_before_it_settles() {
     }
     // ...and B offers an HTLC paid from the fulfilled value.
     let add = craft_add(&a, id, 0, 300_000_000, preimage(6, 0).payment_hash(), CLTV);
+    a.handle_message(&b.node_id(), add).unwrap();
+    let d = a.channel_details(&id).unwrap();
+    assert_eq!(
+        (d.balance_msat, d.inbound_capacity_msat, d.in_flight_msat),
+        (500_000_000, 200_000_000, 300_000_000),
+        "{d:?}"
+    );
+    a.check_value_conserved().unwrap();
+    // More than the fulfill left it is still refused.
+    let too_much = craft_add(&a, id, 1, 200_000_001, preimage(6, 1).payment_hash(), CLTV);
     let (frozen, _) = freeze(&[&a]);
     assert_eq!(
-        a.handle_message(&b.node_id(), add),
+        a.handle_message(&b.node_id(), too_much),
         Err(StoreError::AmountExceedsBalance {
             channel_id: id,
-            amount_msat: 300_000_000,
-            available_msat: 0
+            amount_msat: 200_000_001,
+            available_msat: 200_000_000
         })
     );
     assert_unchanged(&[&a], &frozen);
+    // B never signs its crafted add: a reconnection forgets it, and the
+    // fulfill's round trip completes.
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    let d = a.channel_details(&id).unwrap();
+    assert_eq!((d.balance_msat, d.pending_htlcs), (500_000_000, 0), "{d:?}");
+    for n in [&a, &b] {
+        n.check_value_conserved().unwrap();
+    }
 }
 
 /// A hostile peer whose HTLC we failed offers its value again before the

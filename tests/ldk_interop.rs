@@ -20,7 +20,9 @@
 //!   each side spend exactly what they say they can, down to dust (fee-spike
 //!   buffer, trimmed HTLCs priced as LDK prices them).
 //!   `s2_in_flight_cap_of_ldk_respected`: chanstore keeps under LDK's 10%
-//!   in-flight cap.
+//!   in-flight cap. `s2_ldk_spends_a_payment_it_just_claimed`: LDK pays
+//!   out of a payment whose HTLC chanstore has not ended yet (and the
+//!   channel record of that state reads back).
 //! - **3, forwarding.** `s3_chanstore_forwards_between_ldk_nodes` and
 //!   `s3_ldk_forwards_between_chanstore_nodes`, with each hop's fee and
 //!   CLTV delta.
@@ -35,7 +37,8 @@
 //!   lost; `channel_reestablish` recovers and the payment completes once.
 //! - **6, update_fee.** `s6_update_fee_from_{ldk,chanstore}` and their
 //!   `_overlapping` variants (a second `update_fee` before the first's
-//!   `revoke_and_ack`), `s6_update_fee_from_ldk_with_dust_pending`.
+//!   `revoke_and_ack`), `s6_update_fee_from_ldk_with_dust_pending`,
+//!   `s6_ldk_raises_the_fee_out_of_a_payment_it_just_claimed`.
 //! - **7, closes.** `s7_coop_close_{ldk,cs}_initiates_{ldk,cs}_funded`,
 //!   `s7_coop_close_negotiated_*` (`fee_range` negotiation),
 //!   `s7_force_close_by_{ldk,cs}`, `s7_coop_close_cut_at_every_step_*`
@@ -2526,4 +2529,138 @@ fn s7_close_before_channel_ready_confirmed_and_reconnected_all() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------
+// Scenario 2: LDK spends what it was just paid, before the HTLC has ended
+// ---------------------------------------------------------------------
+
+/// chanstore pays LDK `paid_msat` and LDK claims it. LDK may spend that
+/// value before chanstore's side of the HTLC has ended: an add once it has
+/// chanstore's `revoke_and_ack` for the commitment without the HTLC, an
+/// `update_fee` from its fulfill on. `then` is what LDK does with the
+/// messages up to that point delivered (all but chanstore's last
+/// `commitment_signed`, whose `revoke_and_ack` from LDK ends the HTLC).
+fn ldk_spends_what_it_was_just_paid(
+    net: &mut Net,
+    chan: Chan,
+    paid_msat: u64,
+    then: impl FnOnce(&mut Net),
+) -> Ledger {
+    let mut ledger = Ledger::default();
+    cs_pays_ldk(net, 0, 0, chan, paid_msat);
+    net.run();
+    let mut claimed = false;
+    for ev in net.take_ldk_events(0) {
+        if let LdkEvent::PaymentClaimable { purpose, .. } = ev {
+            net.ldk[0].node.claim_funds(purpose.preimage().unwrap());
+            claimed = true;
+        }
+    }
+    net.check(claimed, "LDK was paid");
+    // LDK: update_fulfill_htlc, commitment_signed; chanstore:
+    // revoke_and_ack, commitment_signed. Stop before the last.
+    for _ in 0..8 {
+        let next = net.in_flight();
+        if matches!(next.first(), Some((Party::Cs(_), _, name)) if name == "commitment_signed") {
+            break;
+        }
+        net.step();
+    }
+    let next = net.in_flight();
+    net.check(
+        next.len() == 1 && next[0].2 == "commitment_signed",
+        format!("only chanstore's commitment_signed in flight: {next:?}"),
+    );
+    then(net);
+    settle(net, &mut ledger, true);
+    net.assert_clean("LDK spends what it was just paid");
+    net.cs[0].check_value_conserved().unwrap();
+    ledger
+}
+
+/// On a channel where LDK had nothing, LDK pays chanstore out of a payment
+/// it has claimed but whose HTLC chanstore has not ended yet. chanstore
+/// refused the add (`AmountExceedsBalance`, available 0) and then LDK's
+/// `commitment_signed`, and the channel was wedged.
+#[test]
+fn s2_ldk_spends_a_payment_it_just_claimed() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    let chan = open_from_cs(&mut net, 0, 0, 1_000_000, 0);
+    let ledger = ldk_spends_what_it_was_just_paid(&mut net, chan, 90_000_000, |net| {
+        net.check(
+            capacity(net, Side::Ldk, chan.id) > 60_000_000,
+            "LDK counts the payment it claimed",
+        );
+        ldk_pays_cs(net, 0, 0, chan, 60_000_000);
+        // chanstore takes the add and its commitment_signed: the peer's
+        // HTLCs now exceed its settled balance, which our HTLC it fulfilled
+        // makes up for until it ends, and so does the record.
+        while !matches!(net.in_flight().first(), Some((Party::Ldk(_), _, n)) if n == "revoke_and_ack")
+        {
+            net.step().expect("LDK's revoke_and_ack comes");
+        }
+        let record = net.cs[0].encode_channel(&chan.id).unwrap();
+        let secret = bitcoin::secp256k1::SecretKey::from_slice(&[0x40; 32]).unwrap();
+        let decoded = chanstore::persist::decode_channel_details(&record, &secret);
+        let live = net.cs[0].channel_details(&chan.id).unwrap();
+        let same = |d: &chanstore::ChannelDetails| {
+            (d.balance_msat, d.inbound_capacity_msat, d.pending_htlcs)
+                == (
+                    live.balance_msat,
+                    live.inbound_capacity_msat,
+                    live.pending_htlcs,
+                )
+        };
+        net.check(
+            live.pending_htlcs == 2 && decoded.as_ref().is_ok_and(same),
+            format!("the channel record reads back: {decoded:?} vs {live:?}"),
+        );
+    });
+    net.check(
+        ledger.ldk_sent.len() == 1 && ledger.cs_claimed.len() == 1,
+        format!("LDK's payment out of what it was paid arrived: {ledger:?}"),
+    );
+    let d = net.cs[0].channel_details(&chan.id).unwrap();
+    net.check(
+        d.balance_msat == 1_000_000_000 - 90_000_000 + 60_000_000,
+        format!("balances after both payments: {d:?}"),
+    );
+}
+
+/// LDK funds a channel and keeps little more than its reserve and fee;
+/// chanstore pays it, and while the HTLC has not ended on chanstore's side,
+/// LDK raises the feerate to what only the payment lets it pay. chanstore
+/// refused that `update_fee` (`ReserveViolated`) and failed the channel.
+#[test]
+fn s6_ldk_raises_the_fee_out_of_a_payment_it_just_claimed() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    let reserve_msat = 1000 * net.cs[0].config().channel_reserve_sat(1_000_000);
+    // The reserve, the fee at 253 sat/kw and room for chanstore's add.
+    let ldk_msat = reserve_msat + 1_000_000;
+    let chan = open_from_ldk(&mut net, 0, 0, 1_000_000, 1_000_000_000 - ldk_msat);
+    let ledger = ldk_spends_what_it_was_just_paid(&mut net, chan, 90_000_000, |net| {
+        *net.ldk[0].fee_estimator.sat_per_kw.lock().unwrap() = 5_000;
+        net.ldk[0].node.timer_tick_occurred();
+    });
+    net.check(
+        ledger.cs_sent.len() == 1,
+        format!("chanstore's payment completed: {ledger:?}"),
+    );
+    let closed = cs_closed(&mut net, 0, chan.id);
+    net.check(
+        closed.is_none(),
+        format!("the channel is still open: {closed:?}"),
+    );
+    let d = net.cs[0].channel_details(&chan.id).unwrap();
+    net.check(
+        d.feerate_per_kw == 5_000 && ldk_feerate(&net, chan.id) == Some(5_000),
+        format!("both sides at 5000 sat/kw: {d:?}"),
+    );
 }

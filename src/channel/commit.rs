@@ -95,7 +95,13 @@ impl Channel {
             Step::Now(s) => s.in_remote(),
             Step::Ended => Presence::Removed,
         };
-        let (mut ours, mut theirs) = (self.to_local_msat, self.to_remote_msat);
+        // Summed in i128: a peer's HTLC may be paid for by one of ours it
+        // fulfilled (see `spendable_balances`), which can come later in
+        // `htlcs` than the debit it covers.
+        let (mut ours, mut theirs) = (
+            i128::from(self.to_local_msat),
+            i128::from(self.to_remote_msat),
+        );
         let mut htlcs = Vec::with_capacity(self.htlcs.len());
         let mut sources = Vec::with_capacity(self.htlcs.len());
         for (index, h) in self.htlcs.iter().enumerate() {
@@ -108,7 +114,7 @@ impl Channel {
             match presence(h.state) {
                 Presence::NotYet => {}
                 Presence::Present => {
-                    *offerer -= h.amount_msat;
+                    *offerer -= i128::from(h.amount_msat);
                     sources.push(index);
                     htlcs.push(HtlcOutputInCommitment {
                         offered: offered_by_us == local,
@@ -119,12 +125,15 @@ impl Channel {
                 }
                 Presence::Removed => {
                     if matches!(h.removal, Some(Removal::Fulfill(_))) {
-                        *offerer -= h.amount_msat;
-                        *receiver += h.amount_msat;
+                        *offerer -= i128::from(h.amount_msat);
+                        *receiver += i128::from(h.amount_msat);
                     }
                 }
             }
         }
+        let (Ok(ours), Ok(theirs)) = (u64::try_from(ours), u64::try_from(theirs)) else {
+            return Err(self.wrong_state("commitment"));
+        };
         let feerate_per_kw = self.feerate_where(presence);
         let our_keys = &self.signer.pubkeys;
         let (broadcaster, countersignatory) = if local {

@@ -399,6 +399,21 @@ impl Channel {
             .sum()
     }
 
+    /// Our HTLCs the peer fulfilled that have not ended yet: the peer's
+    /// from its fulfill on, though `to_remote_msat` takes them only when
+    /// they end. Their removal is in every commitment to come (it reached
+    /// us before any update of the peer's we check from then on), and the
+    /// preimage makes the value the peer's whatever happens. LDK spends it
+    /// that early: in its `update_fee` from its fulfill on (lightning 0.2.7
+    /// `get_next_commitment_projection`), in its adds from our
+    /// `revoke_and_ack` on (its `value_to_self_msat`).
+    pub(crate) fn fulfilled_by_peer_msat(&self) -> u64 {
+        self.htlcs
+            .iter()
+            .filter(|h| h.offered() && h.is_fulfilled())
+            .fold(0, |sum: u64, h| sum.saturating_add(h.amount_msat))
+    }
+
     /// Whether any HTLC or fee update is still in flight.
     pub(crate) fn has_pending_updates(&self) -> bool {
         !self.htlcs.is_empty() || !self.pending_fees.is_empty()
@@ -418,7 +433,10 @@ impl Channel {
             return Err("channel.balances");
         }
         if self.offered_in_flight_msat(true) > self.to_local_msat
-            || self.offered_in_flight_msat(false) > self.to_remote_msat
+            || self.offered_in_flight_msat(false)
+                > self
+                    .to_remote_msat
+                    .saturating_add(self.fulfilled_by_peer_msat())
         {
             return Err("channel.htlcs");
         }
@@ -471,8 +489,9 @@ impl Channel {
             channel_value_sat: self.funding_sat,
             balance_msat: self.to_local_msat - ours,
             outbound_capacity_msat: self.available_to_send_msat(),
-            inbound_capacity_msat: self.to_remote_msat - theirs,
-            in_flight_msat: ours + theirs,
+            inbound_capacity_msat: self.spendable_balances().1,
+            // Ours the peer fulfilled are its balance already.
+            in_flight_msat: ours + theirs - self.fulfilled_by_peer_msat(),
             pending_htlcs: self.htlcs.len(),
             is_outbound: self.is_outbound,
             feerate_per_kw: self.feerate_per_kw,

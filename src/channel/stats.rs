@@ -37,8 +37,13 @@
 //!   leave it the fee of *our* next commitment (its reserve may go to it),
 //!   or our commitment could not confirm.
 //! * **Balances.** Both count a live HTLC against its offerer until it has
-//!   ended on their own side, and credit nothing before; the receiver of an
-//!   HTLC ends it no later than its offerer (see `commit.rs`).
+//!   ended on their own side, and credit nothing before, with one
+//!   exception: our HTLCs the peer fulfilled are the peer's from its
+//!   fulfill on, as LDK spends them (its `update_fee` at once, its adds
+//!   after our `revoke_and_ack`), before our side ends them. Our own
+//!   fulfills are not credited to us: the peer's next `commitment_signed`
+//!   may have crossed them. The receiver of an HTLC ends it no later than
+//!   its offerer (see `commit.rs`).
 //! * **Fee spike buffer.** The funder, when it sends, keeps enough to pay
 //!   the fee at twice the feerate with one more HTLC (BOLT 2's recommended
 //!   "fee spike buffer"), so that an add of the other side racing with its
@@ -164,16 +169,14 @@ impl Channel {
     }
 
     /// Our balance and the peer's, each less the live HTLCs it offered (the
-    /// value no side may spend until they end).
+    /// value no side may spend until they end), the peer's plus our HTLCs
+    /// it fulfilled (see [`Channel::fulfilled_by_peer_msat`]).
     pub(crate) fn spendable_balances(&self) -> (u64, u64) {
-        let (mut ours, mut theirs) = (self.to_local_msat, self.to_remote_msat);
-        for h in &self.htlcs {
-            if h.offered() {
-                ours -= h.amount_msat;
-            } else {
-                theirs -= h.amount_msat;
-            }
-        }
+        let ours = self.to_local_msat - self.offered_in_flight_msat(true);
+        let theirs = (self
+            .to_remote_msat
+            .saturating_add(self.fulfilled_by_peer_msat()))
+        .saturating_sub(self.offered_in_flight_msat(false));
         (ours, theirs)
     }
 
