@@ -251,3 +251,44 @@ fn a_claim_is_never_durable_before_a_part_it_fulfills() {
     let disk = r.rec.prefix(k);
     restart_and_settle(r, disk);
 }
+
+/// B's part arrives; then A's section, which completes the set, panics
+/// between adding its part and appending its batch (a bug, simulated by the
+/// hook): the set is complete but will never be announced. The store must
+/// stop (as after a failed write), and a claim must return an error rather
+/// than wait forever for the announcement. (Before the fix, `claim_funds`
+/// spun.)
+#[test]
+fn a_claim_after_a_section_panicked_returns_an_error_not_a_hang() {
+    let (r, from_a, from_b) = race(6);
+    let (a, c) = (&r.a, &r.c);
+    deliver_one(&r.b, c, from_b);
+    assert!(!events(c).iter().any(is_received), "B's part alone");
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            test_hooks::set_before_append(Some(Box::new(|| panic!("a bug in a section"))));
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                deliver_one(a, c, from_a);
+            }));
+            test_hooks::set_before_append(None);
+            assert!(panicked.is_err(), "the hook panicked");
+        });
+    });
+    assert!(c.is_failed(), "a section that panicked stops the store");
+    // Any other work is refused now.
+    assert!(matches!(
+        c.update_fee(&r.c.list_channels()[0].channel_id, 300),
+        Err(StoreError::Persist(_))
+    ));
+    // The claim, on a thread of its own watched by a deadlock watchdog
+    // (leaked, so that a claim that never returns fails the test instead
+    // of hanging it).
+    let r: &'static Race = Box::leak(Box::new(r));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(r.c.claim_funds(r.p)).unwrap());
+    let claimed = rx.recv_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(claimed, Ok(Err(StoreError::Persist(_)))),
+        "claim_funds returned the store's failure: {claimed:?}"
+    );
+}

@@ -284,6 +284,8 @@ impl<C: Container> ChannelStore<C> {
         hash: PaymentHash,
     ) -> Result<ClaimableSet, crate::error::StoreError> {
         loop {
+            // A section that panicked may never append its part.
+            self.check_not_failed()?;
             let taken = (self.claimables).remove_if(&hash, |_, set| set.announced);
             if let Some((_, set)) = taken {
                 return Ok(set);

@@ -169,10 +169,25 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// Channels that may hold revocation basepoint tables
     /// (`StoreConfig::max_revocation_tables`, `channel/tables.rs`).
     pub(crate) revocation_tables: Arc<TableBudget>,
-    /// Set once a write to the persister failed: memory may be ahead of
-    /// disk, so the store refuses all further work. Relaxed: it only needs
-    /// to become visible eventually; the failing call itself returns the error.
+    /// Set once a write to the persister failed or a section panicked:
+    /// memory may be ahead of disk, or half changed, so the store refuses
+    /// all further work. Relaxed: it only needs to become visible
+    /// eventually; the failing call itself returns the error (or panics).
     failed: AtomicBool,
+}
+
+/// Marks the store failed if a section panics: the panic may have left the
+/// peer's state half changed, or a part of a payment to us counted but
+/// never appended (a claim would wait for it forever). Like a failed write,
+/// it makes the store refuse all further work until it is reopened.
+struct FailOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ChannelStore<Sharded> {
@@ -215,9 +230,10 @@ impl<C: Container> ChannelStore<C> {
         })
     }
 
-    /// Whether a write to the persister failed. Memory may then be ahead of
-    /// disk, so the store refuses all further work: reopen it (a restart
-    /// from what is on disk loses nothing that was acknowledged).
+    /// Whether a write to the persister failed, or a call panicked while
+    /// it held a peer's lock. Memory may then be ahead of disk (or half
+    /// changed), so the store refuses all further work: reopen it (a
+    /// restart from what is on disk loses nothing that was acknowledged).
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
@@ -225,7 +241,7 @@ impl<C: Container> ChannelStore<C> {
     fn check_not_failed(&self) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(StoreError::Persist(
-                "an earlier write failed; reopen the store".into(),
+                "an earlier write failed or a call panicked; reopen the store".into(),
             ));
         }
         Ok(())
@@ -280,6 +296,7 @@ impl<C: Container> ChannelStore<C> {
         f: impl FnOnce(&mut Section<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_not_failed()?;
+        let _fail_on_panic = FailOnPanic(&self.failed);
         let (result, outcome) = self
             .container
             .with_peer_indexed(node, |ps| {
