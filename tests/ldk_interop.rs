@@ -732,6 +732,14 @@ fn scenario_7_force(funder: Side, closer: Side) {
     net.run();
     let ldk_reason = ldk_closed(&mut net, 0, chan.id);
     let cs_reason = cs_closed(&mut net, 0, chan.id);
+    if closer == Side::Ldk {
+        // LDK's error is the close itself; anything else is a complaint.
+        let errors = net.take_ldk_errors();
+        net.check(
+            errors.len() == 1 && errors[0].contains("SendErrorMessage \"test force close\""),
+            format!("LDK sent its force-close error and nothing else: {errors:?}"),
+        );
+    }
     match closer {
         Side::Ldk => {
             net.check(
@@ -2507,6 +2515,21 @@ fn s7_close_before_channel_ready_confirmed_and_reconnected(
     // The retransmission window after a reestablish ends at a tick.
     net.cs[0].timer_tick_occurred();
     net.run();
+    // The closing transaction may confirm before LDK has chanstore's
+    // last closing_signed: LDK then closes on seeing it on chain, says so,
+    // and answers the closing_signed still in flight with an unknown
+    // channel. Nothing else may come.
+    let errors = net.take_ldk_errors();
+    let expected = [
+        "SendErrorMessage \"Channel closed because commitment or closing transaction was confirmed on chain.\"",
+        "SendErrorMessage \"Got a message for a channel from the wrong node! No such channel",
+    ];
+    net.check(
+        errors
+            .iter()
+            .all(|e| expected.iter().any(|x| e.contains(x))),
+        format!("LDK complained of more than the race with the chain: {errors:?}"),
+    );
     net.assert_clean("close before channel_ready, confirmed and reconnected");
     let ldk_reason = ldk_closed(&mut net, 0, id);
     let cs_reason = cs_closed(&mut net, 0, id);

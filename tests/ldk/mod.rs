@@ -920,6 +920,12 @@ impl<'n, 'a, 'b, 'c> Net<'n, 'a, 'b, 'c> {
             .count()
     }
 
+    /// Takes the complaints LDK made so far (a test that expects LDK to
+    /// send an error checks them, and the rest of the run stays checked).
+    pub fn take_ldk_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.ldk_errors)
+    }
+
     /// Panics, with the transcript, if either side refused or complained.
     pub fn assert_clean(&self, what: &str) {
         if !self.cs_refusals.is_empty()

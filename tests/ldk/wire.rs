@@ -169,7 +169,15 @@ pub fn ldk_event_to_wire(event: MessageSendEvent) -> Vec<Out> {
                     why: format!("DisconnectPeerWithWarning {:?}", m.data),
                 },
             ],
-            ErrorAction::SendErrorMessage { msg: m } => vec![msg(&node_id, &m)],
+            // An error closes the channel it names (or all): LDK failed
+            // them, which `Net::assert_clean` must see.
+            ErrorAction::SendErrorMessage { msg: m } => vec![
+                msg(&node_id, &m),
+                Out::Note {
+                    peer: Some(node_id),
+                    what: format!("HandleError SendErrorMessage {:?}", m.data),
+                },
+            ],
             ErrorAction::SendWarningMessage { msg: m, .. } => vec![msg(&node_id, &m)],
             ErrorAction::IgnoreError => vec![Out::Note {
                 peer: Some(node_id),
