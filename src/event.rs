@@ -283,11 +283,12 @@ pub struct ChannelDetails {
     /// flight, the reserve the peer requires and (if we pay it) the fee.
     pub outbound_capacity_msat: u64,
     /// The peer's balance minus HTLCs it offered that are still in flight,
-    /// plus ours it fulfilled (its value from the fulfill on, though the
-    /// HTLC is still being removed from the commitments).
+    /// plus what is its own already though the HTLC is still being removed
+    /// from the commitments: ours it fulfilled (from its fulfill on) and
+    /// its own we failed (once it acked the removal).
     pub inbound_capacity_msat: u64,
-    /// Value of HTLCs in flight in either direction, less ours the peer
-    /// fulfilled (counted in `inbound_capacity_msat`): `balance_msat`,
+    /// Value of HTLCs in flight in either direction, less what is the
+    /// peer's already (counted in `inbound_capacity_msat`): `balance_msat`,
     /// `inbound_capacity_msat` and this add up to the channel's value.
     pub in_flight_msat: u64,
     /// Number of HTLCs in flight in either direction.

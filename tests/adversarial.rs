@@ -452,6 +452,78 @@ fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
     assert_unchanged(&[&a], &frozen);
 }
 
+/// Once the peer has revoked the commitment that had its HTLC we failed, the
+/// value is the peer's again: any `commitment_signed` it sends from then on
+/// has the failure (LDK spends it from there, `ldk_interop.rs`,
+/// `s6_ldk_raises_the_fee_after_a_fail_crossed_its_payment`). So an add
+/// paid from it is taken; the snapshot adds up, the record reads back
+/// (without the add, which no `commitment_signed` covers), and more than
+/// the failure gave back is still refused.
+#[test]
+fn a_peer_may_spend_its_htlc_we_failed_once_it_revoked() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 600_000_000);
+    let failed = PaymentPreimage([8; 32]);
+    b.send_payment(
+        &route_to(&a, scid),
+        failed.payment_hash(),
+        500_000_000,
+        invoice(&route_to(&a, scid), failed.payment_hash()),
+    )
+    .unwrap();
+    deliver_all(&[&a, &b]);
+    events(&a);
+    a.fail_htlc_backwards(&failed.payment_hash()).unwrap();
+    // A's update_fail_htlc and commitment_signed reach B; B's
+    // revoke_and_ack reaches A, its commitment_signed waits.
+    for (_, msg) in take_msgs(&a) {
+        deliver_one(&a, &b, msg);
+    }
+    for (_, msg) in take_msgs(&b) {
+        if matches!(msg, Message::RevokeAndAck(_)) {
+            deliver_one(&b, &a, msg);
+        }
+    }
+    let add = craft_add(&a, id, 1, 450_000_000, preimage(8, 1).payment_hash(), CLTV);
+    a.handle_message(&b.node_id(), add).unwrap();
+    let d = a.channel_details(&id).unwrap();
+    assert_eq!(
+        (d.balance_msat, d.inbound_capacity_msat, d.in_flight_msat),
+        (400_000_000, 150_000_000, 450_000_000),
+        "{d:?}"
+    );
+    a.check_value_conserved().unwrap();
+    let record = a.encode_channel(&id).unwrap();
+    let decoded = chanstore::persist::decode_channel_details(&record, &world::secret(1)).unwrap();
+    assert_eq!(
+        (decoded.inbound_capacity_msat, decoded.pending_htlcs),
+        (600_000_000, 1)
+    );
+    let too_much = craft_add(&a, id, 2, 150_000_001, preimage(8, 2).payment_hash(), CLTV);
+    let (frozen, _) = freeze(&[&a]);
+    assert_eq!(
+        a.handle_message(&b.node_id(), too_much),
+        Err(StoreError::AmountExceedsBalance {
+            channel_id: id,
+            amount_msat: 150_000_001,
+            available_msat: 150_000_000
+        })
+    );
+    assert_unchanged(&[&a], &frozen);
+    // B never signs its crafted add: a reconnection forgets it, and the
+    // failure's round trip completes.
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect_all(&[&a, &b]);
+    deliver_all(&[&a, &b]);
+    let d = a.channel_details(&id).unwrap();
+    assert_eq!((d.balance_msat, d.pending_htlcs), (400_000_000, 0), "{d:?}");
+    for n in [&a, &b] {
+        n.check_value_conserved().unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Regressions: one id for two channels of one peer.
 // ---------------------------------------------------------------------------

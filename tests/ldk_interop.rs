@@ -23,6 +23,10 @@
 //!   in-flight cap. `s2_ldk_spends_a_payment_it_just_claimed`: LDK pays
 //!   out of a payment whose HTLC chanstore has not ended yet (and the
 //!   channel record of that state reads back).
+//!   `s2_ldk_adds_from_its_holding_cell_after_a_fail_crossed_its_payment`
+//!   and `s2_chanstore_pays_ldk_while_ldk_claim_is_uncommitted`: each side
+//!   counts a removal the other has not yet committed as the other counts
+//!   it, so neither refuses an honest add.
 //! - **3, forwarding.** `s3_chanstore_forwards_between_ldk_nodes` and
 //!   `s3_ldk_forwards_between_chanstore_nodes`, with each hop's fee and
 //!   CLTV delta.
@@ -38,7 +42,8 @@
 //! - **6, update_fee.** `s6_update_fee_from_{ldk,chanstore}` and their
 //!   `_overlapping` variants (a second `update_fee` before the first's
 //!   `revoke_and_ack`), `s6_update_fee_from_ldk_with_dust_pending`,
-//!   `s6_ldk_raises_the_fee_out_of_a_payment_it_just_claimed`.
+//!   `s6_ldk_raises_the_fee_out_of_a_payment_it_just_claimed`,
+//!   `s6_ldk_raises_the_fee_after_a_fail_crossed_its_payment`.
 //! - **7, closes.** `s7_coop_close_{ldk,cs}_initiates_{ldk,cs}_funded`,
 //!   `s7_coop_close_negotiated_*` (`fee_range` negotiation),
 //!   `s7_force_close_by_{ldk,cs}`, `s7_coop_close_cut_at_every_step_*`
@@ -2686,4 +2691,209 @@ fn s6_ldk_raises_the_fee_out_of_a_payment_it_just_claimed() {
         d.feerate_per_kw == 5_000 && ldk_feerate(&net, chan.id) == Some(5_000),
         format!("both sides at 5000 sat/kw: {d:?}"),
     );
+}
+
+// ---------------------------------------------------------------------
+// Scenarios 2 and 6: removals LDK counts before or after chanstore does
+// ---------------------------------------------------------------------
+
+/// LDK funds; it pays chanstore X, and chanstore fails X back while LDK
+/// sends Y, so both `commitment_signed` cross. LDK, awaiting chanstore's
+/// `revoke_and_ack`, receives the fail and chanstore's `commitment_signed`:
+/// X is `AwaitingRemoteRevokeToRemove` and LDK counts its value as its own
+/// again. Its `update_fee` (held until chanstore's `revoke_and_ack`) is
+/// priced with X's value. chanstore, whose X was still live
+/// (`RcvdRemoveRevocation`), counted X against LDK, refused the fee and
+/// failed the channel.
+#[test]
+fn s6_ldk_raises_the_fee_after_a_fail_crossed_its_payment() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    let ldk_sat = 135_000u64;
+    let chan = open_from_ldk(&mut net, 0, 0, 1_000_000, (1_000_000 - ldk_sat) * 1000);
+    let x_hash = ldk_pays_cs(&mut net, 0, 0, chan, 100_000_000);
+    net.run();
+    net.assert_clean("X committed");
+    let got_x = net
+        .take_cs_events(0)
+        .iter()
+        .any(|e| matches!(e, chanstore::Event::PaymentReceived { .. }));
+    net.check(got_x, "chanstore received X");
+    // Y from LDK and the fail of X from chanstore, at the same time.
+    ldk_pays_cs(&mut net, 0, 0, chan, 20_000_000);
+    net.cs[0].fail_htlc_backwards(&x_hash).unwrap();
+    let f = net.in_flight();
+    net.log_note(format!("== in flight: {f:?} =="));
+    // LDK gets the fail and chanstore's commitment_signed first.
+    net.step_dir(true);
+    net.step_dir(true);
+    let f = net.in_flight();
+    net.log_note(format!("== in flight: {f:?} =="));
+    *net.ldk[0].fee_estimator.sat_per_kw.lock().unwrap() = 10_000;
+    net.ldk[0].node.timer_tick_occurred();
+    let mut ledger = Ledger::default();
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("LDK's update_fee after the crossed fail");
+    let closed = cs_closed(&mut net, 0, chan.id);
+    net.check(
+        closed.is_none(),
+        format!("the channel is still open: {closed:?}"),
+    );
+    net.check(
+        ldk_feerate(&net, chan.id) == Some(10_000),
+        format!("LDK at 10000: {:?}", ldk_feerate(&net, chan.id)),
+    );
+}
+
+/// chanstore funds and keeps little more than LDK's reserve and the fee
+/// for two HTLCs. LDK pays X, chanstore fails X while LDK sends Y (crossed
+/// `commitment_signed`); LDK, awaiting chanstore's `revoke_and_ack`, gets
+/// the fail and the `commitment_signed` (X out of LDK's projection of
+/// chanstore's commitment) and sends Z from its holding cell once the
+/// `revoke_and_ack` comes. The commitment Z enters has Y and Z, not X:
+/// chanstore counted X too, refused Z, and the channel was wedged.
+#[test]
+fn s2_ldk_adds_from_its_holding_cell_after_a_fail_crossed_its_payment() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    let chan = open_from_cs(&mut net, 0, 0, 1_000_000, 900_000_000);
+    // chanstore spends all it can: it keeps LDK's reserve and its fee
+    // spike buffer (the fee at 506 sat/kw with two HTLCs: 540 sat).
+    let mut ledger = Ledger::default();
+    let all = capacity(&net, Side::Cs, chan.id);
+    cs_pays_ldk(&mut net, 0, 0, chan, all);
+    settle(&mut net, &mut ledger, true);
+    // Six HTLCs from LDK that chanstore holds: LDK's X, Y, Z are the
+    // 7th, 8th and 9th (the fee at 253 sat/kw: 531 sat with 8, 574 with 9).
+    for _ in 0..6 {
+        ldk_pays_cs(&mut net, 0, 0, chan, 10_000_000);
+    }
+    net.run();
+    let held: Vec<_> = net
+        .take_cs_events(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            chanstore::Event::PaymentReceived {
+                payment_preimage, ..
+            } => payment_preimage,
+            _ => None,
+        })
+        .collect();
+    net.check(held.len() == 6, "chanstore holds six payments");
+    let d = net.cs[0].channel_details(&chan.id).unwrap();
+    net.log_note(format!("== chanstore: {d:?} =="));
+    let x_hash = ldk_pays_cs(&mut net, 0, 0, chan, 50_000_000);
+    net.run();
+    net.assert_clean("X committed");
+    let got_x = net
+        .take_cs_events(0)
+        .iter()
+        .any(|e| matches!(e, chanstore::Event::PaymentReceived { .. }));
+    net.check(got_x, "chanstore received X");
+    ldk_pays_cs(&mut net, 0, 0, chan, 20_000_000);
+    net.cs[0].fail_htlc_backwards(&x_hash).unwrap();
+    net.step_dir(true);
+    net.step_dir(true);
+    let f = net.in_flight();
+    net.log_note(format!("== in flight: {f:?} =="));
+    // LDK, awaiting chanstore's RAA: Z goes to its holding cell.
+    ldk_pays_cs(&mut net, 0, 0, chan, 20_000_000);
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("LDK's add from its holding cell after the crossed fail");
+    net.check(
+        ledger.ldk_sent.len() == 2,
+        format!("Y and Z arrived: {ledger:?}"),
+    );
+}
+
+/// LDK funds. chanstore pays LDK H, LDK spends down to its reserve and
+/// fee spike buffer, then claims H: its `update_fulfill_htlc` reaches
+/// chanstore, its `commitment_signed` does not yet. LDK counts H as its own
+/// only once it has chanstore's `revoke_and_ack` for the commitment without
+/// H (until then H is `LocalRemoved`). chanstore credited H to LDK from the
+/// fulfill on and sent adds LDK priced without H's value: LDK force-closed
+/// ("would put our balance under counterparty-announced channel reserve").
+#[test]
+fn s2_chanstore_pays_ldk_while_ldk_claim_is_uncommitted() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    let mut net = Net::new(&nodes, 1);
+    net.connect(0, 0);
+    net.run();
+    let chan = open_from_ldk(&mut net, 0, 0, 1_000_000, 900_000_000);
+    cs_pays_ldk(&mut net, 0, 0, chan, 50_000_000);
+    net.run();
+    let mut h_preimage = None;
+    for ev in net.take_ldk_events(0) {
+        if let LdkEvent::PaymentClaimable { purpose, .. } = ev {
+            h_preimage = purpose.preimage();
+        }
+    }
+    let h_preimage = h_preimage.expect("LDK holds H");
+    // LDK spends all it can (chanstore claims it).
+    let all = capacity(&net, Side::Ldk, chan.id);
+    ldk_pays_cs(&mut net, 0, 0, chan, all);
+    net.run();
+    for ev in net.take_cs_events(0) {
+        if let chanstore::Event::PaymentReceived {
+            payment_preimage, ..
+        } = ev
+        {
+            net.cs[0].claim_funds(payment_preimage.unwrap()).unwrap();
+        }
+    }
+    net.run();
+    net.assert_clean("LDK spent down");
+    let _ = net.take_ldk_events(0);
+    let d = net.cs[0].channel_details(&chan.id).unwrap();
+    net.log_note(format!("== chanstore: {d:?} =="));
+    // LDK claims H: deliver its update_fulfill_htlc only.
+    net.ldk[0].node.claim_funds(h_preimage);
+    net.step_dir(false);
+    let f = net.in_flight();
+    net.log_note(format!("== in flight: {f:?} =="));
+    let mut sent = 0;
+    for _ in 0..12 {
+        let (hash, secret) = ldk_invoice(&net, 0, 3_000_000);
+        let route = chanstore::Route {
+            hops: vec![chanstore::RouteHop {
+                node_id: net.id(Party::Ldk(0)),
+                short_channel_id: chan.scid,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            }],
+        };
+        match net.cs[0].send_payment(
+            &route,
+            hash,
+            3_000_000,
+            RecipientOnionFields::secret_only(secret),
+        ) {
+            Ok(_) => sent += 1,
+            Err(e) => {
+                net.log_note(format!("== chanstore would not send more: {e:?} =="));
+                break;
+            }
+        }
+        // chanstore's messages reach LDK; LDK's commitment_signed waits.
+        while net.in_flight().iter().any(|m| matches!(m.0, Party::Cs(_))) {
+            net.step_dir(true);
+        }
+    }
+    net.log_note(format!("== chanstore sent {sent} =="));
+    let mut ledger = Ledger::default();
+    settle(&mut net, &mut ledger, true);
+    let open = net.ldk[0]
+        .node
+        .list_channels()
+        .iter()
+        .any(|c| c.channel_id == ldk_id(chan.id));
+    net.check(
+        open,
+        format!("LDK force-closed the channel (chanstore sent {sent})"),
+    );
+    net.assert_clean("chanstore adds while LDK fulfill is in flight");
 }

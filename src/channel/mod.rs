@@ -390,30 +390,6 @@ impl Channel {
         self.funding_sat * 1000
     }
 
-    /// Sum of live HTLCs offered by us (`true`) or by the peer (`false`).
-    pub(crate) fn offered_in_flight_msat(&self, by_us: bool) -> u64 {
-        self.htlcs
-            .iter()
-            .filter(|h| h.offered() == by_us)
-            .map(|h| h.amount_msat)
-            .sum()
-    }
-
-    /// Our HTLCs the peer fulfilled that have not ended yet: the peer's
-    /// from its fulfill on, though `to_remote_msat` takes them only when
-    /// they end. Their removal is in every commitment to come (it reached
-    /// us before any update of the peer's we check from then on), and the
-    /// preimage makes the value the peer's whatever happens. LDK spends it
-    /// that early: in its `update_fee` from its fulfill on (lightning 0.2.7
-    /// `get_next_commitment_projection`), in its adds from our
-    /// `revoke_and_ack` on (its `value_to_self_msat`).
-    pub(crate) fn fulfilled_by_peer_msat(&self) -> u64 {
-        self.htlcs
-            .iter()
-            .filter(|h| h.offered() && h.is_fulfilled())
-            .fold(0, |sum: u64, h| sum.saturating_add(h.amount_msat))
-    }
-
     /// Whether any HTLC or fee update is still in flight.
     pub(crate) fn has_pending_updates(&self) -> bool {
         !self.htlcs.is_empty() || !self.pending_fees.is_empty()
@@ -432,11 +408,13 @@ impl Channel {
         if !self.value_is_conserved() {
             return Err("channel.balances");
         }
-        if self.offered_in_flight_msat(true) > self.to_local_msat
-            || self.offered_in_flight_msat(false)
-                > self
-                    .to_remote_msat
-                    .saturating_add(self.fulfilled_by_peer_msat())
+        // What each side offered is within what it has. The peer's may be
+        // paid for by ours it fulfilled (see `HtlcTotals`). Not by its own
+        // we failed: its add paid from one is committed only by a
+        // `commitment_signed` that also ends the failed HTLC.
+        let t = self.htlc_totals();
+        if t.ours_msat > self.to_local_msat
+            || t.theirs_msat > self.to_remote_msat.saturating_add(t.fulfilled_by_peer_msat)
         {
             return Err("channel.htlcs");
         }
@@ -479,19 +457,20 @@ impl Channel {
 
     /// A snapshot for readers.
     pub(crate) fn details(&self) -> ChannelDetails {
-        let ours = self.offered_in_flight_msat(true);
-        let theirs = self.offered_in_flight_msat(false);
+        let t = self.htlc_totals();
+        let (_, inbound_capacity_msat) = self.spendable_from(&t);
         ChannelDetails {
             channel_id: self.channel_id,
             counterparty_node_id: self.counterparty,
             funding_outpoint: self.funding_outpoint,
             short_channel_id: self.short_channel_id,
             channel_value_sat: self.funding_sat,
-            balance_msat: self.to_local_msat - ours,
+            balance_msat: self.to_local_msat.saturating_sub(t.ours_msat),
             outbound_capacity_msat: self.available_to_send_msat(),
-            inbound_capacity_msat: self.spendable_balances().1,
-            // Ours the peer fulfilled are its balance already.
-            in_flight_msat: ours + theirs - self.fulfilled_by_peer_msat(),
+            inbound_capacity_msat,
+            // What is the peer's already is in its balance.
+            in_flight_msat: (t.ours_msat.saturating_add(t.theirs_msat))
+                .saturating_sub(t.fulfilled_by_peer_msat.saturating_add(t.failed_back_msat)),
             pending_htlcs: self.htlcs.len(),
             is_outbound: self.is_outbound,
             feerate_per_kw: self.feerate_per_kw,

@@ -37,13 +37,15 @@
 //!   leave it the fee of *our* next commitment (its reserve may go to it),
 //!   or our commitment could not confirm.
 //! * **Balances.** Both count a live HTLC against its offerer until it has
-//!   ended on their own side, and credit nothing before, with one
-//!   exception: our HTLCs the peer fulfilled are the peer's from its
-//!   fulfill on, as LDK spends them (its `update_fee` at once, its adds
-//!   after our `revoke_and_ack`), before our side ends them. Our own
-//!   fulfills are not credited to us: the peer's next `commitment_signed`
-//!   may have crossed them. The receiver of an HTLC ends it no later than
-//!   its offerer (see `commit.rs`).
+//!   ended on their own side, and credit nothing before, with two
+//!   exceptions, both the peer's, as LDK spends them before our side ends
+//!   the HTLC (see `HtlcTotals`): our HTLCs it fulfilled, from its fulfill
+//!   on (to LDK's `update_fee` at once, but to its view of our adds only
+//!   after our `revoke_and_ack`), and its HTLCs we failed, once it acked
+//!   the removal (such an HTLC is also in neither next commitment). Our
+//!   own removals are not credited to us: the peer's next
+//!   `commitment_signed` may have crossed them. The receiver of an HTLC
+//!   ends it no later than its offerer (see `commit.rs`).
 //! * **Fee spike buffer.** The funder, when it sends, keeps enough to pay
 //!   the fee at twice the feerate with one more HTLC (BOLT 2's recommended
 //!   "fee spike buffer"), so that an add of the other side racing with its
@@ -96,6 +98,34 @@ pub(crate) struct Projection {
     pub(crate) dust_msat: u64,
 }
 
+/// What a channel's live HTLCs take from, or already give to, each side,
+/// from one walk over them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HtlcTotals {
+    /// Our live HTLCs: how many, and their value.
+    pub(crate) ours: usize,
+    pub(crate) ours_msat: u64,
+    /// The peer's live HTLCs: how many, and their value.
+    pub(crate) theirs: usize,
+    pub(crate) theirs_msat: u64,
+    /// Ours the peer fulfilled: the peer's from its fulfill on, though
+    /// `to_remote_msat` takes them only when they end. Their removal is in
+    /// every commitment to come (it reached us before any update of the
+    /// peer's we check from then on), and the preimage makes the value the
+    /// peer's whatever happens. LDK spends it that early: in its
+    /// `update_fee` from its fulfill on (lightning 0.2.7
+    /// `get_next_commitment_projection`), in its adds from our
+    /// `revoke_and_ack` on (its `value_to_self_msat`).
+    pub(crate) fulfilled_by_peer_msat: u64,
+    /// Of those, the ones LDK does not count as its own yet: we have not
+    /// sent the `revoke_and_ack` for the commitment without them.
+    pub(crate) fulfilled_unrevoked_msat: u64,
+    /// The peer's we failed whose removal it acked (see
+    /// [`Channel::peer_removal_acked`]): the peer's again in both next
+    /// commitments.
+    pub(crate) failed_back_msat: u64,
+}
+
 /// Which HTLCs a view counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Counted {
@@ -126,6 +156,49 @@ impl Channel {
         }
     }
 
+    /// A peer's HTLC we removed whose removal the peer has acked (it revoked
+    /// the commitment that had it): gone from both next commitments, since
+    /// any `commitment_signed` the peer sends from then on has the removal.
+    /// LDK counts it so from its receipt of our `commitment_signed` on
+    /// (`AwaitingRemoteRevokeToRemove`), a failed one's value back with it.
+    pub(crate) fn peer_removal_acked(h: &Htlc) -> bool {
+        !h.offered()
+            && matches!(
+                h.state,
+                HtlcState::RcvdRemoveRevocation | HtlcState::RcvdRemoveAckCommit
+            )
+    }
+
+    /// The sums of [`HtlcTotals`], in one walk (saturating: a corrupt record
+    /// is refused by `check_consistency`, not by an overflow).
+    pub(crate) fn htlc_totals(&self) -> HtlcTotals {
+        let mut t = HtlcTotals::default();
+        for h in &self.htlcs {
+            let amount = h.amount_msat;
+            if h.offered() {
+                t.ours += 1;
+                t.ours_msat = t.ours_msat.saturating_add(amount);
+                if h.is_fulfilled() {
+                    t.fulfilled_by_peer_msat = t.fulfilled_by_peer_msat.saturating_add(amount);
+                    if !matches!(
+                        h.state,
+                        HtlcState::SentRemoveRevocation | HtlcState::SentRemoveAckCommit
+                    ) {
+                        t.fulfilled_unrevoked_msat =
+                            t.fulfilled_unrevoked_msat.saturating_add(amount);
+                    }
+                }
+            } else {
+                t.theirs += 1;
+                t.theirs_msat = t.theirs_msat.saturating_add(amount);
+                if Self::peer_removal_acked(h) && !h.is_fulfilled() {
+                    t.failed_back_msat = t.failed_back_msat.saturating_add(amount);
+                }
+            }
+        }
+        t
+    }
+
     /// The next commitment of our side (`local`) or the peer's, carrying the
     /// HTLCs `counted` picks plus `candidate` (offered by us?, amount),
     /// trimmed at `trim_feerate`.
@@ -148,7 +221,7 @@ impl Channel {
         let htlcs = self
             .htlcs
             .iter()
-            .filter(|h| Self::counts(h, counted))
+            .filter(|h| Self::counts(h, counted) && !Self::peer_removal_acked(h))
             .map(|h| (h.offered(), h.amount_msat));
         for (offered_by_us, amount) in htlcs.chain(candidate) {
             // In our commitment we are the broadcaster; in theirs, they are.
@@ -169,14 +242,21 @@ impl Channel {
     }
 
     /// Our balance and the peer's, each less the live HTLCs it offered (the
-    /// value no side may spend until they end), the peer's plus our HTLCs
-    /// it fulfilled (see [`Channel::fulfilled_by_peer_msat`]).
+    /// value no side may spend until they end), the peer's plus what is
+    /// its own already: our HTLCs it fulfilled and its HTLCs we failed
+    /// whose removal it acked (see [`HtlcTotals`]).
     pub(crate) fn spendable_balances(&self) -> (u64, u64) {
-        let ours = self.to_local_msat - self.offered_in_flight_msat(true);
-        let theirs = (self
+        self.spendable_from(&self.htlc_totals())
+    }
+
+    /// [`Channel::spendable_balances`] from totals already walked.
+    pub(crate) fn spendable_from(&self, t: &HtlcTotals) -> (u64, u64) {
+        let ours = self.to_local_msat.saturating_sub(t.ours_msat);
+        let theirs = self
             .to_remote_msat
-            .saturating_add(self.fulfilled_by_peer_msat()))
-        .saturating_sub(self.offered_in_flight_msat(false));
+            .saturating_add(t.fulfilled_by_peer_msat)
+            .saturating_add(t.failed_back_msat)
+            .saturating_sub(t.theirs_msat);
         (ours, theirs)
     }
 
@@ -219,22 +299,19 @@ impl Channel {
         let channel_id = self.channel_id;
         let limits = &self.theirs;
         self.check_amount_limits(amount_msat, limits.htlc_minimum_msat)?;
-        let ours_in_flight: Vec<u64> = self
-            .htlcs
-            .iter()
-            .filter(|h| h.offered())
-            .map(|h| h.amount_msat)
-            .collect();
+        let totals = self.htlc_totals();
         self.check_count_and_in_flight(
-            ours_in_flight.len() as u64 + 1,
-            ours_in_flight
-                .iter()
-                .sum::<u64>()
-                .saturating_add(amount_msat),
+            totals.ours as u64 + 1,
+            totals.ours_msat.saturating_add(amount_msat),
             limits.max_accepted_htlcs,
             limits.max_htlc_value_in_flight_msat,
         )?;
-        let (our_msat, their_msat) = self.spendable_balances();
+        let (our_msat, their_msat) = self.spendable_from(&totals);
+        // The peer prices our add with what it knows of its balance: LDK
+        // counts our HTLCs it fulfilled as its own only once it has our
+        // `revoke_and_ack` for the commitment without them (it drops its
+        // `LocalRemoved` HTLCs there), and that comes after this add.
+        let their_msat = their_msat.saturating_sub(totals.fulfilled_unrevoked_msat);
         if amount_msat > our_msat {
             return Err(StoreError::AmountExceedsBalance {
                 channel_id,
@@ -298,19 +375,14 @@ impl Channel {
         self.check_amount_limits(amount_msat, limits.htlc_minimum_msat)?;
         // Still in our commitment, whatever its removal: it counts towards
         // the peer's limits.
-        let theirs: Vec<u64> = self
-            .htlcs
-            .iter()
-            .filter(|h| !h.offered())
-            .map(|h| h.amount_msat)
-            .collect();
+        let totals = self.htlc_totals();
         self.check_count_and_in_flight(
-            theirs.len() as u64 + 1,
-            theirs.iter().sum::<u64>().saturating_add(amount_msat),
+            totals.theirs as u64 + 1,
+            totals.theirs_msat.saturating_add(amount_msat),
             limits.max_accepted_htlcs,
             limits.max_htlc_value_in_flight_msat,
         )?;
-        let (our_msat, their_msat) = self.spendable_balances();
+        let (our_msat, their_msat) = self.spendable_from(&totals);
         if amount_msat > their_msat {
             return Err(StoreError::AmountExceedsBalance {
                 channel_id,
