@@ -110,7 +110,7 @@ impl Features {
         let byte = (bit / 8) as usize;
         if byte >= self.wire.len() {
             let grow = byte + 1 - self.wire.len();
-            self.wire.splice(0..0, std::iter::repeat(0).take(grow));
+            self.wire.splice(0..0, std::iter::repeat_n(0, grow));
         }
         let len = self.wire.len();
         self.wire[len - 1 - byte] |= 1 << (bit % 8);

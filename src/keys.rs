@@ -558,7 +558,7 @@ fn expected_bucket_index(bucket: usize, min: u64) -> Option<u64> {
     }
     // Indices in this bucket are odd multiples of 2^bucket.
     let mut multiple = min.div_ceil(1 << bucket);
-    if multiple % 2 == 0 {
+    if multiple.is_multiple_of(2) {
         multiple += 1;
     }
     let index = multiple << bucket;

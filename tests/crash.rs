@@ -63,7 +63,7 @@ fn schedule(seed: u64) -> Vec<Kill> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 4 == 0 {
+            if x.is_multiple_of(4) {
                 Kill::AfterMillis(20 + (x >> 8) % 400)
             } else {
                 Kill::AfterBatches(1 + (x >> 8) % 400)

@@ -413,7 +413,7 @@ impl Sim {
                 }
                 self.pays.get_mut(&hash).unwrap().decided = Some(Decided::Claim);
                 // A confused user fails what it claimed: nothing to fail.
-                if hash.0[31] % 4 == 0 {
+                if hash.0[31].is_multiple_of(4) {
                     let res = self.nodes[C].fail_htlc_backwards(&hash);
                     self.log
                         .push(format!("c fails claimed {} -> {res:?}", short_hash(&hash)));

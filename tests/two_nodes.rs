@@ -265,7 +265,7 @@ fn deliver_checked(a: &ChannelStore, b: &ChannelStore, id: &ChannelId, seed: &mu
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let pick_a = b_to_a.is_empty() || (!a_to_b.is_empty() && (*seed >> 33) % 2 == 0);
+        let pick_a = b_to_a.is_empty() || (!a_to_b.is_empty() && (*seed >> 33).is_multiple_of(2));
         if pick_a {
             deliver_one(a, b, a_to_b.pop_front().unwrap());
         } else {
@@ -279,7 +279,7 @@ fn deliver_checked(a: &ChannelStore, b: &ChannelStore, id: &ChannelId, seed: &mu
 /// Amount of payment `i` of a side: every fifth one is below the dust limit
 /// (trimmed from the commitments), the others are real HTLC outputs.
 fn bulk_amount(i: u16) -> u64 {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         300_000
     } else {
         1_000_000 + u64::from(i) * 1_000

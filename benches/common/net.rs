@@ -719,7 +719,7 @@ impl<C: Container> Worker<C> {
         let mut mine_in_flight = 0u64;
         loop {
             if sending {
-                let quota_left = quota.map_or(true, |q| stats.sent < q);
+                let quota_left = quota.is_none_or(|q| stats.sent < q);
                 // SeqCst: see `RunCtx`; pairs with the main thread's store.
                 if !quota_left || ctx.stop_sending.load(Ordering::SeqCst) {
                     sending = false;
@@ -728,7 +728,7 @@ impl<C: Container> Worker<C> {
                     // `in_flight == 0` knows every payment has ended.
                     ctx.senders.fetch_sub(1, Ordering::SeqCst);
                 } else {
-                    while mine_in_flight < window && quota.map_or(true, |q| stats.sent < q) {
+                    while mine_in_flight < window && quota.is_none_or(|q| stats.sent < q) {
                         self.send_one(spec, &mut stats);
                         mine_in_flight += 1;
                     }

@@ -42,10 +42,7 @@ impl TlvWriter {
 
     /// Appends one record.
     pub(crate) fn record(&mut self, ty: u64, value: &[u8]) -> &mut Self {
-        debug_assert!(
-            self.last.map_or(true, |l| l < ty),
-            "tlv types must increase"
-        );
+        debug_assert!(self.last.is_none_or(|l| l < ty), "tlv types must increase");
         self.last = Some(ty);
         write_bigsize(&mut self.out, ty);
         write_bigsize(&mut self.out, value.len() as u64);

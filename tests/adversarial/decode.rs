@@ -261,8 +261,8 @@ impl Bytes<'_> {
             15 => Forged::ChannelUpdate {
                 chan: self.target(),
                 signer: self.u8(),
-                other_chain: self.u8() % 4 == 0,
-                flip_direction: self.u8() % 4 == 0,
+                other_chain: self.u8().is_multiple_of(4),
+                flip_direction: self.u8().is_multiple_of(4),
                 timestamp: self.u32(),
                 fee_base_msat: self.u32(),
             },

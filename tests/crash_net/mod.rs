@@ -507,7 +507,10 @@ impl Payer {
         }
         let next = self.next;
         let c = next / CLOSE_EVERY;
-        if next % CLOSE_EVERY == 0 && (1..=CLOSES).contains(&c) && !self.closes.contains(&(c - 1)) {
+        if next.is_multiple_of(CLOSE_EVERY)
+            && (1..=CLOSES).contains(&c)
+            && !self.closes.contains(&(c - 1))
+        {
             let (edge, k, kind) = close_plan(c - 1);
             journal_append(dir, &format!("close {} {edge} {k} {kind}", c - 1));
             self.closes.push(c - 1);

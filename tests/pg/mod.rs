@@ -30,7 +30,7 @@ pub fn bin_dir() -> Option<PathBuf> {
             let bin = entry.path().join("bin");
             let version = entry.file_name().to_string_lossy().parse::<u32>().ok();
             if let (Some(v), true) = (version, bin.join("initdb").exists()) {
-                if best.as_ref().map_or(true, |(b, _)| v > *b) {
+                if best.as_ref().is_none_or(|(b, _)| v > *b) {
                     best = Some((v, bin));
                 }
             }
