@@ -370,3 +370,35 @@ fn postgres() {
         },
     );
 }
+
+/// One writer per directory: while a `FilePersister` is open, a second one
+/// on the same directory (here in the same process, which `flock` treats as
+/// another writer too) is refused before it reads or rewrites anything, and
+/// the first goes on writing a log that survives. Once the first is
+/// dropped the directory opens again with every acknowledged write.
+#[test]
+fn file_refuses_a_second_writer() {
+    let dir = tmpdir("second-writer");
+    let mut model = BTreeMap::new();
+    let first = FilePersister::open(&dir, FileOptions::default()).unwrap();
+    write(&first, &mut model, vec![(channel(1), Some(value(1, 100)))]);
+    let log = std::fs::read(dir.join("chanstore.log")).unwrap();
+
+    let Err(err) = FilePersister::open(&dir, FileOptions::default()) else {
+        panic!("a second writer opened a directory already open");
+    };
+    assert!(
+        err.to_string().contains("locked by another writer"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("chanstore.log")).unwrap(),
+        log,
+        "the refused open rewrote the log"
+    );
+
+    write(&first, &mut model, vec![(channel(2), Some(value(2, 100)))]);
+    drop(first);
+    let again = FilePersister::open(&dir, FileOptions::default()).unwrap();
+    assert_eq!(again.load().unwrap(), model);
+}

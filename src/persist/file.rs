@@ -50,6 +50,12 @@
 //! rename, `fsync` of the directory), which also happens at run time when
 //! the log grows past `compact_min_bytes` and four times the live data.
 //!
+//! **Single writer** (`file/lock.rs`): `open` takes an exclusive lock on
+//! `LOCK` in the directory before reading the log and holds it until the
+//! persister is dropped, so a second persister on the same directory, in
+//! this process or another, fails to open instead of writing a log the
+//! first one then overwrites. A crashed process holds no lock.
+//!
 //! **Preallocation** (with `sync` on): the file is extended with written
 //! zeros ahead of the groups (16 KiB at first, then as much again as the
 //! log holds, at most 1 MiB at a time; one `fdatasync` per extension), and
@@ -80,6 +86,9 @@ use parking_lot::{Condvar, Mutex};
 use super::{Key, Persister};
 use crate::error::{DecodeError, StoreError};
 use crate::persist::tlv::Cursor;
+use lock::DirLock;
+
+mod lock;
 
 const LOG_NAME: &str = "chanstore.log";
 const TMP_NAME: &str = "chanstore.log.tmp";
@@ -162,6 +171,9 @@ pub struct FilePersister {
     flushed: Condvar,
     /// Only the leader (or a non-group writer) touches the file.
     file: Mutex<LogFile>,
+    /// No other persister writes this directory while this one lives
+    /// (`file/lock.rs`).
+    _lock: DirLock,
 }
 
 /// The open log, where its next group goes, and how far it is preallocated
@@ -468,11 +480,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl FilePersister {
     /// Opens (or creates) the log in `dir`, recovering from a torn tail and
-    /// compacting it.
+    /// compacting it. Takes the directory's lock first and holds it until
+    /// the persister is dropped: while another persister (in this process
+    /// or another) has `dir` open, this fails with [`StoreError::Persist`]
+    /// ("locked by another writer") and touches nothing.
     pub fn open(dir: impl AsRef<Path>, options: FileOptions) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         let io_err = |e: io::Error| StoreError::Persist(format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(io_err)?;
+        // Before anything is read: another writer may be appending.
+        let lock = DirLock::acquire(&dir)?;
         let path = dir.join(LOG_NAME);
         let mut bytes = Vec::new();
         match File::open(&path) {
@@ -520,6 +537,7 @@ impl FilePersister {
             }),
             flushed: Condvar::new(),
             file: Mutex::new(file),
+            _lock: lock,
         })
     }
 
