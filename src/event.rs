@@ -280,7 +280,9 @@ pub struct ChannelDetails {
     /// nothing for fees (fees come out of the funder's output on chain).
     pub balance_msat: u64,
     /// What we could send in one more HTLC now: our balance after HTLCs in
-    /// flight, the reserve the peer requires and (if we pay it) the fee.
+    /// flight, the reserve the peer requires and (if we pay it) the fee,
+    /// within the peer's in-flight cap (`max_htlc_value_in_flight_msat`);
+    /// 0 while the peer holds as many of our HTLCs as it accepts.
     pub outbound_capacity_msat: u64,
     /// The peer's balance minus HTLCs it offered that are still in flight,
     /// plus what is its own already though the HTLC is still being removed

@@ -935,6 +935,11 @@ fn refuses_value_in_flight_above_maximum() {
     )
     .unwrap();
     deliver_all(&p.nodes());
+    // What A says it can send is what the cap leaves, not its balance.
+    assert_eq!(
+        p.a.channel_details(&p.id).unwrap().outbound_capacity_msat,
+        40_000_000
+    );
     let exceeded = StoreError::InFlightExceeded {
         channel_id: p.id,
         in_flight_msat: 100_000_001,
@@ -974,6 +979,11 @@ fn refuses_more_than_max_accepted_htlcs() {
     }
     deliver_all(&p.nodes());
     assert_eq!(p.b.channel_details(&p.id).unwrap().pending_htlcs, 3);
+    assert_eq!(
+        p.a.channel_details(&p.id).unwrap().outbound_capacity_msat,
+        0,
+        "B holds all the HTLCs it accepts"
+    );
     let too_many = StoreError::TooManyHtlcs {
         channel_id: p.id,
         count: 4,

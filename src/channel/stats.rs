@@ -554,12 +554,29 @@ impl Channel {
     }
 
     /// What we could send in one more HTLC right now (an estimate for
-    /// `ChannelDetails`; `check_our_add` decides).
+    /// `ChannelDetails`; `check_our_add` decides): what our balance allows,
+    /// within the peer's `max_htlc_value_in_flight_msat` and nothing once
+    /// it holds `max_accepted_htlcs` of ours.
     pub(crate) fn available_to_send_msat(&self) -> u64 {
         if !self.is_usable() {
             return 0;
         }
-        let (our_msat, _) = self.spendable_balances();
+        let totals = self.htlc_totals();
+        let limits = &self.theirs;
+        if totals.ours >= usize::from(limits.max_accepted_htlcs) {
+            return 0;
+        }
+        let in_flight_left = limits
+            .max_htlc_value_in_flight_msat
+            .saturating_sub(totals.ours_msat);
+        self.balance_allows_msat(&totals).min(in_flight_left)
+    }
+
+    /// The largest HTLC our balance allows: what is ours after our HTLCs in
+    /// flight, less the reserve the peer requires and, if we fund, the fee
+    /// with it and the fee spike buffer.
+    fn balance_allows_msat(&self, totals: &HtlcTotals) -> u64 {
+        let (our_msat, _) = self.spendable_from(totals);
         let reserve = self.theirs.channel_reserve_sat * 1000;
         if !self.is_outbound {
             return our_msat.saturating_sub(reserve);
