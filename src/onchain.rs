@@ -153,7 +153,13 @@ pub struct ClosedChannelDetails {
     /// peer proved we lost data (broadcasting our commitment would be
     /// punished; wait for the peer's and sweep [`SpendableOutputKind::StaticPayment`]).
     pub transaction: Option<Transaction>,
-    /// The outputs that pay us.
+    /// The outputs that pay us, including the alternatives: only one
+    /// transaction spends the funding output, so of our output in
+    /// `transaction` (the closing transaction, or our commitment) and our
+    /// output in the peer's commitment (`outpoint: None`), only one will
+    /// exist. A cooperative record lists both too: the peer may broadcast
+    /// its latest commitment instead of the closing transaction (LDK does
+    /// when the negotiation did not finish in two timer ticks on its side).
     pub outputs: Vec<SpendableOutput>,
     /// HTLCs still to be resolved on chain.
     pub htlcs: Vec<OnChainHtlc>,

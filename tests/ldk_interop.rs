@@ -51,6 +51,9 @@
 //!   `s7_coop_close_cs_output_between_dust_limits_*` (each signer trims at
 //!   its own dust limit). `s7_coop_close_ldk_output_between_dust_limits`
 //!   is ignored: LDK 0.2.7's own limitation (F10, reason on the test).
+//!   `s7_ldk_gives_up_a_close_chanstore_signed`: LDK times the negotiation
+//!   out after chanstore signed, and chanstore's record names its output in
+//!   the commitment LDK broadcasts.
 //!
 //! Set `LDK_INTEROP_TRACE=1` to print the transcript as it happens.
 
@@ -825,6 +828,89 @@ fn s7_force_close_by_ldk() {
 #[test]
 fn s7_force_close_by_cs() {
     scenario_7_force(Side::Ldk, Side::Cs);
+}
+
+/// LDK, the funder, proposes a closing fee; chanstore agrees and signs,
+/// but its `closing_signed` is still on the way when LDK's timer ticks
+/// twice: LDK gives up the negotiation ("failed to finish within two timer
+/// ticks") and broadcasts its latest commitment. chanstore's record has
+/// the signed closing transaction, and must also name what pays us if
+/// LDK's commitment confirms first: our `to_remote` there, by script and
+/// value (before, it named only the closing output, and a user sweeping
+/// what the record lists would never have swept it).
+#[test]
+fn s7_ldk_gives_up_a_close_chanstore_signed() {
+    one_channel!(nodes, net, chan, Side::Ldk);
+    let mut ledger = Ledger::default();
+    ldk_pays_cs(&mut net, 0, 0, chan, 7_000_000);
+    settle(&mut net, &mut ledger, true);
+    net.assert_clean("a payment before the close");
+    net.cs[0]
+        .close_channel(&chan.id)
+        .expect("chanstore close_channel");
+    let mut steps = 0;
+    while !net
+        .in_flight()
+        .iter()
+        .any(|(from, _, name)| matches!(from, Party::Cs(_)) && name == "closing_signed")
+    {
+        assert!(net.step().is_some(), "no closing_signed from chanstore");
+        steps += 1;
+        assert!(steps < 100, "no closing_signed from chanstore");
+    }
+    net.ldk[0].node.timer_tick_occurred();
+    net.ldk[0].node.timer_tick_occurred();
+    net.collect();
+    let record = net.cs[0]
+        .closed_channel(&chan.id)
+        .expect("chanstore's record");
+    net.check(
+        matches!(record.reason, chanstore::ClosureReason::Cooperative { .. }),
+        format!("chanstore signed the close: {:?}", record.reason),
+    );
+    let closing = record.transaction.clone().expect("the closing transaction");
+    let mempool = net.mempool();
+    let ldk_commitment = mempool
+        .iter()
+        .find(|tx| tx.compute_txid() != closing.compute_txid())
+        .unwrap_or_else(|| panic!("LDK broadcast its commitment: {mempool:?}"));
+    net.check(
+        ldk_commitment.input[0].previous_output == record.funding_outpoint,
+        "LDK's commitment spends the funding output",
+    );
+    let ours_there: Vec<_> = ldk_commitment
+        .output
+        .iter()
+        .filter(|o| {
+            record.outputs.iter().any(|s| {
+                s.outpoint.is_none()
+                    && s.kind == chanstore::SpendableOutputKind::StaticPayment
+                    && s.script_pubkey == o.script_pubkey
+                    && s.value_sat == o.value.to_sat()
+            })
+        })
+        .collect();
+    net.check(
+        ours_there.len() == 1,
+        format!(
+            "the record names our output in LDK's commitment {:?}: {:?}",
+            ldk_commitment.output, record.outputs
+        ),
+    );
+    net.run();
+    let errors = net.take_ldk_errors();
+    let expected = [
+        "SendErrorMessage \"closing_signed negotiation failed to finish within two timer ticks\"",
+        "SendErrorMessage \"Got a message for a channel from the wrong node! No such channel",
+    ];
+    net.check(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| expected.iter().any(|x| e.contains(x))),
+        format!("LDK gave up the negotiation, and said only that: {errors:?}"),
+    );
+    net.assert_clean("after LDK gave up");
 }
 
 // ---------------------------------------------------------------------
@@ -2138,11 +2224,20 @@ fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
     let mut cs_paid = Vec::new();
     let mut amounts: Vec<(PaymentHash, u64)> = Vec::new();
     let mut closing = false;
+    let edge = std::env::var_os("EDGE").is_some();
     let before = net.cs[0].channel_details(&chan.id).unwrap().balance_msat;
     for _ in 0..steps {
         match next() % 20 {
             0 | 1 => {
-                let amt = 1_000_000 + (next() % 5) * 2_000_000;
+                let mut amt = 1_000_000 + (next() % 5) * 2_000_000;
+                if edge {
+                    let limit = net.ldk[0]
+                        .node
+                        .list_channels()
+                        .first()
+                        .map_or(0, |c| c.next_outbound_htlc_limit_msat);
+                    amt = edge_amount(limit, next());
+                }
                 if net.cs[0]
                     .channel_details(&chan.id)
                     .is_some_and(|d| d.is_usable)
@@ -2153,7 +2248,13 @@ fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
                 }
             }
             2 | 3 => {
-                let amt = 1_000_000 + (next() % 5) * 2_000_000;
+                let mut amt = 1_000_000 + (next() % 5) * 2_000_000;
+                if edge {
+                    let limit = net.cs[0]
+                        .channel_details(&chan.id)
+                        .map_or(0, |d| d.outbound_capacity_msat);
+                    amt = edge_amount(limit, next());
+                }
                 if net.cs[0]
                     .channel_details(&chan.id)
                     .is_some_and(|d| d.is_usable)
@@ -2167,18 +2268,23 @@ fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
                             cltv_expiry_delta: 0,
                         }],
                     };
-                    if net.cs[0]
-                        .send_payment(&route, hash, amt, RecipientOnionFields::secret_only(secret))
-                        .is_ok()
-                    {
-                        net.log_note(format!("== cs pays {amt} =="));
-                        cs_paid.push(hash);
-                        amounts.push((hash, amt));
+                    match net.cs[0].send_payment(
+                        &route,
+                        hash,
+                        amt,
+                        RecipientOnionFields::secret_only(secret),
+                    ) {
+                        Ok(_) => {
+                            net.log_note(format!("== cs pays {amt} =="));
+                            cs_paid.push(hash);
+                            amounts.push((hash, amt));
+                        }
+                        Err(e) => net.log_note(format!("== cs pay refused {e} ==")),
                     }
                 }
             }
             4 => {
-                let rate = 253 + (next() % 8) as u32 * 250;
+                let rate = 253 + (next() % 8) as u32 * if edge { 1500 } else { 250 };
                 match funder {
                     Side::Ldk => {
                         *net.ldk[0].fee_estimator.sat_per_kw.lock().unwrap() = rate;
@@ -2285,6 +2391,17 @@ fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
         d.balance_msat as i64 == want,
         format!("seed {seed}: cs balance {} want {want}", d.balance_msat),
     );
+}
+
+/// An amount at or near what the sender says it can send (`limit`), or
+/// any below it: the edges where each side prices the other's balance.
+fn edge_amount(limit: u64, r: u64) -> u64 {
+    let amt = match r % 4 {
+        0 => limit,
+        1 => limit.saturating_sub(r % 2_000_000),
+        _ => r % limit.max(1),
+    };
+    amt.max(1_000)
 }
 
 fn ldk_pays_cs_try(net: &mut Net, chan: Chan, amount_msat: u64) -> PaymentHash {

@@ -285,6 +285,11 @@ impl Channel {
                             }),
                     );
                 }
+                // If the peer's latest commitment confirms instead: it may
+                // give up the negotiation once we have signed (LDK does,
+                // after two timer ticks without our `closing_signed`) and
+                // broadcast it, and nothing else then pays us.
+                outputs.extend(self.static_payment_output());
                 tx
             }
             // Our commitment is revoked: broadcasting it would be punished.
