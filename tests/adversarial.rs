@@ -25,8 +25,8 @@ use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
 use chanstore::message::{AcceptChannel, OpenChannel};
 use chanstore::{
-    ChannelId, ChannelStore, Event, Message, PaymentPreimage, Route, RouteHop, StoreConfig,
-    StoreError,
+    ChannelId, ChannelStore, Event, Message, PaymentHash, PaymentPreimage, Route, RouteHop,
+    StoreConfig, StoreError,
 };
 use common::*;
 use proptest::prelude::*;
@@ -393,26 +393,49 @@ fn a_peer_may_spend_our_htlc_it_fulfilled_before_it_settles() {
     );
     a.check_value_conserved().unwrap();
     // More than the fulfill left it is still refused.
-    let too_much = craft_add(&a, id, 1, 200_000_001, preimage(6, 1).payment_hash(), CLTV);
-    let (frozen, _) = freeze(&[&a]);
+    one_msat_more_is_refused_then_it_settles(
+        (&a, &b),
+        id,
+        (1, preimage(6, 1).payment_hash()),
+        200_000_000,
+        500_000_000,
+    );
+}
+
+/// B offers one msat more than A says it may (`available_msat`) with
+/// `(htlc_id, hash)`: A refuses it precisely and changes nothing. B never
+/// signs the crafted add it sent before, so a reconnection forgets it, the
+/// round trip under way completes, and A ends with `balance_msat` and no
+/// HTLC.
+fn one_msat_more_is_refused_then_it_settles(
+    (a, b): (&ChannelStore, &ChannelStore),
+    id: ChannelId,
+    (htlc_id, hash): (u64, PaymentHash),
+    available_msat: u64,
+    balance_msat: u64,
+) {
+    let too_much = craft_add(a, id, htlc_id, available_msat + 1, hash, CLTV);
+    let (frozen, _) = freeze(&[a]);
     assert_eq!(
         a.handle_message(&b.node_id(), too_much),
         Err(StoreError::AmountExceedsBalance {
             channel_id: id,
-            amount_msat: 200_000_001,
-            available_msat: 200_000_000
+            amount_msat: available_msat + 1,
+            available_msat
         })
     );
-    assert_unchanged(&[&a], &frozen);
-    // B never signs its crafted add: a reconnection forgets it, and the
-    // fulfill's round trip completes.
+    assert_unchanged(&[a], &frozen);
     a.peer_disconnected(&b.node_id());
     b.peer_disconnected(&a.node_id());
-    connect_all(&[&a, &b]);
-    deliver_all(&[&a, &b]);
+    connect_all(&[a, b]);
+    deliver_all(&[a, b]);
     let d = a.channel_details(&id).unwrap();
-    assert_eq!((d.balance_msat, d.pending_htlcs), (500_000_000, 0), "{d:?}");
-    for n in [&a, &b] {
+    assert_eq!(
+        (d.balance_msat, d.pending_htlcs),
+        (balance_msat, 0),
+        "{d:?}"
+    );
+    for n in [a, b] {
         n.check_value_conserved().unwrap();
     }
 }
@@ -500,28 +523,13 @@ fn a_peer_may_spend_its_htlc_we_failed_once_it_revoked() {
         (decoded.inbound_capacity_msat, decoded.pending_htlcs),
         (600_000_000, 1)
     );
-    let too_much = craft_add(&a, id, 2, 150_000_001, preimage(8, 2).payment_hash(), CLTV);
-    let (frozen, _) = freeze(&[&a]);
-    assert_eq!(
-        a.handle_message(&b.node_id(), too_much),
-        Err(StoreError::AmountExceedsBalance {
-            channel_id: id,
-            amount_msat: 150_000_001,
-            available_msat: 150_000_000
-        })
+    one_msat_more_is_refused_then_it_settles(
+        (&a, &b),
+        id,
+        (2, preimage(8, 2).payment_hash()),
+        150_000_000,
+        400_000_000,
     );
-    assert_unchanged(&[&a], &frozen);
-    // B never signs its crafted add: a reconnection forgets it, and the
-    // failure's round trip completes.
-    a.peer_disconnected(&b.node_id());
-    b.peer_disconnected(&a.node_id());
-    connect_all(&[&a, &b]);
-    deliver_all(&[&a, &b]);
-    let d = a.channel_details(&id).unwrap();
-    assert_eq!((d.balance_msat, d.pending_htlcs), (400_000_000, 0), "{d:?}");
-    for n in [&a, &b] {
-        n.check_value_conserved().unwrap();
-    }
 }
 
 // ---------------------------------------------------------------------------
