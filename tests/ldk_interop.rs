@@ -2196,7 +2196,7 @@ fn s7_coop_close_ldk_output_between_dust_limits() {
 // Random schedules against LDK with reconnections (a reestablish review)
 // ---------------------------------------------------------------------
 
-fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
+fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool, edge: bool) {
     ldk_nodes!(nodes, vec![ldk_config()]);
     // A dust cap that never refuses (the fixed 5,000,000 msat cap refuses
     // LDK's update_fee, a separate matter): only the reconnections count.
@@ -2224,7 +2224,6 @@ fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
     let mut cs_paid = Vec::new();
     let mut amounts: Vec<(PaymentHash, u64)> = Vec::new();
     let mut closing = false;
-    let edge = std::env::var_os("EDGE").is_some();
     let before = net.cs[0].channel_details(&chan.id).unwrap().balance_msat;
     for _ in 0..steps {
         match next() % 20 {
@@ -2279,7 +2278,17 @@ fn reest_fuzz_one(seed: u64, funder: Side, steps: usize, cs_fee: bool) {
                             cs_paid.push(hash);
                             amounts.push((hash, amt));
                         }
-                        Err(e) => net.log_note(format!("== cs pay refused {e} ==")),
+                        Err(e) => {
+                            // What chanstore says it can send, it sends.
+                            let capacity = net.cs[0]
+                                .channel_details(&chan.id)
+                                .map_or(0, |d| d.outbound_capacity_msat);
+                            net.check(
+                                !(edge && amt <= capacity),
+                                format!("seed {seed}: {amt} within capacity {capacity}: {e}"),
+                            );
+                            net.log_note(format!("== cs pay refused {e} =="));
+                        }
                     }
                 }
             }
@@ -2433,7 +2442,31 @@ fn reest_fuzz_ldk() {
                 continue;
             }
             eprintln!("seed {seed} {funder:?}");
-            reest_fuzz_one(seed, funder, 250, std::env::var_os("CSFEE").is_some());
+            reest_fuzz_one(
+                seed,
+                funder,
+                250,
+                std::env::var_os("CSFEE").is_some(),
+                std::env::var_os("EDGE").is_some(),
+            );
+        }
+    }
+}
+
+/// The schedules of `reest_fuzz_ldk` with payments at the edges of what
+/// the sender says it can send (LDK's `next_outbound_htlc_limit_msat`,
+/// chanstore's `outbound_capacity_msat`, or just under) and LDK's fee moved
+/// up to 10,753 sat/kw: each side's pricing of the other's reserve, fee and
+/// in-flight cap, among reconnections. (With `CSFEE` chanstore moves its
+/// fee too and LDK refuses some of them for its own dust cap, which
+/// chanstore does not know: a known limitation. With `CLOSE` LDK may give
+/// up a close negotiation that the schedule holds over two of its timer
+/// ticks, and the HTLCs then left on chain never end here.)
+#[test]
+fn reest_fuzz_ldk_edges() {
+    for seed in 0..12 {
+        for funder in [Side::Ldk, Side::Cs] {
+            reest_fuzz_one(seed, funder, 250, false, true);
         }
     }
 }
@@ -2446,7 +2479,7 @@ fn reest_fuzz_ldk() {
 /// `commitment_signed` was refused and the channel wedged.
 #[test]
 fn reest_ldk_fee_updates_overlap_after_reconnect() {
-    reest_fuzz_one(2, Side::Cs, 250, true);
+    reest_fuzz_one(2, Side::Cs, 250, true, false);
 }
 
 /// The same without any reconnection. chanstore (funder) asks for

@@ -81,12 +81,19 @@ pub(crate) fn is_dust(
     feerate_per_kw: u32,
     dust_limit_sat: u64,
 ) -> bool {
+    amount_msat < dust_bound_msat(offered_by_broadcaster, feerate_per_kw, dust_limit_sat)
+}
+
+/// The smallest HTLC that is not dust (see [`is_dust`]), in msat.
+fn dust_bound_msat(offered_by_broadcaster: bool, feerate_per_kw: u32, dust_limit_sat: u64) -> u64 {
     let second_stage = if offered_by_broadcaster {
         htlc_timeout_fee_sat(feerate_per_kw, false)
     } else {
         htlc_success_fee_sat(feerate_per_kw, false)
     };
-    amount_msat / 1000 < dust_limit_sat.saturating_add(second_stage)
+    dust_limit_sat
+        .saturating_add(second_stage)
+        .saturating_mul(1000)
 }
 
 /// One side's next commitment, as a view sees it.
@@ -572,14 +579,48 @@ impl Channel {
         self.balance_allows_msat(&totals).min(in_flight_left)
     }
 
+    /// `cap`, or less where the peer, funder, could not pay for the HTLC's
+    /// output in a commitment with its fee spike buffer (as `check_our_add`
+    /// prices it): then only an HTLC trimmed there goes, and none if even
+    /// that leaves the fee unpaid.
+    fn funder_allows_msat(&self, their_msat: u64, mut cap: u64) -> u64 {
+        for (local, feerate) in self.commitment_feerates() {
+            let untrimmed = self.project(local, feerate, Counted::All, None).untrimmed;
+            let needed = |htlcs: usize| {
+                self.funder_reserve_msat()
+                    + 1000
+                        * commitment_fee_sat(feerate, htlcs, false).max(commitment_fee_sat(
+                            feerate.saturating_mul(FEE_SPIKE_MULTIPLE),
+                            htlcs + 1,
+                            false,
+                        ))
+            };
+            if their_msat >= needed(untrimmed + 1) {
+                continue;
+            }
+            if their_msat < needed(untrimmed) {
+                return 0;
+            }
+            let dust_limit = if local {
+                self.ours.dust_limit_sat
+            } else {
+                self.theirs.dust_limit_sat
+            };
+            cap = cap.min(dust_bound_msat(local, feerate, dust_limit).saturating_sub(1));
+        }
+        cap
+    }
+
     /// The largest HTLC our balance allows: what is ours after our HTLCs in
     /// flight, less the reserve the peer requires and, if we fund, the fee
     /// with it and the fee spike buffer.
     fn balance_allows_msat(&self, totals: &HtlcTotals) -> u64 {
-        let (our_msat, _) = self.spendable_from(totals);
+        let (our_msat, their_msat) = self.spendable_from(totals);
         let reserve = self.theirs.channel_reserve_sat * 1000;
         if !self.is_outbound {
-            return our_msat.saturating_sub(reserve);
+            // As `check_our_add` counts the peer's balance.
+            let their_msat = their_msat.saturating_sub(totals.fulfilled_unrevoked_msat);
+            return self.funder_allows_msat(their_msat, our_msat.saturating_sub(reserve));
         }
         let fee = self
             .commitment_feerates()
