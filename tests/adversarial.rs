@@ -440,16 +440,13 @@ fn one_msat_more_is_refused_then_it_settles(
     }
 }
 
-/// A hostile peer whose HTLC we failed offers its value again before the
-/// failure is committed: both HTLCs would be outputs of our commitment at
-/// once, more than the peer has. We used to credit the failed HTLC back,
-/// take the add and panic on the negative balance.
-#[test]
-fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
+/// B (600,000,000 msat pushed to it on a 1,000,000 sat channel) pays A
+/// 500,000,000 msat with `failed`'s hash, and A fails it back: A's
+/// `update_fail_htlc` and `commitment_signed` are queued, not delivered.
+fn b_pays_a_who_fails_it(failed: PaymentPreimage) -> (ChannelStore, ChannelStore, ChannelId) {
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 600_000_000);
-    let failed = PaymentPreimage([7; 32]);
     b.send_payment(
         &route_to(&a, scid),
         failed.payment_hash(),
@@ -460,6 +457,16 @@ fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
     deliver_all(&[&a, &b]);
     events(&a);
     a.fail_htlc_backwards(&failed.payment_hash()).unwrap();
+    (a, b, id)
+}
+
+/// A hostile peer whose HTLC we failed offers its value again before the
+/// failure is committed: both HTLCs would be outputs of our commitment at
+/// once, more than the peer has. We used to credit the failed HTLC back,
+/// take the add and panic on the negative balance.
+#[test]
+fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
+    let (a, b, id) = b_pays_a_who_fails_it(PaymentPreimage([7; 32]));
     // A's update_fail_htlc and commitment_signed are still on their way.
     take_msgs(&a);
     let add = craft_add(&a, id, 1, 500_000_000, preimage(7, 1).payment_hash(), CLTV);
@@ -484,20 +491,7 @@ fn a_peer_cannot_spend_a_failed_htlc_before_the_failure_settles() {
 /// the failure gave back is still refused.
 #[test]
 fn a_peer_may_spend_its_htlc_we_failed_once_it_revoked() {
-    let (a, b) = (node(1), node(2));
-    connect_all(&[&a, &b]);
-    let (id, scid) = open_channel(&a, &b, 1_000_000, 600_000_000);
-    let failed = PaymentPreimage([8; 32]);
-    b.send_payment(
-        &route_to(&a, scid),
-        failed.payment_hash(),
-        500_000_000,
-        invoice(&route_to(&a, scid), failed.payment_hash()),
-    )
-    .unwrap();
-    deliver_all(&[&a, &b]);
-    events(&a);
-    a.fail_htlc_backwards(&failed.payment_hash()).unwrap();
+    let (a, b, id) = b_pays_a_who_fails_it(PaymentPreimage([8; 32]));
     // A's update_fail_htlc and commitment_signed reach B; B's
     // revoke_and_ack reaches A, its commitment_signed waits.
     for (_, msg) in take_msgs(&a) {

@@ -65,6 +65,18 @@ use crate::transactions::{commitment_fee_sat, htlc_success_fee_sat, htlc_timeout
 /// How many times the current feerate the funder's fee spike buffer covers.
 const FEE_SPIKE_MULTIPLE: u32 = 2;
 
+/// What a funder keeps for the fee of a commitment with `htlcs` HTLC
+/// outputs: its fee, or its fee spike buffer (the fee at twice the
+/// feerate with one HTLC more), whichever is larger. LDK checks it so as
+/// receiver (lightning 0.2.7 channel.rs:5128-5219).
+fn fee_with_spike_buffer_sat(feerate_per_kw: u32, htlcs: usize) -> u64 {
+    commitment_fee_sat(feerate_per_kw, htlcs, false).max(commitment_fee_sat(
+        feerate_per_kw.saturating_mul(FEE_SPIKE_MULTIPLE),
+        htlcs + 1,
+        false,
+    ))
+}
+
 /// HTLC outputs of the peer's that may race our own `update_fee` (sent
 /// before it saw ours, valid at the feerate it knew): room for them is kept
 /// when we raise the feerate, as LDK does (lightning 0.2.7
@@ -329,27 +341,17 @@ impl Channel {
         for (local, feerate) in self.commitment_feerates() {
             let p = self.project(local, feerate, Counted::All, Some((true, amount_msat)));
             self.check_dust(p.dust_msat, max_dust_msat)?;
-            let fee = 1000 * commitment_fee_sat(feerate, p.untrimmed, false);
-            // LDK checks it as receiver: twice the fee with one more HTLC,
-            // trimmed at the commitment's feerate (channel.rs:5128-5219).
-            let spike = 1000
-                * commitment_fee_sat(
-                    feerate.saturating_mul(FEE_SPIKE_MULTIPLE),
-                    p.untrimmed + 1,
-                    false,
-                );
+            // HTLCs trimmed at the commitment's feerate, as LDK trims them.
+            let fee = 1000 * fee_with_spike_buffer_sat(feerate, p.untrimmed);
             let (funder_left, needed) = if self.is_outbound {
                 (
                     i128::from(our_msat) - i128::from(amount_msat),
-                    self.funder_reserve_msat() + fee.max(spike),
+                    self.funder_reserve_msat() + fee,
                 )
             } else {
                 // The funder is the peer: it must still afford the fee (BOLT 2
                 // "SHOULD NOT offer"), with the same buffer for safety.
-                (
-                    i128::from(their_msat),
-                    self.funder_reserve_msat() + fee.max(spike),
-                )
+                (i128::from(their_msat), self.funder_reserve_msat() + fee)
             };
             if funder_left < i128::from(needed) {
                 return Err(self.reserve_violated(funder_left, needed));
@@ -587,13 +589,7 @@ impl Channel {
         for (local, feerate) in self.commitment_feerates() {
             let untrimmed = self.project(local, feerate, Counted::All, None).untrimmed;
             let needed = |htlcs: usize| {
-                self.funder_reserve_msat()
-                    + 1000
-                        * commitment_fee_sat(feerate, htlcs, false).max(commitment_fee_sat(
-                            feerate.saturating_mul(FEE_SPIKE_MULTIPLE),
-                            htlcs + 1,
-                            false,
-                        ))
+                self.funder_reserve_msat() + 1000 * fee_with_spike_buffer_sat(feerate, htlcs)
             };
             if their_msat >= needed(untrimmed + 1) {
                 continue;
@@ -626,11 +622,7 @@ impl Channel {
             .commitment_feerates()
             .map(|(local, feerate)| {
                 let untrimmed = self.project(local, feerate, Counted::All, None).untrimmed;
-                commitment_fee_sat(feerate, untrimmed + 1, false).max(commitment_fee_sat(
-                    feerate.saturating_mul(FEE_SPIKE_MULTIPLE),
-                    untrimmed + 2,
-                    false,
-                ))
+                fee_with_spike_buffer_sat(feerate, untrimmed + 1)
             })
             .max()
             .unwrap_or(0);
