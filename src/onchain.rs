@@ -160,6 +160,12 @@ pub struct ClosedChannelDetails {
     /// exist. A cooperative record lists both too: the peer may broadcast
     /// its latest commitment instead of the closing transaction (LDK does
     /// when the negotiation did not finish in two timer ticks on its side).
+    /// Every record also lists our output in each other closing
+    /// transaction we signed in a `closing_signed` (the peer holds our
+    /// signature on each and may broadcast any of them, even after a
+    /// reconnection started the negotiation over or the channel failed
+    /// otherwise): kind [`SpendableOutputKind::StaticPayment`], paying our
+    /// shutdown script.
     pub outputs: Vec<SpendableOutput>,
     /// HTLCs still to be resolved on chain.
     pub htlcs: Vec<OnChainHtlc>,

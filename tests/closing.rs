@@ -658,3 +658,140 @@ fn a_closing_signed_ending_the_retransmission_wait_is_all_or_nothing() {
         ));
     }
 }
+
+/// Our output in `tx` (the one not paying `theirs_sat`), as the closed
+/// record must list it.
+fn our_output_in(tx: &bitcoin::Transaction, theirs_sat: u64) -> (bitcoin::OutPoint, u64) {
+    let txid = tx.compute_txid();
+    tx.output
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.value.to_sat() != theirs_sat)
+        .map(|(vout, o)| (bitcoin::OutPoint::new(txid, vout as u32), o.value.to_sat()))
+        .expect("the closing transaction pays us")
+}
+
+fn lists(
+    record: &chanstore::ClosedChannelDetails,
+    (outpoint, value_sat): (bitcoin::OutPoint, u64),
+) -> bool {
+    record
+        .outputs
+        .iter()
+        .any(|o| o.outpoint == Some(outpoint) && o.value_sat == value_sat)
+}
+
+/// The fundee takes the funder's first offer and closes with it; its reply
+/// is lost. The funder, reconnecting (after a restart, or not), finds the
+/// channel gone on the other side and fails it with its commitment: but
+/// the closing transaction it signed may confirm instead (the fundee
+/// broadcast it), so its record must still list its output in it.
+#[test]
+fn a_closing_transaction_we_signed_stays_in_the_record_when_the_channel_fails() {
+    for restart in [false, true] {
+        let (a, b) = (node(1), node(2));
+        connect_all(&[&a, &b]);
+        let (id, _) = open_channel(&a, &b, 1_000_000, 300_000_000);
+        a.close_channel(&id).unwrap();
+        for from_a in [true, false, true] {
+            let (from, to) = if from_a { (&a, &b) } else { (&b, &a) };
+            for (_, m) in take_msgs(from) {
+                deliver_one(from, to, m); // shutdowns, then A's closing_signed
+            }
+        }
+        let lost = take_msgs(&b);
+        assert!(
+            matches!(lost[..], [(_, Message::ClosingSigned(_))]),
+            "{lost:?}"
+        );
+        let b_record = b.closed_channel(&id).unwrap();
+        assert!(matches!(b_record.reason, ClosureReason::Cooperative { .. }));
+        let ours = our_output_in(b_record.transaction.as_ref().unwrap(), 300_000);
+        let a = if restart { reread(&a, 1) } else { a };
+        a.peer_disconnected(&b.node_id());
+        b.peer_disconnected(&a.node_id());
+        connect(&a, &b);
+        deliver_all(&[&a, &b]);
+        let record = a.closed_channel(&id).expect("A failed the channel");
+        assert!(
+            !matches!(record.reason, ClosureReason::Cooperative { .. }),
+            "{:?}",
+            record.reason
+        );
+        assert!(
+            lists(&record, ours),
+            "restart {restart}: {:?} not in {:?}",
+            ours,
+            record.outputs
+        );
+        // And it comes out of a restart with the record.
+        assert!(lists(&reread(&a, 1).closed_channel(&id).unwrap(), ours));
+    }
+}
+
+/// The fundee counters the funder's offer (its floor is higher); the
+/// funder takes the counter and closes, but the fundee never gets that
+/// reply: its record lists its output in the counter-offer it signed.
+/// The funder's cooperative record lists its output in its first offer
+/// too, which the fundee holds signed as well.
+#[test]
+fn every_closing_transaction_signed_is_listed_by_both_sides() {
+    let (a, b) = (node(1), node_with(2, with_floor(1_000)));
+    connect_all(&[&a, &b]);
+    let (id, _) = open_channel(&a, &b, 1_000_000, 100_000_000);
+    a.close_channel(&id).unwrap();
+    let mut offers = Vec::new();
+    for from_a in [true, false, true, false] {
+        let (from, to) = if from_a { (&a, &b) } else { (&b, &a) };
+        for (_, m) in take_msgs(from) {
+            if let Message::ClosingSigned(cs) = &m {
+                offers.push((from_a, cs.fee_satoshis));
+            }
+            deliver_one(from, to, m);
+        }
+    }
+    let (a_first, b_counter) = (WEIGHT * 253 / 1000, WEIGHT * 1_000 / 1000);
+    assert_eq!(offers, [(true, a_first), (false, b_counter)]);
+    // A took the counter-offer; its reply is lost.
+    let lost = take_msgs(&a);
+    assert!(
+        matches!(lost[..], [(_, Message::ClosingSigned(_))]),
+        "{lost:?}"
+    );
+    let a_record = a.closed_channel(&id).unwrap();
+    assert_eq!(
+        a_record.reason,
+        ClosureReason::Cooperative {
+            closing_tx_fee_sat: b_counter
+        }
+    );
+    let closing_tx = a_record.transaction.clone().unwrap();
+    let a_out = our_output_in(&closing_tx, 100_000);
+    assert_eq!(a_out.1, 900_000 - b_counter);
+    assert!(lists(&a_record, a_out));
+    // A's first offer, signed and held by B: a different transaction.
+    assert!(
+        a_record.outputs.iter().any(|o| o
+            .outpoint
+            .is_some_and(|p| p.txid != closing_tx.compute_txid())
+            && o.value_sat == 900_000 - a_first),
+        "{:?}",
+        a_record.outputs
+    );
+    // B's counter-offer is the transaction A broadcast.
+    let b_out = our_output_in(&closing_tx, 900_000 - b_counter);
+    a.peer_disconnected(&b.node_id());
+    b.peer_disconnected(&a.node_id());
+    connect(&a, &b);
+    deliver_all(&[&a, &b]);
+    let b_record = b.closed_channel(&id).expect("B failed the channel");
+    assert!(!matches!(
+        b_record.reason,
+        ClosureReason::Cooperative { .. }
+    ));
+    assert!(
+        lists(&b_record, b_out),
+        "{b_out:?} not in {:?}",
+        b_record.outputs
+    );
+}

@@ -338,6 +338,22 @@ impl Channel {
                 tx
             }
         };
+        // Any closing transaction we signed may confirm instead: the peer
+        // holds our signature on each (its reply may have been lost, or it
+        // gave up a negotiation we went on with).
+        let script = self.local_shutdown_script.clone().unwrap_or_default();
+        for &(outpoint, value_sat) in &self.signed_closings {
+            if !outputs.iter().any(|o| o.outpoint == Some(outpoint)) {
+                outputs.push(SpendableOutput {
+                    channel_id: id,
+                    outpoint: Some(outpoint),
+                    value_sat,
+                    script_pubkey: script.clone(),
+                    kind: SpendableOutputKind::StaticPayment,
+                    keys_id: self.signer.keys_id,
+                });
+            }
+        }
         if let Some(tx) = &transaction {
             closing.events.push(Event::BroadcastTransaction {
                 channel_id: id,

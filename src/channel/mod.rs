@@ -47,6 +47,7 @@ pub(crate) use closed::ClosedChannel;
 pub(crate) use fee::MAX_PENDING_FEES;
 use htlc::HtlcState;
 pub(crate) use htlc::{Htlc, HtlcSource, Inbound, PrevHop, SessionKeys};
+pub(crate) use negotiate::MAX_SIGNED_CLOSINGS;
 
 /// Where a channel is in its life. Each phase is named by, and documented
 /// with, the BOLT 2 message that leads into it; `tests` pins the order.
@@ -306,6 +307,12 @@ pub(crate) struct Channel {
     /// Our `update_fee` asked for while we await the peer's
     /// `revoke_and_ack`: sent once it arrives (`fee.rs`).
     pub(crate) held_fee: Option<u32>,
+    /// Our output (outpoint, value) in each closing transaction we signed
+    /// and sent in a `closing_signed`, oldest first, at most
+    /// [`MAX_SIGNED_CLOSINGS`]: the peer may complete and broadcast any of
+    /// them, even after the negotiation started over or the channel failed
+    /// otherwise, so the closed record lists them all (`closed.rs`).
+    pub(crate) signed_closings: Vec<(OutPoint, u64)>,
     /// The peer may still be retransmitting what it sent before the last
     /// disconnection (from its `channel_reestablish` until its next
     /// `commitment_signed`, `closing_signed`, `ping` or a timer tick; see

@@ -47,7 +47,7 @@
 //! any output below its own `dust_limit_satoshis`").
 
 use bitcoin::secp256k1::ecdsa::Signature;
-use bitcoin::{Script, Transaction};
+use bitcoin::{OutPoint, Script, Transaction};
 
 use super::{Channel, Effects, Phase};
 use crate::config::StoreConfig;
@@ -83,6 +83,13 @@ pub(crate) fn closing_weight(scripts: &[&Script]) -> u64 {
 /// `util/config.rs:667`), which it adds to its own range as funder
 /// (`channel.rs:10235-10246`).
 pub(crate) const FORCE_CLOSE_AVOIDANCE_SAT: u64 = 1000;
+
+/// Most closing transactions whose output to us a channel remembers
+/// ([`Channel::signed_closings`]). A negotiation with `fee_range` signs at
+/// most two, and one that starts over after a reconnection usually signs
+/// the same again; a legacy negotiation moves at least one satoshi a round,
+/// so a peer could make us sign many: past this, the oldest are forgotten.
+pub(crate) const MAX_SIGNED_CLOSINGS: usize = 16;
 
 /// BOLT 3 "Dust Limits": the smallest output Bitcoin Core relays for a
 /// script of this form.
@@ -300,6 +307,30 @@ impl Channel {
             && self.pays_us(tx, fee_sat) == self.pays_us(&self.our_closing_tx(fee_sat), fee_sat)
     }
 
+    /// Keeps our output in `tx`, which we are about to sign for the peer
+    /// (see [`Channel::signed_closings`]); the oldest goes once there are
+    /// [`MAX_SIGNED_CLOSINGS`] (they all pay our closing script).
+    fn remember_signed_closing(&mut self, tx: &Transaction) {
+        let txid = tx.compute_txid();
+        let script = self.our_closing_script();
+        let Some((vout, out)) = tx
+            .output
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.script_pubkey.as_script() == script)
+        else {
+            return;
+        };
+        let entry = (OutPoint::new(txid, vout as u32), out.value.to_sat());
+        if self.signed_closings.contains(&entry) {
+            return;
+        }
+        if self.signed_closings.len() == MAX_SIGNED_CLOSINGS {
+            self.signed_closings.remove(0);
+        }
+        self.signed_closings.push(entry);
+    }
+
     fn send_closing_signed(
         &mut self,
         fee_sat: u64,
@@ -308,6 +339,7 @@ impl Channel {
         effects: &mut Effects,
     ) -> Signature {
         self.closing.our_fee_sat = Some(fee_sat);
+        self.remember_signed_closing(tx);
         let signature = self.sign_closing(tx);
         effects.msgs.push(Message::ClosingSigned(ClosingSigned {
             channel_id: self.channel_id,

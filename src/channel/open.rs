@@ -270,6 +270,7 @@ impl Channel {
             closing: Default::default(),
             closing_ticks: 0,
             held_fee: None,
+            signed_closings: Vec::new(),
             resuming: false,
             just_reestablished: false,
             shutdown_while_resuming: false,

@@ -17,8 +17,8 @@ use bitcoin::secp256k1::SecretKey;
 use bitcoin::{OutPoint, Txid};
 
 use super::fields::{
-    get_opt_pubkey, get_pubkey, get_script, get_side, get_signature, put_opt_pubkey, put_pubkey,
-    put_script, put_side, put_signature,
+    get_opt_pubkey, get_outpoint, get_pubkey, get_script, get_side, get_signature, put_opt_pubkey,
+    put_outpoint, put_pubkey, put_script, put_side, put_signature,
 };
 use super::htlc::{decode_htlc, encode_htlc, OnionPlace};
 use crate::channel::htlc::HtlcState;
@@ -69,7 +69,11 @@ mod channel_type {
     /// Our `update_fee` held for the peer's `revoke_and_ack` (`held_fee`):
     /// optional, an older reader loses only a fee update never sent.
     pub const HELD_FEE: u64 = 47;
-    pub const ALL: [u64; 29] = [
+    /// Our output in each closing transaction we signed
+    /// (`signed_closings`): optional, an older reader loses only their
+    /// listing in the record if the channel later fails.
+    pub const SIGNED_CLOSINGS: u64 = 49;
+    pub const ALL: [u64; 30] = [
         CHANNEL_ID,
         TEMPORARY_ID,
         COUNTERPARTY,
@@ -99,6 +103,7 @@ mod channel_type {
         COUNTERPARTY_POLICY,
         THEIR_MINIMUM_DEPTH,
         HELD_FEE,
+        SIGNED_CLOSINGS,
     ];
 }
 
@@ -328,6 +333,27 @@ fn put_last_records(w: &mut TlvWriter, c: &Channel) {
     if let Some(feerate) = c.held_fee {
         w.record(HELD_FEE, &feerate.to_be_bytes());
     }
+    if !c.signed_closings.is_empty() {
+        w.with(SIGNED_CLOSINGS, |out| {
+            for (outpoint, value_sat) in &c.signed_closings {
+                put_outpoint(out, outpoint);
+                out.extend_from_slice(&value_sat.to_be_bytes());
+            }
+        });
+    }
+}
+
+fn get_signed_closings(v: &[u8]) -> Result<Vec<(OutPoint, u64)>, DecodeError> {
+    let field = "channel.signed_closings";
+    let mut c = Cursor::new(v, field);
+    let mut signed = Vec::new();
+    while !c.is_empty() {
+        if signed.len() == crate::channel::MAX_SIGNED_CLOSINGS {
+            return Err(DecodeError::InvalidValue { field });
+        }
+        signed.push((get_outpoint(&mut c)?, c.u64()?));
+    }
+    Ok(signed)
 }
 
 fn put_signatures(out: &mut Vec<u8>, sigs: &HolderSignatures) {
@@ -532,6 +558,11 @@ pub(crate) fn decode_channel_record(
     };
     let their_minimum_depth = optional_u32(THEIR_MINIMUM_DEPTH, "channel.their_minimum_depth")?;
     let held_fee = optional_u32(HELD_FEE, "channel.held_fee")?;
+    let signed_closings = r
+        .optional(SIGNED_CLOSINGS)
+        .map(get_signed_closings)
+        .transpose()?
+        .unwrap_or_default();
     let mut sd = r.cursor(SHUTDOWN, "channel.shutdown")?;
     let (local_shutdown_script, remote_shutdown_script) =
         (get_script(&mut sd)?, get_script(&mut sd)?);
@@ -608,6 +639,7 @@ pub(crate) fn decode_channel_record(
         closing: Default::default(),
         closing_ticks: 0,
         held_fee,
+        signed_closings,
         resuming: false,
         just_reestablished: false,
         shutdown_while_resuming: false,
@@ -700,5 +732,31 @@ mod tests {
         assert!(whole(&[0, 0, 1], "f", Cursor::u32).is_err());
         assert_eq!(whole(&7u64.to_be_bytes(), "f", Cursor::u64), Ok(7));
         assert!(whole(&[0; 9], "f", Cursor::u64).is_err());
+    }
+
+    /// Record 49 is whole entries of 44 bytes, at most
+    /// `MAX_SIGNED_CLOSINGS` of them.
+    #[test]
+    fn signed_closings_are_whole_and_bounded() {
+        let entry = |i: u8| {
+            let mut e = vec![i; 32];
+            e.extend_from_slice(&1u32.to_be_bytes());
+            e.extend_from_slice(&5_000u64.to_be_bytes());
+            e
+        };
+        let max = crate::channel::MAX_SIGNED_CLOSINGS;
+        let full: Vec<u8> = (0..max as u8).flat_map(entry).collect();
+        let read = get_signed_closings(&full).unwrap();
+        assert_eq!(read.len(), max);
+        assert_eq!(read[3].0.vout, 1);
+        assert_eq!(read[3].1, 5_000);
+        assert!(get_signed_closings(&full[..full.len() - 1]).is_err());
+        let over: Vec<u8> = (0..=max as u8).flat_map(entry).collect();
+        assert_eq!(
+            get_signed_closings(&over),
+            Err(DecodeError::InvalidValue {
+                field: "channel.signed_closings"
+            })
+        );
     }
 }

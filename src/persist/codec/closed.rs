@@ -6,13 +6,13 @@
 //! points*, *19 the two `to_self_delay`s*, *21 our broadcast commitment
 //! (number, point, feerate)*.
 
-use bitcoin::hashes::Hash;
-use bitcoin::{OutPoint, ScriptBuf, Txid};
+use bitcoin::ScriptBuf;
 
 use super::channel::{get_secrets, put_secrets};
 use super::fields::{
-    get_hash, get_opt_preimage, get_pubkey, get_reason, get_signature, get_source, get_transaction,
-    put_opt_preimage, put_pubkey, put_reason, put_signature, put_source, put_transaction,
+    get_hash, get_opt_preimage, get_outpoint, get_pubkey, get_reason, get_signature, get_source,
+    get_transaction, put_opt_preimage, put_outpoint, put_pubkey, put_reason, put_signature,
+    put_source, put_transaction,
 };
 use crate::channel::closed::{ClosedHtlc, HtlcRoute};
 use crate::channel::ClosedChannel;
@@ -76,15 +76,6 @@ mod closed_type {
 }
 
 const FLAG_OUTPUTS_SWEPT: u8 = 1;
-
-fn put_outpoint(out: &mut Vec<u8>, o: &OutPoint) {
-    out.extend_from_slice(&o.txid.to_byte_array());
-    out.extend_from_slice(&o.vout.to_be_bytes());
-}
-
-fn get_outpoint(c: &mut Cursor<'_>) -> Result<OutPoint, DecodeError> {
-    Ok(OutPoint::new(Txid::from_byte_array(c.array()?), c.u32()?))
-}
 
 fn put_output(out: &mut Vec<u8>, o: &SpendableOutput) {
     match &o.outpoint {
@@ -560,6 +551,7 @@ mod tests {
     use crate::event::ClosureReason;
     use crate::keys::CounterpartyCommitmentSecrets;
     use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+    use bitcoin::OutPoint;
 
     /// A force-closed record with `htlcs` and nothing else optional.
     fn record(

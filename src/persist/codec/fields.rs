@@ -2,9 +2,10 @@
 //! pieces of HTLCs and forwards, closure reasons, transactions.
 
 use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::{PublicKey, SecretKey};
-use bitcoin::{ScriptBuf, Transaction};
+use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 
 use crate::channel::htlc::{HtlcSource, PrevHop, Removal, SessionKeys};
 use crate::channel::SideParams;
@@ -399,6 +400,15 @@ pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeErro
             })
         }
     })
+}
+
+pub(super) fn put_outpoint(out: &mut Vec<u8>, o: &OutPoint) {
+    out.extend_from_slice(&o.txid.to_byte_array());
+    out.extend_from_slice(&o.vout.to_be_bytes());
+}
+
+pub(super) fn get_outpoint(c: &mut Cursor<'_>) -> Result<OutPoint, DecodeError> {
+    Ok(OutPoint::new(Txid::from_byte_array(c.array()?), c.u32()?))
 }
 
 #[cfg(test)]
