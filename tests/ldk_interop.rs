@@ -913,6 +913,90 @@ fn s7_ldk_gives_up_a_close_chanstore_signed() {
     net.assert_clean("after LDK gave up");
 }
 
+/// chanstore funds and closes; LDK takes its offer, closes cooperatively
+/// and broadcasts the closing transaction, but its `closing_signed` is
+/// lost in a disconnection. On reconnection LDK knows no such channel, and
+/// chanstore fails it with its own commitment. LDK's closing transaction,
+/// which chanstore signed, is the one that is out: the record must name
+/// our output in it by outpoint (before, it named only the outputs of the
+/// two commitments).
+#[test]
+fn s7_ldk_closed_with_our_offer_and_its_reply_was_lost() {
+    ldk_nodes!(nodes, vec![ldk_config()]);
+    // LDK as fundee answers with the top of our range: a floor at our
+    // ceiling (the commitment's fee and 1000 sat, 1183 sat) makes our first
+    // offer that top, and LDK takes it at once.
+    let config = chanstore::StoreConfig {
+        min_closing_feerate_per_kw: 1_756,
+        ..ldk::cs_config()
+    };
+    let mut net = Net::with_configs(&nodes, vec![config]);
+    net.connect(0, 0);
+    net.run();
+    let chan = open_from_cs(&mut net, 0, 0, 1_000_000, 300_000_000);
+    net.cs[0]
+        .close_channel(&chan.id)
+        .expect("chanstore close_channel");
+    let mut steps = 0;
+    while !net
+        .in_flight()
+        .iter()
+        .any(|(from, _, name)| matches!(from, Party::Ldk(_)) && name == "closing_signed")
+    {
+        assert!(net.step().is_some(), "no closing_signed from LDK");
+        steps += 1;
+        assert!(steps < 100, "no closing_signed from LDK");
+    }
+    net.disconnect(0, 0);
+    net.connect(0, 0);
+    net.run();
+    let record = net.cs[0]
+        .closed_channel(&chan.id)
+        .expect("chanstore's record");
+    net.check(
+        !matches!(record.reason, chanstore::ClosureReason::Cooperative { .. }),
+        format!("chanstore never got LDK's reply: {:?}", record.reason),
+    );
+    let ours = record.transaction.as_ref().map(|t| t.compute_txid());
+    let mempool = net.mempool();
+    let closing = mempool
+        .iter()
+        .find(|tx| {
+            Some(tx.compute_txid()) != ours
+                && tx.input[0].previous_output == record.funding_outpoint
+        })
+        .unwrap_or_else(|| panic!("LDK broadcast its closing transaction: {mempool:?}"));
+    let txid = closing.compute_txid();
+    let listed: Vec<_> = closing
+        .output
+        .iter()
+        .enumerate()
+        .filter(|(vout, o)| {
+            record.outputs.iter().any(|s| {
+                s.outpoint == Some(bitcoin::OutPoint::new(txid, *vout as u32))
+                    && s.value_sat == o.value.to_sat()
+                    && s.script_pubkey == o.script_pubkey
+            })
+        })
+        .collect();
+    net.check(
+        listed.len() == 1 && listed[0].1.value.to_sat() > 600_000,
+        format!(
+            "the record names our output in LDK's closing transaction {:?}: {:?}",
+            closing.output, record.outputs
+        ),
+    );
+    let errors = net.take_ldk_errors();
+    net.check(
+        !errors.is_empty()
+            && errors.iter().all(|e| {
+                e.contains("SendErrorMessage \"Got a message for a channel from the wrong node! No such channel")
+            }),
+        format!("LDK closed the channel, and said only that: {errors:?}"),
+    );
+    net.assert_clean("after the lost reply");
+}
+
 // ---------------------------------------------------------------------
 // Scenario 6: update_fee
 // ---------------------------------------------------------------------
