@@ -375,7 +375,20 @@ impl Storage for FileStorage {
             sync: false,
             ..FileOptions::default()
         };
-        Arc::new(FilePersister::open(&self.0 .0, options).expect("the log recovers"))
+        // The dead store's last handle on the log may be dropped by one of
+        // its threads a moment after `crash` (a process that dies drops
+        // its lock at once): wait for the directory lock, not for time.
+        for _ in 0..500 {
+            match FilePersister::open(&self.0 .0, options.clone()) {
+                Err(chanstore::StoreError::Persist(m))
+                    if m.contains("locked by another writer") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                opened => return Arc::new(opened.expect("the log recovers")),
+            }
+        }
+        panic!("the dead store never released the log's lock")
     }
 }
 
