@@ -50,14 +50,58 @@ fn invalid_secret() -> StoreError {
 /// BOLT 3 `derive_secret(base, bits, I)`: walks from `base` (whose index
 /// agrees with `index` on bits `bits..48`) down to the secret of `index`.
 fn derive_secret(base: [u8; 32], bits: u8, index: u64) -> [u8; 32] {
-    let mut p = base;
-    for b in (0..bits).rev() {
+    walk_bits(base, bits, 0, index)
+}
+
+/// The walk of [`derive_secret`] over bits `high - 1` down to `low` of
+/// `index` only: one SHA-256 per bit set.
+fn walk_bits(mut p: [u8; 32], high: u8, low: u8, index: u64) -> [u8; 32] {
+    for b in (low..high).rev() {
         if index & (1 << b) != 0 {
             p[usize::from(b / 8)] ^= 1 << (b % 8);
             p = sha256::Hash::hash(&p).to_byte_array();
         }
     }
     p
+}
+
+/// Index bits a [`SecretChainPrefix`] leaves to walk.
+const PREFIX_LOW_BITS: u8 = 8;
+
+/// Where the walk down our hash chain stands after the index's high 40
+/// bits: the secrets of the 256 indices that share them are each at most
+/// 8 SHA-256 away, where [`per_commitment_secret`] walks up to 48. Our
+/// commitments count down, so consecutive ones share a prefix 255 times in
+/// 256. It derives those 256 secrets, future ones included, so it is kept
+/// only where the seed is (which derives them all), and never written.
+#[derive(Clone)]
+pub(crate) struct SecretChainPrefix {
+    /// `index >> PREFIX_LOW_BITS` of the indices it serves.
+    high: u64,
+    state: [u8; 32],
+}
+
+impl SecretChainPrefix {
+    /// The prefix of `index` (low 48 bits) in the chain of `seed`.
+    pub(crate) fn new(seed: &[u8; 32], index: u64) -> Self {
+        let index = index & INITIAL_COMMITMENT_INDEX;
+        SecretChainPrefix {
+            high: index >> PREFIX_LOW_BITS,
+            state: walk_bits(*seed, INDEX_BITS, PREFIX_LOW_BITS, index),
+        }
+    }
+
+    /// Whether `index` shares this prefix.
+    pub(crate) fn serves(&self, index: u64) -> bool {
+        (index & INITIAL_COMMITMENT_INDEX) >> PREFIX_LOW_BITS == self.high
+    }
+
+    /// The secret of `index`, the same as [`per_commitment_secret`] gives;
+    /// `None` when `index` does not share this prefix.
+    pub(crate) fn secret(&self, index: u64) -> Option<[u8; 32]> {
+        self.serves(index)
+            .then(|| walk_bits(self.state, PREFIX_LOW_BITS, 0, index))
+    }
 }
 
 /// The per-commitment secret with index `index`, generated from `seed` by the
@@ -578,6 +622,31 @@ mod tests {
                 .unwrap();
         }
         store
+    }
+
+    #[test]
+    fn a_chain_prefix_gives_the_secrets_of_its_256_indices_and_no_others() {
+        let seed = [9; 32];
+        // Ours count down from the top; a peer's index can be anything.
+        for start in [INITIAL_COMMITMENT_INDEX, 0x1234_5678_9a00, 255, 0] {
+            let prefix = SecretChainPrefix::new(&seed, start);
+            let first = start & !0xff;
+            for index in first..=first + 0xff {
+                assert_eq!(
+                    prefix.secret(index),
+                    Some(per_commitment_secret(&seed, index))
+                );
+            }
+            assert_eq!(prefix.secret(first + 0x100), None);
+            if first > 0 {
+                assert_eq!(prefix.secret(first - 1), None);
+            }
+            // Only the low 48 bits count, as in `per_commitment_secret`.
+            assert_eq!(
+                prefix.secret(start | 1 << 60),
+                Some(per_commitment_secret(&seed, start))
+            );
+        }
     }
 
     #[test]
