@@ -2520,6 +2520,12 @@ fn reest_fuzz_ldk() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    // More steps take the channel past 256 commitments, where our hash
+    // chain moves to its next prefix (`SecretChainPrefix`).
+    let steps: usize = std::env::var("STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(250);
     for seed in first..first + n {
         for funder in [Side::Ldk, Side::Cs] {
             if std::env::var("FUNDER").is_ok_and(|f| f != format!("{funder:?}")) {
@@ -2529,7 +2535,7 @@ fn reest_fuzz_ldk() {
             reest_fuzz_one(
                 seed,
                 funder,
-                250,
+                steps,
                 std::env::var_os("CSFEE").is_some(),
                 std::env::var_os("EDGE").is_some(),
             );
