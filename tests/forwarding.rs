@@ -54,22 +54,7 @@ impl Line {
 
     /// A -> B -> C, paying B exactly its fee and cltv delta.
     fn route(&self, amount_msat: u64) -> Route {
-        Route {
-            hops: vec![
-                RouteHop {
-                    node_id: self.b.node_id(),
-                    short_channel_id: self.scid_ab,
-                    fee_msat: self.fee(amount_msat),
-                    cltv_expiry_delta: u32::from(self.b.config().cltv_expiry_delta),
-                },
-                RouteHop {
-                    node_id: self.c.node_id(),
-                    short_channel_id: self.scid_bc,
-                    fee_msat: 0,
-                    cltv_expiry_delta: 0,
-                },
-            ],
-        }
+        route_through(&self.b, self.scid_ab, &self.c, self.scid_bc, amount_msat)
     }
 
     /// Balances of the four channel ends: (A on A-B, B on A-B, B on B-C, C on B-C).

@@ -10,7 +10,7 @@ use bitcoin::secp256k1::{PublicKey, SecretKey};
 use chanstore::message::{ClosingSigned, OpenChannel, Shutdown};
 use chanstore::{
     ChannelId, ChannelStore, ClosureReason, Event, FailureCode, HtlcDirection, Message,
-    OnChainAction, OnChainOutcome, PaymentPreimage, Persister, Route, RouteHop, ShortChannelId,
+    OnChainAction, OnChainOutcome, PaymentPreimage, Persister, Route, ShortChannelId,
     SpendableOutputKind, StoreConfig, StoreError,
 };
 use common::recording::Recording;
@@ -77,22 +77,7 @@ impl Net {
     }
 
     fn route(&self, amount_msat: u64) -> Route {
-        Route {
-            hops: vec![
-                RouteHop {
-                    node_id: self.b.node_id(),
-                    short_channel_id: self.scid_ab,
-                    fee_msat: self.b.config().forwarding_fee_msat(amount_msat),
-                    cltv_expiry_delta: self.b.config().cltv_expiry_delta.into(),
-                },
-                RouteHop {
-                    node_id: self.c.node_id(),
-                    short_channel_id: self.scid_bc,
-                    fee_msat: 0,
-                    cltv_expiry_delta: 0,
-                },
-            ],
-        }
+        route_through(&self.b, self.scid_ab, &self.c, self.scid_bc, amount_msat)
     }
 
     /// A pays C through B; returns the preimage. C has `PaymentReceived`.

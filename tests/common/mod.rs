@@ -193,6 +193,34 @@ pub fn route_to(dest: &ChannelStore, scid: ShortChannelId) -> chanstore::Route {
     }
 }
 
+/// A two-hop route: over our channel `scid_in` to `hub`, paying it exactly
+/// its fee for `amount_msat` and its CLTV delta, then over the hub's
+/// channel `scid_out` to `dest`.
+pub fn route_through(
+    hub: &ChannelStore,
+    scid_in: ShortChannelId,
+    dest: &ChannelStore,
+    scid_out: ShortChannelId,
+    amount_msat: u64,
+) -> chanstore::Route {
+    chanstore::Route {
+        hops: vec![
+            chanstore::RouteHop {
+                node_id: hub.node_id(),
+                short_channel_id: scid_in,
+                fee_msat: hub.config().forwarding_fee_msat(amount_msat),
+                cltv_expiry_delta: u32::from(hub.config().cltv_expiry_delta),
+            },
+            chanstore::RouteHop {
+                node_id: dest.node_id(),
+                short_channel_id: scid_out,
+                fee_msat: 0,
+                cltv_expiry_delta: 0,
+            },
+        ],
+    }
+}
+
 /// A preimage that names a test payment: `tag` and `n` make it unique.
 pub fn preimage(tag: u8, n: u16) -> chanstore::PaymentPreimage {
     let mut bytes = [tag; 32];
