@@ -631,7 +631,9 @@ impl Channel {
     /// the user reported it confirmed).
     pub(crate) fn funding_depth(&self, best_height: u32) -> u32 {
         match (self.funding_confirmed, self.short_channel_id) {
-            (true, Some(scid)) => (best_height + 1).saturating_sub(scid.block_height()),
+            (true, Some(scid)) => best_height
+                .saturating_add(1)
+                .saturating_sub(scid.block_height()),
             _ => 0,
         }
     }

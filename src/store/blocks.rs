@@ -27,7 +27,10 @@ impl<C: Container> ChannelStore<C> {
     /// channel that are now too close to their expiry are failed back (with
     /// those queued after them), and payments to us within
     /// `StoreConfig::htlc_fail_back_buffer_blocks` of expiring are failed
-    /// back (`Event::PaymentClaimExpired`).
+    /// back (`Event::PaymentClaimExpired`). Queued resolutions (fulfills and
+    /// failures going back upstream) are applied first, so a preimage still
+    /// in the queue counts for its HTLC's claim deadline; queued forwards
+    /// wait for [`ChannelStore::process_pending_forwards`].
     ///
     /// **Locking behaviour:** takes each peer's lock in turn, one at a
     /// time, then the claimables' shards; each expiring payment's peers
@@ -42,6 +45,15 @@ impl<C: Container> ChannelStore<C> {
     /// Closes every channel a deadline requires to close at the best height,
     /// and fails back expiring payments to us.
     pub(crate) fn enforce_deadlines(&self) {
+        // A preimage a downstream channel gave us (off chain, or reported
+        // from the chain) waits in the work queue until it is applied to
+        // the upstream channel: until then that HTLC's claim deadline
+        // cannot see it, and a user who calls `process_pending_forwards`
+        // less often than blocks come would let the upstream peer time
+        // out an HTLC we have paid downstream. So queued resolutions are
+        // applied first (forwards stay queued: when they go is the user's
+        // call).
+        self.apply_queued_resolutions();
         let height = self.best_height();
         let config = &self.config;
         for peer in self.container.peers() {

@@ -307,21 +307,42 @@ impl<C: Container> ChannelStore<C> {
     /// the others return 0 at once.)
     pub fn process_pending_forwards(&self) -> usize {
         self.container
-            .forwards_pass(|| self.apply_queued())
+            .forwards_pass(|| self.apply_queued(true))
             .unwrap_or(0)
     }
 
+    /// Applies the queued resolutions only (fulfills and failures going
+    /// back upstream), and leaves the forwards queued for
+    /// [`ChannelStore::process_pending_forwards`]: when they leave is the
+    /// user's call, but a preimage must reach its channel before that
+    /// HTLC's claim deadline is judged.
+    pub(crate) fn apply_queued_resolutions(&self) {
+        self.container.forwards_pass(|| self.apply_queued(false));
+    }
+
     /// One pass over the queues: what was queued at entry, in batches.
-    fn apply_queued(&self) -> usize {
+    /// Without `forwards`, forwards popped are put back at the end of the
+    /// pass (so it pops none twice) and not counted.
+    fn apply_queued(&self, forwards: bool) -> usize {
         let budget = self.container.queued_work();
+        let mut popped = 0;
         let mut done = 0;
         let mut batch = Vec::with_capacity(BATCH);
-        while done < budget {
+        let mut held = Vec::new();
+        while popped < budget {
             batch.clear();
             self.container
-                .pop_work(&mut batch, BATCH.min(budget - done));
+                .pop_work(&mut batch, BATCH.min(budget - popped));
             if batch.is_empty() {
                 break;
+            }
+            popped += batch.len();
+            if !forwards {
+                let (keep, skip): (Vec<_>, Vec<_>) = batch
+                    .drain(..)
+                    .partition(|item| matches!(item.work, Work::Resolve(_)));
+                held.extend(skip);
+                batch = keep;
             }
             done += batch.len();
             for item in &mut batch {
@@ -339,6 +360,9 @@ impl<C: Container> ChannelStore<C> {
                 }
                 self.apply_work(node, group, None);
             }
+        }
+        for item in held {
+            self.container.push_work(item);
         }
         done
     }
