@@ -328,7 +328,7 @@ impl<C: Container> ChannelStore<C> {
         let mut popped = 0;
         let mut done = 0;
         let mut batch = Vec::with_capacity(BATCH);
-        let mut held = Vec::new();
+        let mut held = PutBack(&self.container, Vec::new());
         while popped < budget {
             batch.clear();
             self.container
@@ -341,7 +341,7 @@ impl<C: Container> ChannelStore<C> {
                 let (keep, skip): (Vec<_>, Vec<_>) = batch
                     .drain(..)
                     .partition(|item| matches!(item.work, Work::Resolve(_)));
-                held.extend(skip);
+                held.1.extend(skip);
                 batch = keep;
             }
             done += batch.len();
@@ -360,9 +360,6 @@ impl<C: Container> ChannelStore<C> {
                 }
                 self.apply_work(node, group, None);
             }
-        }
-        for item in held {
-            self.container.push_work(item);
         }
         done
     }
@@ -453,6 +450,18 @@ impl<C: Container> ChannelStore<C> {
     fn uncount_queued_forward(&self, peer: &NodeId) {
         if let Some(mut n) = self.queued_forwards.get_mut(peer) {
             *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Work popped and held aside, queued again when dropped: at the end of
+/// the pass, or if applying the rest panics, so nothing held is lost.
+struct PutBack<'a, C: Container>(&'a C, Vec<Addressed>);
+
+impl<C: Container> Drop for PutBack<'_, C> {
+    fn drop(&mut self) {
+        for item in self.1.drain(..) {
+            self.0.push_work(item);
         }
     }
 }
