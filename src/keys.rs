@@ -627,7 +627,7 @@ mod tests {
     #[test]
     fn a_chain_prefix_gives_the_secrets_of_its_256_indices_and_no_others() {
         let seed = [9; 32];
-        // Ours count down from the top; a peer's index can be anything.
+        // Any prefix works: ours near the top, and elsewhere in the range.
         for start in [INITIAL_COMMITMENT_INDEX, 0x1234_5678_9a00, 255, 0] {
             let prefix = SecretChainPrefix::new(&seed, start);
             let first = start & !0xff;
