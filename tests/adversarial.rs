@@ -310,25 +310,15 @@ fn value_of_an_unsettled_fulfill_cannot_be_spent() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let paid = PaymentPreimage([5; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        paid.payment_hash(),
-        500_000_000,
-        invoice(&route_to(&b, scid), paid.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), paid.payment_hash(), 500_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     events(&b);
     b.claim_funds(paid).unwrap();
     let back = PaymentPreimage([6; 32]);
     let before = b.debug_state();
     assert_eq!(
-        b.send_payment(
-            &route_to(&a, scid),
-            back.payment_hash(),
-            300_000_000,
-            invoice(&route_to(&a, scid), back.payment_hash())
-        ),
+        b.pay_invoice(&route_to(&a, scid), back.payment_hash(), 300_000_000),
         Err(StoreError::AmountExceedsBalance {
             channel_id: id,
             amount_msat: 300_000_000,
@@ -338,13 +328,8 @@ fn value_of_an_unsettled_fulfill_cannot_be_spent() {
     assert_eq!(b.debug_state(), before);
     // Once the fulfill has settled, the value is B's to spend.
     deliver_all(&[&a, &b]);
-    b.send_payment(
-        &route_to(&a, scid),
-        back.payment_hash(),
-        300_000_000,
-        invoice(&route_to(&a, scid), back.payment_hash()),
-    )
-    .unwrap();
+    b.pay_invoice(&route_to(&a, scid), back.payment_hash(), 300_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     a.claim_funds(back).unwrap();
     deliver_all(&[&a, &b]);
@@ -368,13 +353,8 @@ fn a_peer_may_spend_our_htlc_it_fulfilled_before_it_settles() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let paid = PaymentPreimage([5; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        paid.payment_hash(),
-        500_000_000,
-        invoice(&route_to(&b, scid), paid.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), paid.payment_hash(), 500_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     events(&b);
     b.claim_funds(paid).unwrap();
@@ -447,13 +427,8 @@ fn b_pays_a_who_fails_it(failed: PaymentPreimage) -> (ChannelStore, ChannelStore
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 600_000_000);
-    b.send_payment(
-        &route_to(&a, scid),
-        failed.payment_hash(),
-        500_000_000,
-        invoice(&route_to(&a, scid), failed.payment_hash()),
-    )
-    .unwrap();
+    b.pay_invoice(&route_to(&a, scid), failed.payment_hash(), 500_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     events(&a);
     a.fail_htlc_backwards(&failed.payment_hash()).unwrap();
@@ -772,11 +747,10 @@ fn htlcs_being_removed_count_towards_max_accepted_htlcs() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 500_000_000);
     for i in 0..3 {
-        b.send_payment(
+        b.pay_invoice(
             &route_to(&a, scid),
             preimage(8, i).payment_hash(),
             1_000_000,
-            invoice(&route_to(&a, scid), preimage(8, i).payment_hash()),
         )
         .unwrap();
     }
@@ -810,20 +784,10 @@ fn a_peer_cannot_push_a_channel_past_what_the_store_can_read_back() {
     let (id, scid) = open_channel(&a, &b, 10_000_000, 5_000_000_000);
     // Below the dust limit: no HTLC outputs, so no HTLC signatures.
     for i in 0..483 {
-        a.send_payment(
-            &route_to(&b, scid),
-            preimage(9, i).payment_hash(),
-            1_000,
-            invoice(&route_to(&b, scid), preimage(9, i).payment_hash()),
-        )
-        .unwrap();
-        b.send_payment(
-            &route_to(&a, scid),
-            preimage(10, i).payment_hash(),
-            1_000,
-            invoice(&route_to(&a, scid), preimage(10, i).payment_hash()),
-        )
-        .unwrap();
+        a.pay_invoice(&route_to(&b, scid), preimage(9, i).payment_hash(), 1_000)
+            .unwrap();
+        b.pay_invoice(&route_to(&a, scid), preimage(10, i).payment_hash(), 1_000)
+            .unwrap();
     }
     deliver_all(&[&a, &b]);
     events(&a);
@@ -894,13 +858,7 @@ fn zero_msat_htlcs_are_refused_both_ways() {
         ],
     };
     let paid = PaymentPreimage([11; 32]);
-    a.send_payment(
-        &route,
-        paid.payment_hash(),
-        0,
-        invoice(&route, paid.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, paid.payment_hash(), 0).unwrap();
     deliver_all(&[&a, &b, &c]);
     // B did not forward it: A's payment failed and nothing reached C.
     let failed = events(&a).into_iter().any(|e| {

@@ -120,13 +120,8 @@ fn pending_fees_policy_and_minimum_depth_survive_both_restarts() {
     assert!(d.counterparty_forwarding_policy.is_some());
     // Both sign and check commitments at the new feerate.
     let p = PaymentPreimage([9; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 10_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     deliver_all(&[&a, &b]);

@@ -481,13 +481,7 @@ fn incorrect_cltv_expiry_at_the_hub_carries_the_expiry_and_its_update() {
         ],
     };
     let p = preimage(0x51, 0);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        amount,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, p.payment_hash(), amount).unwrap();
     deliver_all(&[&a, &b, &c]);
     let evs = events(&a);
     let [Event::PaymentFailed {
@@ -523,8 +517,7 @@ fn a_dust_htlc_over_the_receivers_limit_fails_with_no_update() {
     for i in 0..5 {
         let hash = preimage(0x52, i).payment_hash();
         let route = route_to(&b, scid);
-        a.send_payment(&route, hash, 500_000, invoice(&route, hash))
-            .unwrap();
+        a.pay_invoice(&route, hash, 500_000).unwrap();
     }
     deliver_all(&[&a, &b]);
     let evs = events(&a);

@@ -477,13 +477,7 @@ fn htlcs_draining_after_shutdown_do_not_count_towards_the_closing_timeout() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(7, 1);
     let route = route_to(&b, scid);
-    (a.send_payment(
-        &route,
-        p.payment_hash(),
-        5_000_000,
-        invoice(&route, p.payment_hash()),
-    ))
-    .unwrap();
+    (a.pay_invoice(&route, p.payment_hash(), 5_000_000)).unwrap();
     deliver_all(&[&a, &b]);
     assert!((events(&b).iter()).any(|e| matches!(e, Event::PaymentReceived { .. })));
     a.close_channel(&id).unwrap();

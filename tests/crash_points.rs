@@ -166,12 +166,7 @@ impl World {
         self.preimages.insert(p.payment_hash(), p);
         self.amounts.insert(p.payment_hash(), amount);
         self.a
-            .send_payment(
-                &route(self, amount),
-                p.payment_hash(),
-                amount,
-                invoice(&route(self, amount), p.payment_hash()),
-            )
+            .pay_invoice(&route(self, amount), p.payment_hash(), amount)
             .unwrap();
         p.payment_hash()
     }

@@ -84,12 +84,7 @@ impl Net {
         let p = preimage(0xd, n);
         let route = self.route(amount_msat);
         self.a
-            .send_payment(
-                &route,
-                p.payment_hash(),
-                amount_msat,
-                invoice(&route, p.payment_hash()),
-            )
+            .pay_invoice(&route, p.payment_hash(), amount_msat)
             .unwrap();
         deliver_all(&self.nodes());
         assert!(events(&self.c).iter().any(|e| matches!(e,
@@ -413,13 +408,7 @@ fn pay_b(
 ) -> PaymentPreimage {
     let p = preimage(0xe, n);
     let route = route_to(b, scid);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        amount,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, p.payment_hash(), amount).unwrap();
     deliver_all(&[a, b]);
     p
 }

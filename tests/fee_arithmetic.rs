@@ -31,13 +31,8 @@ fn pay_many(
 ) {
     for i in 0..n {
         let hash = preimage(0x31, i).payment_hash();
-        from.send_payment(
-            &route_to(to, scid),
-            hash,
-            amount_msat,
-            invoice(&route_to(to, scid), hash),
-        )
-        .unwrap();
+        from.pay_invoice(&route_to(to, scid), hash, amount_msat)
+            .unwrap();
     }
     deliver_all(&[from, to]);
 }
@@ -111,13 +106,7 @@ fn a_pending_fee_update_prices_each_commitment_at_its_own_feerate() {
     let mut accepted = 0;
     for i in 0..11u16 {
         let hash = preimage(0x33, i).payment_hash();
-        b.send_payment(
-            &route_to(&a, scid),
-            hash,
-            1_000_000,
-            invoice(&route_to(&a, scid), hash),
-        )
-        .unwrap();
+        b.pay_invoice(&route_to(&a, scid), hash, 1_000_000).unwrap();
         for (_, m) in take_msgs(&b) {
             let is_add = matches!(m, Message::UpdateAddHtlc(_));
             match a.handle_message(&b.node_id(), m) {

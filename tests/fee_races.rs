@@ -25,13 +25,8 @@ fn our_update_fee_leaves_room_for_a_concurrent_inbound_htlc() {
     // B pays A 30,000 sat (above the dust threshold at either feerate),
     // before A's update_fee reaches it.
     let p = PaymentPreimage([9; 32]);
-    b.send_payment(
-        &route_to(&a, scid),
-        p.payment_hash(),
-        30_000_000,
-        invoice(&route_to(&a, scid), p.payment_hash()),
-    )
-    .unwrap();
+    b.pay_invoice(&route_to(&a, scid), p.payment_hash(), 30_000_000)
+        .unwrap();
     if raised.is_err() {
         assert!(
             matches!(raised, Err(chanstore::StoreError::ReserveViolated { .. })),
@@ -152,13 +147,7 @@ fn an_update_fee_racing_adds_never_leaves_a_commitment_unpaid() {
     a.update_fee(&id, 5_000).unwrap();
     for i in 0..20u16 {
         let hash = PaymentPreimage([i as u8 + 1; 32]).payment_hash();
-        b.send_payment(
-            &route_to(&a, scid),
-            hash,
-            4_000_000,
-            invoice(&route_to(&a, scid), hash),
-        )
-        .unwrap();
+        b.pay_invoice(&route_to(&a, scid), hash, 4_000_000).unwrap();
     }
     let refusals = deliver_auditing(&a, &b);
     assert!(
@@ -208,13 +197,7 @@ fn an_update_fee_that_makes_racing_adds_dust_neither_wedges_nor_closes_the_chann
     for n in 0..2 {
         let p = preimage(8, n);
         let route = route_to(&a, scid);
-        (b.send_payment(
-            &route,
-            p.payment_hash(),
-            3_000_000,
-            invoice(&route, p.payment_hash()),
-        ))
-        .unwrap();
+        (b.pay_invoice(&route, p.payment_hash(), 3_000_000)).unwrap();
     }
     let refused = deliver_auditing(&a, &b);
     let open = [&a, &b].map(|n| n.channel_details(&id).is_some());

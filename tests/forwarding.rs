@@ -94,12 +94,7 @@ impl Line {
         let before = self.balances();
         let p = preimage(0xf, 0);
         self.a
-            .send_payment(
-                route,
-                p.payment_hash(),
-                amount_msat,
-                invoice(route, p.payment_hash()),
-            )
+            .pay_invoice(route, p.payment_hash(), amount_msat)
             .unwrap();
         deliver_all(&self.nodes());
         let evs = events(&self.a);
@@ -134,13 +129,8 @@ fn payment_is_forwarded_and_fulfilled_with_exact_fees() {
     let fee = l.fee(amount);
     assert_eq!(fee, 2_000);
     let p = preimage(1, 0);
-    l.a.send_payment(
-        &l.route(amount),
-        p.payment_hash(),
-        amount,
-        invoice(&l.route(amount), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(amount), p.payment_hash(), amount)
+        .unwrap();
     deliver_all(&l.nodes());
     assert_eq!(
         events(&l.c),
@@ -192,13 +182,8 @@ fn failure_at_recipient_travels_back_to_payer() {
     let l = line(1_000_000, 1_000_000, 0);
     let amount = 10_000_000;
     let p = preimage(2, 0);
-    l.a.send_payment(
-        &l.route(amount),
-        p.payment_hash(),
-        amount,
-        invoice(&l.route(amount), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(amount), p.payment_hash(), amount)
+        .unwrap();
     deliver_all(&l.nodes());
     assert_eq!(events(&l.c).len(), 1);
     l.c.fail_htlc_backwards(&p.payment_hash()).unwrap();
@@ -266,13 +251,8 @@ fn forward_above_outgoing_balance_fails_temporarily() {
     // A payment that fits still goes through.
     let small = 50_000_000;
     let p = preimage(3, 0);
-    l.a.send_payment(
-        &l.route(small),
-        p.payment_hash(),
-        small,
-        invoice(&l.route(small), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(small), p.payment_hash(), small)
+        .unwrap();
     deliver_all(&l.nodes());
     l.c.claim_funds(p).unwrap();
     deliver_all(&l.nodes());
@@ -300,13 +280,8 @@ fn deliver_without_forwarding(nodes: &[&ChannelStore]) {
 /// Sends A -> B -> C and stops with the HTLC irrevocably committed on A-B
 /// and B's forward to C still queued.
 fn queue_forward(l: &Line, p: &PaymentPreimage, amount: u64) {
-    l.a.send_payment(
-        &l.route(amount),
-        p.payment_hash(),
-        amount,
-        invoice(&l.route(amount), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(amount), p.payment_hash(), amount)
+        .unwrap();
     deliver_without_forwarding(&l.nodes());
     assert_eq!(l.b.pending_forwards(), 1);
     assert_eq!(l.b.channel_details(&l.ab).unwrap().pending_htlcs, 1);
@@ -393,13 +368,8 @@ fn message_for_b_c_channel_from_a_is_refused_as_wrong_peer() {
     let l = line(1_000_000, 1_000_000, 0);
     // Put an HTLC in flight on B-C so that it has state worth protecting.
     let p = preimage(6, 0);
-    l.a.send_payment(
-        &l.route(1_000_000),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&l.route(1_000_000), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(1_000_000), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&l.nodes());
     events(&l.c);
     let wrong_peer = StoreError::WrongPeer {
@@ -459,26 +429,16 @@ fn disconnect_drops_only_the_peers_uncommitted_updates() {
     let from_a = preimage(7, 0);
     let from_c = preimage(7, 1);
     // A offers B an HTLC; only its update_add arrives.
-    l.a.send_payment(
-        &route_to(&l.b, l.scid_ab),
-        from_a.payment_hash(),
-        3_000_000,
-        invoice(&route_to(&l.b, l.scid_ab), from_a.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&route_to(&l.b, l.scid_ab), from_a.payment_hash(), 3_000_000)
+        .unwrap();
     let a_msgs = take_msgs(&l.a);
     let [(_, a_add), (_, a_cs)] = &a_msgs[..] else {
         panic!("{a_msgs:?}")
     };
     deliver_one(&l.a, &l.b, a_add.clone());
     // C does the same.
-    l.c.send_payment(
-        &route_to(&l.b, l.scid_bc),
-        from_c.payment_hash(),
-        5_000_000,
-        invoice(&route_to(&l.b, l.scid_bc), from_c.payment_hash()),
-    )
-    .unwrap();
+    l.c.pay_invoice(&route_to(&l.b, l.scid_bc), from_c.payment_hash(), 5_000_000)
+        .unwrap();
     let c_msgs = take_msgs(&l.c);
     deliver_one(&l.c, &l.b, c_msgs[0].1.clone());
     let bc_before = l.b.channel_details(&l.bc).unwrap();
@@ -574,13 +534,8 @@ fn lookups_racing_a_close_never_see_a_wrong_answer() {
     assert_eq!(l.b.counterparty_of(&l.ab), Some(l.a.node_id()));
     // Its short channel id is gone too: a forward over it fails back cleanly.
     let p = preimage(8, 0);
-    l.a.send_payment(
-        &l.route(1_000_000),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&l.route(1_000_000), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(1_000_000), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&l.nodes());
     assert_eq!(
         events(&l.a),
@@ -601,13 +556,8 @@ fn forward_to_disconnected_peer_fails_temporarily() {
     l.b.peer_disconnected(&l.c.node_id());
     let before = l.balances();
     let p = preimage(9, 0);
-    l.a.send_payment(
-        &l.route(1_000_000),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&l.route(1_000_000), p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&l.route(1_000_000), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&[&l.a, &l.b]);
     // BOLT 4: B's (enabled) update for B-C, nothing before it.
     let update = failed_at_b(
@@ -647,18 +597,16 @@ fn forwards_in_both_directions_at_once_while_a_b_closes() {
         ],
     };
     for i in 0..10 {
-        a.send_payment(
+        a.pay_invoice(
             &via_b(scid_ab, &c, scid_bc),
             preimage(1, i).payment_hash(),
             amount,
-            invoice(&via_b(scid_ab, &c, scid_bc), preimage(1, i).payment_hash()),
         )
         .unwrap();
-        c.send_payment(
+        c.pay_invoice(
             &via_b(scid_bc, &a, scid_ab),
             preimage(2, i).payment_hash(),
             amount,
-            invoice(&via_b(scid_bc, &a, scid_ab), preimage(2, i).payment_hash()),
         )
         .unwrap();
     }
@@ -728,13 +676,7 @@ fn the_hub_learns_only_its_own_payload_and_the_next_hop() {
     let amount = 4_000_000;
     let p = preimage(0x21, 0);
     let route = l.route(amount);
-    l.a.send_payment(
-        &route,
-        p.payment_hash(),
-        amount,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&route, p.payment_hash(), amount).unwrap();
     let msgs = take_msgs(&l.a);
     let Some((_, Message::UpdateAddHtlc(add))) = msgs.first() else {
         panic!("{msgs:?}")
@@ -856,13 +798,7 @@ fn a_failure_three_hops_away_is_attributed_to_its_node() {
     // D, three hops away, refuses the payment.
     let p = preimage(0x22, 0);
     let route = l.route(2_000_000, 0);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        2_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, p.payment_hash(), 2_000_000).unwrap();
     deliver_all(&l.all());
     assert_eq!(events(d).len(), 1);
     d.fail_htlc_backwards(&p.payment_hash()).unwrap();
@@ -871,13 +807,7 @@ fn a_failure_three_hops_away_is_attributed_to_its_node() {
     // C, two hops away, is paid a fee too small.
     let p = preimage(0x22, 1);
     let route = l.route(2_000_000, 1);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        2_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, p.payment_hash(), 2_000_000).unwrap();
     deliver_all(&l.all());
     let evs = events(a);
     let [Event::PaymentFailed {
@@ -935,13 +865,8 @@ fn a_failure_spoiled_on_the_way_back_is_unreadable_not_misattributed() {
     let l = line(1_000_000, 1_000_000, 0);
     let p = preimage(0x24, 0);
     let route = l.route(1_000_000);
-    l.a.send_payment(
-        &route,
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    l.a.pay_invoice(&route, p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&l.nodes());
     l.c.fail_htlc_backwards(&p.payment_hash()).unwrap();
     // C's failure onion is changed before B wraps it.

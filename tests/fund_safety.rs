@@ -84,12 +84,7 @@ impl Net {
     fn pay_to_c(&self, n: u16, amount_msat: u64) -> PaymentPreimage {
         let p = preimage(0xc, n);
         self.a
-            .send_payment(
-                &self.route(amount_msat),
-                p.payment_hash(),
-                amount_msat,
-                invoice(&self.route(amount_msat), p.payment_hash()),
-            )
+            .pay_invoice(&self.route(amount_msat), p.payment_hash(), amount_msat)
             .unwrap();
         deliver_all(&self.nodes());
         assert!(events(&self.c).contains(&Event::PaymentReceived {
@@ -372,13 +367,8 @@ fn crash_at_any_batch_never_loses_payment_received() {
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(4, 0);
     let start = pb.len();
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        3_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 3_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     for k in start..=pb.len() {
         let restored = durable(2, StoreConfig::default(), &Recording::from_prefix(&pb, k));
@@ -411,13 +401,8 @@ fn refused_final_htlc_never_becomes_claimable_after_restart() {
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(4, 1);
     let start = pb.len();
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     assert!(events(&a).contains(&unknown_to(&b, p.payment_hash(), 1_000_000)));
     assert!(events(&b).is_empty(), "no PaymentReceived");
@@ -502,12 +487,7 @@ fn forward_to_channel_closed_before_commit_fails_back() {
     net.b.peer_connected(net.c.node_id());
     let p = preimage(6, 0);
     net.a
-        .send_payment(
-            &net.route(5_000_000),
-            p.payment_hash(),
-            5_000_000,
-            invoice(&net.route(5_000_000), p.payment_hash()),
-        )
+        .pay_invoice(&net.route(5_000_000), p.payment_hash(), 5_000_000)
         .unwrap();
     deliver_without_c(&net);
     assert_eq!(net.pending(&net.b, &net.bc), 1, "queued on B-C");
@@ -542,12 +522,7 @@ fn forward_signed_into_the_peers_commitment_waits_for_the_chain() {
     let net = Net::new();
     let p = preimage(6, 1);
     net.a
-        .send_payment(
-            &net.route(5_000_000),
-            p.payment_hash(),
-            5_000_000,
-            invoice(&net.route(5_000_000), p.payment_hash()),
-        )
+        .pay_invoice(&net.route(5_000_000), p.payment_hash(), 5_000_000)
         .unwrap();
     // Deliver, dropping everything B sends C (its add and commitment_signed).
     loop {
@@ -613,12 +588,7 @@ fn bytes_to_forward_one(background: u16) -> (usize, usize) {
     // grow the figure.
     for i in 0..background {
         net.a
-            .send_payment(
-                &net.route(400_000),
-                preimage(8, i).payment_hash(),
-                400_000,
-                invoice(&net.route(400_000), preimage(8, i).payment_hash()),
-            )
+            .pay_invoice(&net.route(400_000), preimage(8, i).payment_hash(), 400_000)
             .unwrap();
     }
     deliver_all(&net.nodes());
@@ -794,11 +764,10 @@ fn retransmitted_shutdown_is_accepted_and_close_completes() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     // An HTLC in flight keeps both sides shutting down across the reconnect.
-    a.send_payment(
+    a.pay_invoice(
         &route_to(&b, scid),
         preimage(9, 0).payment_hash(),
         1_000_000,
-        invoice(&route_to(&b, scid), preimage(9, 0).payment_hash()),
     )
     .unwrap();
     deliver_all(&[&a, &b]);
@@ -925,20 +894,14 @@ fn dust_exposure_is_capped() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 500_000_000);
     // 100 sat HTLCs are dust: A may send 20 (2M msat), not 21.
     for i in 0..20 {
-        a.send_payment(
-            &route_to(&b, scid),
-            preimage(13, i).payment_hash(),
-            100_000,
-            invoice(&route_to(&b, scid), preimage(13, i).payment_hash()),
-        )
-        .unwrap();
+        a.pay_invoice(&route_to(&b, scid), preimage(13, i).payment_hash(), 100_000)
+            .unwrap();
     }
     assert!(matches!(
-        a.send_payment(
+        a.pay_invoice(
             &route_to(&b, scid),
             preimage(13, 20).payment_hash(),
-            100_000,
-            invoice(&route_to(&b, scid), preimage(13, 20).payment_hash())
+            100_000
         ),
         Err(StoreError::DustExposureExceeded { .. })
     ));
@@ -949,11 +912,10 @@ fn dust_exposure_is_capped() {
     }
     deliver_all(&[&a, &b]);
     for i in 0..10 {
-        a.send_payment(
+        a.pay_invoice(
             &route_to(&b, scid),
             preimage(14, i).payment_hash(),
             1_000_000,
-            invoice(&route_to(&b, scid), preimage(14, i).payment_hash()),
         )
         .unwrap();
     }
@@ -1005,13 +967,8 @@ fn htlc_expiring_too_far_is_failed_with_expiry_too_far() {
     connect_all(&[&a, &b]);
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(13, 1);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     assert!(events(&a).contains(&failed_by(
         &b,
@@ -1055,11 +1012,10 @@ fn shutdown_refused_while_peer_has_unsigned_removals_or_fee() {
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
-    a.send_payment(
+    a.pay_invoice(
         &route_to(&b, scid),
         preimage(13, 2).payment_hash(),
         1_000_000,
-        invoice(&route_to(&b, scid), preimage(13, 2).payment_hash()),
     )
     .unwrap();
     deliver_all(&[&a, &b]);
@@ -1169,13 +1125,8 @@ fn fail_after_revealed_preimage_reports_payment_sent_only() {
     connect_all(&[&a, &b]);
     let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(13, 3);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     events(&b);
     let before_claim = pb.len();
@@ -1261,13 +1212,8 @@ fn revealed_preimage_is_claimed_on_chain_before_expiry() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(14, 0);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     take_msgs(&b); // A never gets the fulfill
@@ -1300,13 +1246,8 @@ fn unclaimed_payment_is_failed_back_before_expiry() {
         connect_all(&[&a, &b]);
         let (_, scid) = open_channel(&a, &b, 1_000_000, 0);
         let p = preimage(14, 1);
-        a.send_payment(
-            &route_to(&b, scid),
-            p.payment_hash(),
-            1_000_000,
-            invoice(&route_to(&b, scid), p.payment_hash()),
-        )
-        .unwrap();
+        a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 1_000_000)
+            .unwrap();
         deliver_all(&[&a, &b]);
         events(&b);
         let cltv = HEIGHT + u32::from(StoreConfig::default().min_final_cltv_expiry_delta);
@@ -1359,14 +1300,7 @@ fn a_forward_queued_past_its_expiry_is_failed_back() {
         let amount = 5_000_000;
         let p = preimage(14, 2 + u16::from(restart));
         let route = net.route(amount);
-        net.a
-            .send_payment(
-                &route,
-                p.payment_hash(),
-                amount,
-                invoice(&route, p.payment_hash()),
-            )
-            .unwrap();
+        net.a.pay_invoice(&route, p.payment_hash(), amount).unwrap();
         deliver_holding_forwards(&net.nodes());
         assert_eq!(net.b.pending_forwards(), 1);
         // The outgoing expiry is HEIGHT + 42, the incoming one 72 later.
@@ -1450,9 +1384,7 @@ fn forwards_queued_into_a_channel_the_peer_left_are_failed_back_in_time() {
             let p = preimage(14, 10 + n + 2 * u16::from(restart));
             let route = net.route(amount);
             let hash = p.payment_hash();
-            net.a
-                .send_payment(&route, hash, amount, invoice(&route, hash))
-                .unwrap();
+            net.a.pay_invoice(&route, hash, amount).unwrap();
             deliver_without_c(net);
             hash
         };
@@ -1540,9 +1472,7 @@ fn htlcs_added_after_our_shutdown_are_failed_not_routed() {
     let amount = 5_000_000;
     let to_c = preimage(0xd, 1).payment_hash();
     let route = net.route(amount);
-    (net.a
-        .send_payment(&route, to_c, amount, invoice(&route, to_c)))
-    .unwrap();
+    (net.a.pay_invoice(&route, to_c, amount)).unwrap();
     let (to_b, secret) = net.b.create_inbound_payment(Some(amount), 3600).unwrap();
     let route = route_to(&net.b, net.scid_ab);
     let fields = chanstore::RecipientOnionFields::secret_only(secret);
@@ -1587,11 +1517,10 @@ fn funder_peer_add_is_priced_with_our_htlcs() {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 500_000_000);
     // 20 HTLCs of B's committed.
     for i in 0..20 {
-        b.send_payment(
+        b.pay_invoice(
             &route_to(&a, scid),
             preimage(15, i).payment_hash(),
             1_000_000,
-            invoice(&route_to(&a, scid), preimage(15, i).payment_hash()),
         )
         .unwrap();
     }
@@ -1669,21 +1598,15 @@ fn racing_adds_never_underfund_a_commitment() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 200_000, 100_000_000);
     for i in 0..30 {
-        let _ = b.send_payment(
+        let _ = b.pay_invoice(
             &route_to(&a, scid),
             preimage(17, i).payment_hash(),
             2_000_000,
-            invoice(&route_to(&a, scid), preimage(17, i).payment_hash()),
         );
     }
     let max = a.channel_details(&id).unwrap().outbound_capacity_msat;
-    a.send_payment(
-        &route_to(&b, scid),
-        preimage(17, 99).payment_hash(),
-        max,
-        invoice(&route_to(&b, scid), preimage(17, 99).payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), preimage(17, 99).payment_hash(), max)
+        .unwrap();
     // Deliver everything; a refusal (the channel failing) is allowed, an
     // underfunded commitment is not.
     deliver_auditing(&a, &b);
@@ -1796,11 +1719,10 @@ fn retransmitted_shutdown_precedes_updates_sent_after_it() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     for i in 0..2 {
-        a.send_payment(
+        a.pay_invoice(
             &route_to(&b, scid),
             preimage(9, 10 + i).payment_hash(),
             1_000_000,
-            invoice(&route_to(&b, scid), preimage(9, 10 + i).payment_hash()),
         )
         .unwrap();
     }
@@ -1858,13 +1780,7 @@ fn a_closed_channel_record_is_handed_out_only_once_durable() {
         c.flush().unwrap();
         let p = preimage(9, 9);
         let route = route_to(&c, scid);
-        (a.send_payment(
-            &route,
-            p.payment_hash(),
-            2_000_000,
-            invoice(&route, p.payment_hash()),
-        ))
-        .unwrap();
+        (a.pay_invoice(&route, p.payment_hash(), 2_000_000)).unwrap();
         for (_, msg) in take_msgs(&a) {
             deliver_one(&a, &c, msg); // update_add_htlc, commitment_signed
         }

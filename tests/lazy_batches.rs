@@ -151,12 +151,7 @@ impl World {
             (&self.b, &self.a)
         };
         let route = route_to(to, self.scid);
-        let result = from.send_payment(
-            &route,
-            p.payment_hash(),
-            amount,
-            invoice(&route, p.payment_hash()),
-        );
+        let result = from.pay_invoice(&route, p.payment_hash(), amount);
         match result {
             Ok(_) => {}
             Err(StoreError::Persist(_)) if a_to_b => {
@@ -466,13 +461,7 @@ fn pair(p: Arc<dyn Persister>) -> (ChannelStore, ChannelStore, ShortChannelId) {
 fn receive(a: &ChannelStore, b: &ChannelStore, scid: ShortChannelId) {
     let p = preimage(0x18, 1);
     let route = route_to(a, scid);
-    b.send_payment(
-        &route,
-        p.payment_hash(),
-        TO_A,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    b.pay_invoice(&route, p.payment_hash(), TO_A).unwrap();
     deliver_all(&[a, b]);
 }
 
@@ -494,13 +483,7 @@ fn an_event_is_durable_before_it_is_seen() {
     a.get_and_clear_pending_events();
     let p = preimage(0x16, 1);
     let route = route_to(&a, scid);
-    b.send_payment(
-        &route,
-        p.payment_hash(),
-        TO_A,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    b.pay_invoice(&route, p.payment_hash(), TO_A).unwrap();
     // B: add + commitment_signed; A: revoke_and_ack + commitment_signed;
     // B: revoke_and_ack alone, the one that commits the HTLC at A.
     for round in 0.. {
@@ -558,13 +541,7 @@ fn get_and_clear_is_at_most_once_and_process_is_at_least_once() {
             // The next commit (a payment's first batch) takes the deletion along.
             let p = preimage(0x17, 1);
             let route = route_to(&b, scid);
-            a.send_payment(
-                &route,
-                p.payment_hash(),
-                TO_B,
-                invoice(&route, p.payment_hash()),
-            )
-            .unwrap();
+            a.pay_invoice(&route, p.payment_hash(), TO_B).unwrap();
             assert_eq!(stored_events(&disk), 0, "the deletion never got to disk");
             continue;
         }

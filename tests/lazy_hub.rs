@@ -70,13 +70,7 @@ fn run(forward_before_crash: bool) {
         ],
     };
     let p = PaymentPreimage([0x4b; 32]);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        10_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, p.payment_hash(), 10_000_000).unwrap();
     hand_over(&a, &h); // update_add_htlc, commitment_signed
     hand_over(&h, &a); // revoke_and_ack, commitment_signed
     let raa = hand_over(&a, &h); // A's revoke_and_ack: the lazy batch at H

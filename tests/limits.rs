@@ -82,8 +82,7 @@ fn queued_forwards_per_peer_are_capped() {
         .map(|i| PaymentPreimage([i + 40; 32]).payment_hash())
         .collect();
     for h in &hashes {
-        a.send_payment(&route, *h, amount, invoice(&route, *h))
-            .unwrap();
+        a.pay_invoice(&route, *h, amount).unwrap();
     }
     // Commit all three at B without letting B drain its queue.
     loop {
@@ -131,13 +130,8 @@ fn queued_forwards_per_peer_are_capped() {
         .count();
     assert_eq!(received, 2);
     // Once drained, the peer may queue forwards again.
-    a.send_payment(
-        &route,
-        PaymentPreimage([99; 32]).payment_hash(),
-        amount,
-        invoice(&route, PaymentPreimage([99; 32]).payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, PaymentPreimage([99; 32]).payment_hash(), amount)
+        .unwrap();
     deliver_all(&[&a, &b, &c]);
     assert!(events(&c)
         .iter()

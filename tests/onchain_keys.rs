@@ -45,13 +45,7 @@ fn htlc_in_flight(a: &ChannelStore, b: &ChannelStore, tag: u8) -> (ChannelId, Pa
 /// 5,000 sat from `a` to `b` over `scid`, delivered (not claimed).
 fn send_5000_sat(a: &ChannelStore, b: &ChannelStore, scid: ShortChannelId, p: &PaymentPreimage) {
     let route = route_to(b, scid);
-    a.send_payment(
-        &route,
-        p.payment_hash(),
-        5_000_000,
-        invoice(&route, p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, p.payment_hash(), 5_000_000).unwrap();
     deliver_all(&[a, b]);
 }
 

@@ -299,13 +299,8 @@ fn a_complete_payment_is_never_timed_out() {
         ..StoreConfig::default()
     });
     let p = preimage(4, 3);
-    d.a.send_payment(
-        &d.direct,
-        p.payment_hash(),
-        1_000_000,
-        invoice(&d.direct, p.payment_hash()),
-    )
-    .unwrap();
+    d.a.pay_invoice(&d.direct, p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&d.nodes());
     assert_eq!(received(&d.c).len(), 1);
     for _ in 0..3 {

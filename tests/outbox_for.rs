@@ -116,13 +116,8 @@ fn a_channel_opens_and_pays_through_it() {
             cltv_expiry_delta: 0,
         }],
     };
-    a.send_payment(
-        &route,
-        preimage.payment_hash(),
-        7_000,
-        invoice(&route, preimage.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, preimage.payment_hash(), 7_000)
+        .unwrap();
     deliver_pairwise(&a, &b);
     b.claim_funds(preimage).unwrap();
     deliver_pairwise(&a, &b);

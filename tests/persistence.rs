@@ -57,13 +57,8 @@ fn restart_mid_payment_completes_once() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let preimage = PaymentPreimage([3; 32]);
-    a.send_payment(
-        &route(&[(&b, scid, 0)]),
-        preimage.payment_hash(),
-        5_000_000,
-        invoice(&route(&[(&b, scid, 0)]), preimage.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route(&[(&b, scid, 0)]), preimage.payment_hash(), 5_000_000)
+        .unwrap();
     // Deliver the add and the first commitment_signed only; then both crash.
     for (_, m) in a.get_and_clear_pending_msg_events() {
         b.handle_message(&a.node_id(), m).unwrap();

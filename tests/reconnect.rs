@@ -88,12 +88,7 @@ fn pay_with_cut(payer: usize, cut: usize) {
         }],
     };
     sender
-        .send_payment(
-            &route,
-            preimage.payment_hash(),
-            amount,
-            invoice(&route, preimage.payment_hash()),
-        )
+        .pay_invoice(&route, preimage.payment_hash(), amount)
         .unwrap();
 
     let mut wire = Wire::new(&a, &b);
@@ -211,12 +206,7 @@ fn messages_between_disconnect_and_reestablish_are_refused() {
         }],
     };
     assert!(matches!(
-        a.send_payment(
-            &route,
-            PaymentPreimage([1; 32]).payment_hash(),
-            1_000,
-            invoice(&route, PaymentPreimage([1; 32]).payment_hash())
-        ),
+        a.pay_invoice(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000),
         Err(StoreError::AwaitingReestablish {
             action: "update_add_htlc",
             ..
@@ -236,13 +226,8 @@ fn messages_between_disconnect_and_reestablish_are_refused() {
     );
     assert_eq!(b.debug_state(), before);
     deliver_all(&[&a, &b]);
-    a.send_payment(
-        &route,
-        PaymentPreimage([1; 32]).payment_hash(),
-        1_000,
-        invoice(&route, PaymentPreimage([1; 32]).payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route, PaymentPreimage([1; 32]).payment_hash(), 1_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
 }
 
@@ -365,13 +350,7 @@ fn retransmissions_are_byte_identical() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let hash = preimage(4, 0).payment_hash();
-    a.send_payment(
-        &route_to(&b, scid),
-        hash,
-        2_000_000,
-        invoice(&route_to(&b, scid), hash),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), hash, 2_000_000).unwrap();
     // A's update_add_htlc and commitment_signed are lost.
     let lost: Vec<Message> = take_msgs(&a).into_iter().map(|(_, m)| m).collect();
     assert!(
@@ -452,13 +431,7 @@ fn adds_after_the_peers_shutdown_are_taken_only_as_its_retransmission() {
     // retransmitted.
     let p = preimage(5, 2);
     let route = route_to(&b, scid);
-    (a.send_payment(
-        &route,
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route, p.payment_hash()),
-    ))
-    .unwrap();
+    (a.pay_invoice(&route, p.payment_hash(), 1_000_000)).unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     deliver_all(&[&a, &b]);

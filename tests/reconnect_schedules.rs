@@ -216,12 +216,7 @@ fn run(seed: u64, steps: usize, plays: Plays) {
                 let pre = preimage(7 + payer as u8, n_pay);
                 let amount = 1_000_000 + rng.below(5) * 3_000_000;
                 let route = route_to(r, scid);
-                let res = s.send_payment(
-                    &route,
-                    pre.payment_hash(),
-                    amount,
-                    invoice(&route, pre.payment_hash()),
-                );
+                let res = s.pay_invoice(&route, pre.payment_hash(), amount);
                 if res.is_ok() {
                     sim.log.push(format!("{} pays {amount}", ["a", "b"][payer]));
                     sim.pays.insert(
@@ -437,13 +432,8 @@ fn restored_from_old_backup_is_told_and_does_not_broadcast() {
     let old = reread(&a, 1);
     for n in 0..2u16 {
         let pre = preimage(3, n);
-        a.send_payment(
-            &route_to(&b, scid),
-            pre.payment_hash(),
-            2_000_000,
-            invoice(&route_to(&b, scid), pre.payment_hash()),
-        )
-        .unwrap();
+        a.pay_invoice(&route_to(&b, scid), pre.payment_hash(), 2_000_000)
+            .unwrap();
         deliver_all(&[&a, &b]);
         b.claim_funds(pre).unwrap();
         deliver_all(&[&a, &b]);
@@ -531,13 +521,8 @@ fn channel_ready_lost_or_confirmed_while_disconnected() {
             assert!(d.is_usable, "{while_disconnected}: {d:?}");
         }
         let pre = preimage(5, 1);
-        a.send_payment(
-            &route_to(&b, scid),
-            pre.payment_hash(),
-            2_000_000,
-            invoice(&route_to(&b, scid), pre.payment_hash()),
-        )
-        .unwrap();
+        a.pay_invoice(&route_to(&b, scid), pre.payment_hash(), 2_000_000)
+            .unwrap();
         deliver_all(&[&a, &b]);
         b.claim_funds(pre).unwrap();
         deliver_all(&[&a, &b]);

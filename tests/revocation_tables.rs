@@ -29,13 +29,7 @@ fn pay(from: &ChannelStore, to: &ChannelStore, scid: ShortChannelId, tag: u8, n:
         let p = preimage(tag, i);
         let amount = if i % 2 == 0 { 10_000 } else { 5_000_000 };
         let route = route_to(to, scid);
-        from.send_payment(
-            &route,
-            p.payment_hash(),
-            amount,
-            invoice(&route, p.payment_hash()),
-        )
-        .unwrap();
+        from.pay_invoice(&route, p.payment_hash(), amount).unwrap();
         deliver_all(&[from, to]);
         let received = events(to);
         assert!(

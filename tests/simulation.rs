@@ -269,12 +269,7 @@ impl Sim {
         let store = &self.nodes[from].store;
         if !self.nodes[from].down
             && store
-                .send_payment(
-                    &route,
-                    preimage.payment_hash(),
-                    amount,
-                    invoice(&route, preimage.payment_hash()),
-                )
+                .pay_invoice(&route, preimage.payment_hash(), amount)
                 .is_ok()
         {
             self.started.insert(n);

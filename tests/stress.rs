@@ -406,7 +406,7 @@ fn start_payment(net: &Net, run: &Run, rng: &mut Rng, w: usize, n: usize) -> boo
     );
     match net.peers[sender]
         .store
-        .send_payment(&route, hash, amount_msat, invoice(&route, hash))
+        .pay_invoice(&route, hash, amount_msat)
     {
         Ok(()) => {
             run.started.fetch_add(1, Ordering::SeqCst);
@@ -857,8 +857,7 @@ fn one_forward_through_the_hub() {
             },
         ],
     };
-    a.send_payment(&route, hash, amount_msat, invoice(&route, hash))
-        .unwrap();
+    a.pay_invoice(&route, hash, amount_msat).unwrap();
     deliver_all(&[&a, &hub, &b]);
     assert_eq!(events(&hub), [], "the hub forwards, it is not paid");
     assert_eq!(
@@ -939,7 +938,7 @@ fn lookups_race_close() {
                         seed[..4].copy_from_slice(&n.to_be_bytes());
                         seed[4] = r as u8;
                         let hash = PaymentPreimage(seed).payment_hash();
-                        match a.send_payment(route, hash, 10_000, invoice(route, hash)) {
+                        match a.pay_invoice(route, hash, 10_000) {
                             Ok(()) => assert!(!was_closed, "round {round}: paid after close"),
                             Err(
                                 StoreError::UnknownShortChannelId { .. }

@@ -89,13 +89,8 @@ fn pay_and_claim_moves_exact_amount() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let preimage = PaymentPreimage([9; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        preimage.payment_hash(),
-        50_000_000,
-        invoice(&route_to(&b, scid), preimage.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), preimage.payment_hash(), 50_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     let received = events(&b);
     assert!(received.contains(&Event::PaymentReceived {
@@ -118,13 +113,8 @@ fn reconnect_mid_payment_completes_once() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let preimage = PaymentPreimage([7; 32]);
-    a.send_payment(
-        &route_to(&b, scid),
-        preimage.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&b, scid), preimage.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), preimage.payment_hash(), 10_000_000)
+        .unwrap();
     // update_add + commitment_signed are lost in flight.
     let lost = a.get_and_clear_pending_msg_events();
     assert_eq!(lost.len(), 2);
@@ -154,13 +144,8 @@ fn fail_back_reports_payment_failed_and_restores_balances() {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(1, 0);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        50_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 50_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     assert_eq!(
         events(&b),
@@ -304,18 +289,16 @@ fn hundred_htlcs_in_flight_both_directions() {
 
     // 50 payments each way, all offered before a single message moves.
     for i in 0..50 {
-        a.send_payment(
+        a.pay_invoice(
             &route_to(&b, scid_ab),
             preimage(0xa, i).payment_hash(),
             bulk_amount(i),
-            invoice(&route_to(&b, scid_ab), preimage(0xa, i).payment_hash()),
         )
         .unwrap();
-        b.send_payment(
+        b.pay_invoice(
             &route_to(&a, scid_ab),
             preimage(0xb, i).payment_hash(),
             bulk_amount(i),
-            invoice(&route_to(&a, scid_ab), preimage(0xb, i).payment_hash()),
         )
         .unwrap();
     }
@@ -387,11 +370,10 @@ fn hundred_htlcs_in_flight_both_directions() {
 
     // An asymmetric round: only A pays, B claims everything.
     for i in 50..60 {
-        a.send_payment(
+        a.pay_invoice(
             &route_to(&b, scid_ab),
             preimage(0xa, i).payment_hash(),
             bulk_amount(i),
-            invoice(&route_to(&b, scid_ab), preimage(0xa, i).payment_hash()),
         )
         .unwrap();
     }
@@ -451,13 +433,8 @@ fn cooperative_close(initiator_is_funder: bool) {
     let (id, scid) = open_channel(&a, &b, 1_000_000, 200_000_000);
     // Move some value first, so both sides have a balance that changed.
     let p = preimage(3, 0);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        1_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     b.claim_funds(p).unwrap();
     deliver_all(&[&a, &b]);
@@ -497,13 +474,8 @@ fn close_with_htlc_in_flight(claim: bool) {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(4, 0);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        30_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 30_000_000)
+        .unwrap();
     deliver_all(&[&a, &b]);
     a.close_channel(&id).unwrap();
     deliver_all(&[&a, &b]);
@@ -520,12 +492,7 @@ fn close_with_htlc_in_flight(claim: bool) {
     // No new HTLC may start on a closing channel, from either side.
     for (from, to) in [(&a, &b), (&b, &a)] {
         assert!(matches!(
-            from.send_payment(
-                &route_to(to, scid),
-                preimage(4, 1).payment_hash(),
-                1_000,
-                invoice(&route_to(to, scid), preimage(4, 1).payment_hash())
-            ),
+            from.pay_invoice(&route_to(to, scid), preimage(4, 1).payment_hash(), 1_000),
             Err(StoreError::WrongState { .. })
         ));
     }
@@ -592,11 +559,10 @@ fn pair(config_b: StoreConfig, funding_sat: u64, push_msat: u64) -> Pair {
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, funding_sat, push_msat);
     let (other, other_scid) = open_channel(&a, &b, 200_000, 50_000_000);
-    a.send_payment(
+    a.pay_invoice(
         &route_to(&b, other_scid),
         preimage(0xee, 0).payment_hash(),
         2_000_000,
-        invoice(&route_to(&b, other_scid), preimage(0xee, 0).payment_hash()),
     )
     .unwrap();
     deliver_all(&[&a, &b]);
@@ -660,12 +626,7 @@ impl Pair {
     ) {
         let hash = preimage(0x55, 0).payment_hash();
         self.assert_refused(expected, || {
-            from.send_payment(
-                &route_to(to, self.scid),
-                hash,
-                amount_msat,
-                invoice(&route_to(to, self.scid), hash),
-            )
+            from.pay_invoice(&route_to(to, self.scid), hash, amount_msat)
         });
     }
 
@@ -885,20 +846,10 @@ fn refuses_htlc_that_breaks_the_reserve() {
     p.assert_msg_refused(a, b, p.add(0, a_max_received + 1), over(reserve + fee));
     p.assert_msg_refused(b, a, p.add(0, b_max + 1), over(reserve));
     // Exactly the limit passes, on both sides.
-    a.send_payment(
-        &route_to(b, p.scid),
-        preimage(9, 0).payment_hash(),
-        a_max,
-        invoice(&route_to(b, p.scid), preimage(9, 0).payment_hash()),
-    )
-    .unwrap();
-    b.send_payment(
-        &route_to(a, p.scid),
-        preimage(9, 1).payment_hash(),
-        b_max,
-        invoice(&route_to(a, p.scid), preimage(9, 1).payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(b, p.scid), preimage(9, 0).payment_hash(), a_max)
+        .unwrap();
+    b.pay_invoice(&route_to(a, p.scid), preimage(9, 1).payment_hash(), b_max)
+        .unwrap();
     deliver_all(&p.nodes());
     assert_eq!(a.channel_details(&p.id).unwrap().pending_htlcs, 2);
 }
@@ -927,11 +878,10 @@ fn refuses_value_in_flight_above_maximum() {
         ..StoreConfig::default()
     };
     let p = pair(config, 1_000_000, 0);
-    p.a.send_payment(
+    p.a.pay_invoice(
         &route_to(&p.b, p.scid),
         preimage(9, 0).payment_hash(),
         60_000_000,
-        invoice(&route_to(&p.b, p.scid), preimage(9, 0).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -947,11 +897,10 @@ fn refuses_value_in_flight_above_maximum() {
     };
     p.assert_send_refused(&p.a, &p.b, 40_000_001, exceeded.clone());
     p.assert_msg_refused(&p.a, &p.b, p.add(1, 40_000_001), exceeded);
-    p.a.send_payment(
+    p.a.pay_invoice(
         &route_to(&p.b, p.scid),
         preimage(9, 1).payment_hash(),
         40_000_000,
-        invoice(&route_to(&p.b, p.scid), preimage(9, 1).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -969,11 +918,10 @@ fn refuses_more_than_max_accepted_htlcs() {
     };
     let p = pair(config, 1_000_000, 0);
     for i in 0..3 {
-        p.a.send_payment(
+        p.a.pay_invoice(
             &route_to(&p.b, p.scid),
             preimage(9, i).payment_hash(),
             1_000_000,
-            invoice(&route_to(&p.b, p.scid), preimage(9, i).payment_hash()),
         )
         .unwrap();
     }
@@ -994,11 +942,10 @@ fn refuses_more_than_max_accepted_htlcs() {
     // Once one settles, there is room for exactly one more.
     p.b.claim_funds(preimage(9, 0)).unwrap();
     deliver_all(&p.nodes());
-    p.a.send_payment(
+    p.a.pay_invoice(
         &route_to(&p.b, p.scid),
         preimage(9, 3).payment_hash(),
         1_000_000,
-        invoice(&route_to(&p.b, p.scid), preimage(9, 3).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -1039,13 +986,8 @@ fn an_htlc_already_expired_is_taken_and_failed_back() {
     // message would leave the two out of step for good (A resends it on
     // every reconnection); B takes it and fails it back once committed.
     let pre = preimage(9, 0);
-    p.a.send_payment(
-        &route_to(&p.b, p.scid),
-        pre.payment_hash(),
-        1_000_000,
-        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
-    )
-    .unwrap();
+    p.a.pay_invoice(&route_to(&p.b, p.scid), pre.payment_hash(), 1_000_000)
+        .unwrap();
     deliver_all(&p.nodes());
     let b_events = events(&p.b);
     assert!(
@@ -1105,13 +1047,8 @@ fn refuses_htlc_ids_out_of_order() {
 fn refuses_unknown_htlc_on_fulfill_and_fail() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(
-        &route_to(&p.b, p.scid),
-        pre.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
-    )
-    .unwrap();
+    p.a.pay_invoice(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
+        .unwrap();
     deliver_all(&p.nodes());
     let unknown = |htlc_id| StoreError::UnknownHtlc {
         channel_id: p.id,
@@ -1139,13 +1076,8 @@ fn refuses_unknown_htlc_on_fulfill_and_fail() {
     p.assert_msg_refused(&p.a, &p.b, fail(0), unknown(0));
     // An HTLC that exists but is not irrevocably committed yet cannot be removed.
     let pre1 = preimage(9, 1);
-    p.a.send_payment(
-        &route_to(&p.b, p.scid),
-        pre1.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&p.b, p.scid), pre1.payment_hash()),
-    )
-    .unwrap();
+    p.a.pay_invoice(&route_to(&p.b, p.scid), pre1.payment_hash(), 10_000_000)
+        .unwrap();
     let msgs = take_msgs(&p.a);
     deliver_one(&p.a, &p.b, msgs[0].1.clone());
     p.assert_msg_refused(&p.b, &p.a, fulfill(1, pre1), unknown(1));
@@ -1165,13 +1097,8 @@ fn refuses_unknown_htlc_on_fulfill_and_fail() {
 fn refuses_fulfill_with_wrong_preimage() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(
-        &route_to(&p.b, p.scid),
-        pre.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
-    )
-    .unwrap();
+    p.a.pay_invoice(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
+        .unwrap();
     deliver_all(&p.nodes());
     let wrong = Message::UpdateFulfillHtlc(UpdateFulfillHtlc {
         channel_id: p.id,
@@ -1201,13 +1128,8 @@ fn refuses_fulfill_with_wrong_preimage() {
 fn refuses_commitment_with_invalid_signature() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(
-        &route_to(&p.b, p.scid),
-        pre.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
-    )
-    .unwrap();
+    p.a.pay_invoice(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
+        .unwrap();
     let msgs = take_msgs(&p.a);
     let [(_, add), (_, Message::CommitmentSigned(cs))] = &msgs[..] else {
         panic!("{msgs:?}")
@@ -1266,13 +1188,8 @@ fn refuses_commitment_with_invalid_signature() {
 fn refuses_invalid_revocation_secret() {
     let p = pair(StoreConfig::default(), 1_000_000, 0);
     let pre = preimage(9, 0);
-    p.a.send_payment(
-        &route_to(&p.b, p.scid),
-        pre.payment_hash(),
-        10_000_000,
-        invoice(&route_to(&p.b, p.scid), pre.payment_hash()),
-    )
-    .unwrap();
+    p.a.pay_invoice(&route_to(&p.b, p.scid), pre.payment_hash(), 10_000_000)
+        .unwrap();
     for (_, m) in take_msgs(&p.a) {
         deliver_one(&p.a, &p.b, m);
     }
@@ -1315,11 +1232,10 @@ fn refuses_message_for_another_peers_channel() {
         sender: c.node_id(),
     };
     // A real commitment_signed of A's, replayed by C.
-    p.a.send_payment(
+    p.a.pay_invoice(
         &route_to(&p.b, p.scid),
         preimage(9, 0).payment_hash(),
         1_000_000,
-        invoice(&route_to(&p.b, p.scid), preimage(9, 0).payment_hash()),
     )
     .unwrap();
     let msgs = take_msgs(&p.a);
@@ -1447,11 +1363,10 @@ fn refuses_messages_in_the_wrong_state() {
 
     // No new HTLC after shutdown (an HTLC in flight keeps the channel in
     // shutting_down rather than negotiating its close at once).
-    p.a.send_payment(
+    p.a.pay_invoice(
         &route_to(&p.b, p.scid),
         preimage(9, 1).payment_hash(),
         1_000_000,
-        invoice(&route_to(&p.b, p.scid), preimage(9, 1).payment_hash()),
     )
     .unwrap();
     deliver_all(&p.nodes());
@@ -1538,13 +1453,8 @@ fn recipient_fails_tampered_onion(
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = preimage(5, 1);
-    a.send_payment(
-        &route_to(&b, scid),
-        p.payment_hash(),
-        7_000_000,
-        invoice(&route_to(&b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 7_000_000)
+        .unwrap();
     let mut secret = None;
     for (_, msg) in take_msgs(&a) {
         let msg = match msg {

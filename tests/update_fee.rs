@@ -177,13 +177,8 @@ fn overlapping_fee_updates_survive_a_restart_and_reconnection() {
 /// `b` claims it: both sides sign and check commitments at the feerate now.
 fn pay_10k_sat(a: &ChannelStore, b: &ChannelStore, scid: ShortChannelId, id: &ChannelId, n: u8) {
     let p = PaymentPreimage([n; 32]);
-    a.send_payment(
-        &route_to(b, scid),
-        p.payment_hash(),
-        10_000_000,
-        invoice(&route_to(b, scid), p.payment_hash()),
-    )
-    .unwrap();
+    a.pay_invoice(&route_to(b, scid), p.payment_hash(), 10_000_000)
+        .unwrap();
     deliver_all(&[a, b]);
     b.claim_funds(p).unwrap();
     deliver_all(&[a, b]);
@@ -211,13 +206,7 @@ fn an_update_fee_awaiting_the_revocation_is_held_then_sent_even_after_a_restart(
     let (id, scid) = open_channel(&a, &b, 1_000_000, 100_000_000);
     let p = PaymentPreimage([7; 32]);
     let route = route_to(&b, scid);
-    (a.send_payment(
-        &route,
-        p.payment_hash(),
-        5_000_000,
-        invoice(&route, p.payment_hash()),
-    ))
-    .unwrap();
+    (a.pay_invoice(&route, p.payment_hash(), 5_000_000)).unwrap();
     // A's add and commitment_signed reach B; B's answer does not reach A.
     for (_, m) in take_msgs(&a) {
         deliver_one(&a, &b, m);

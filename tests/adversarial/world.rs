@@ -21,7 +21,7 @@ use bitcoin::secp256k1::ecdsa::Signature;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use bitcoin::{OutPoint, Txid};
 
-use crate::common::invoice;
+use crate::common::PayInvoice;
 use chanstore::{
     ChannelId, ChannelStore, Event, Message, PaymentHash, PaymentPreimage, Route, RouteHop,
     ShortChannelId, StoreConfig, StoreError,
@@ -560,7 +560,7 @@ impl World {
         let preimage = self.new_preimage();
         let hash = preimage.payment_hash();
         let before = self.nodes[payer].debug_state();
-        match self.nodes[payer].send_payment(route, hash, amount, invoice(route, hash)) {
+        match self.nodes[payer].pay_invoice(route, hash, amount) {
             Ok(()) => {
                 if track {
                     self.started.insert(hash, payer);
@@ -809,12 +809,7 @@ impl World {
                 hops: vec![self.hop(payee, k, 0, 0)],
             };
             self.nodes[payer]
-                .send_payment(
-                    &route,
-                    preimage.payment_hash(),
-                    1_000_000,
-                    invoice(&route, preimage.payment_hash()),
-                )
+                .pay_invoice(&route, preimage.payment_hash(), 1_000_000)
                 .unwrap_or_else(|e| panic!("honest payment on {}: {e}", chan.id));
             self.started.insert(preimage.payment_hash(), payer);
             last.push(preimage.payment_hash());

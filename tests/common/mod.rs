@@ -13,8 +13,8 @@ use chanstore::inbound_payment::{self, ExpandedKey};
 use chanstore::onion::packet::{construct_onion, OnionHop};
 use chanstore::onion::payload::{HopPayload, PaymentData};
 use chanstore::{
-    ChannelId, ChannelStore, Event, Message, PaymentHash, PaymentSecret, RecipientOnionFields,
-    Route, ShortChannelId, StoreConfig, StoreError,
+    ChannelId, ChannelStore, Container, Event, Message, PaymentHash, PaymentSecret,
+    RecipientOnionFields, Route, ShortChannelId, StoreConfig, StoreError,
 };
 
 pub const HEIGHT: u32 = 800_000;
@@ -326,6 +326,29 @@ pub fn secret_for(node: &PublicKey, hash: PaymentHash) -> PaymentSecret {
 pub fn invoice(route: &Route, hash: PaymentHash) -> RecipientOnionFields {
     let recipient = route.hops.last().expect("a route has hops").node_id;
     RecipientOnionFields::secret_only(secret_for(&recipient, hash))
+}
+
+/// `send_payment` with the invoice of `route`'s recipient for `hash`: what
+/// nearly every test sends.
+pub trait PayInvoice {
+    /// Pays `amount_msat` along `route` to the invoice for `hash`.
+    fn pay_invoice(
+        &self,
+        route: &Route,
+        hash: PaymentHash,
+        amount_msat: u64,
+    ) -> Result<(), StoreError>;
+}
+
+impl<C: Container> PayInvoice for ChannelStore<C> {
+    fn pay_invoice(
+        &self,
+        route: &Route,
+        hash: PaymentHash,
+        amount_msat: u64,
+    ) -> Result<(), StoreError> {
+        self.send_payment(route, hash, amount_msat, invoice(route, hash))
+    }
 }
 
 /// An `update_add_htlc` built by hand, as a peer that skips its own checks
