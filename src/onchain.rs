@@ -165,7 +165,8 @@ pub struct ClosedChannelDetails {
     /// signature on each and may broadcast any of them, even after a
     /// reconnection started the negotiation over or the channel failed
     /// otherwise): kind [`SpendableOutputKind::StaticPayment`], paying our
-    /// shutdown script.
+    /// shutdown script. Empty once they are reported swept
+    /// (`ChannelStore::spendable_outputs_swept`).
     pub outputs: Vec<SpendableOutput>,
     /// HTLCs still to be resolved on chain.
     pub htlcs: Vec<OnChainHtlc>,

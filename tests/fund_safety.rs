@@ -262,6 +262,33 @@ fn cooperative_close_keeps_what_spends_our_output() {
     assert!(net.b.closed_channels().is_empty(), "and stays gone");
 }
 
+/// Outputs reported swept are no longer listed, though the record stays for
+/// its open HTLC (and stays so across a restart): a wallet that sweeps
+/// whatever a record lists must not try to spend them twice.
+#[test]
+fn swept_outputs_are_no_longer_listed() {
+    let mut net = Net::new();
+    net.pay_to_c(1, 5_000_000);
+    net.b.force_close_channel(&net.bc).unwrap();
+    deliver_all(&net.nodes());
+    let before = net.b.closed_channel(&net.bc).unwrap();
+    assert!(!before.outputs.is_empty() && !before.outputs_swept);
+    net.b.spendable_outputs_swept(&net.bc).unwrap();
+    for restarted in [false, true] {
+        if restarted {
+            net.restart_b();
+        }
+        let after = net.b.closed_channel(&net.bc).expect("its HTLC is open");
+        assert!(after.outputs_swept);
+        assert!(
+            after.outputs.is_empty(),
+            "restarted {restarted}: {:?}",
+            after.outputs
+        );
+        assert_eq!(after.htlcs, before.htlcs);
+    }
+}
+
 /// Point 2: a force close keeps our signed latest commitment, our delayed
 /// output with its key, and every HTLC with what claiming it needs.
 #[test]

@@ -122,7 +122,13 @@ impl ClosedChannel {
             channel_value_sat: self.funding_sat,
             reason: self.reason.clone(),
             transaction: self.transaction.clone(),
-            outputs: self.outputs.clone(),
+            // Swept outputs are no longer listed
+            // (`ChannelStore::spendable_outputs_swept`).
+            outputs: if self.outputs_swept {
+                Vec::new()
+            } else {
+                self.outputs.clone()
+            },
             htlcs: self.htlcs.iter().map(|h| h.info.clone()).collect(),
             outputs_swept: self.outputs_swept,
             keys_id: self.keys_id,
