@@ -114,6 +114,14 @@ pub struct StoreConfig {
     /// speed only: every key is the same with or without them. 0 turns
     /// them off.
     pub max_revocation_tables: usize,
+    /// Most HTLCs a channel keeps, until it closes, for their outputs in
+    /// the peer's revoked commitments (each HTLC above the peer's dust
+    /// limit that ends while the channel is open: about 60 bytes of memory
+    /// and one record on disk; the closed record lists them, see
+    /// `ClosedChannelDetails::revoked_htlcs`). A peer grows the list by
+    /// adding HTLCs and failing them; at this many the store closes the
+    /// channel cooperatively, after which no HTLC can be added (BOLT 2).
+    pub max_revoked_htlcs_per_channel: usize,
     /// Most value of trimmed (dust) HTLCs either commitment of a channel may
     /// carry: lost to miners in a unilateral close (BOLT 2
     /// `max_dust_htlc_exposure_msat`). An add over it is not sent (ours) or
@@ -180,6 +188,7 @@ impl Default for StoreConfig {
             max_unfunded_channels_per_peer: 4,
             max_inbound_unfunded_channels: 100,
             max_revocation_tables: 64,
+            max_revoked_htlcs_per_channel: 250_000,
             max_dust_htlc_exposure_msat: 5_000_000,
             max_cltv_expiry_delta: 2016,
             htlc_timeout_grace_blocks: 3,
@@ -198,6 +207,9 @@ impl StoreConfig {
         let bad = |field, reason| Err(StoreError::InvalidConfig { field, reason });
         if self.max_accepted_htlcs == 0 || self.max_accepted_htlcs > MAX_ACCEPTED_HTLCS_LIMIT {
             return bad("max_accepted_htlcs", "must be between 1 and 483");
+        }
+        if self.max_revoked_htlcs_per_channel == 0 {
+            return bad("max_revoked_htlcs_per_channel", "must be at least 1");
         }
         if self.mpp_timeout_ticks == 0 {
             return bad("mpp_timeout_ticks", "must be at least 1");

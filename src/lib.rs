@@ -37,7 +37,7 @@ pub use event::{ChannelDetails, ClosureReason, Event, ForwardingPolicy};
 pub use message::Message;
 pub use onchain::{
     ClosedChannelDetails, CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction,
-    OnChainHtlc, OnChainOutcome, SpendableOutput, SpendableOutputKind,
+    OnChainHtlc, OnChainOutcome, RevokedHtlc, SpendableOutput, SpendableOutputKind,
 };
 pub use onion::FailureCode;
 pub use persist::{FileOptions, FilePersister, MemoryPersister, Persister};

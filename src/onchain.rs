@@ -209,6 +209,38 @@ pub struct ClosedChannelDetails {
     /// [`OnChainHtlc::counterparty_htlc_signature`] signs. `None` when we
     /// broadcast no commitment, and in a record written before it was kept.
     pub holder_commitment: Option<HolderCommitment>,
+    /// The HTLCs a revoked commitment of the peer's may hold outputs for
+    /// that `htlcs` does not list: every HTLC above the peer's dust limit
+    /// that ended off chain (fulfilled or failed) while the channel was
+    /// open, and those still open at the close with nothing left to settle
+    /// on chain. An HTLC output's script names its payment hash (and, in
+    /// an HTLC we offered, its expiry), which the chain shows only once the
+    /// output is spent: without these, the revocation key of a revoked
+    /// commitment the peer broadcasts would take its `to_local` but none of
+    /// its HTLC outputs. From the peer's side, with the keys of that
+    /// commitment (`TxCreationKeys::derive` of the point its secret in
+    /// `counterparty_secrets` gives), one we offered is a
+    /// `received_htlc_script`, one it offered an `offered_htlc_script`;
+    /// match their P2WSH against the outputs. Sorted by direction
+    /// (offered first), then id. Empty in a record written before they
+    /// were kept.
+    pub revoked_htlcs: Vec<RevokedHtlc>,
+}
+
+/// An HTLC that may have an output in a revoked commitment of the peer's
+/// (see [`ClosedChannelDetails::revoked_htlcs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RevokedHtlc {
+    /// Who offered it.
+    pub direction: HtlcDirection,
+    /// Its id (unique per direction).
+    pub htlc_id: u64,
+    /// The hash that locked it.
+    pub payment_hash: PaymentHash,
+    /// Its value.
+    pub amount_msat: u64,
+    /// The height from which its offerer could take it back.
+    pub cltv_expiry: u32,
 }
 
 /// Our commitment transaction that a closed channel's record broadcasts.

@@ -5,18 +5,22 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use bitcoin::secp256k1::{PublicKey, Secp256k1};
 use bitcoin::ScriptBuf;
 use chanstore::keys::{
     derive_revocation_public_key, per_commitment_point, INITIAL_COMMITMENT_INDEX,
 };
+use chanstore::persist::Key;
 use chanstore::transactions::{
-    build_htlc_transaction, htlc_sighash, offered_htlc_script, to_local_script, verify,
-    HtlcOutputInCommitment, TxCreationKeys,
+    build_htlc_transaction, htlc_sighash, offered_htlc_script, received_htlc_script,
+    to_local_script, verify, HtlcOutputInCommitment, TxCreationKeys,
 };
 use chanstore::{
-    ChannelId, ChannelStore, ClosedChannelDetails, Event, OnChainAction, OnChainHtlc,
-    PaymentPreimage, ShortChannelId, StoreConfig,
+    ChannelId, ChannelStore, ClosedChannelDetails, ClosureReason, Event, HtlcDirection,
+    MemoryPersister, OnChainAction, OnChainHtlc, PaymentPreimage, Persister, ShortChannelId,
+    StoreConfig,
 };
 use common::*;
 
@@ -233,4 +237,265 @@ fn the_record_rebuilds_our_htlc_timeout_transaction() {
         keys.broadcaster_htlc_key
     );
     assert_eq!(reread(&a, 1).closed_channel(&id), Some(d));
+}
+
+/// B restores an old backup and broadcasts the commitment it held then, now
+/// revoked, with two HTLCs that have since ended: one A offered and B
+/// failed (in the latest state its value is A's again), and one B offered
+/// and A claimed. A's record must name the script of every output of that
+/// commitment: an HTLC output's script holds its payment hash (and, for an
+/// HTLC A offered, its expiry), which the chain shows only once the output
+/// is spent, so without them the revocation key spends nothing. Nobody else
+/// can spend the one A offered either: B has no preimage. The record used
+/// to keep only the HTLCs still open at the close.
+#[test]
+fn the_record_names_every_output_of_a_revoked_commitment() {
+    let (a, b) = (node(1), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 300_000_000);
+    let (failed, claimed) = (preimage(0x54, 0), preimage(0x54, 1));
+    send_5000_sat(&a, &b, scid, &failed);
+    b.pay_invoice(&route_to(&a, scid), claimed.payment_hash(), 6_000_000)
+        .unwrap();
+    deliver_all(&[&a, &b]);
+    // B's backup, with both HTLCs in its latest commitment.
+    let mut backup = Vec::new();
+    b.write(&mut backup).unwrap();
+    events(&a);
+    events(&b);
+    b.fail_htlc_backwards(&failed.payment_hash()).unwrap();
+    a.claim_funds(claimed).unwrap();
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert_eq!(n.channel_details(&id).unwrap().pending_htlcs, 0);
+    }
+
+    let old_b = ChannelStore::read(
+        &mut &backup[..],
+        StoreConfig::default(),
+        secret_of(&b.node_id()),
+    )
+    .unwrap();
+    old_b.force_close_channel(&id).unwrap();
+    let revoked = events(&old_b)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::BroadcastTransaction { transaction, .. } => Some(transaction),
+            _ => None,
+        })
+        .expect("the old commitment");
+    a.force_close_channel(&id).unwrap(); // A's chain layer saw it
+    let d = a.closed_channel(&id).unwrap();
+    assert!(d.htlcs.is_empty(), "none open at the close");
+
+    // Which of B's revoked commitments it is: the one whose to_local is there.
+    let theirs = d.counterparty_keys.expect("B's basepoints");
+    let ours = a.closed_channel_holder_keys(&d);
+    let oldest_unrevoked = d.counterparty_commitments.last().unwrap().commitment_number;
+    let found: Vec<_> = (0..oldest_unrevoked)
+        .filter_map(|n| {
+            let secret = d
+                .counterparty_secrets
+                .get_secret(INITIAL_COMMITMENT_INDEX - n)?;
+            let point = per_commitment_point(&secret).unwrap();
+            let keys = TxCreationKeys::derive(&point, &theirs, &ours);
+            let to_local = p2wsh(&to_local_script(
+                &keys.revocation_key,
+                d.counterparty_to_self_delay.unwrap(),
+                &keys.broadcaster_delayed_payment_key,
+            ));
+            let there = revoked.output.iter().any(|o| o.script_pubkey == to_local);
+            there.then_some((secret, keys, to_local))
+        })
+        .collect();
+    let [(secret, keys, to_local)] = &found[..] else {
+        panic!("one revoked commitment of B's has this to_local: {found:?}")
+    };
+    let key = a.closed_channel_revocation_key(&d, secret).unwrap();
+    assert_eq!(
+        PublicKey::from_secret_key(&Secp256k1::new(), &key),
+        keys.revocation_key
+    );
+    let to_remote =
+        ScriptBuf::new_p2wpkh(&bitcoin::CompressedPublicKey(ours.payment_basepoint).wpubkey_hash());
+    let candidates: Vec<ScriptBuf> = d
+        .revoked_htlcs
+        .iter()
+        .map(|h| {
+            p2wsh(&match h.direction {
+                // B's commitment: ours is an HTLC it received, its own one it offered.
+                HtlcDirection::Offered => {
+                    received_htlc_script(keys, &h.payment_hash, h.cltv_expiry, false)
+                }
+                HtlcDirection::Received => offered_htlc_script(keys, &h.payment_hash, false),
+            })
+        })
+        .collect();
+    let htlc_outputs: Vec<_> = revoked
+        .output
+        .iter()
+        .filter(|o| o.script_pubkey != *to_local && o.script_pubkey != to_remote)
+        .collect();
+    assert_eq!(htlc_outputs.len(), 2, "{revoked:?}");
+    for o in htlc_outputs {
+        assert!(
+            candidates.contains(&o.script_pubkey),
+            "an HTLC output of the revoked commitment the record cannot name: {o:?}"
+        );
+    }
+    assert_eq!(reread(&a, 1).closed_channel(&id), Some(d));
+}
+
+fn durable(seed: u8, persister: &Arc<MemoryPersister>, config: StoreConfig) -> ChannelStore {
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[seed; 32]).unwrap();
+    ChannelStore::with_persister(
+        config,
+        secret,
+        HEIGHT,
+        persister.clone() as Arc<dyn Persister>,
+    )
+    .unwrap()
+}
+
+fn ended_records(persister: &MemoryPersister) -> Vec<Key> {
+    let all = persister.load().unwrap().into_keys();
+    all.filter(|k| matches!(k, Key::EndedHtlc(..))).collect()
+}
+
+/// Pays `msat` from `a` to `b` over `scid` and settles it: claimed, or
+/// failed back.
+fn settle(
+    a: &ChannelStore,
+    b: &ChannelStore,
+    scid: ShortChannelId,
+    p: PaymentPreimage,
+    msat: u64,
+    claim: bool,
+) {
+    a.pay_invoice(&route_to(b, scid), p.payment_hash(), msat)
+        .unwrap();
+    deliver_all(&[a, b]);
+    if claim {
+        b.claim_funds(p).unwrap();
+    } else {
+        b.fail_htlc_backwards(&p.payment_hash()).unwrap();
+    }
+    deliver_all(&[a, b]);
+    events(a);
+    events(b);
+}
+
+/// Each HTLC kept for the peer's revoked commitments is durable from the
+/// batch it ends in: a restart loses none. A dust HTLC (below the peer's
+/// dust limit: trimmed from every commitment of the peer's) is not kept.
+/// Once the channel closes, their records leave the persister in the batch
+/// that writes the closed record, which lists them, also after a restart.
+#[test]
+fn ended_htlcs_are_durable_and_leave_with_the_channel() {
+    let pa = Arc::new(MemoryPersister::new());
+    let (mut a, b) = (durable(1, &pa, StoreConfig::default()), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let p = |n| preimage(0x55, n);
+    settle(&a, &b, scid, p(0), 5_000_000, false);
+    settle(&a, &b, scid, p(1), 300_000, true); // dust: B's limit is 354 sat
+    settle(&a, &b, scid, p(2), 6_000_000, true);
+    assert_eq!(
+        ended_records(&pa),
+        [Key::EndedHtlc(id, true, 0), Key::EndedHtlc(id, true, 2)]
+    );
+    b.peer_disconnected(&a.node_id());
+    a = durable(1, &pa, StoreConfig::default());
+    connect(&a, &b);
+    deliver_all(&[&a, &b]);
+    settle(&a, &b, scid, p(3), 7_000_000, false);
+
+    a.force_close_channel(&id).unwrap();
+    let d = a.closed_channel(&id).unwrap();
+    let kept: Vec<_> = d
+        .revoked_htlcs
+        .iter()
+        .map(|h| (h.direction, h.htlc_id, h.payment_hash, h.amount_msat))
+        .collect();
+    let offered = |n: u16, msat| {
+        (
+            HtlcDirection::Offered,
+            u64::from(n),
+            p(n).payment_hash(),
+            msat,
+        )
+    };
+    assert_eq!(
+        kept,
+        [
+            offered(0, 5_000_000),
+            offered(2, 6_000_000),
+            offered(3, 7_000_000)
+        ]
+    );
+    assert!(
+        ended_records(&pa).is_empty(),
+        "the closed record holds them now"
+    );
+    drop(a);
+    let a = durable(1, &pa, StoreConfig::default());
+    assert_eq!(a.closed_channel(&id), Some(d));
+}
+
+/// At `max_revoked_htlcs_per_channel` kept HTLCs the channel closes
+/// cooperatively (after its `shutdown` no HTLC can be added, so the list
+/// stops growing), and its record lists every one of them.
+#[test]
+fn a_channel_at_its_bound_of_ended_htlcs_closes_cooperatively() {
+    let config = StoreConfig {
+        max_revoked_htlcs_per_channel: 3,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, config), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    for n in 0..3 {
+        assert!(a.channel_details(&id).unwrap().is_usable, "{n} kept");
+        settle(&a, &b, scid, preimage(0x56, n), 5_000_000, n != 1);
+    }
+    deliver_all(&[&a, &b]);
+    assert!(a.channel_details(&id).is_none() && b.channel_details(&id).is_none());
+    let d = a.closed_channel(&id).expect("A has a balance to sweep");
+    assert!(
+        matches!(d.reason, ClosureReason::Cooperative { .. }),
+        "{:?}",
+        d.reason
+    );
+    assert_eq!(d.revoked_htlcs.len(), 3);
+}
+
+/// A kept HTLC's record under a channel that has none, or under another
+/// HTLC's key, is corruption: the store refuses to open.
+#[test]
+fn a_stray_or_misfiled_ended_htlc_record_is_refused() {
+    let pa = Arc::new(MemoryPersister::new());
+    let (a, b) = (durable(1, &pa, StoreConfig::default()), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    settle(&a, &b, scid, preimage(0x57, 0), 5_000_000, false);
+    drop(a);
+    let map = pa.load().unwrap();
+    let value = map[&Key::EndedHtlc(id, true, 0)].clone();
+    for bad in [
+        Key::EndedHtlc(ChannelId([9; 32]), true, 0),
+        Key::EndedHtlc(id, true, 1),
+    ] {
+        let copy = Arc::new(MemoryPersister::new());
+        let all: Vec<_> = map.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
+        copy.write_batch(&all).unwrap();
+        copy.write_batch(&[(bad, Some(value.clone()))]).unwrap();
+        let secret = bitcoin::secp256k1::SecretKey::from_slice(&[1; 32]).unwrap();
+        let opened = ChannelStore::with_persister(
+            StoreConfig::default(),
+            secret,
+            HEIGHT,
+            copy as Arc<dyn Persister>,
+        );
+        assert!(opened.is_err(), "{bad:?} was taken");
+    }
 }

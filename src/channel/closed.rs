@@ -22,7 +22,7 @@ use crate::forward::Resolution;
 use crate::keys::CounterpartyCommitmentSecrets;
 use crate::onchain::{
     ClosedChannelDetails, CounterpartyCommitment, HolderCommitment, HtlcDirection, OnChainAction,
-    OnChainHtlc, SpendableOutput, SpendableOutputKind,
+    OnChainHtlc, RevokedHtlc, SpendableOutput, SpendableOutputKind,
 };
 use crate::onion::payload::PaymentData;
 use crate::onion::{Failure, FailureCode};
@@ -96,6 +96,9 @@ pub(crate) struct ClosedChannel {
     /// peer could make records for free) and is forgotten
     /// `StoreConfig::funding_timeout_blocks` after it (BOLT 2).
     pub(crate) unconfirmed_since: Option<u32>,
+    /// The HTLCs a revoked commitment of the peer's may hold outputs for
+    /// that `htlcs` leaves out (`ClosedChannelDetails::revoked_htlcs`).
+    pub(crate) revoked_htlcs: Vec<RevokedHtlc>,
 }
 
 /// What closing a channel produces besides the `ChannelClosed` event.
@@ -138,6 +141,7 @@ impl ClosedChannel {
             holder_to_self_delay: self.to_self_delays.map(|d| d.0),
             counterparty_to_self_delay: self.to_self_delays.map(|d| d.1),
             holder_commitment: self.holder_commitment,
+            revoked_htlcs: self.revoked_htlcs.clone(),
         }
     }
 
@@ -373,6 +377,11 @@ impl Channel {
             });
         }
         let htlcs = std::mem::take(&mut closing.record_htlcs_out);
+        let listed: Vec<_> = htlcs
+            .iter()
+            .map(|h| (h.info.direction, h.info.htlc_id))
+            .collect();
+        let revoked_htlcs = self.revoked_htlcs(&listed);
         for h in &htlcs {
             if h.info.action != OnChainAction::AwaitPreimage {
                 closing.events.push(Event::OnChainResolutionRequired {
@@ -398,6 +407,7 @@ impl Channel {
             to_self_delays: Some((self.theirs.to_self_delay, self.ours.to_self_delay)),
             holder_commitment,
             unconfirmed_since: self.holds_unconfirmed_slot().then_some(self.funding_height),
+            revoked_htlcs,
         });
         closing
     }

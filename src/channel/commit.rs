@@ -484,6 +484,7 @@ impl Channel {
                 }
                 Step::Ended => {
                     let h = self.htlcs.remove(i);
+                    self.keep_ended(&h);
                     let fulfilled = h.is_fulfilled();
                     if fulfilled {
                         if h.offered() {

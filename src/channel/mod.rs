@@ -18,6 +18,7 @@ mod close;
 pub(crate) mod closed;
 mod commit;
 mod deadline;
+mod ended;
 mod fee;
 mod gossip;
 pub(crate) mod htlc;
@@ -204,6 +205,8 @@ pub(crate) struct DiskState {
     pub(crate) sigs_dirty: bool,
     /// A signatures record is on disk.
     pub(crate) sigs_on_disk: bool,
+    /// How many of `Channel::ended_htlcs` (the first ones) are on disk.
+    pub(crate) ended_on_disk: usize,
 }
 
 impl core::fmt::Debug for DiskState {
@@ -313,6 +316,10 @@ pub(crate) struct Channel {
     /// them, even after the negotiation started over or the channel failed
     /// otherwise, so the closed record lists them all (`closed.rs`).
     pub(crate) signed_closings: Vec<(OutPoint, u64)>,
+    /// Each HTLC above the peer's dust limit that ended while the channel
+    /// was open, in the order they ended: a revoked commitment of the
+    /// peer's may hold its output, whose script needs it (`ended.rs`).
+    pub(crate) ended_htlcs: Vec<crate::onchain::RevokedHtlc>,
     /// The peer may still be retransmitting what it sent before the last
     /// disconnection (from its `channel_reestablish` until its next
     /// `commitment_signed`, `closing_signed`, `ping` or a timer tick; see
@@ -438,6 +445,18 @@ impl Channel {
         }
         if self.htlcs.len() > 2 * usize::from(crate::config::MAX_ACCEPTED_HTLCS_LIMIT) {
             return Err("channel.htlcs");
+        }
+        // An ended HTLC was offered before the next id, and is live no more.
+        for e in &self.ended_htlcs {
+            let offered = e.direction == crate::onchain::HtlcDirection::Offered;
+            let next = if offered {
+                self.next_offered_id
+            } else {
+                self.next_received_id
+            };
+            if e.htlc_id >= next || seen.contains(&(offered, e.htlc_id)) {
+                return Err("channel.ended_htlcs");
+            }
         }
         if self.phase.is_funded() {
             let Some(outpoint) = self.funding_outpoint else {

@@ -271,6 +271,7 @@ impl Channel {
             closing_ticks: 0,
             held_fee: None,
             signed_closings: Vec::new(),
+            ended_htlcs: Vec::new(),
             resuming: false,
             just_reestablished: false,
             shutdown_while_resuming: false,

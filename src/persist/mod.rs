@@ -88,6 +88,9 @@ pub enum Key {
     Signatures(ChannelId),
     /// A closed channel's record (outputs to sweep, HTLCs to settle on chain).
     Closed(ChannelId),
+    /// An HTLC that ended while its channel was open, kept for its output
+    /// in the peer's revoked commitments: (channel, offered by us, HTLC id).
+    EndedHtlc(ChannelId, bool, u64),
 }
 
 impl Key {
@@ -108,8 +111,14 @@ impl Key {
                 out.push(2);
                 out.extend_from_slice(&n.to_be_bytes());
             }
-            Key::Htlc(id, offered, n) | Key::Onion(id, offered, n) => {
-                out.push(if matches!(self, Key::Htlc(..)) { 3 } else { 4 });
+            Key::Htlc(id, offered, n)
+            | Key::Onion(id, offered, n)
+            | Key::EndedHtlc(id, offered, n) => {
+                out.push(match self {
+                    Key::Htlc(..) => 3,
+                    Key::Onion(..) => 4,
+                    _ => 7,
+                });
                 out.extend_from_slice(&id.0);
                 out.push(u8::from(*offered));
                 out.extend_from_slice(&n.to_be_bytes());
@@ -145,14 +154,14 @@ impl Key {
             0 => Key::Channel(ChannelId(c.array()?)),
             1 => Key::Work(c.u64()?),
             2 => Key::Event(c.u64()?),
-            tag @ (3 | 4) => {
+            tag @ (3 | 4 | 7) => {
                 let id = ChannelId(c.array()?);
                 let offered = c.bool()?;
                 let n = c.u64()?;
-                if tag == 3 {
-                    Key::Htlc(id, offered, n)
-                } else {
-                    Key::Onion(id, offered, n)
+                match tag {
+                    3 => Key::Htlc(id, offered, n),
+                    4 => Key::Onion(id, offered, n),
+                    _ => Key::EndedHtlc(id, offered, n),
                 }
             }
             5 => Key::Signatures(ChannelId(c.array()?)),

@@ -6,7 +6,9 @@
 //! (`Key::Htlc`), one per onion still needed (`Key::Onion`: the onion we
 //! sent, until the peer committed the add; the onion to forward, until the
 //! forward is decided), and the peer's signatures on our latest commitment
-//! (`Key::Signatures`). Each section writes the records whose bytes changed
+//! (`Key::Signatures`), and one per HTLC that ended while it was open,
+//! kept for the peer's revoked commitments (`Key::EndedHtlc`, written once).
+//! Each section writes the records whose bytes changed
 //! and deletes those that went away, so the bytes written per HTLC are
 //! O(1), not O(HTLCs in the channel): an HTLC's record is a few hundred
 //! bytes, written once per state change, and its onion once.
@@ -21,7 +23,10 @@
 use bitcoin::hashes::{sha256, Hash};
 
 use crate::channel::Channel;
-use crate::persist::codec::{encode_channel_header, encode_htlc, encode_signatures};
+use crate::onchain::HtlcDirection;
+use crate::persist::codec::{
+    encode_channel_header, encode_ended_htlc, encode_htlc, encode_signatures,
+};
 use crate::persist::{frame, Key};
 
 /// The writes that bring `channel`'s records on disk up to date.
@@ -73,6 +78,16 @@ pub(crate) fn channel_writes(channel: &mut Channel, out: &mut Vec<(Key, Option<V
             false
         });
     }
+    // HTLCs that ended since the last write, kept for the peer's revoked
+    // commitments: written once each, in the batch that deletes their record.
+    for h in &channel.ended_htlcs[channel.disk.ended_on_disk..] {
+        let offered = h.direction == HtlcDirection::Offered;
+        out.push((
+            Key::EndedHtlc(id, offered, h.htlc_id),
+            Some(frame(&encode_ended_htlc(h))),
+        ));
+    }
+    channel.disk.ended_on_disk = channel.ended_htlcs.len();
     if channel.disk.sigs_dirty {
         channel.disk.sigs_dirty = false;
         if let Some(sigs) = &channel.holder_sigs {
@@ -109,5 +124,10 @@ pub(crate) fn channel_deletes(channel: &Channel, out: &mut Vec<(Key, Option<Vec<
     }
     if channel.disk.sigs_on_disk {
         out.push((Key::Signatures(id), None));
+    }
+    // The closed record, written in the same batch, lists them.
+    for h in &channel.ended_htlcs[..channel.disk.ended_on_disk] {
+        let offered = h.direction == HtlcDirection::Offered;
+        out.push((Key::EndedHtlc(id, offered, h.htlc_id), None));
     }
 }

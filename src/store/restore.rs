@@ -47,9 +47,9 @@ use crate::message::{OnionPacket, ONION_PACKET_LEN};
 use crate::onchain::OnChainAction;
 use crate::onion::payload::{HopPayload, PaymentData};
 use crate::persist::codec::{
-    decode_channel, decode_channel_record, decode_closed, decode_event, decode_htlc,
-    decode_signatures, decode_work, encode_channel, encode_closed, encode_event, encode_work,
-    finish_channel, OnionPlace,
+    decode_channel, decode_channel_record, decode_closed, decode_ended_htlc, decode_event,
+    decode_htlc, decode_signatures, decode_work, encode_channel, encode_closed, encode_event,
+    encode_work, finish_channel, OnionPlace,
 };
 use crate::persist::tlv::{put_bytes, TlvReader, TlvWriter};
 use crate::persist::{frame, unframe, FileOptions, FilePersister, Key, Persister};
@@ -81,6 +81,7 @@ struct Parts {
     htlcs: Vec<((bool, u64), Vec<u8>)>,
     onions: HashMap<(bool, u64), Vec<u8>>,
     signatures: Option<Vec<u8>>,
+    ended: Vec<((bool, u64), Vec<u8>)>,
 }
 
 impl Loaded {
@@ -107,6 +108,11 @@ impl Loaded {
                         .insert((offered, n), value);
                 }
                 Key::Signatures(id) => parts.entry(id).or_default().signatures = Some(value),
+                Key::EndedHtlc(id, offered, n) => parts
+                    .entry(id)
+                    .or_default()
+                    .ended
+                    .push(((offered, n), value)),
                 Key::Closed(id) => loaded.closed.push(decode_closed(unframe(
                     &value,
                     &format!("closed channel {id}"),
@@ -146,7 +152,7 @@ fn assemble(id: ChannelId, parts: Parts, node_secret: &SecretKey) -> Result<Chan
     }
     let Some(expected) = decoded.htlc_records else {
         // A version 0.1 record: the whole channel, nothing separate.
-        if !parts.htlcs.is_empty() || !parts.onions.is_empty() {
+        if !parts.htlcs.is_empty() || !parts.onions.is_empty() || !parts.ended.is_empty() {
             return Err(DecodeError::InvalidValue {
                 field: "channel.htlcs (inline and separate)",
             });
@@ -204,6 +210,16 @@ fn assemble(id: ChannelId, parts: Parts, node_secret: &SecretKey) -> Result<Chan
         channel.holder_sigs = Some(decode_signatures(unframe(&bytes, &context)?)?);
         channel.disk.sigs_on_disk = true;
     }
+    if !channel.ended_htlcs.is_empty() {
+        return Err(DecodeError::InvalidValue {
+            field: "channel.ended_htlcs (in a header)",
+        });
+    }
+    for ((offered, n), value) in parts.ended {
+        let ended = decode_ended_htlc(unframe(&value, &context)?, offered, n)?;
+        channel.ended_htlcs.push(ended);
+    }
+    channel.disk.ended_on_disk = channel.ended_htlcs.len();
     channel.disk.header = Some(
         sha256::Hash::hash(records).to_byte_array()[..16]
             .try_into()

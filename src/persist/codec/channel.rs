@@ -16,6 +16,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::SecretKey;
 use bitcoin::{OutPoint, Txid};
 
+use super::ended::{get_revoked_htlcs, put_revoked_htlcs};
 use super::fields::{
     get_opt_pubkey, get_outpoint, get_pubkey, get_script, get_side, get_signature, put_opt_pubkey,
     put_outpoint, put_pubkey, put_script, put_side, put_signature,
@@ -73,7 +74,12 @@ mod channel_type {
     /// (`signed_closings`): optional, an older reader loses only their
     /// listing in the record if the channel later fails.
     pub const SIGNED_CLOSINGS: u64 = 49;
-    pub const ALL: [u64; 30] = [
+    /// The HTLCs kept for the peer's revoked commitments, whole-channel
+    /// form only (a persister keeps each as a `Key::EndedHtlc`). Even: a
+    /// reader that does not know it must refuse the channel, not lose
+    /// them; written only when there are some.
+    pub const ENDED_HTLCS: u64 = 50;
+    pub const ALL: [u64; 31] = [
         CHANNEL_ID,
         TEMPORARY_ID,
         COUNTERPARTY,
@@ -104,6 +110,7 @@ mod channel_type {
         THEIR_MINIMUM_DEPTH,
         HELD_FEE,
         SIGNED_CLOSINGS,
+        ENDED_HTLCS,
     ];
 }
 
@@ -310,6 +317,9 @@ pub(crate) fn encode_channel(c: &Channel) -> Vec<u8> {
         w.with(SIGNATURES, |out| put_signatures(out, sigs));
     }
     put_last_records(&mut w, c);
+    if !c.ended_htlcs.is_empty() {
+        w.with(ENDED_HTLCS, |out| put_revoked_htlcs(out, &c.ended_htlcs));
+    }
     w.finish()
 }
 
@@ -563,6 +573,11 @@ pub(crate) fn decode_channel_record(
         .map(get_signed_closings)
         .transpose()?
         .unwrap_or_default();
+    let ended_htlcs = r
+        .optional(ENDED_HTLCS)
+        .map(|v| get_revoked_htlcs(&mut Cursor::new(v, "channel.ended_htlcs")))
+        .transpose()?
+        .unwrap_or_default();
     let mut sd = r.cursor(SHUTDOWN, "channel.shutdown")?;
     let (local_shutdown_script, remote_shutdown_script) =
         (get_script(&mut sd)?, get_script(&mut sd)?);
@@ -640,6 +655,7 @@ pub(crate) fn decode_channel_record(
         closing_ticks: 0,
         held_fee,
         signed_closings,
+        ended_htlcs,
         resuming: false,
         just_reestablished: false,
         shutdown_while_resuming: false,

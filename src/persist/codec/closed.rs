@@ -6,6 +6,7 @@
 //! points*, *19 the two `to_self_delay`s*, *21 our broadcast commitment
 //! (number, point, feerate)*.
 
+use super::ended::{get_revoked_htlcs, put_revoked_htlcs};
 use bitcoin::ScriptBuf;
 
 use super::channel::{get_secrets, put_secrets};
@@ -54,7 +55,10 @@ mod closed_type {
     /// whose funding we never saw confirmed. An older reader keeps such a
     /// record as any other.
     pub const UNCONFIRMED_SINCE: u64 = 25;
-    pub const ALL: [u64; 17] = [
+    /// Odd: the HTLCs a revoked commitment of the peer's may hold outputs
+    /// for (`revoked_htlcs`). An older reader loses only their listing.
+    pub const REVOKED_HTLCS: u64 = 27;
+    pub const ALL: [u64; 18] = [
         CHANNEL_ID,
         COUNTERPARTY,
         FUNDING,
@@ -72,6 +76,7 @@ mod closed_type {
         HOLDER_COMMITMENT,
         PAYMENT_DATA,
         UNCONFIRMED_SINCE,
+        REVOKED_HTLCS,
     ];
 }
 
@@ -364,6 +369,11 @@ pub(crate) fn encode_closed(r: &ClosedChannel) -> Vec<u8> {
     if let Some(height) = r.unconfirmed_since {
         w.record(UNCONFIRMED_SINCE, &height.to_be_bytes());
     }
+    if !r.revoked_htlcs.is_empty() {
+        w.with(REVOKED_HTLCS, |out| {
+            put_revoked_htlcs(out, &r.revoked_htlcs)
+        });
+    }
     w.finish()
 }
 
@@ -542,6 +552,11 @@ pub(crate) fn decode_closed(bytes: &[u8]) -> Result<ClosedChannel, DecodeError> 
                 Ok::<_, DecodeError>(height)
             })
             .transpose()?,
+        revoked_htlcs: r
+            .optional(REVOKED_HTLCS)
+            .map(|v| get_revoked_htlcs(&mut Cursor::new(v, "closed.revoked_htlcs")))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -577,6 +592,7 @@ mod tests {
             to_self_delays: None,
             holder_commitment: None,
             unconfirmed_since: None,
+            revoked_htlcs: Vec::new(),
         }
     }
 

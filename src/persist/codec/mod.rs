@@ -8,6 +8,7 @@
 
 mod channel;
 mod closed;
+mod ended;
 mod event;
 mod fields;
 mod htlc;
@@ -18,6 +19,7 @@ pub(crate) use channel::{
     encode_channel_header, encode_signatures, finish_channel,
 };
 pub(crate) use closed::{decode_closed, encode_closed};
+pub(crate) use ended::{decode_ended_htlc, encode_ended_htlc};
 pub(crate) use event::{decode_event, encode_event};
 pub(crate) use htlc::{decode_htlc, encode_htlc, OnionPlace};
 pub(crate) use work::{decode_work, encode_work};
