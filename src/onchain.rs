@@ -170,7 +170,8 @@ pub struct ClosedChannelDetails {
     pub outputs: Vec<SpendableOutput>,
     /// HTLCs still to be resolved on chain.
     pub htlcs: Vec<OnChainHtlc>,
-    /// Whether the user reported the outputs swept.
+    /// Whether the user reported the outputs swept; true from the start
+    /// when there was nothing to sweep and `revoked_htlcs` is empty.
     pub outputs_swept: bool,
     /// The channel's key derivation input: with the node secret it gives
     /// our basepoints and keys (`ChannelStore::closed_channel_holder_keys`,
@@ -223,7 +224,9 @@ pub struct ClosedChannelDetails {
     /// `received_htlc_script`, one it offered an `offered_htlc_script`;
     /// match their P2WSH against the outputs. Sorted by direction
     /// (offered first), then id. Empty in a record written before they
-    /// were kept.
+    /// were kept. A record that holds some stays, even with no output to
+    /// sweep, until `spendable_outputs_swept` says the close is settled on
+    /// chain; an HTLC failed back after the close moves here from `htlcs`.
     pub revoked_htlcs: Vec<RevokedHtlc>,
 }
 

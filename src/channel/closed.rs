@@ -183,7 +183,19 @@ impl ClosedChannel {
                     // We know its preimage: it is claimed on chain, not failed.
                     return Some(None);
                 }
-                self.htlcs.remove(i);
+                // A revoked commitment of the peer's may still hold its
+                // output: the record must go on naming it.
+                let info = self.htlcs.remove(i).info;
+                let kept = RevokedHtlc {
+                    direction: info.direction,
+                    htlc_id: info.htlc_id,
+                    payment_hash: info.payment_hash,
+                    amount_msat: info.amount_msat,
+                    cltv_expiry: info.cltv_expiry,
+                };
+                if let Err(at) = self.revoked_htlcs.binary_search(&kept) {
+                    self.revoked_htlcs.insert(at, kept);
+                }
                 Some(None)
             }
         }
@@ -398,7 +410,9 @@ impl Channel {
             keys_id: self.signer.keys_id,
             reason,
             transaction,
-            outputs_swept: outputs.is_empty(),
+            // A revoked commitment of the peer's may confirm until the
+            // user says the close is settled: keep what names its HTLCs.
+            outputs_swept: outputs.is_empty() && revoked_htlcs.is_empty(),
             outputs,
             htlcs,
             their_keys: self.their_keys,

@@ -14,8 +14,8 @@
 //! A peer can grow this list by adding HTLCs above its dust limit and
 //! failing them; at `StoreConfig::max_revoked_htlcs_per_channel` the
 //! channel closes cooperatively, and after its `shutdown` no new HTLC can
-//! be added (BOLT 2), so the list stops within `max_accepted_htlcs` of the
-//! bound.
+//! be added (BOLT 2), so the list stops within the HTLCs then live (at
+//! most both sides' `max_accepted_htlcs`) of the bound.
 //!
 //! [`ClosedChannelDetails::revoked_htlcs`]: crate::ClosedChannelDetails::revoked_htlcs
 
