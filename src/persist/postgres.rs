@@ -14,6 +14,11 @@
 //! once the server reports it durable (with `synchronous_commit=on` and
 //! `synchronous_standby_names` set, once the standby has it too).
 //!
+//! The session raises a weaker inherited `synchronous_commit` (`off`,
+//! `local`, `remote_write`) to `on`, and a COMMIT that returns with a
+//! WARNING (its wait for the standby cancelled: committed locally only) is
+//! a failure.
+//!
 //! **Failures:** a lost connection, a failed statement or a lost lease is
 //! an `io::Error` from `write_batch` for every batch of that commit, and
 //! every later batch is refused: the store stops, and must be reopened
@@ -24,6 +29,7 @@ mod lease;
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use postgres::{Client, NoTls, Statement};
@@ -57,6 +63,9 @@ impl Default for PostgresOptions {
 /// The connection and its prepared statements.
 struct Conn {
     client: Client,
+    /// The WARNINGs the server sent on this connection since the last
+    /// commit began (see `commit`).
+    warnings: Arc<parking_lot::Mutex<Vec<String>>>,
     check_epoch: Statement,
     delete: Statement,
     upsert: Statement,
@@ -137,12 +146,37 @@ impl PostgresPersister {
     /// user=chanstore dbname=node`), creates or checks the schema, and
     /// takes the lease (see [`Takeover`]).
     pub fn open(conninfo: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let config: postgres::Config = conninfo
+        let mut config: postgres::Config = conninfo
             .parse()
             .map_err(|e| StoreError::Persist(format!("invalid postgres connection string: {e}")))?;
         let what = describe(&config);
         let err = |e: postgres::Error| StoreError::Persist(format!("{what}: {}", message(&e)));
+        // A COMMIT whose wait for the synchronous standby is cancelled
+        // (`pg_cancel_backend`, a query cancel) reports success with only a
+        // WARNING: "the transaction has already committed locally, but might
+        // not have been replicated to the standby". Warnings are collected
+        // so that `commit` can refuse such a commit.
+        let warnings: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+        let collected = warnings.clone();
+        config.notice_callback(move |notice| {
+            if notice.parsed_severity() == Some(postgres::error::Severity::Warning) {
+                collected.lock().push(notice.to_string());
+            }
+            log::info!("{}: {}", notice.severity(), notice.message());
+        });
         let mut client = config.connect(NoTls).map_err(err)?;
+        // Durable means on the synchronous standby too: a role's or a
+        // database's weaker default (`off`, `local`, `remote_write`) must
+        // not reach this session.
+        let level: String = client
+            .query_one("SHOW synchronous_commit", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(err)?;
+        if matches!(level.as_str(), "off" | "local" | "remote_write") {
+            client
+                .batch_execute("SET synchronous_commit = on")
+                .map_err(err)?;
+        }
         Self::prepare_schema(&mut client, &what)?;
         let epoch = lease::acquire(&mut client, options.takeover, &options.holder, &what)?;
         let conn = Conn {
@@ -160,6 +194,7 @@ impl PostgresPersister {
                 )
                 .map_err(err)?,
             client,
+            warnings,
         };
         Ok(PostgresPersister {
             what,
@@ -248,7 +283,20 @@ impl PostgresPersister {
             tx.execute(&conn.upsert, &[&keys, &values])
                 .map_err(io_err)?;
         }
-        tx.commit().map_err(io_err)
+        conn.warnings.lock().clear();
+        tx.commit().map_err(io_err)?;
+        let warnings = std::mem::take(&mut *conn.warnings.lock());
+        if !warnings.is_empty() {
+            // Committed here, perhaps not on the standby: not durable as
+            // promised, and memory may not rely on it. Fail (and stop).
+            return Err(io::Error::other(format!(
+                "{}: the commit returned with a warning, so it may not be on the \
+                 synchronous standby: {}",
+                self.what,
+                warnings.join("; ")
+            )));
+        }
+        Ok(())
     }
 }
 
