@@ -157,6 +157,15 @@ pub struct StoreConfig {
     /// flight; then the channel is failed with our latest commitment
     /// (`ClosureReason::ClosingNegotiationTimedOut`). 2 by default, as LDK.
     pub closing_negotiation_timeout_ticks: u32,
+    /// Calls of `ChannelStore::timer_tick_occurred` a channel may stay
+    /// unfunded (opened, but no `funding_created` yet; as funder, no
+    /// `accept_channel` or no funding transaction from the user): then it
+    /// is forgotten, with an `error` to the peer
+    /// (`ClosureReason::UnfundedTimedOut`). A connected peer would
+    /// otherwise hold its places under `max_unfunded_channels_per_peer`
+    /// and `max_inbound_unfunded_channels` for good. 60 by default (LDK:
+    /// `UNFUNDED_CHANNEL_AGE_LIMIT_TICKS`).
+    pub unfunded_channel_age_limit_ticks: u32,
 }
 
 impl Default for StoreConfig {
@@ -197,6 +206,7 @@ impl Default for StoreConfig {
             funding_timeout_blocks: 2016,
             mpp_timeout_ticks: 3,
             closing_negotiation_timeout_ticks: 2,
+            unfunded_channel_age_limit_ticks: 60,
         }
     }
 }
@@ -216,6 +226,9 @@ impl StoreConfig {
         }
         if self.closing_negotiation_timeout_ticks == 0 {
             return bad("closing_negotiation_timeout_ticks", "must be at least 1");
+        }
+        if self.unfunded_channel_age_limit_ticks == 0 {
+            return bad("unfunded_channel_age_limit_ticks", "must be at least 1");
         }
         if self.min_funding_sat > self.max_funding_sat {
             return bad("min_funding_sat", "is above max_funding_sat");

@@ -209,6 +209,10 @@ pub enum ClosureReason {
     /// As fundee, the funding never confirmed within
     /// `StoreConfig::funding_timeout_blocks`: the channel is forgotten (BOLT 2).
     FundingTimedOut,
+    /// The channel stayed unfunded (no `funding_created` yet) for
+    /// `StoreConfig::unfunded_channel_age_limit_ticks` timer ticks: it is
+    /// forgotten. Reported for channels we opened only.
+    UnfundedTimedOut,
     /// An HTLC we offered reached its expiry (plus
     /// `StoreConfig::htlc_timeout_grace_blocks`) and the peer did not
     /// remove it: the channel is closed so it can be timed out on chain.

@@ -6,7 +6,8 @@ mod common;
 
 use chanstore::message::OpenChannel;
 use chanstore::{
-    Event, FailureCode, Message, PaymentPreimage, Route, RouteHop, StoreConfig, StoreError,
+    ClosureReason, Event, FailureCode, Message, PaymentPreimage, Route, RouteHop, StoreConfig,
+    StoreError,
 };
 use common::*;
 
@@ -351,4 +352,93 @@ fn records_of_channels_closed_unconfirmed_are_capped_and_expire() {
     a.peer_disconnected(&b.node_id());
     b.peer_disconnected(&a.node_id());
     assert_eq!(b.resource_counts().peers, 0, "nothing of A is kept");
+}
+
+/// `a` opens a channel to `b` that gets as far as `accept_channel` and is
+/// never funded; returns its temporary id, or `b`'s refusal of the open.
+fn open_unfunded(
+    a: &chanstore::ChannelStore,
+    b: &chanstore::ChannelStore,
+) -> Result<chanstore::ChannelId, StoreError> {
+    let temp = a.create_channel(b.node_id(), 100_000, 0).unwrap();
+    for (_, m) in a.get_and_clear_pending_msg_events() {
+        b.handle_message(&a.node_id(), m)?;
+    }
+    deliver_all(&[a, b]);
+    Ok(temp)
+}
+
+/// A connected peer that opens channels and never funds them held its
+/// places under the unfunded caps for good (per peer, and store-wide:
+/// enough such peers shut every other peer out). Now a channel unfunded
+/// for `unfunded_channel_age_limit_ticks` timer ticks is forgotten, with an
+/// `error` to the peer, and its place is free again; the opener that never
+/// funded its own is told (`UnfundedTimedOut`). Funded channels are not
+/// touched, whatever the ticks.
+#[test]
+fn an_unfunded_channel_is_forgotten_after_its_age_limit() {
+    let b_config = StoreConfig {
+        max_unfunded_channels_per_peer: 1,
+        unfunded_channel_age_limit_ticks: 3,
+        ..StoreConfig::default()
+    };
+    let a_config = StoreConfig {
+        unfunded_channel_age_limit_ticks: 5,
+        ..StoreConfig::default()
+    };
+    let (a, b) = (node_with(1, a_config), node_with(2, b_config));
+    connect_all(&[&a, &b]);
+    let (funded, _) = open_channel(&a, &b, 100_000, 0);
+    let stale = open_unfunded(&a, &b).unwrap();
+    events(&a);
+    let refused = |r: Result<_, StoreError>| {
+        matches!(
+            r,
+            Err(StoreError::PeerLimit {
+                resource: "unfunded channels",
+                ..
+            })
+        )
+    };
+    for _ in 0..2 {
+        b.timer_tick_occurred();
+        deliver_all(&[&a, &b]);
+        assert!(refused(open_unfunded(&a, &b)), "its place is still taken");
+    }
+    b.timer_tick_occurred();
+    assert!(events(&b).is_empty(), "a peer's open costs no event");
+    let to_a = b.get_and_clear_pending_msg_events();
+    assert!(
+        matches!(&to_a[..], [(to, Message::Error(e))] if *to == a.node_id() && e.channel_id == stale),
+        "{to_a:?}"
+    );
+    for (_, m) in to_a {
+        let _ = a.handle_message(&b.node_id(), m);
+    }
+    let fresh = open_unfunded(&a, &b).expect("the place is free");
+    events(&a);
+
+    // A's own channel, waiting for the funding transaction A never gives.
+    for _ in 0..5 {
+        a.timer_tick_occurred();
+    }
+    let closed = events(&a);
+    assert!(
+        closed.iter().any(|e| matches!(e, Event::ChannelClosed { channel_id, reason: ClosureReason::UnfundedTimedOut, .. } if *channel_id == fresh)),
+        "{closed:?}"
+    );
+    // Its errors: for `fresh`, and for the two opens B refused, which B
+    // does not know.
+    for (_, m) in a.get_and_clear_pending_msg_events() {
+        let _ = b.handle_message(&a.node_id(), m);
+    }
+    assert!(b.get_and_clear_pending_msg_events().is_empty());
+    for _ in 0..10 {
+        a.timer_tick_occurred();
+        b.timer_tick_occurred();
+    }
+    deliver_all(&[&a, &b]);
+    for n in [&a, &b] {
+        assert!(n.channel_details(&funded).unwrap().is_usable);
+    }
 }

@@ -320,6 +320,9 @@ pub(crate) struct Channel {
     /// was open, in the order they ended: a revoked commitment of the
     /// peer's may hold its output, whose script needs it (`ended.rs`).
     pub(crate) ended_htlcs: Vec<crate::onchain::RevokedHtlc>,
+    /// Timer ticks the channel has spent unfunded (in memory: unfunded
+    /// channels are never written).
+    pub(crate) unfunded_ticks: u32,
     /// The peer may still be retransmitting what it sent before the last
     /// disconnection (from its `channel_reestablish` until its next
     /// `commitment_signed`, `closing_signed`, `ping` or a timer tick; see

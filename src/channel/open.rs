@@ -272,6 +272,7 @@ impl Channel {
             held_fee: None,
             signed_closings: Vec::new(),
             ended_htlcs: Vec::new(),
+            unfunded_ticks: 0,
             resuming: false,
             just_reestablished: false,
             shutdown_while_resuming: false,

@@ -33,7 +33,9 @@
 use dashmap::DashMap;
 
 use super::{ChannelStore, Container};
-use crate::event::Event;
+use crate::channel::Effects;
+use crate::error::StoreError;
+use crate::event::{ClosureReason, Event};
 use crate::forward::Resolution;
 use crate::onion::{Failure, FailureCode};
 use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage, PaymentSecret};
@@ -231,10 +233,12 @@ pub(crate) fn remove_part(
 impl<C: Container> ChannelStore<C> {
     /// Call about once a minute: the parts of multi-part payments to us
     /// that have waited `StoreConfig::mpp_timeout_ticks` ticks for the
-    /// rest are failed back with `mpp_timeout` (BOLT 4), and channels whose
+    /// rest are failed back with `mpp_timeout` (BOLT 4), channels whose
     /// close has waited `StoreConfig::closing_negotiation_timeout_ticks`
     /// ticks for its fee negotiation alone are failed
-    /// (`ClosureReason::ClosingNegotiationTimedOut`).
+    /// (`ClosureReason::ClosingNegotiationTimedOut`), and channels unfunded
+    /// for `StoreConfig::unfunded_channel_age_limit_ticks` ticks are
+    /// forgotten (`ClosureReason::UnfundedTimedOut`).
     ///
     /// **Locking behaviour:** the claimables' shards in turn, then each
     /// timed-out payment's peers one at a time, then each peer's lock in
@@ -260,6 +264,7 @@ impl<C: Container> ChannelStore<C> {
         let config = &self.config;
         for peer in self.container.peers() {
             let _ = self.with_section(&peer, |s| {
+                forget_aged_unfunded(s, config.unfunded_channel_age_limit_ticks)?;
                 let closing: Vec<ChannelId> = (s.ps.channels.iter())
                     .filter(|(_, c)| c.waits_for_closing_fee())
                     .map(|(id, _)| *id)
@@ -316,4 +321,32 @@ impl<C: Container> ChannelStore<C> {
         self.resolve_set(set, resolution, None);
         Ok(())
     }
+}
+
+/// One tick more for each unfunded channel of the peer; those at `limit`
+/// are forgotten, with an `error` to the peer (as LDK does), and the user
+/// told for the ones it opened (a peer's opens cost no durable event).
+fn forget_aged_unfunded(s: &mut super::Section<'_>, limit: u32) -> Result<(), StoreError> {
+    let aged: Vec<ChannelId> = (s.ps.unfunded.iter_mut())
+        .filter_map(|(id, c)| {
+            c.unfunded_ticks += 1;
+            (c.unfunded_ticks >= limit).then_some(*id)
+        })
+        .collect();
+    for id in aged {
+        s.on_channel(&id, false, |c, e| {
+            let mut failed = Effects::default();
+            c.fail_with_error(
+                "no funding within the unfunded channel age limit",
+                ClosureReason::UnfundedTimedOut,
+                &mut failed,
+            );
+            e.msgs.extend(failed.msgs);
+            if c.is_outbound {
+                e.events.extend(failed.events);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
 }

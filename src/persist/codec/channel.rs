@@ -656,6 +656,7 @@ pub(crate) fn decode_channel_record(
         held_fee,
         signed_closings,
         ended_htlcs,
+        unfunded_ticks: 0,
         resuming: false,
         just_reestablished: false,
         shutdown_while_resuming: false,

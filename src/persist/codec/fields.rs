@@ -328,6 +328,7 @@ pub(super) fn put_reason(out: &mut Vec<u8>, reason: &ClosureReason) {
         ClosureReason::FundingNotSigned => out.push(5),
         ClosureReason::DisconnectedWhileUnfunded => out.push(6),
         ClosureReason::FundingTimedOut => out.push(7),
+        ClosureReason::UnfundedTimedOut => out.push(14),
         ClosureReason::HtlcTimedOut {
             payment_hash,
             cltv_expiry,
@@ -376,6 +377,7 @@ pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeErro
         5 => ClosureReason::FundingNotSigned,
         6 => ClosureReason::DisconnectedWhileUnfunded,
         7 => ClosureReason::FundingTimedOut,
+        14 => ClosureReason::UnfundedTimedOut,
         8 => ClosureReason::HtlcTimedOut {
             payment_hash: get_hash(c)?,
             cltv_expiry: c.u32()?,
@@ -434,6 +436,7 @@ mod tests {
             ClosureReason::FundingNotSigned,
             ClosureReason::DisconnectedWhileUnfunded,
             ClosureReason::FundingTimedOut,
+            ClosureReason::UnfundedTimedOut,
             ClosureReason::HtlcTimedOut {
                 payment_hash: PaymentHash([1; 32]),
                 cltv_expiry: 9,
@@ -456,7 +459,7 @@ mod tests {
             assert_eq!(get_reason(&mut c), Ok(reason));
             assert!(c.is_empty());
         }
-        let mut c = Cursor::new(&[14], "reason");
+        let mut c = Cursor::new(&[15], "reason");
         assert!(get_reason(&mut c).is_err());
     }
 }
