@@ -382,6 +382,14 @@ pub enum StoreError {
         /// `StoreConfig::max_dust_htlc_exposure_msat`.
         max_msat: u64,
     },
+    /// `send_payment` for a hash that an HTLC of ours already pays, in
+    /// flight or fulfilled (the recipient could claim a second one), or a
+    /// part of a multi-part payment whose recipient already claimed it.
+    #[error("payment {payment_hash} is already in flight or paid")]
+    DuplicatePayment {
+        /// The payment.
+        payment_hash: PaymentHash,
+    },
     /// A route that cannot be used.
     #[error("invalid route: {reason}")]
     InvalidRoute {

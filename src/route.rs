@@ -126,6 +126,13 @@ impl Route {
             payloads.push(forward);
         }
         payloads.reverse();
+        // At 500,000,000 an expiry is a timestamp: the peer refuses the add
+        // (BOLT 2) on every retransmission, and the channel is stuck.
+        if cltv >= 500_000_000 {
+            return Err(StoreError::InvalidRoute {
+                reason: "the first hop's cltv expiry is not a block height",
+            });
+        }
         Ok(RoutePlan {
             first_amount_msat: amount,
             first_cltv_expiry: cltv,

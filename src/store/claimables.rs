@@ -261,6 +261,7 @@ impl<C: Container> ChannelStore<C> {
                 Resolution::Fail(Failure::local(FailureCode::MppTimeout)),
             );
         }
+        self.prune_paying();
         let config = &self.config;
         for peer in self.container.peers() {
             let _ = self.with_section(&peer, |s| {

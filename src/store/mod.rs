@@ -66,6 +66,7 @@ mod handle;
 mod incoming;
 mod journal;
 mod onchain;
+mod paying;
 mod payments;
 mod peer;
 mod read;
@@ -145,6 +146,13 @@ pub struct ChannelStore<C: Container = Sharded> {
     journal: journal::Journal,
     /// HTLCs paying us, by payment hash.
     pub(crate) claimables: DashMap<PaymentHash, ClaimableSet>,
+    /// Payment hashes a `send_payment` call is sending now (from its
+    /// duplicate check until its HTLC is noted in `paying_peers`): a
+    /// second one at the same time is refused (`paying.rs`).
+    pub(crate) sending: DashMap<PaymentHash, ()>,
+    /// Per payment hash, the peers our own HTLCs for it were offered to
+    /// (`paying.rs`).
+    pub(crate) paying_peers: DashMap<PaymentHash, Vec<NodeId>>,
     /// The `channel_update` we last sent for each of our channels, by short
     /// channel id: the one BOLT 4's UPDATE failures carry, read by sections
     /// of any peer (a leaf lock, taken under a peer lock and released at
@@ -219,6 +227,8 @@ impl<C: Container> ChannelStore<C> {
             events: SegQueue::new(),
             journal: journal::Journal::default(),
             claimables: DashMap::new(),
+            sending: DashMap::new(),
+            paying_peers: DashMap::new(),
             our_updates: DashMap::new(),
             inbound_key: ExpandedKey::new(&node_secret),
             queued_forwards: DashMap::new(),

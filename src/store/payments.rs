@@ -29,9 +29,19 @@ impl<C: Container> ChannelStore<C> {
     /// `route.hops[0]` with a BOLT 4 onion built for the route with a fresh
     /// session key; `PaymentSent` or `PaymentFailed` reports how it ended.
     ///
-    /// **Locking behaviour:** index lookups, then the first hop's peer lock
-    /// once. The onion is built before the lock (one ECDH and one blinding
-    /// per hop).
+    /// Refused with [`StoreError::DuplicatePayment`] while an HTLC of ours
+    /// for `payment_hash` is left (in flight, fulfilled but not yet
+    /// settled, or on chain in a closed channel's record), or while another
+    /// `send_payment` of it runs: the recipient could claim a second HTLC,
+    /// and the invoice would be paid twice. A retry after `PaymentFailed`
+    /// is sent. Once the payment has settled nothing of it is left to
+    /// check: read the pending events before you retry, and do not retry
+    /// after `PaymentSent`.
+    ///
+    /// **Locking behaviour:** index lookups, the lock of each peer an
+    /// earlier HTLC of ours for this hash went to (usually none) once, then
+    /// the first hop's peer lock once. The onion is built before the lock
+    /// (one ECDH and one blinding per hop).
     pub fn send_payment(
         &self,
         route: &Route,
@@ -39,7 +49,14 @@ impl<C: Container> ChannelStore<C> {
         amount_msat: u64,
         recipient: RecipientOnionFields,
     ) -> Result<(), StoreError> {
-        self.send_payment_part(route, payment_hash, amount_msat, amount_msat, recipient)
+        self.send(
+            route,
+            payment_hash,
+            amount_msat,
+            amount_msat,
+            recipient,
+            true,
+        )
     }
 
     /// Sends one part, of `amount_msat`, of a multi-part payment of
@@ -47,7 +64,8 @@ impl<C: Container> ChannelStore<C> {
     /// with the same hash and secret until they add up to `total_msat`.
     /// Splitting the payment and choosing each part's route is the
     /// caller's; each part ends with its own `PaymentSent` or
-    /// `PaymentFailed`.
+    /// `PaymentFailed`. Refused with [`StoreError::DuplicatePayment`] once
+    /// a part of the payment was fulfilled (the recipient has claimed).
     ///
     /// **Locking behaviour:** as [`ChannelStore::send_payment`].
     pub fn send_payment_part(
@@ -57,6 +75,25 @@ impl<C: Container> ChannelStore<C> {
         amount_msat: u64,
         total_msat: u64,
         recipient: RecipientOnionFields,
+    ) -> Result<(), StoreError> {
+        self.send(
+            route,
+            payment_hash,
+            amount_msat,
+            total_msat,
+            recipient,
+            false,
+        )
+    }
+
+    fn send(
+        &self,
+        route: &Route,
+        payment_hash: PaymentHash,
+        amount_msat: u64,
+        total_msat: u64,
+        recipient: RecipientOnionFields,
+        whole: bool,
     ) -> Result<(), StoreError> {
         if total_msat < amount_msat {
             return Err(StoreError::InvalidRoute {
@@ -98,6 +135,38 @@ impl<C: Container> ChannelStore<C> {
             session_key,
             path: hops.iter().map(|h| h.node_id).collect(),
         };
+        // A whole payment is sent once at a time: a second send of its hash
+        // while this one runs is a duplicate too (`paying.rs`).
+        if whole && self.sending.insert(payment_hash, ()).is_some() {
+            return Err(StoreError::DuplicatePayment { payment_hash });
+        }
+        let paying = self.paying(&payment_hash);
+        let result = if paying.fulfilled || (whole && paying.pending) {
+            Err(StoreError::DuplicatePayment { payment_hash })
+        } else {
+            let peer = NodeId::from(&first.node_id);
+            let added = self.add_ours(first, channel_id, payment_hash, plan, onion, onion_keys);
+            if added.is_ok() {
+                self.note_paying(payment_hash, peer);
+            }
+            added
+        };
+        if whole {
+            self.sending.remove(&payment_hash);
+        }
+        result
+    }
+
+    /// Offers our payment's HTLC on its first hop.
+    fn add_ours(
+        &self,
+        first: &crate::route::RouteHop,
+        channel_id: crate::types::ChannelId,
+        payment_hash: PaymentHash,
+        plan: crate::route::RoutePlan,
+        onion: crate::message::OnionPacket,
+        onion_keys: SessionKeys,
+    ) -> Result<(), StoreError> {
         let config = &self.config;
         self.with_user_section(&NodeId::from(&first.node_id), |s| {
             if !s.ps.connected {

@@ -507,6 +507,7 @@ impl<C: Container> ChannelStore<C> {
             self.push_loaded_event(event);
         }
         self.forget_unsigned(forgotten)?;
+        self.rebuild_paying();
         self.enforce_deadlines();
         Ok(())
     }

@@ -1,0 +1,130 @@
+//! The guard against paying one invoice twice
+//! (`StoreError::DuplicatePayment`).
+//!
+//! A recipient may claim every HTLC that pays a hash it knows the preimage
+//! of (BOLT 4 lets it), so a second `send_payment` of a hash whose first
+//! HTLC is still ours to lose (in flight, fulfilled but not yet settled, or
+//! on chain in a closed channel's record) pays twice: a retry by a user who
+//! lost the first call's result, say. The truth is in the channels: the
+//! store refuses when one of our own HTLCs for the hash is left. To look
+//! at a few peers only, `ChannelStore::paying_peers` names, per hash, the peers
+//! our HTLCs for it were offered to (noted after each add, rebuilt on
+//! restore, pruned on timer ticks). Once the payment has settled nothing
+//! of it is left to see: a send after `PaymentSent` is not refused (LDK,
+//! too, forgets a `PaymentId` a few ticks after it resolved).
+//!
+//! **Locks.** `paying_peers` is taken before a peer lock (pruning holds one
+//! entry while it looks at that entry's peers), never under one: sections
+//! do not touch it.
+
+use super::{ChannelStore, Container, PeerState};
+use crate::channel::closed::HtlcRoute;
+use crate::channel::htlc::HtlcKind;
+use crate::channel::HtlcSource;
+use crate::types::{NodeId, PaymentHash};
+
+/// What of our own payment of a hash a peer holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Paying {
+    /// An HTLC of ours for it is left (in a channel or a closed record).
+    pub(crate) pending: bool,
+    /// One of them was fulfilled (the recipient has claimed).
+    pub(crate) fulfilled: bool,
+}
+
+impl Paying {
+    fn or(self, other: Paying) -> Paying {
+        Paying {
+            pending: self.pending || other.pending,
+            fulfilled: self.fulfilled || other.fulfilled,
+        }
+    }
+}
+
+/// What `ps` holds of our own payment of `hash`.
+fn held(ps: &PeerState, hash: &PaymentHash) -> Paying {
+    let mut paying = Paying::default();
+    for h in ps.channels.values().flat_map(|c| c.htlcs.iter()) {
+        if let HtlcKind::Offered {
+            source: HtlcSource::Local { .. },
+            fulfill_reported,
+        } = &h.kind
+        {
+            if h.payment_hash == *hash {
+                paying.pending = true;
+                paying.fulfilled |= *fulfill_reported;
+            }
+        }
+    }
+    paying.pending |= (ps.closed.values().flat_map(|c| c.htlcs.iter())).any(|h| {
+        h.info.payment_hash == *hash
+            && matches!(h.route, HtlcRoute::Offered(HtlcSource::Local { .. }))
+    });
+    paying
+}
+
+impl<C: Container> ChannelStore<C> {
+    /// What is left of our own payments of `hash`, at the peers `paying_peers`
+    /// names.
+    pub(crate) fn paying(&self, hash: &PaymentHash) -> Paying {
+        // The entry's guard dies here, before any peer lock.
+        let peers: Vec<NodeId> = self
+            .paying_peers
+            .get(hash)
+            .map_or_else(Vec::new, |e| e.clone());
+        peers
+            .iter()
+            .filter_map(|peer| self.container.with_peer(peer, |ps| held(ps, hash)))
+            .fold(Paying::default(), Paying::or)
+    }
+
+    /// Our HTLC for `hash` was just offered to `peer`.
+    pub(crate) fn note_paying(&self, hash: PaymentHash, peer: NodeId) {
+        let mut peers = self.paying_peers.entry(hash).or_default();
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+
+    /// Forgets, for each hash, the peers that hold none of our HTLCs for it
+    /// any more (on timer ticks: the map holds only payments in flight or
+    /// just settled).
+    pub(crate) fn prune_paying(&self) {
+        let hashes: Vec<PaymentHash> = self.paying_peers.iter().map(|e| *e.key()).collect();
+        for hash in hashes {
+            if let Some(mut peers) = self.paying_peers.get_mut(&hash) {
+                peers.retain(|peer| {
+                    (self.container.with_peer(peer, |ps| held(ps, &hash).pending)).unwrap_or(false)
+                });
+            }
+            self.paying_peers
+                .remove_if(&hash, |_, peers| peers.is_empty());
+        }
+    }
+
+    /// After a restart: every peer holding one of our HTLCs, by hash.
+    pub(crate) fn rebuild_paying(&self) {
+        for peer in self.container.peers() {
+            let hashes = self.container.with_peer(&peer, |ps| {
+                let live = (ps.channels.values().flat_map(|c| c.htlcs.iter()))
+                    .filter(|h| {
+                        matches!(
+                            h.kind,
+                            HtlcKind::Offered {
+                                source: HtlcSource::Local { .. },
+                                ..
+                            }
+                        )
+                    })
+                    .map(|h| h.payment_hash);
+                let closed = (ps.closed.values().flat_map(|c| c.htlcs.iter()))
+                    .filter(|h| matches!(h.route, HtlcRoute::Offered(HtlcSource::Local { .. })))
+                    .map(|h| h.info.payment_hash);
+                live.chain(closed).collect::<Vec<_>>()
+            });
+            for hash in hashes.into_iter().flatten() {
+                self.note_paying(hash, peer);
+            }
+        }
+    }
+}
