@@ -146,13 +146,14 @@ pub struct ChannelStore<C: Container = Sharded> {
     journal: journal::Journal,
     /// HTLCs paying us, by payment hash.
     pub(crate) claimables: DashMap<PaymentHash, ClaimableSet>,
-    /// Payment hashes a `send_payment` call is sending now (from its
-    /// duplicate check until its HTLC is noted in `paying_peers`): a
-    /// second one at the same time is refused (`paying.rs`).
-    pub(crate) sending: DashMap<PaymentHash, ()>,
-    /// Per payment hash, the peers our own HTLCs for it were offered to
-    /// (`paying.rs`).
-    pub(crate) paying_peers: DashMap<PaymentHash, Vec<NodeId>>,
+    /// Payment hashes being sent now, with how many sends of each (whole
+    /// or part) run, from the duplicate check until the HTLC is noted in
+    /// `paying_peers`: a whole send while another send of the hash runs is
+    /// refused (`paying.rs`).
+    pub(crate) sending: DashMap<PaymentHash, usize>,
+    /// Per payment hash, the peers our own HTLCs for it were offered to,
+    /// and how many times an HTLC was noted (`paying.rs`).
+    pub(crate) paying_peers: DashMap<PaymentHash, (Vec<NodeId>, u64)>,
     /// The `channel_update` we last sent for each of our channels, by short
     /// channel id: the one BOLT 4's UPDATE failures carry, read by sections
     /// of any peer (a leaf lock, taken under a peer lock and released at

@@ -13,9 +13,9 @@
 //! of it is left to see: a send after `PaymentSent` is not refused (LDK,
 //! too, forgets a `PaymentId` a few ticks after it resolved).
 //!
-//! **Locks.** `paying_peers` is taken before a peer lock (pruning holds one
-//! entry while it looks at that entry's peers), never under one: sections
-//! do not touch it.
+//! **Locks.** No `paying_peers` or `sending` guard is held while a peer lock
+//! is taken (pruning looks at a copy of an entry's peers), and sections do
+//! not touch them.
 
 use super::{ChannelStore, Container, PeerState};
 use crate::channel::closed::HtlcRoute;
@@ -71,7 +71,7 @@ impl<C: Container> ChannelStore<C> {
         let peers: Vec<NodeId> = self
             .paying_peers
             .get(hash)
-            .map_or_else(Vec::new, |e| e.clone());
+            .map_or_else(Vec::new, |e| e.0.clone());
         peers
             .iter()
             .filter_map(|peer| self.container.with_peer(peer, |ps| held(ps, hash)))
@@ -80,7 +80,11 @@ impl<C: Container> ChannelStore<C> {
 
     /// Our HTLC for `hash` was just offered to `peer`.
     pub(crate) fn note_paying(&self, hash: PaymentHash, peer: NodeId) {
-        let mut peers = self.paying_peers.entry(hash).or_default();
+        let mut entry = self.paying_peers.entry(hash).or_default();
+        let (peers, notes) = &mut *entry;
+        // Counted even when `peer` is listed: a prune that looked at it
+        // before this HTLC was added must not drop it (`prune_paying`).
+        *notes += 1;
         if !peers.contains(&peer) {
             peers.push(peer);
         }
@@ -92,13 +96,28 @@ impl<C: Container> ChannelStore<C> {
     pub(crate) fn prune_paying(&self) {
         let hashes: Vec<PaymentHash> = self.paying_peers.iter().map(|e| *e.key()).collect();
         for hash in hashes {
-            if let Some(mut peers) = self.paying_peers.get_mut(&hash) {
-                peers.retain(|peer| {
-                    (self.container.with_peer(peer, |ps| held(ps, &hash).pending)).unwrap_or(false)
-                });
+            // No shard guard while a peer lock is taken (DESIGN.md rule 2):
+            // the peers are looked at from a copy, and the entry changed only
+            // if nothing was noted for the hash meanwhile.
+            let Some((peers, notes)) = self.paying_peers.get(&hash).map(|e| e.clone()) else {
+                continue;
+            };
+            let gone: Vec<NodeId> = (peers.into_iter())
+                .filter(|peer| {
+                    !(self.container.with_peer(peer, |ps| held(ps, &hash).pending)).unwrap_or(false)
+                })
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            if let Some(mut entry) = self.paying_peers.get_mut(&hash) {
+                let (peers, now) = &mut *entry;
+                if *now == notes {
+                    peers.retain(|peer| !gone.contains(peer));
+                }
             }
             self.paying_peers
-                .remove_if(&hash, |_, peers| peers.is_empty());
+                .remove_if(&hash, |_, (peers, _)| peers.is_empty());
         }
     }
 

@@ -135,10 +135,15 @@ impl<C: Container> ChannelStore<C> {
             session_key,
             path: hops.iter().map(|h| h.node_id).collect(),
         };
-        // A whole payment is sent once at a time: a second send of its hash
-        // while this one runs is a duplicate too (`paying.rs`).
-        if whole && self.sending.insert(payment_hash, ()).is_some() {
-            return Err(StoreError::DuplicatePayment { payment_hash });
+        // A whole payment is sent once at a time: a whole send while another
+        // send of its hash (whole, or a part not yet noted in
+        // `paying_peers`) runs is a duplicate too (`paying.rs`).
+        {
+            let mut running = self.sending.entry(payment_hash).or_insert(0);
+            if whole && *running > 0 {
+                return Err(StoreError::DuplicatePayment { payment_hash });
+            }
+            *running += 1;
         }
         let paying = self.paying(&payment_hash);
         let result = if paying.fulfilled || (whole && paying.pending) {
@@ -151,9 +156,11 @@ impl<C: Container> ChannelStore<C> {
             }
             added
         };
-        if whole {
-            self.sending.remove(&payment_hash);
+        if let Some(mut running) = self.sending.get_mut(&payment_hash) {
+            *running -= 1;
         }
+        self.sending
+            .remove_if(&payment_hash, |_, running| *running == 0);
         result
     }
 
