@@ -154,6 +154,14 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// Per payment hash, the peers our own HTLCs for it were offered to,
     /// and how many times an HTLC was noted (`paying.rs`).
     pub(crate) paying_peers: DashMap<PaymentHash, (Vec<NodeId>, u64)>,
+    /// Payment hashes of ours a part of which was fulfilled (`PaymentSent`),
+    /// kept while `paying_peers` names the hash: a part fulfilled and
+    /// settled leaves no HTLC saying so, while another part may still be
+    /// pending (in flight, or on chain in a closed record), and a new part
+    /// would be claimed with the preimage already revealed (`paying.rs`).
+    /// A leaf lock: sections insert under a peer lock and release at once.
+    /// Not durable.
+    pub(crate) claimed: DashMap<PaymentHash, ()>,
     /// The `channel_update` we last sent for each of our channels, by short
     /// channel id: the one BOLT 4's UPDATE failures carry, read by sections
     /// of any peer (a leaf lock, taken under a peer lock and released at
@@ -230,6 +238,7 @@ impl<C: Container> ChannelStore<C> {
             claimables: DashMap::new(),
             sending: DashMap::new(),
             paying_peers: DashMap::new(),
+            claimed: DashMap::new(),
             our_updates: DashMap::new(),
             inbound_key: ExpandedKey::new(&node_secret),
             queued_forwards: DashMap::new(),
@@ -285,6 +294,7 @@ impl<C: Container> ChannelStore<C> {
             height: self.best_height(),
             seq: &self.seq,
             claimables: &self.claimables,
+            claimed: &self.claimed,
             node_id: self.node_id,
             node_secret: &self.node_secret,
             our_updates: &self.our_updates,

@@ -9,13 +9,17 @@
 //! store refuses when one of our own HTLCs for the hash is left. To look
 //! at a few peers only, `ChannelStore::paying_peers` names, per hash, the peers
 //! our HTLCs for it were offered to (noted after each add, rebuilt on
-//! restore, pruned on timer ticks). Once the payment has settled nothing
-//! of it is left to see: a send after `PaymentSent` is not refused (LDK,
-//! too, forgets a `PaymentId` a few ticks after it resolved).
+//! restore, pruned on timer ticks). A part fulfilled and settled leaves no
+//! HTLC saying so while another part of the hash is still pending:
+//! `ChannelStore::claimed` keeps such hashes, in memory, until no HTLC of
+//! ours for them is left. Once the payment has settled nothing of it is
+//! left to see: a send after `PaymentSent` is not refused (LDK, too,
+//! forgets a `PaymentId` a few ticks after it resolved).
 //!
 //! **Locks.** No `paying_peers` or `sending` guard is held while a peer lock
-//! is taken (pruning looks at a copy of an entry's peers), and sections do
-//! not touch them.
+//! is taken (pruning looks at a copy of an entry's peers); sections do not
+//! touch them. `claimed` is a leaf: sections insert into it under a peer
+//! lock and release it at once.
 
 use super::{ChannelStore, Container, PeerState};
 use crate::channel::closed::HtlcRoute;
@@ -119,6 +123,9 @@ impl<C: Container> ChannelStore<C> {
             self.paying_peers
                 .remove_if(&hash, |_, (peers, _)| peers.is_empty());
         }
+        // A hash no peer holds an HTLC of ours for any more is settled.
+        self.claimed
+            .retain(|hash, _| self.paying_peers.contains_key(hash));
     }
 
     /// After a restart: every peer holding one of our HTLCs, by hash.

@@ -146,7 +146,9 @@ impl<C: Container> ChannelStore<C> {
             *running += 1;
         }
         let paying = self.paying(&payment_hash);
-        let result = if paying.fulfilled || (whole && paying.pending) {
+        // A part fulfilled and already settled leaves no HTLC saying so.
+        let claimed = paying.pending && self.claimed.contains_key(&payment_hash);
+        let result = if paying.fulfilled || claimed || (whole && paying.pending) {
             Err(StoreError::DuplicatePayment { payment_hash })
         } else {
             let peer = NodeId::from(&first.node_id);

@@ -72,6 +72,8 @@ pub(crate) struct Context<'a> {
     pub(crate) height: u32,
     pub(crate) seq: &'a Sequences,
     pub(crate) claimables: &'a DashMap<PaymentHash, ClaimableSet>,
+    /// Hashes of ours a part of which was fulfilled (`ChannelStore::claimed`).
+    pub(crate) claimed: &'a DashMap<PaymentHash, ()>,
     /// Our node id (a failure we decide for our own payment names us).
     pub(crate) node_id: bitcoin::secp256k1::PublicKey,
     /// Our node key, which signs our `channel_update`s.
@@ -272,11 +274,13 @@ impl<'a> Section<'a> {
         let hash = resolved.payment_hash;
         let (prev, resolution) = match (resolved.source, resolved.outcome) {
             (HtlcSource::Local { fee_msat, .. }, HtlcOutcome::Fulfilled(preimage)) => {
+                // Leaf lock, released at once.
+                self.ctx.claimed.insert(hash, ());
                 return self.event(Event::PaymentSent {
                     payment_hash: hash,
                     payment_preimage: preimage,
                     fee_paid_msat: fee_msat,
-                })
+                });
             }
             (HtlcSource::Local { onion_keys, .. }, HtlcOutcome::Failed(failure)) => {
                 let (failing_node, failure, failure_data) =
