@@ -8,7 +8,7 @@ mod common;
 use bitcoin::hashes::Hash;
 use chanstore::onion::failure::{build_failure, build_failure_padded, wrap_failure};
 use chanstore::onion::packet::peel_onion;
-use chanstore::{ChannelStore, Event, Message, RecipientOnionFields, StoreError};
+use chanstore::{ChannelStore, Event, Message, StoreError};
 use common::*;
 
 fn count(evs: &[Event], f: impl Fn(&Event) -> bool) -> usize {
@@ -31,27 +31,10 @@ fn failed(evs: &[Event]) -> usize {
 /// already revealed.
 #[test]
 fn a_part_after_the_payment_was_claimed_is_refused_while_another_waits_on_chain() {
-    let a = node(1);
-    let c = node(3);
-    connect_all(&[&a, &c]);
-    let (_, scid1) = open_channel(&a, &c, 1_000_000, 0);
-    let (ch2, scid2) = open_channel(&a, &c, 1_000_000, 0);
+    let (a, c) = (node(1), node(3));
     let p = preimage(0xf1, 1);
     let hash = p.payment_hash();
-    let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
-    a.send_payment_part(
-        &route_to(&c, scid2),
-        hash,
-        3_000_000,
-        5_000_000,
-        fields.clone(),
-    )
-    .unwrap();
-    deliver_all(&[&a, &c]);
-    c.force_close_channel(&ch2).unwrap();
-    deliver_all(&[&a, &c]);
-    let _ = events(&a);
-    let _ = events(&c);
+    let (scid1, ch2, fields) = part_on_chain(&a, &c, &p);
     a.send_payment_part(
         &route_to(&c, scid1),
         hash,

@@ -254,25 +254,9 @@ fn a_payment_whose_only_part_is_on_chain_completes_after_restart() {
         let a = node(1);
         let disk = Arc::new(MemoryPersister::new());
         let c = c_on(disk.clone());
-        connect_all(&[&a, &c]);
-        let (_, scid1) = open_channel(&a, &c, 1_000_000, 0);
-        let (ch2, scid2) = open_channel(&a, &c, 1_000_000, 0);
         let p = preimage(9, 8);
         let hash = p.payment_hash();
-        let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
-        a.send_payment_part(
-            &route_to(&c, scid2),
-            hash,
-            3_000_000,
-            5_000_000,
-            fields.clone(),
-        )
-        .unwrap();
-        deliver_all(&[&a, &c]);
-        c.force_close_channel(&ch2).unwrap();
-        deliver_all(&[&a, &c]);
-        let _ = events(&a);
-        let _ = events(&c);
+        let (scid1, ch2, fields) = part_on_chain(&a, &c, &p);
         let c = if restarted { restart(&a, c, &disk) } else { c };
         // Still incomplete: nothing to claim yet.
         assert!(matches!(

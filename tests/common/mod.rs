@@ -328,6 +328,36 @@ pub fn invoice(route: &Route, hash: PaymentHash) -> RecipientOnionFields {
     RecipientOnionFields::secret_only(secret_for(&recipient, hash))
 }
 
+/// `a` and `c` with two channels, and a part of 3,000,000 msat of a
+/// 5,000,000 msat payment locked to `p`, sent on the second, which `c` then
+/// force-closes: the part is on chain. Returns the first channel's short
+/// id, the closed channel and the invoice's fields; events are taken.
+pub fn part_on_chain(
+    a: &ChannelStore,
+    c: &ChannelStore,
+    p: &chanstore::PaymentPreimage,
+) -> (ShortChannelId, ChannelId, RecipientOnionFields) {
+    connect_all(&[a, c]);
+    let (_, scid1) = open_channel(a, c, 1_000_000, 0);
+    let (ch2, scid2) = open_channel(a, c, 1_000_000, 0);
+    let hash = p.payment_hash();
+    let fields = RecipientOnionFields::secret_only(secret_for(&c.node_id(), hash));
+    a.send_payment_part(
+        &route_to(c, scid2),
+        hash,
+        3_000_000,
+        5_000_000,
+        fields.clone(),
+    )
+    .unwrap();
+    deliver_all(&[a, c]);
+    c.force_close_channel(&ch2).unwrap();
+    deliver_all(&[a, c]);
+    events(a);
+    events(c);
+    (scid1, ch2, fields)
+}
+
 /// `send_payment` with the invoice of `route`'s recipient for `hash`: what
 /// nearly every test sends.
 pub trait PayInvoice {
