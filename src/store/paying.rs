@@ -25,6 +25,7 @@ use super::{ChannelStore, Container, PeerState};
 use crate::channel::closed::HtlcRoute;
 use crate::channel::htlc::HtlcKind;
 use crate::channel::HtlcSource;
+use crate::error::StoreError;
 use crate::types::{NodeId, PaymentHash};
 
 /// What of our own payment of a hash a peer holds.
@@ -70,7 +71,7 @@ fn held(ps: &PeerState, hash: &PaymentHash) -> Paying {
 impl<C: Container> ChannelStore<C> {
     /// What is left of our own payments of `hash`, at the peers `paying_peers`
     /// names.
-    pub(crate) fn paying(&self, hash: &PaymentHash) -> Paying {
+    fn paying(&self, hash: &PaymentHash) -> Paying {
         // The entry's guard dies here, before any peer lock.
         let peers: Vec<NodeId> = self
             .paying_peers
@@ -82,8 +83,46 @@ impl<C: Container> ChannelStore<C> {
             .fold(Paying::default(), Paying::or)
     }
 
+    /// Runs `add`, which offers our HTLC for `hash` to `peer`, unless it
+    /// would pay the hash twice: a whole payment (`whole`) while an HTLC of
+    /// ours for it is left or another send of it runs, any send once a part
+    /// was fulfilled.
+    pub(crate) fn send_once(
+        &self,
+        hash: PaymentHash,
+        whole: bool,
+        peer: NodeId,
+        add: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // A part not yet noted in `paying_peers` is counted here.
+        {
+            let mut running = self.sending.entry(hash).or_insert(0);
+            if whole && *running > 0 {
+                return Err(StoreError::DuplicatePayment { payment_hash: hash });
+            }
+            *running += 1;
+        }
+        let paying = self.paying(&hash);
+        // A part fulfilled and already settled leaves no HTLC saying so.
+        let claimed = paying.pending && self.claimed.contains_key(&hash);
+        let result = if paying.fulfilled || claimed || (whole && paying.pending) {
+            Err(StoreError::DuplicatePayment { payment_hash: hash })
+        } else {
+            let added = add();
+            if added.is_ok() {
+                self.note_paying(hash, peer);
+            }
+            added
+        };
+        if let Some(mut running) = self.sending.get_mut(&hash) {
+            *running -= 1;
+        }
+        self.sending.remove_if(&hash, |_, running| *running == 0);
+        result
+    }
+
     /// Our HTLC for `hash` was just offered to `peer`.
-    pub(crate) fn note_paying(&self, hash: PaymentHash, peer: NodeId) {
+    fn note_paying(&self, hash: PaymentHash, peer: NodeId) {
         let mut entry = self.paying_peers.entry(hash).or_default();
         let (peers, notes) = &mut *entry;
         // Counted even when `peer` is listed: a prune that looked at it

@@ -12,12 +12,12 @@ use crate::channel::{HtlcSource, SessionKeys};
 use crate::error::StoreError;
 use crate::forward::{Addressed, HtlcForward, HtlcResolution, NextHop, Resolution, Work};
 use crate::inbound_payment;
-use crate::message::Message;
+use crate::message::{Message, OnionPacket};
 use crate::onion::packet::{construct_onion, OnionHop};
 use crate::onion::{Failure, FailureCode};
 use crate::persist::{codec, frame, Key};
-use crate::route::{RecipientOnionFields, Route};
-use crate::types::{NodeId, PaymentHash, PaymentPreimage, PaymentSecret};
+use crate::route::{RecipientOnionFields, Route, RouteHop, RoutePlan};
+use crate::types::{ChannelId, NodeId, PaymentHash, PaymentPreimage, PaymentSecret};
 
 /// Most queued items one `process_pending_forwards` pass takes at once.
 const BATCH: usize = 512;
@@ -135,45 +135,20 @@ impl<C: Container> ChannelStore<C> {
             session_key,
             path: hops.iter().map(|h| h.node_id).collect(),
         };
-        // A whole payment is sent once at a time: a whole send while another
-        // send of its hash (whole, or a part not yet noted in
-        // `paying_peers`) runs is a duplicate too (`paying.rs`).
-        {
-            let mut running = self.sending.entry(payment_hash).or_insert(0);
-            if whole && *running > 0 {
-                return Err(StoreError::DuplicatePayment { payment_hash });
-            }
-            *running += 1;
-        }
-        let paying = self.paying(&payment_hash);
-        // A part fulfilled and already settled leaves no HTLC saying so.
-        let claimed = paying.pending && self.claimed.contains_key(&payment_hash);
-        let result = if paying.fulfilled || claimed || (whole && paying.pending) {
-            Err(StoreError::DuplicatePayment { payment_hash })
-        } else {
-            let peer = NodeId::from(&first.node_id);
-            let added = self.add_ours(first, channel_id, payment_hash, plan, onion, onion_keys);
-            if added.is_ok() {
-                self.note_paying(payment_hash, peer);
-            }
-            added
-        };
-        if let Some(mut running) = self.sending.get_mut(&payment_hash) {
-            *running -= 1;
-        }
-        self.sending
-            .remove_if(&payment_hash, |_, running| *running == 0);
-        result
+        let peer = NodeId::from(&first.node_id);
+        self.send_once(payment_hash, whole, peer, || {
+            self.add_ours(first, channel_id, payment_hash, plan, onion, onion_keys)
+        })
     }
 
     /// Offers our payment's HTLC on its first hop.
     fn add_ours(
         &self,
-        first: &crate::route::RouteHop,
-        channel_id: crate::types::ChannelId,
+        first: &RouteHop,
+        channel_id: ChannelId,
         payment_hash: PaymentHash,
-        plan: crate::route::RoutePlan,
-        onion: crate::message::OnionPacket,
+        plan: RoutePlan,
+        onion: OnionPacket,
         onion_keys: SessionKeys,
     ) -> Result<(), StoreError> {
         let config = &self.config;
