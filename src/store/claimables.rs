@@ -241,8 +241,10 @@ impl<C: Container> ChannelStore<C> {
     /// forgotten (`ClosureReason::UnfundedTimedOut`).
     ///
     /// **Locking behaviour:** the claimables' shards in turn, then each
-    /// timed-out payment's peers one at a time, then each peer's lock in
-    /// turn, one at a time.
+    /// timed-out payment's peers one at a time, then, for each of our
+    /// payments in flight, the peers its HTLCs went to, one at a time (no
+    /// shard held: `paying.rs`), then each peer's lock in turn, one at a
+    /// time.
     pub fn timer_tick_occurred(&self) {
         let limit = self.config.mpp_timeout_ticks;
         let mut timed_out = Vec::new();
