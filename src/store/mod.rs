@@ -183,6 +183,8 @@ pub struct ChannelStore<C: Container = Sharded> {
     /// counter checked and changed with one atomic operation, publishing
     /// nothing else.
     pub(crate) inbound_unfunded: AtomicUsize,
+    /// Held by `funding_confirmed` from its scid check to its index insert.
+    confirming: std::sync::Mutex<()>,
     /// Channels that may hold revocation basepoint tables
     /// (`StoreConfig::max_revocation_tables`, `channel/tables.rs`).
     pub(crate) revocation_tables: Arc<TableBudget>,
@@ -245,6 +247,7 @@ impl<C: Container> ChannelStore<C> {
             persister: None,
             seq: Sequences::default(),
             inbound_unfunded: AtomicUsize::new(0),
+            confirming: std::sync::Mutex::new(()),
             revocation_tables,
             failed: AtomicBool::new(false),
         })
@@ -549,7 +552,17 @@ impl<C: Container> ChannelStore<C> {
     /// another channel has, is refused with
     /// [`StoreError::ShortChannelIdMismatch`]: forwards are routed by it.
     ///
-    /// **Locking behaviour:** takes the channel's peer lock once.
+    /// A channel the peer opened that closed before its funding was
+    /// reported confirmed keeps a record that the funding timeout would
+    /// forget (`funding_timeout_blocks` after `funding_created`); reported
+    /// confirmed here, the record stays until you are done with it, as any
+    /// other. Report the confirmations of a block before
+    /// `best_block_updated` for it (as LDK asks): a height past the funding
+    /// timeout first forgets a channel whose funding confirmed in time.
+    ///
+    /// **Locking behaviour:** a store-wide confirmation lock (taken before
+    /// the peer lock, never under one: two confirmations with one `scid`
+    /// cannot both pass), then the channel's peer lock once.
     pub fn funding_confirmed(
         &self,
         channel_id: &ChannelId,
@@ -561,9 +574,12 @@ impl<C: Container> ChannelStore<C> {
             scid,
             reason,
         };
-        // Checked before the section, as the index is read everywhere: only
-        // two confirmations with one scid racing on two threads, the
-        // operator's mistake made twice at once, would both pass.
+        // Checked before the section, as the index is read everywhere; the
+        // check and the section's index insert are one step for every
+        // confirmation (no other path inserts a scid), so two racing with
+        // one scid cannot both pass. A leaf of no other lock: taken before
+        // the peer lock, never under one.
+        let confirming = self.confirming.lock().unwrap_or_else(|p| p.into_inner());
         if self
             .container
             .scid_get(&scid)
@@ -571,7 +587,25 @@ impl<C: Container> ChannelStore<C> {
         {
             return Err(mismatch("another channel has it"));
         }
-        self.with_user_section(&peer, |s| {
+        self.with_section(&peer, |s| {
+            // A channel the peer opened that closed before its funding was
+            // reported confirmed: its record holds what is ours on chain,
+            // and must no longer go with the funding timeout.
+            if !s.ps.channels.contains_key(channel_id) {
+                let vout = (s.ps.closed.get(channel_id))
+                    .filter(|r| r.unconfirmed_since.is_some())
+                    .map(|r| r.funding_outpoint.vout);
+                if let Some(vout) = vout {
+                    if vout != u32::from(scid.output_index()) {
+                        return Err(mismatch("its output index is not the funding output's"));
+                    }
+                    let record = s.closed_mut(channel_id).expect("found above");
+                    record.unconfirmed_since = None;
+                    record.short_channel_id = Some(scid);
+                    self.inbound_unfunded.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
             let freed = s.on_channel(channel_id, true, |c, e| {
                 if c.funding_outpoint.map(|o| o.vout) != Some(u32::from(scid.output_index())) {
                     return Err(mismatch("its output index is not the funding output's"));
@@ -589,7 +623,9 @@ impl<C: Container> ChannelStore<C> {
                 id: *channel_id,
             });
             Ok(())
-        })
+        })?;
+        drop(confirming);
+        self.flush()
     }
 
     /// Starts a cooperative close: `shutdown` is queued for the peer once
