@@ -262,3 +262,69 @@ fn write_read_round_trip_is_stable() {
     let d = decode_channel_details(&record, &SecretKey::from_slice(&[2; 32]).unwrap()).unwrap();
     assert_eq!(d.pending_htlcs, 3);
 }
+
+/// A persister whose next write panics (a bug in the user's backend, or
+/// an `expect` on an I/O error).
+#[derive(Debug, Default)]
+struct PanicOnce {
+    inner: MemoryPersister,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Persister for PanicOnce {
+    fn write_batch(
+        &self,
+        batch: &[(chanstore::persist::Key, Option<Vec<u8>>)],
+    ) -> std::io::Result<()> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("persister bug");
+        }
+        self.inner.write_batch(batch)
+    }
+    fn load(
+        &self,
+    ) -> Result<std::collections::BTreeMap<chanstore::persist::Key, Vec<u8>>, chanstore::StoreError>
+    {
+        self.inner.load()
+    }
+}
+
+/// A persister's write that panics (after the section, in the flush of a
+/// `send_payment`) took the batches out of the journal and lost them; the
+/// store ran on, the next flush marked them durable unwritten, and the
+/// `update_add_htlc` left while the disk held no HTLC (found by a review).
+/// It now fails the store, as a failed write does: nothing more leaves,
+/// and every later call is refused until it is reopened.
+#[test]
+fn a_persister_that_panics_fails_the_store() {
+    let disk = Arc::new(PanicOnce::default());
+    let secret = SecretKey::from_slice(&[1; 32]).unwrap();
+    let open = |disk: &Arc<PanicOnce>| {
+        ChannelStore::with_persister(
+            StoreConfig::default(),
+            secret,
+            HEIGHT,
+            disk.clone() as Arc<dyn Persister>,
+        )
+        .unwrap()
+    };
+    let (a, b) = (open(&disk), node(2));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
+    let route = route_to(&b, scid);
+    let hash = PaymentPreimage([5; 32]).payment_hash();
+    disk.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.pay_invoice(&route, hash, 1_000_000)
+    }));
+    assert!(sent.is_err(), "the persister's panic reaches the caller");
+    assert!(a.is_failed());
+    assert!(matches!(a.flush(), Err(chanstore::StoreError::Persist(_))));
+    assert!(
+        take_msgs(&a).is_empty(),
+        "nothing leaves that is not on disk"
+    );
+    drop(a);
+    let reopened = open(&disk);
+    assert_eq!(reopened.channel_details(&id).unwrap().pending_htlcs, 0);
+}

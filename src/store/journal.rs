@@ -195,6 +195,10 @@ impl<C: Container> ChannelStore<C> {
             )
         };
         let group: Batch = batches.into_iter().flatten().collect();
+        // The batches are taken out of `pending`: a persister that panics
+        // loses them, and the next commit would mark them durable unwritten.
+        // Refuse all work from then on, as for a failed write.
+        let _fail_on_panic = super::FailOnPanic(&self.failed);
         if !group.is_empty() {
             if let Err(e) = persister.write_batch(&group) {
                 // Memory is ahead of the disk now: refuse all work. What

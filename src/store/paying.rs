@@ -28,6 +28,18 @@ use crate::channel::HtlcSource;
 use crate::error::StoreError;
 use crate::types::{NodeId, PaymentHash};
 
+/// Takes one running send of a hash off `sending` when dropped.
+struct Uncount<'a>(&'a dashmap::DashMap<PaymentHash, usize>, PaymentHash);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.0.get_mut(&self.1) {
+            *running -= 1;
+        }
+        self.0.remove_if(&self.1, |_, running| *running == 0);
+    }
+}
+
 /// What of our own payment of a hash a peer holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Paying {
@@ -102,10 +114,12 @@ impl<C: Container> ChannelStore<C> {
             }
             *running += 1;
         }
+        // Uncounted on every way out, a panic in `add` included.
+        let _running = Uncount(&self.sending, hash);
         let paying = self.paying(&hash);
         // A part fulfilled and already settled leaves no HTLC saying so.
         let claimed = paying.pending && self.claimed.contains_key(&hash);
-        let result = if paying.fulfilled || claimed || (whole && paying.pending) {
+        if paying.fulfilled || claimed || (whole && paying.pending) {
             Err(StoreError::DuplicatePayment { payment_hash: hash })
         } else {
             let added = add();
@@ -113,12 +127,7 @@ impl<C: Container> ChannelStore<C> {
                 self.note_paying(hash, peer);
             }
             added
-        };
-        if let Some(mut running) = self.sending.get_mut(&hash) {
-            *running -= 1;
         }
-        self.sending.remove_if(&hash, |_, running| *running == 0);
-        result
     }
 
     /// Our HTLC for `hash` was just offered to `peer`.
