@@ -264,6 +264,13 @@ pub enum ClosureReason {
         /// The feerate of the commitment that could not be paid.
         feerate_per_kw: u32,
     },
+    /// The channel kept `StoreConfig::max_revoked_htlcs_per_channel` HTLCs
+    /// for the peer's revoked commitments and asked for a cooperative
+    /// close, and the peer went on adding HTLCs (failed back, each one kept
+    /// too) past what could have been in flight when our `shutdown` went
+    /// out (both sides' `max_accepted_htlcs`): it ignores our `shutdown`,
+    /// so the channel is failed with our latest commitment.
+    RevokedHtlcsPastBound,
 }
 
 /// A read-only snapshot of one channel, as `list_channels` returns it.

@@ -20,7 +20,8 @@
 //! [`ClosedChannelDetails::revoked_htlcs`]: crate::ClosedChannelDetails::revoked_htlcs
 
 use super::htlc::Htlc;
-use super::{Channel, Phase};
+use super::{Channel, Effects, Phase};
+use crate::event::ClosureReason;
 use crate::onchain::{HtlcDirection, RevokedHtlc};
 
 impl Channel {
@@ -51,11 +52,31 @@ impl Channel {
 
     /// At `max` kept HTLCs, asks for a cooperative close (as
     /// [`Channel::close`] does): the list must not grow without bound.
-    pub(crate) fn close_when_history_full(&mut self, max: usize) {
+    /// A peer that ignores our `shutdown` may go on adding HTLCs, each
+    /// failed back and kept: past `max` plus what could have been in
+    /// flight when the close was asked for (both sides'
+    /// `max_accepted_htlcs`), the channel is failed
+    /// ([`ClosureReason::RevokedHtlcsPastBound`]).
+    pub(crate) fn close_when_history_full(&mut self, max: usize, effects: &mut Effects) {
         let open = matches!(
             self.phase,
             Phase::AwaitingReady | Phase::Normal | Phase::ShuttingDown
         );
+        let in_flight =
+            usize::from(self.ours.max_accepted_htlcs) + usize::from(self.theirs.max_accepted_htlcs);
+        if open && self.ended_htlcs.len() >= max.saturating_add(in_flight) {
+            log::warn!(
+                "channel {}: {} ended HTLCs kept, the peer adds past our shutdown, failing it",
+                self.channel_id,
+                self.ended_htlcs.len()
+            );
+            self.fail_with_error(
+                "too many HTLCs added after our shutdown",
+                ClosureReason::RevokedHtlcsPastBound,
+                effects,
+            );
+            return;
+        }
         if open && !self.shutdown_requested && self.ended_htlcs.len() >= max {
             log::warn!(
                 "channel {}: {} ended HTLCs kept for the peer's revoked commitments \

@@ -28,8 +28,15 @@ impl<C: Container> ChannelStore<C> {
                 message: msg.name(),
             }),
             Message::Ping(ping) => {
-                if let Some(pong) = ping.answer() {
-                    s.send(Message::Pong(pong));
+                // At most one pong waits per peer: one still unsent
+                // answers this ping too (BOLT 1 lets a node fail a peer
+                // that pings far more often than it should; we only keep
+                // its cost to one pong between two drains).
+                if !s.ps.pong_queued {
+                    if let Some(pong) = ping.answer() {
+                        s.send(Message::Pong(pong));
+                        s.ps.pong_queued = true;
+                    }
                 }
                 // A ping comes after whatever the peer retransmitted.
                 s.end_resume_windows()?;

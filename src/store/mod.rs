@@ -446,6 +446,7 @@ impl<C: Container> ChannelStore<C> {
                 })?;
             }
             s.ps.outbox.clear();
+            s.ps.pong_queued = false;
             Ok(())
         });
         self.container.forget_peer_if_idle(&node);

@@ -46,6 +46,10 @@ pub struct PeerState {
     /// A `warning` from the peer was reported on this connection (later
     /// ones are not: one event per connection at most).
     pub(crate) warned: bool,
+    /// A `pong` waits in the outbox: a `ping` that comes before it leaves
+    /// is answered by that one (a burst of pings asking for 65531 bytes
+    /// each would otherwise hold 64 KiB per 6-byte ping until a drain).
+    pub(crate) pong_queued: bool,
     /// This state was dropped from the container (the peer left and nothing
     /// of it remained). A thread that cloned its `Arc` before the removal
     /// and locks it afterwards must treat the peer as unknown.
@@ -65,6 +69,7 @@ impl PeerState {
             connected: false,
             their_features: None,
             warned: false,
+            pong_queued: false,
             removed: false,
         }
     }
@@ -98,6 +103,9 @@ impl PeerState {
         let msgs = self.outbox.drain(..ready).map(|(_, m)| m).collect();
         let left = !self.outbox.is_empty();
         self.listed = left;
+        if self.pong_queued {
+            self.pong_queued = (self.outbox.iter()).any(|(_, m)| matches!(m, Message::Pong(_)));
+        }
         (msgs, left)
     }
 

@@ -412,8 +412,10 @@ impl<'a> Section<'a> {
             Ok(None) => {}
             Err(e) => debug_assert!(false, "a funded channel can always sign: {e}"),
         }
-        channel.close_when_history_full(config.max_revoked_htlcs_per_channel);
-        channel.progress_close(config, &mut effects);
+        channel.close_when_history_full(config.max_revoked_htlcs_per_channel, &mut effects);
+        if channel.phase != Phase::Closed {
+            channel.progress_close(config, &mut effects);
+        }
         channel.publish();
         if channel.phase != Phase::Closed {
             if funded {

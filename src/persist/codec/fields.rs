@@ -358,6 +358,7 @@ pub(super) fn put_reason(out: &mut Vec<u8>, reason: &ClosureReason) {
             out.push(13);
             out.extend_from_slice(&feerate_per_kw.to_be_bytes());
         }
+        ClosureReason::RevokedHtlcsPastBound => out.push(15),
     }
 }
 
@@ -396,6 +397,7 @@ pub(super) fn get_reason(c: &mut Cursor<'_>) -> Result<ClosureReason, DecodeErro
         13 => ClosureReason::UnacceptableFeeUpdate {
             feerate_per_kw: c.u32()?,
         },
+        15 => ClosureReason::RevokedHtlcsPastBound,
         _ => {
             return Err(DecodeError::InvalidValue {
                 field: "closure_reason",
@@ -451,6 +453,7 @@ mod tests {
             },
             ClosureReason::ClosingNegotiationTimedOut,
             ClosureReason::UnacceptableFeeUpdate { feerate_per_kw: 99 },
+            ClosureReason::RevokedHtlcsPastBound,
         ];
         for reason in reasons {
             let mut out = Vec::new();
@@ -459,7 +462,7 @@ mod tests {
             assert_eq!(get_reason(&mut c), Ok(reason));
             assert!(c.is_empty());
         }
-        let mut c = Cursor::new(&[15], "reason");
+        let mut c = Cursor::new(&[16], "reason");
         assert!(get_reason(&mut c).is_err());
     }
 }
