@@ -1,16 +1,20 @@
 //! What a hostile peer can grow: the HTLCs kept for its revoked
-//! commitments when it ignores our `shutdown`, and the pongs a burst of
-//! pings queues. From an adversarial review, which found both (each test
-//! failed before its fix).
+//! commitments when it ignores our `shutdown` (and what an honest peer
+//! may still end after it, which must not fail the channel), and the
+//! pongs a burst of pings queues. From adversarial reviews, which found
+//! all three (each test failed before its fix).
 
 mod common;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
 use chanstore::message::Ping;
 use chanstore::persist::Key;
-use chanstore::{ChannelStore, MemoryPersister, Message, Persister, StoreConfig};
+use chanstore::{
+    ChannelStore, ClosureReason, Event, MemoryPersister, Message, Persister, StoreConfig,
+};
 use common::*;
 
 fn stranger(b: u8) -> PublicKey {
@@ -82,7 +86,7 @@ fn a_peer_that_ignores_our_shutdown_cannot_grow_the_revoked_list_for_good() {
         max_accepted_htlcs: 10,
         ..StoreConfig::default()
     };
-    let in_flight = 20;
+    let slack = 3 * 20; // what an honest peer may still end: 3 x (10 + 10)
     let pa = Arc::new(MemoryPersister::new());
     let peer_config = StoreConfig {
         max_accepted_htlcs: 10,
@@ -109,7 +113,7 @@ fn a_peer_that_ignores_our_shutdown_cannot_grow_the_revoked_list_for_good() {
     assert_eq!(ended_records(&pa), max);
     // A is at its bound: it sent shutdown, which B dropped.
     let mut rounds = 0u16;
-    let extra = 40;
+    let extra = 100;
     let (mut closed, mut most) = (Vec::new(), 0);
     while rounds < extra {
         let p = preimage(0x72, rounds);
@@ -140,7 +144,7 @@ fn a_peer_that_ignores_our_shutdown_cannot_grow_the_revoked_list_for_good() {
     // live at the shutdown (both sides' max_accepted_htlcs) end; a peer
     // that goes on adding loses the channel.
     assert!(
-        kept <= max + in_flight,
+        kept <= max + slack + 1,
         "{rounds} adds after our shutdown, {kept} records kept (bound {max})"
     );
     assert!(
@@ -181,4 +185,265 @@ fn a_ping_burst_queues_one_pong_at_most() {
     // After a drain, the next ping is answered again.
     hub.handle_message(&peer, ping).unwrap();
     assert_eq!(hub.get_and_clear_pending_msg_events().len(), 1);
+}
+
+fn closures(evs: &[Event]) -> Vec<ClosureReason> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::ChannelClosed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two honest stores (both settle every HTLC, both deliver every message,
+/// in order); `max_accepted_htlcs` 1 on both sides, bound 3. A reaches its
+/// bound by failing an HTLC of B's while B (which has not yet read A's
+/// `shutdown`) adds another in the freed slot, and one HTLC of A's is still
+/// live: the two HTLCs live after the shutdown end honestly (B fails A's,
+/// A fails B's), exactly `max + both max_accepted_htlcs` records.
+#[test]
+fn an_honest_peer_settling_after_our_shutdown_does_not_fail_the_channel() {
+    let max = 3;
+    let config = StoreConfig {
+        max_revoked_htlcs_per_channel: max,
+        max_accepted_htlcs: 1,
+        ..StoreConfig::default()
+    };
+    let peer_config = StoreConfig {
+        max_accepted_htlcs: 1,
+        ..StoreConfig::default()
+    };
+    let pa = Arc::new(MemoryPersister::new());
+    let (a, b) = (durable(1, &pa, config), node_with(2, peer_config));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&b, &a, 1_000_000, 400_000_000);
+    let mut all_a = Vec::new();
+    // Warm up: max - 1 records.
+    for n in 0..(max - 1) as u16 {
+        let p = preimage(0x71, n);
+        b.pay_invoice(&route_to(&a, scid), p.payment_hash(), 5_000_000)
+            .unwrap();
+        deliver_all(&[&a, &b]);
+        a.fail_htlc_backwards(&p.payment_hash()).unwrap();
+        deliver_all(&[&a, &b]);
+        all_a.extend(events(&a));
+        events(&b);
+    }
+    assert_eq!(ended_records(&pa), max - 1);
+    // One HTLC live each way.
+    let o1 = preimage(0x81, 1);
+    a.pay_invoice(&route_to(&b, scid), o1.payment_hash(), 5_000_000)
+        .unwrap();
+    deliver_all(&[&a, &b]);
+    let i1 = preimage(0x82, 1);
+    b.pay_invoice(&route_to(&a, scid), i1.payment_hash(), 5_000_000)
+        .unwrap();
+    deliver_all(&[&a, &b]);
+    all_a.extend(events(&a));
+    events(&b);
+    assert_eq!(a.channel_details(&id).unwrap().pending_htlcs, 2);
+    // A fails i1 (its record is the max-th); B adds i2 as soon as it can,
+    // before it reads A's shutdown (an honest race).
+    a.fail_htlc_backwards(&i1.payment_hash()).unwrap();
+    let i2 = preimage(0x82, 2);
+    let (mut ab, mut ba): (VecDeque<Message>, VecDeque<Message>) = Default::default();
+    let mut i2_sent = false;
+    let mut log = Vec::new();
+    loop {
+        for (_, m) in a.get_and_clear_pending_msg_events() {
+            ab.push_back(m);
+        }
+        for (_, m) in b.get_and_clear_pending_msg_events() {
+            ba.push_back(m);
+        }
+        a.process_pending_forwards();
+        b.process_pending_forwards();
+        if !i2_sent {
+            i2_sent = b
+                .pay_invoice(&route_to(&a, scid), i2.payment_hash(), 5_000_000)
+                .is_ok();
+            if i2_sent {
+                log.push("b adds i2".to_string());
+                continue;
+            }
+        }
+        let shutdown_blocked = !i2_sent && matches!(ab.front(), Some(Message::Shutdown(_)));
+        if let Some(m) = ba.pop_front() {
+            log.push(format!("b->a {}", m.name()));
+            deliver_one(&b, &a, m);
+        } else if let Some(m) = ab.pop_front() {
+            if shutdown_blocked {
+                log.push("shutdown delivered before i2 could be added".into());
+            }
+            log.push(format!("a->b {}", m.name()));
+            deliver_one(&a, &b, m);
+        } else {
+            break;
+        }
+    }
+    all_a.extend(events(&a));
+    events(&b);
+    eprintln!("{log:?}");
+    assert!(i2_sent, "{log:?}");
+    eprintln!("records after the race: {}", ended_records(&pa));
+    // Both settle what is live, honestly.
+    let _ = a.fail_htlc_backwards(&i2.payment_hash());
+    let _ = b.fail_htlc_backwards(&o1.payment_hash());
+    let mut refused = pump(&a, &b);
+    for _ in 0..3 {
+        a.timer_tick_occurred();
+        b.timer_tick_occurred();
+        refused.extend(pump(&a, &b));
+    }
+    eprintln!("refused: {refused:?}");
+    all_a.extend(events(&a));
+    events(&b);
+    let kept = ended_records(&pa);
+    assert_eq!(
+        closures(&all_a)
+            .iter()
+            .filter(|r| **r == ClosureReason::RevokedHtlcsPastBound)
+            .count(),
+        0,
+        "an honest peer's channel was failed with {kept} records (bound {max}, in flight 2): {:?}",
+        closures(&all_a)
+    );
+    assert!(a.channel_details(&id).is_none(), "closed");
+    let c = closures(&all_a);
+    assert!(
+        matches!(c.as_slice(), [ClosureReason::Cooperative { .. }]),
+        "{c:?}"
+    );
+}
+
+/// deliver_all that records refusals instead of panicking.
+fn pump(a: &ChannelStore, b: &ChannelStore) -> Vec<String> {
+    let mut refused = Vec::new();
+    loop {
+        let mut progress = false;
+        for (from, to) in [(a, b), (b, a)] {
+            for (_, m) in from.get_and_clear_pending_msg_events() {
+                progress = true;
+                let name = m.name();
+                if let Err(e) =
+                    to.handle_message(&from.node_id(), Message::decode(&m.encode()).unwrap())
+                {
+                    refused.push(format!("{} refused {name}: {e}", short(&to.node_id())));
+                }
+            }
+            if from.process_pending_forwards() > 0 {
+                progress = true;
+            }
+        }
+        if !progress {
+            return refused;
+        }
+    }
+}
+
+/// Variant: A accepts 1, B accepts 2; two HTLCs of A's and one of B's
+/// live; A fails B's while B fails one of A's, and both add again as soon
+/// as they may (A before its close is asked for, B before it reads A's
+/// shutdown). Everything is settled honestly.
+#[test]
+fn an_honest_race_on_both_sides_does_not_fail_the_channel() {
+    let max = 3;
+    let config = StoreConfig {
+        max_revoked_htlcs_per_channel: max,
+        max_accepted_htlcs: 1,
+        ..StoreConfig::default()
+    };
+    let peer_config = StoreConfig {
+        max_accepted_htlcs: 2,
+        ..StoreConfig::default()
+    };
+    let pa = Arc::new(MemoryPersister::new());
+    let (a, b) = (durable(1, &pa, config), node_with(2, peer_config));
+    connect_all(&[&a, &b]);
+    let (id, scid) = open_channel(&b, &a, 1_000_000, 400_000_000);
+    let mut all_a = Vec::new();
+    for n in 0..(max - 1) as u16 {
+        let p = preimage(0x71, n);
+        b.pay_invoice(&route_to(&a, scid), p.payment_hash(), 5_000_000)
+            .unwrap();
+        deliver_all(&[&a, &b]);
+        a.fail_htlc_backwards(&p.payment_hash()).unwrap();
+        deliver_all(&[&a, &b]);
+        all_a.extend(events(&a));
+        events(&b);
+    }
+    let o: Vec<_> = (1..=3).map(|n| preimage(0x81, n)).collect();
+    for p in &o[..2] {
+        a.pay_invoice(&route_to(&b, scid), p.payment_hash(), 5_000_000)
+            .unwrap();
+        deliver_all(&[&a, &b]);
+    }
+    let i1 = preimage(0x82, 1);
+    b.pay_invoice(&route_to(&a, scid), i1.payment_hash(), 5_000_000)
+        .unwrap();
+    deliver_all(&[&a, &b]);
+    all_a.extend(events(&a));
+    events(&b);
+    assert_eq!(a.channel_details(&id).unwrap().pending_htlcs, 3);
+    a.fail_htlc_backwards(&i1.payment_hash()).unwrap();
+    b.fail_htlc_backwards(&o[0].payment_hash()).unwrap();
+    let i2 = preimage(0x82, 2);
+    let (mut ab, mut ba): (VecDeque<Message>, VecDeque<Message>) = Default::default();
+    let (mut i2_sent, mut o3_sent) = (false, false);
+    let mut log = Vec::new();
+    loop {
+        for (_, m) in a.get_and_clear_pending_msg_events() {
+            ab.push_back(m);
+        }
+        for (_, m) in b.get_and_clear_pending_msg_events() {
+            ba.push_back(m);
+        }
+        if !i2_sent
+            && b.pay_invoice(&route_to(&a, scid), i2.payment_hash(), 5_000_000)
+                .is_ok()
+        {
+            i2_sent = true;
+            log.push("b adds i2".to_string());
+            continue;
+        }
+        if !o3_sent
+            && a.pay_invoice(&route_to(&b, scid), o[2].payment_hash(), 5_000_000)
+                .is_ok()
+        {
+            o3_sent = true;
+            log.push("a adds o3".to_string());
+            continue;
+        }
+        if let Some(m) = ab.pop_front() {
+            log.push(format!("a->b {}", m.name()));
+            deliver_one(&a, &b, m);
+        } else if let Some(m) = ba.pop_front() {
+            log.push(format!("b->a {}", m.name()));
+            deliver_one(&b, &a, m);
+        } else {
+            break;
+        }
+        log.push(format!("[{}]", ended_records(&pa)));
+    }
+    all_a.extend(events(&a));
+    events(&b);
+    eprintln!("{log:?}");
+    let _ = a.fail_htlc_backwards(&i2.payment_hash());
+    for p in &o {
+        let _ = b.fail_htlc_backwards(&p.payment_hash());
+    }
+    let mut refused = pump(&a, &b);
+    for _ in 0..3 {
+        a.timer_tick_occurred();
+        b.timer_tick_occurred();
+        refused.extend(pump(&a, &b));
+    }
+    all_a.extend(events(&a));
+    eprintln!("refused {refused:?}, i2 {i2_sent} o3 {o3_sent}");
+    let c = closures(&all_a);
+    assert!(
+        matches!(c.as_slice(), [ClosureReason::Cooperative { .. }]),
+        "{c:?}"
+    );
 }

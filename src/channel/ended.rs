@@ -14,8 +14,10 @@
 //! A peer can grow this list by adding HTLCs above its dust limit and
 //! failing them; at `StoreConfig::max_revoked_htlcs_per_channel` the
 //! channel closes cooperatively, and after its `shutdown` no new HTLC can
-//! be added (BOLT 2), so the list stops within the HTLCs then live (at
-//! most both sides' `max_accepted_htlcs`) of the bound.
+//! be added (BOLT 2). A peer that ignores our `shutdown` and goes on
+//! adding has its channel failed once the list is past the bound by more
+//! than an honest peer can end after it
+//! ([`Channel::close_when_history_full`]).
 //!
 //! [`ClosedChannelDetails::revoked_htlcs`]: crate::ClosedChannelDetails::revoked_htlcs
 
@@ -53,10 +55,13 @@ impl Channel {
     /// At `max` kept HTLCs, asks for a cooperative close (as
     /// [`Channel::close`] does): the list must not grow without bound.
     /// A peer that ignores our `shutdown` may go on adding HTLCs, each
-    /// failed back and kept: past `max` plus what could have been in
-    /// flight when the close was asked for (both sides'
-    /// `max_accepted_htlcs`), the channel is failed
-    /// ([`ClosureReason::RevokedHtlcsPastBound`]).
+    /// failed back and kept: past `max` plus what an honest peer can still
+    /// end after it, the channel is failed
+    /// ([`ClosureReason::RevokedHtlcsPastBound`]). That slack is three
+    /// times both sides' `max_accepted_htlcs`: the HTLCs that ended in the
+    /// section that crossed `max`, those live when our `shutdown` goes
+    /// out, and those the peer added before it read it (BOLT 2 lets
+    /// messages cross), each at most that many.
     pub(crate) fn close_when_history_full(&mut self, max: usize, effects: &mut Effects) {
         let open = matches!(
             self.phase,
@@ -64,7 +69,7 @@ impl Channel {
         );
         let in_flight =
             usize::from(self.ours.max_accepted_htlcs) + usize::from(self.theirs.max_accepted_htlcs);
-        if open && self.ended_htlcs.len() >= max.saturating_add(in_flight) {
+        if open && self.ended_htlcs.len() > max.saturating_add(3 * in_flight) {
             log::warn!(
                 "channel {}: {} ended HTLCs kept, the peer adds past our shutdown, failing it",
                 self.channel_id,
