@@ -540,3 +540,65 @@ fn a_dust_htlc_over_the_receivers_limit_fails_with_no_update() {
         "{evs:?}"
     );
 }
+
+/// B re-signs the same policy with a newer timestamp, again and again: each
+/// one rewrote A's channel header, one durable batch per 136-byte message
+/// (found by a review: 10 messages, 10 batches and 6,430 bytes). An update
+/// that changes nothing but its timestamp is now ignored, as a stale one
+/// is (LDK keeps no timestamp and writes nothing for it); one that changes
+/// the policy is still written, and reads back.
+#[test]
+fn an_update_that_changes_only_its_timestamp_writes_nothing() {
+    let disk = common::recording::Recording::new();
+    let open = |disk: &Arc<common::recording::Recording>| {
+        ChannelStore::with_persister(
+            config(0),
+            SecretKey::from_slice(&[1; 32]).unwrap(),
+            HEIGHT,
+            disk.clone() as Arc<dyn Persister>,
+        )
+        .unwrap()
+    };
+    let a = open(&disk);
+    let (b, c) = (node_with(2, config(7)), node_with(3, config(9)));
+    connect_all(&[&a, &b, &c]);
+    let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 0);
+    let (ac, scid_ac) = open_channel(&a, &c, 1_000_000, 0);
+    let t = Trio {
+        a,
+        b,
+        c,
+        ab,
+        scid_ab,
+        ac,
+        scid_ac,
+    };
+    let first = b_update(&t, 10, |_| {}, 2);
+    t.a.handle_message(&t.b.node_id(), first.clone().into())
+        .unwrap();
+    t.a.flush().unwrap();
+    let before = (disk.len(), disk.bytes());
+    for later in 1..=10 {
+        let again = b_update_at(&t, first.timestamp + later, |_| {}, 2);
+        t.a.handle_message(&t.b.node_id(), again.into()).unwrap();
+        t.a.flush().unwrap();
+    }
+    assert_eq!((disk.len(), disk.bytes()), before, "batches, bytes");
+    let changed = b_update_at(&t, first.timestamp + 20, |u| u.fee_base_msat = 1, 2);
+    t.a.handle_message(&t.b.node_id(), changed.into()).unwrap();
+    t.a.flush().unwrap();
+    assert_eq!(disk.len(), before.0 + 1);
+    let fee = |a: &ChannelStore| {
+        let d = a.channel_details(&t.ab).unwrap();
+        d.counterparty_forwarding_policy.unwrap().fee_base_msat
+    };
+    assert_eq!(fee(&t.a), 1);
+    let reread = ChannelStore::with_persister(
+        config(0),
+        SecretKey::from_slice(&[1; 32]).unwrap(),
+        HEIGHT,
+        disk.prefix(disk.len()) as Arc<dyn Persister>,
+    )
+    .unwrap();
+    assert_eq!(fee(&reread), 1);
+}

@@ -92,7 +92,7 @@ impl Channel {
         {
             return Ok(false);
         }
-        self.counterparty_policy = Some(ForwardingPolicy {
+        let policy = ForwardingPolicy {
             fee_base_msat: msg.fee_base_msat,
             fee_proportional_millionths: msg.fee_proportional_millionths,
             cltv_expiry_delta: msg.cltv_expiry_delta,
@@ -100,7 +100,22 @@ impl Channel {
             htlc_maximum_msat: msg.htlc_maximum_msat,
             enabled: msg.is_enabled(),
             timestamp: msg.timestamp,
-        });
+        };
+        // Only newer: the policy it states is the one kept. Ignored like a
+        // stale one (LDK keeps no timestamp at all and persists nothing
+        // for it), so that a peer re-signing its policy with growing
+        // timestamps cannot make us write the channel's header, and commit
+        // a batch, once per message.
+        let same = |p: &ForwardingPolicy| {
+            ForwardingPolicy {
+                timestamp: policy.timestamp,
+                ..*p
+            } == policy
+        };
+        if self.counterparty_policy.as_ref().is_some_and(same) {
+            return Ok(false);
+        }
+        self.counterparty_policy = Some(policy);
         Ok(true)
     }
 }

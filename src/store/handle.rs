@@ -183,12 +183,21 @@ impl<C: Container> ChannelStore<C> {
                         limit: per_peer as u64,
                     });
                 }
+                // The store-wide cap, checked before the keys are derived
+                // (a key creation each): a peer refused at the cap makes us do
+                // no EC work. Taken for good below, after the checks.
+                let global = self.config.max_inbound_unfunded_channels;
+                if self.inbound_unfunded.load(Ordering::Relaxed) >= global {
+                    return Err(StoreError::GlobalLimit {
+                        resource: "inbound unfunded channels",
+                        limit: global as u64,
+                    });
+                }
                 let signer =
                     ChannelSigner::derive(&self.node_secret, ChannelSigner::random_keys_id());
                 let (channel, accept) = Channel::new_inbound(&self.config, s.ps.node, &m, signer)?;
                 // Last, so that a refused open takes no slot. Relaxed: one
                 // atomic read-modify-write, publishing nothing else.
-                let global = self.config.max_inbound_unfunded_channels;
                 self.inbound_unfunded
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                         (n < global).then_some(n + 1)
