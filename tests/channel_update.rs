@@ -602,3 +602,29 @@ fn an_update_that_changes_only_its_timestamp_writes_nothing() {
     .unwrap();
     assert_eq!(fee(&reread), 1);
 }
+
+/// BOLT 7: an update older than the last one received is ignored, also
+/// when that last one changed only its timestamp (and so was not written):
+/// B disables its channel at +10, re-signs that at +30, and an enabled one
+/// of +20 comes after it. The skip once kept the +10 timestamp, so the +20
+/// update was taken (found by a review of the timestamp-only skip).
+#[test]
+fn an_update_older_than_a_skipped_newer_one_is_ignored() {
+    let t = trio();
+    let t0 = b_timestamp(&t);
+    for (later, disabled) in [(10, true), (30, true), (20, false)] {
+        let u = b_update_at(
+            &t,
+            t0 + later,
+            |u| {
+                if disabled {
+                    u.channel_flags |= 2
+                }
+            },
+            2,
+        );
+        t.a.handle_message(&t.b.node_id(), u.into()).unwrap();
+    }
+    let d = t.a.channel_details(&t.ab).unwrap();
+    assert!(!d.counterparty_forwarding_policy.unwrap().enabled);
+}

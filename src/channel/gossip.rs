@@ -113,6 +113,9 @@ impl Channel {
             } == policy
         };
         if self.counterparty_policy.as_ref().is_some_and(same) {
+            // Still the last received (BOLT 7): an older one after it is
+            // ignored. Kept in memory only: nothing to write.
+            self.counterparty_policy = Some(policy);
             return Ok(false);
         }
         self.counterparty_policy = Some(policy);
