@@ -377,14 +377,12 @@ impl Storage for FileStorage {
         };
         // The dead store's last handle on the log may be dropped by one of
         // its threads a moment after `crash` (a process that dies drops
-        // its lock at once): wait for the directory lock, not for time.
-        for _ in 0..500 {
+        // its lock at once): wait for the directory lock, not for time
+        // (`open` itself tries a taken lock again for a second).
+        for _ in 0..5 {
             match FilePersister::open(&self.0 .0, options.clone()) {
                 Err(chanstore::StoreError::Persist(m))
-                    if m.contains("locked by another writer") =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
+                    if m.contains("locked by another writer") => {}
                 opened => return Arc::new(opened.expect("the log recovers")),
             }
         }
