@@ -74,8 +74,9 @@ fn deliver_dropping(
 /// peer's revoked commitments: the list passes
 /// `max_revoked_htlcs_per_channel` by one record per HTLC the peer adds,
 /// with no end (no timer closes a channel whose peer ignores `shutdown`).
-/// Now, past the bound plus both sides' `max_accepted_htlcs`, the channel
-/// is failed (`RevokedHtlcsPastBound`).
+/// Now, once past the bound by more than an honest peer can still end
+/// (three times both sides' `max_accepted_htlcs`), the channel is failed
+/// (`RevokedHtlcsPastBound`).
 #[test]
 fn a_peer_that_ignores_our_shutdown_cannot_grow_the_revoked_list_for_good() {
     let max = 3;
