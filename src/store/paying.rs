@@ -58,26 +58,29 @@ impl Paying {
     }
 }
 
-/// What `ps` holds of our own payment of `hash`.
-fn held(ps: &PeerState, hash: &PaymentHash) -> Paying {
-    let mut paying = Paying::default();
-    for h in ps.channels.values().flat_map(|c| c.htlcs.iter()) {
-        if let HtlcKind::Offered {
+/// Every HTLC of our own payments that `ps` holds, in its channels and its
+/// closed records: its hash, and whether it was fulfilled (a closed
+/// record keeps no fulfilled HTLC of ours).
+fn ours(ps: &PeerState) -> impl Iterator<Item = (PaymentHash, bool)> + '_ {
+    let live = (ps.channels.values().flat_map(|c| c.htlcs.iter())).filter_map(|h| match &h.kind {
+        HtlcKind::Offered {
             source: HtlcSource::Local { .. },
             fulfill_reported,
-        } = &h.kind
-        {
-            if h.payment_hash == *hash {
-                paying.pending = true;
-                paying.fulfilled |= *fulfill_reported;
-            }
-        }
-    }
-    paying.pending |= (ps.closed.values().flat_map(|c| c.htlcs.iter())).any(|h| {
-        h.info.payment_hash == *hash
-            && matches!(h.route, HtlcRoute::Offered(HtlcSource::Local { .. }))
+        } => Some((h.payment_hash, *fulfill_reported)),
+        _ => None,
     });
-    paying
+    let closed = (ps.closed.values().flat_map(|c| c.htlcs.iter()))
+        .filter(|h| matches!(h.route, HtlcRoute::Offered(HtlcSource::Local { .. })))
+        .map(|h| (h.info.payment_hash, false));
+    live.chain(closed)
+}
+
+/// What `ps` holds of our own payment of `hash`.
+fn held(ps: &PeerState, hash: &PaymentHash) -> Paying {
+    (ours(ps).filter(|(h, _)| h == hash)).fold(Paying::default(), |p, (_, fulfilled)| Paying {
+        pending: true,
+        fulfilled: p.fulfilled || fulfilled,
+    })
 }
 
 impl<C: Container> ChannelStore<C> {
@@ -180,21 +183,7 @@ impl<C: Container> ChannelStore<C> {
     pub(crate) fn rebuild_paying(&self) {
         for peer in self.container.peers() {
             let hashes = self.container.with_peer(&peer, |ps| {
-                let live = (ps.channels.values().flat_map(|c| c.htlcs.iter()))
-                    .filter(|h| {
-                        matches!(
-                            h.kind,
-                            HtlcKind::Offered {
-                                source: HtlcSource::Local { .. },
-                                ..
-                            }
-                        )
-                    })
-                    .map(|h| h.payment_hash);
-                let closed = (ps.closed.values().flat_map(|c| c.htlcs.iter()))
-                    .filter(|h| matches!(h.route, HtlcRoute::Offered(HtlcSource::Local { .. })))
-                    .map(|h| h.info.payment_hash);
-                live.chain(closed).collect::<Vec<_>>()
+                ours(ps).map(|(hash, _)| hash).collect::<Vec<_>>()
             });
             for hash in hashes.into_iter().flatten() {
                 self.note_paying(hash, peer);
