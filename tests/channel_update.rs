@@ -550,16 +550,7 @@ fn a_dust_htlc_over_the_receivers_limit_fails_with_no_update() {
 #[test]
 fn an_update_that_changes_only_its_timestamp_writes_nothing() {
     let disk = common::recording::Recording::new();
-    let open = |disk: &Arc<common::recording::Recording>| {
-        ChannelStore::with_persister(
-            config(0),
-            SecretKey::from_slice(&[1; 32]).unwrap(),
-            HEIGHT,
-            disk.clone() as Arc<dyn Persister>,
-        )
-        .unwrap()
-    };
-    let a = open(&disk);
+    let a = node_on(1, config(0), disk.clone());
     let (b, c) = (node_with(2, config(7)), node_with(3, config(9)));
     connect_all(&[&a, &b, &c]);
     let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 0);
@@ -593,13 +584,7 @@ fn an_update_that_changes_only_its_timestamp_writes_nothing() {
         d.counterparty_forwarding_policy.unwrap().fee_base_msat
     };
     assert_eq!(fee(&t.a), 1);
-    let reread = ChannelStore::with_persister(
-        config(0),
-        SecretKey::from_slice(&[1; 32]).unwrap(),
-        HEIGHT,
-        disk.prefix(disk.len()) as Arc<dyn Persister>,
-    )
-    .unwrap();
+    let reread = node_on(1, config(0), disk.prefix(disk.len()));
     assert_eq!(fee(&reread), 1);
 }
 

@@ -5,20 +5,8 @@
 
 mod common;
 
-use chanstore::{ChannelId, ChannelStore, Message, ShortChannelId, StoreConfig};
+use chanstore::{Message, ShortChannelId, StoreConfig};
 use common::*;
-
-fn open_unconfirmed_pair(a: &ChannelStore, b: &ChannelStore, push_msat: u64) -> ChannelId {
-    let temp = a.create_channel(b.node_id(), 1_000_000, push_msat).unwrap();
-    deliver_all(&[a, b]);
-    let outpoint = bitcoin::OutPoint::new(bitcoin::hashes::Hash::from_byte_array([0x55; 32]), 0);
-    let id = a
-        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
-        .unwrap();
-    deliver_all(&[a, b]);
-    let _ = (events(a), events(b));
-    id
-}
 
 /// A funder that never sends (or whose peer never got) `channel_ready`
 /// sends, once the fundee started closing before the channel was ready,
@@ -34,7 +22,7 @@ fn open_unconfirmed_pair(a: &ChannelStore, b: &ChannelStore, push_msat: u64) -> 
 fn a_peers_updates_before_channel_ready_cannot_wedge_an_early_close() {
     let (a, b) = (node(1), node(2));
     connect_all(&[&a, &b]);
-    let id = open_unconfirmed_pair(&a, &b, 300_000_000);
+    let id = open_unconfirmed(&a, &b, 300_000_000, 0x55, 0);
     let scid = ShortChannelId::new(HEIGHT, 1, 0).unwrap();
     // A's channel_ready is lost (a hostile funder would just not send it).
     a.funding_confirmed(&id, scid).unwrap();
@@ -104,7 +92,7 @@ fn an_early_close_the_funder_ignores_still_times_out_its_funding() {
     };
     let (a, b, c) = (node(1), node_with(2, config), node(3));
     connect_all(&[&a, &b, &c]);
-    let id = open_unconfirmed_pair(&a, &b, 0);
+    let id = open_unconfirmed(&a, &b, 0, 0x55, 0);
     b.close_channel(&id).unwrap();
     let _ = take_msgs(&b); // A never answers the shutdown.
     let timeout = StoreConfig::default().funding_timeout_blocks;
@@ -139,7 +127,7 @@ fn an_early_close_survives_a_restart() {
     for (restarted, closer) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
         let (a, b) = (node(1), node(2));
         connect_all(&[&a, &b]);
-        let id = open_unconfirmed_pair(&a, &b, 100_000_000);
+        let id = open_unconfirmed(&a, &b, 100_000_000, 0x55, 0);
         [&a, &b][closer].close_channel(&id).unwrap();
         // The closer's shutdown arrives, the answer is lost.
         let (c, o) = if closer == 0 { (&a, &b) } else { (&b, &a) };

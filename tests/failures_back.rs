@@ -212,13 +212,7 @@ fn hostile_reasons_from_the_hub_end_the_payment_once_and_never_blame_c() {
 }
 
 fn b_on(p: std::sync::Arc<dyn chanstore::Persister>) -> ChannelStore {
-    ChannelStore::with_persister(
-        chanstore::StoreConfig::default(),
-        secret_of(&node(2).node_id()),
-        HEIGHT,
-        p,
-    )
-    .unwrap()
+    node_on(2, chanstore::StoreConfig::default(), p)
 }
 
 /// A - B (hub, durable) - C. A force-closes A-B while the forward is at C;

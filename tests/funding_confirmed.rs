@@ -9,30 +9,8 @@ mod common;
 
 use std::sync::{mpsc, Arc};
 
-use bitcoin::hashes::Hash;
-use bitcoin::{OutPoint, Txid};
-use chanstore::{ChannelId, ChannelStore, Event, Message, ShortChannelId, StoreConfig, StoreError};
+use chanstore::{ChannelStore, Event, Message, ShortChannelId, StoreConfig, StoreError};
 use common::*;
-
-/// Opens a channel from `a` to `b`, funded (both first commitments signed)
-/// but not confirmed: output `vout` of `[txid_byte; 32]`.
-fn open_unconfirmed(
-    a: &ChannelStore,
-    b: &ChannelStore,
-    push_msat: u64,
-    txid_byte: u8,
-    vout: u32,
-) -> ChannelId {
-    let temp = a.create_channel(b.node_id(), 1_000_000, push_msat).unwrap();
-    deliver_all(&[a, b]);
-    let outpoint = OutPoint::new(Txid::from_byte_array([txid_byte; 32]), vout);
-    let id = a
-        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
-        .unwrap();
-    deliver_all(&[a, b]);
-    let _ = (events(a), events(b));
-    id
-}
 
 /// A fundee force-closes a channel before the user reported its funding
 /// confirmed; the funder pushed it 300,000 sat. The funding then confirms.
@@ -71,22 +49,13 @@ fn record_of_a_confirmed_funding_is_not_forgotten_by_the_funding_timeout() {
 /// survives the funding timeout, and it no longer holds an unfunded slot.
 #[test]
 fn a_confirmed_record_survives_a_restart_and_frees_its_slot() {
-    use chanstore::Persister;
     use common::recording::Recording;
     let config = StoreConfig {
         max_inbound_unfunded_channels: 1,
         ..StoreConfig::default()
     };
     let pb = Recording::new();
-    let durable = |p: &Arc<Recording>| {
-        ChannelStore::with_persister(
-            config.clone(),
-            bitcoin::secp256k1::SecretKey::from_slice(&[2; 32]).unwrap(),
-            HEIGHT,
-            p.clone() as Arc<dyn Persister>,
-        )
-        .unwrap()
-    };
+    let durable = |p: &Arc<Recording>| node_on(2, config.clone(), p.clone());
     let (a, mut b, c) = (node(1), durable(&pb), node(3));
     connect_all(&[&a, &b, &c]);
     let id = open_unconfirmed(&a, &b, 300_000_000, 0x81, 0);

@@ -346,22 +346,6 @@ fn the_record_names_every_output_of_a_revoked_commitment() {
     assert_eq!(reread(&a, 1).closed_channel(&id), Some(d));
 }
 
-fn durable(seed: u8, persister: &Arc<MemoryPersister>, config: StoreConfig) -> ChannelStore {
-    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[seed; 32]).unwrap();
-    ChannelStore::with_persister(
-        config,
-        secret,
-        HEIGHT,
-        persister.clone() as Arc<dyn Persister>,
-    )
-    .unwrap()
-}
-
-fn ended_records(persister: &MemoryPersister) -> Vec<Key> {
-    let all = persister.load().unwrap().into_keys();
-    all.filter(|k| matches!(k, Key::EndedHtlc(..))).collect()
-}
-
 /// Pays `msat` from `a` to `b` over `scid` and settles it: claimed, or
 /// failed back.
 fn settle(
@@ -393,7 +377,7 @@ fn settle(
 #[test]
 fn ended_htlcs_are_durable_and_leave_with_the_channel() {
     let pa = Arc::new(MemoryPersister::new());
-    let (mut a, b) = (durable(1, &pa, StoreConfig::default()), node(2));
+    let (mut a, b) = (node_on(1, StoreConfig::default(), pa.clone()), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     let p = |n| preimage(0x55, n);
@@ -401,11 +385,11 @@ fn ended_htlcs_are_durable_and_leave_with_the_channel() {
     settle(&a, &b, scid, p(1), 300_000, true); // dust: B's limit is 354 sat
     settle(&a, &b, scid, p(2), 6_000_000, true);
     assert_eq!(
-        ended_records(&pa),
+        ended_records(&*pa),
         [Key::EndedHtlc(id, true, 0), Key::EndedHtlc(id, true, 2)]
     );
     b.peer_disconnected(&a.node_id());
-    a = durable(1, &pa, StoreConfig::default());
+    a = node_on(1, StoreConfig::default(), pa.clone());
     connect(&a, &b);
     deliver_all(&[&a, &b]);
     settle(&a, &b, scid, p(3), 7_000_000, false);
@@ -434,11 +418,11 @@ fn ended_htlcs_are_durable_and_leave_with_the_channel() {
         ]
     );
     assert!(
-        ended_records(&pa).is_empty(),
+        ended_records(&*pa).is_empty(),
         "the closed record holds them now"
     );
     drop(a);
-    let a = durable(1, &pa, StoreConfig::default());
+    let a = node_on(1, StoreConfig::default(), pa.clone());
     assert_eq!(a.closed_channel(&id), Some(d));
 }
 
@@ -474,7 +458,7 @@ fn a_channel_at_its_bound_of_ended_htlcs_closes_cooperatively() {
 #[test]
 fn a_stray_or_misfiled_ended_htlc_record_is_refused() {
     let pa = Arc::new(MemoryPersister::new());
-    let (a, b) = (durable(1, &pa, StoreConfig::default()), node(2));
+    let (a, b) = (node_on(1, StoreConfig::default(), pa.clone()), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);
     settle(&a, &b, scid, preimage(0x57, 0), 5_000_000, false);

@@ -298,16 +298,7 @@ impl Persister for PanicOnce {
 #[test]
 fn a_persister_that_panics_fails_the_store() {
     let disk = Arc::new(PanicOnce::default());
-    let secret = SecretKey::from_slice(&[1; 32]).unwrap();
-    let open = |disk: &Arc<PanicOnce>| {
-        ChannelStore::with_persister(
-            StoreConfig::default(),
-            secret,
-            HEIGHT,
-            disk.clone() as Arc<dyn Persister>,
-        )
-        .unwrap()
-    };
+    let open = |disk: &Arc<PanicOnce>| node_on(1, StoreConfig::default(), disk.clone());
     let (a, b) = (open(&disk), node(2));
     connect_all(&[&a, &b]);
     let (id, scid) = open_channel(&a, &b, 1_000_000, 0);

@@ -8,8 +8,8 @@ mod common;
 use std::sync::{Arc, Barrier};
 
 use chanstore::{
-    ChannelStore, Event, MemoryPersister, PaymentHash, Persister, RecipientOnionFields, Route,
-    RouteHop, ShortChannelId, StoreConfig, StoreError,
+    ChannelStore, Event, MemoryPersister, PaymentHash, RecipientOnionFields, Route, RouteHop,
+    ShortChannelId, StoreConfig, StoreError,
 };
 use common::*;
 
@@ -72,16 +72,7 @@ fn a_retry_while_the_first_is_being_claimed_is_refused() {
 #[test]
 fn a_hash_still_paying_is_refused_on_any_first_hop_and_after_a_restart() {
     let disk = Arc::new(MemoryPersister::new());
-    let durable = |disk: &Arc<MemoryPersister>| {
-        let secret = bitcoin::secp256k1::SecretKey::from_slice(&[1; 32]).unwrap();
-        ChannelStore::with_persister(
-            StoreConfig::default(),
-            secret,
-            HEIGHT,
-            disk.clone() as Arc<dyn Persister>,
-        )
-        .unwrap()
-    };
+    let durable = |disk: &Arc<MemoryPersister>| node_on(1, StoreConfig::default(), disk.clone());
     let (mut a, b, c) = (durable(&disk), node(2), node(3));
     connect_all(&[&a, &b, &c]);
     let (ab, scid_ab) = open_channel(&a, &b, 1_000_000, 0);

@@ -6,6 +6,8 @@ pub mod chain;
 pub mod recording;
 pub mod schedule;
 
+use std::sync::Arc;
+
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{OutPoint, Txid};
@@ -13,7 +15,7 @@ use chanstore::inbound_payment::{self, ExpandedKey};
 use chanstore::onion::packet::{construct_onion, OnionHop};
 use chanstore::onion::payload::{HopPayload, PaymentData};
 use chanstore::{
-    ChannelId, ChannelStore, Container, Event, Message, PaymentHash, PaymentSecret,
+    ChannelId, ChannelStore, Container, Event, Message, PaymentHash, PaymentSecret, Persister,
     RecipientOnionFields, Route, ShortChannelId, StoreConfig, StoreError,
 };
 
@@ -26,6 +28,43 @@ pub fn node(seed: u8) -> ChannelStore {
 
 pub fn node_with(seed: u8, config: StoreConfig) -> ChannelStore {
     ChannelStore::new(config, SecretKey::from_slice(&[seed; 32]).unwrap(), HEIGHT).unwrap()
+}
+
+/// A store with a node secret made from `seed` that persists to
+/// `persister`, loading what it holds (a restart, when it holds anything).
+pub fn node_on(seed: u8, config: StoreConfig, persister: Arc<dyn Persister>) -> ChannelStore {
+    let secret = SecretKey::from_slice(&[seed; 32]).unwrap();
+    ChannelStore::with_persister(config, secret, HEIGHT, persister).unwrap()
+}
+
+/// The `Key::EndedHtlc` records `persister` holds (HTLCs kept for the
+/// peer's revoked commitments).
+pub fn ended_records(persister: &dyn Persister) -> Vec<chanstore::persist::Key> {
+    let all = persister.load().unwrap().into_keys();
+    all.filter(|k| matches!(k, chanstore::persist::Key::EndedHtlc(..)))
+        .collect()
+}
+
+/// `a` opens a channel of 1,000,000 sat to `b`, pushing `push_msat`,
+/// funded by output `vout` of a made-up transaction `[txid_byte; 32]`:
+/// both first commitments signed, the funding not confirmed. Events are
+/// taken.
+pub fn open_unconfirmed(
+    a: &ChannelStore,
+    b: &ChannelStore,
+    push_msat: u64,
+    txid_byte: u8,
+    vout: u32,
+) -> ChannelId {
+    let temp = a.create_channel(b.node_id(), 1_000_000, push_msat).unwrap();
+    deliver_all(&[a, b]);
+    let outpoint = OutPoint::new(Txid::from_byte_array([txid_byte; 32]), vout);
+    let id = a
+        .funding_transaction_generated(&temp, &b.node_id(), outpoint)
+        .unwrap();
+    deliver_all(&[a, b]);
+    let _ = (events(a), events(b));
+    id
 }
 
 /// Connects every pair of the given stores ([`connect`]).
